@@ -1,0 +1,22 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test lint clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/xgpu devices
+	$(PY) -m xgpu.demo
+
+test: setup
+	$(PY) -m ruff check xgpu backends kernels tests
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check xgpu backends kernels tests
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

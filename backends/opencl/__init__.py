@@ -1,0 +1,265 @@
+"""The OpenCL backend, on pyopencl: every OpenCL platform and device the ICD loader finds.
+
+Registered through the ``xgpu`` entry-point group like any third-party plugin. pyopencl is
+imported only when devices are first listed, so a missing driver makes the backend unavailable
+(with the reason) instead of breaking ``import xgpu``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import xgpu
+from xgpu._paths import cache_dir
+from xgpu.backend import Backend, BufferImpl, DeviceImpl, DeviceInfo, EventImpl, KernelImpl, ProgramImpl
+from xgpu.errors import (
+    BackendUnavailableError,
+    CompileError,
+    DeviceError,
+    LaunchError,
+    OutOfMemoryError,
+)
+
+from ._icd import ensure_vendor_folder
+
+_PRELUDE_FILE = Path(__file__).with_name("prelude.mako")
+_SIMULATORS = ("oclgrind",)
+# short names people use for platforms whose full names do not contain them
+_PLATFORM_ALIASES = {"portable computing language": ("pocl",), "clover": ("mesa",), "rusticl": ("mesa",)}
+
+
+def _cl():
+    import pyopencl
+
+    return pyopencl
+
+
+@contextlib.contextmanager
+def translate_errors(device: str, what: str, nbytes: int | None = None):
+    """Map pyopencl's exceptions to xgpu's, chaining the original."""
+    cl = _cl()
+    try:
+        yield
+    except cl.Error as exc:
+        code = getattr(exc, "code", None)
+        status = cl.status_code
+        if code in (status.MEM_OBJECT_ALLOCATION_FAILURE, status.OUT_OF_HOST_MEMORY, status.INVALID_BUFFER_SIZE) or (
+            code == status.OUT_OF_RESOURCES and nbytes is not None
+        ):
+            size = f" of {nbytes} bytes ({nbytes / 2**20:.1f} MiB)" if nbytes is not None else ""
+            raise OutOfMemoryError(f"{device}: out of memory in {what}{size}: {exc}") from exc
+        if code in (status.INVALID_WORK_GROUP_SIZE, status.INVALID_WORK_ITEM_SIZE, status.OUT_OF_RESOURCES):
+            raise LaunchError(f"{device}: {what} failed: {exc}") from exc
+        raise DeviceError(f"{device}: {what} failed: {exc}") from exc
+
+
+class OpenCLBuffer(BufferImpl):
+    def __init__(self, mem: Any, nbytes: int):
+        self.mem = mem
+        self.nbytes = nbytes
+
+
+class OpenCLEvent(EventImpl):
+    def __init__(self, event: Any, device: str):
+        self.event = event
+        self.device = device
+
+    def wait(self) -> None:
+        with translate_errors(self.device, "waiting for a kernel"):
+            self.event.wait()
+
+    def elapsed_s(self) -> float:
+        self.wait()
+        with translate_errors(self.device, "reading profiling info"):
+            return (self.event.profile.end - self.event.profile.start) * 1e-9
+
+
+class OpenCLKernel(KernelImpl):
+    def __init__(self, kernel: Any, name: str, device: Any):
+        self.kernel = kernel
+        self.name = name
+        self._device = device
+        self.lock = threading.Lock()  # set_args + enqueue must not interleave between threads
+
+    def max_work_group_size(self) -> int:
+        cl = _cl()
+        return int(self.kernel.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, self._device))
+
+
+class OpenCLProgram(ProgramImpl):
+    def __init__(self, program: Any, device: Any, log: str):
+        self.program = program
+        self.device = device
+        self.log = log
+
+    def kernel(self, name: str) -> OpenCLKernel:
+        cl = _cl()
+        try:
+            return OpenCLKernel(cl.Kernel(self.program, name), name, self.device)
+        except cl.Error as exc:
+            raise KeyError(name) from exc
+
+
+def _device_type(cl: Any, dev: Any) -> str:
+    if dev.type & cl.device_type.GPU:
+        return "gpu"
+    if dev.type & cl.device_type.CPU:
+        return "cpu"
+    return "accelerator"
+
+
+class OpenCLDevice(DeviceImpl):
+    def __init__(self, platform_index: int, device_index: int, platform: Any, dev: Any):
+        cl = _cl()
+        self.dev = dev
+        extensions = dev.extensions.split()
+        name = dev.name.strip()
+        self.info = DeviceInfo(
+            local_id=f"{platform_index}:{device_index}",
+            name=name,
+            vendor=dev.vendor.strip(),
+            platform=platform.name.strip(),
+            type=_device_type(cl, dev),
+            driver_version=dev.driver_version.strip(),
+            compute_units=int(dev.max_compute_units),
+            clock_mhz=int(dev.max_clock_frequency),
+            global_mem_bytes=int(dev.global_mem_size),
+            local_mem_bytes=int(dev.local_mem_size),
+            max_work_group_size=int(dev.max_work_group_size),
+            max_work_item_sizes=tuple(int(s) for s in dev.max_work_item_sizes),
+            fp64=bool(dev.double_fp_config) or "cl_khr_fp64" in extensions,
+            fp16_storage=True,  # vload_half/vstore_half are core OpenCL C
+            fp16_arithmetic="cl_khr_fp16" in extensions,
+            is_simulator=any(s in (name + platform.name).lower() for s in _SIMULATORS),
+            aliases=_PLATFORM_ALIASES.get(platform.name.strip().lower(), ()),
+            extra={
+                "opencl_version": dev.version.strip(),
+                "platform_version": platform.version.strip(),
+                "max_mem_alloc_bytes": int(dev.max_mem_alloc_size),
+            },
+        )
+        self._id = f"opencl:{self.info.local_id}"
+        # one context per device per process, kept for as long as its queue and buffers live
+        self.context = cl.Context([dev])
+        self.queue = cl.CommandQueue(
+            self.context, dev, properties=cl.command_queue_properties.PROFILING_ENABLE
+        )
+
+    def allocate(self, nbytes: int) -> OpenCLBuffer:
+        cl = _cl()
+        limit = self.info.extra["max_mem_alloc_bytes"]
+        if nbytes > limit:
+            raise OutOfMemoryError(
+                f"{self._id}: cannot allocate {nbytes} bytes ({nbytes / 2**20:.1f} MiB): one buffer may hold "
+                f"at most {limit} bytes ({limit / 2**20:.1f} MiB) on {self.info.name}"
+            )
+        with translate_errors(self._id, "allocating memory", nbytes):
+            mem = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(nbytes, 1))
+        return OpenCLBuffer(mem, nbytes)
+
+    def write(self, buffer: OpenCLBuffer, host: Any) -> None:
+        with translate_errors(self._id, "copying to the device"):
+            _cl().enqueue_copy(self.queue, buffer.mem, host, is_blocking=True)
+
+    def read(self, buffer: OpenCLBuffer, host: Any) -> None:
+        with translate_errors(self._id, "copying from the device"):
+            _cl().enqueue_copy(self.queue, host, buffer.mem, is_blocking=True)
+
+    def copy(self, dst: OpenCLBuffer, src: OpenCLBuffer, nbytes: int) -> None:
+        with translate_errors(self._id, "copying on the device"):
+            _cl().enqueue_copy(self.queue, dst.mem, src.mem, byte_count=nbytes)
+
+    def compile(self, source: str, options: tuple[str, ...]) -> OpenCLProgram:
+        cl = _cl()
+        # the bare program object: pyopencl's wrapper adds its own include path, cache and temp files
+        program = cl._cl._Program(self.context, source)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the log is kept on the program instead
+                program.build(" ".join(options).encode(), [self.dev])
+        except cl.Error as exc:
+            log = ""
+            with contextlib.suppress(cl.Error):
+                log = program.get_build_info(self.dev, cl.program_build_info.LOG).strip()
+            raise CompileError(
+                f"{self._id}: build failed",
+                backend="opencl",
+                device=self._id,
+                source=source,
+                options=options,
+                log=log or str(exc),
+            ) from exc
+        log = ""
+        with contextlib.suppress(cl.Error):
+            log = program.get_build_info(self.dev, cl.program_build_info.LOG).strip()
+        return OpenCLProgram(program, self.dev, log)
+
+    def launch(self, kernel: OpenCLKernel, global_size, local_size, args) -> OpenCLEvent:
+        cl = _cl()
+        with kernel.lock, translate_errors(self._id, f"launching {kernel.name} {global_size}/{local_size}"):
+            kernel.kernel.set_args(*[a.mem if isinstance(a, OpenCLBuffer) else a for a in args])
+            event = cl.enqueue_nd_range_kernel(self.queue, kernel.kernel, global_size, local_size)
+        return OpenCLEvent(event, self._id)
+
+    def synchronize(self) -> None:
+        with translate_errors(self._id, "finishing the queue"):
+            self.queue.finish()
+
+
+class OpenCLBackend(Backend):
+    name = "opencl"
+    language = "opencl"
+
+    def __init__(self) -> None:
+        self._prelude: str | None = None
+        self._version = ""
+
+    def prelude(self) -> str:
+        if self._prelude is None:
+            from mako.template import Template
+
+            self._prelude = Template(filename=str(_PRELUDE_FILE), strict_undefined=True).render()
+        return self._prelude
+
+    def version(self) -> str:
+        return self._version
+
+    def devices(self) -> list[OpenCLDevice]:
+        ensure_vendor_folder(cache_dir())
+        try:
+            cl = _cl()
+        except ImportError as exc:
+            raise BackendUnavailableError(f"pyopencl is not installed ({exc}): pip install pyopencl") from exc
+        self._version = f"pyopencl {cl.VERSION_TEXT}"
+        try:
+            platforms = cl.get_platforms()
+        except cl.Error as exc:
+            raise BackendUnavailableError(
+                f"no OpenCL platform found ({exc}); install one, e.g. apt-get install pocl-opencl-icd"
+            ) from exc
+        found: list[OpenCLDevice] = []
+        for pi, platform in enumerate(platforms):
+            try:
+                devs = platform.get_devices()
+            except cl.Error:
+                continue  # a platform without devices (Mesa's Clover without a GPU, say)
+            for di, dev in enumerate(devs):
+                with contextlib.suppress(cl.Error):
+                    found.append(OpenCLDevice(pi, di, platform, dev))
+        if not found:
+            raise BackendUnavailableError(
+                "the OpenCL platforms found have no usable devices; install one, e.g. apt-get install pocl-opencl-icd"
+            )
+        return found
+
+
+_backend = OpenCLBackend()
+
+
+@xgpu.hookimpl
+def xgpu_register_backends(register):
+    register.add_backend(_backend)

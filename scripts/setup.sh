@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything xgpu needs on a fresh Debian machine, idempotently:
+#   - the OpenCL implementations that run on a CPU (PoCL, Oclgrind) and clinfo, from Debian;
+#   - a virtual environment at .venv/ with xgpu (editable), Intel's CPU OpenCL runtime and NVRTC.
+# Quick when nothing is missing: each step checks before it acts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+PYTHON=${PYTHON:-python3}
+APT_PACKAGES=(pocl-opencl-icd oclgrind clinfo)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+# Reinstall only when the project's metadata changed since the last successful install.
+stamp="$VENV/.xgpu-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
+    echo "setup: installing xgpu and its dependencies into $VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e '.[intel,nvrtc,dev]'
+    touch "$stamp"
+fi

@@ -1,0 +1,55 @@
+"""xgpu: write a GPU kernel once as a template, run it on NVIDIA, AMD and Intel hardware.
+
+Public surface (everything else is private)::
+
+    xgpu.devices(), xgpu.get_device(spec), xgpu.list_backends()     devices and backends
+    xgpu.asarray(x, device), xgpu.empty(...), xgpu.zeros(...)     arrays in device memory
+    xgpu.render(template, backend), xgpu.compile(template, device) kernel templates
+    xgpu.KernelTemplate, xgpu.hookimpl, xgpu.errors                 templates, plugins, errors
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+from . import errors
+from ._array import Array, asarray, empty, zeros
+from ._devices import Device, devices, get_device, list_backends
+from ._plugins import register_plugin, unregister_plugin
+from ._program import Event, Kernel, Program, compile, compile_offline, render
+from .errors import XgpuError
+from .hookspecs import hookimpl
+from .template import REQUIRED_WORDS, KernelTemplate, RenderedSource, ctype
+
+try:
+    __version__ = _version("xgpu")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+__all__ = [
+    "REQUIRED_WORDS",
+    "Array",
+    "Device",
+    "Event",
+    "Kernel",
+    "KernelTemplate",
+    "Program",
+    "RenderedSource",
+    "XgpuError",
+    "__version__",
+    "asarray",
+    "compile",
+    "compile_offline",
+    "ctype",
+    "devices",
+    "empty",
+    "errors",
+    "get_device",
+    "list_backends",
+    "hookimpl",
+    "register_plugin",
+    "render",
+    "unregister_plugin",
+    "zeros",
+]

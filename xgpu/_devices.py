@@ -1,0 +1,257 @@
+"""Devices: listing, selection by spec, and the default rule."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import _plugins
+from .errors import BackendUnavailableError, DeviceNotFoundError, InvalidArgumentError
+
+if TYPE_CHECKING:
+    from .backend import Backend, DeviceImpl
+
+DEVICE_ENV = "XGPU_DEVICE"
+_TYPE_RANK = {"gpu": 0, "accelerator": 1, "cpu": 2}
+
+
+class Device:
+    """One compute device. ``id`` (``opencl:0:1``, ``cuda:0``) names it everywhere: specs, reports, tests.
+
+    Attributes: ``id``, ``backend``, ``name``, ``vendor``, ``platform``, ``type`` (``gpu``, ``cpu``
+    or ``accelerator``), ``driver_version``, ``compute_units``, ``clock_mhz``, ``global_mem_bytes``,
+    ``local_mem_bytes``, ``max_work_group_size``, ``max_work_item_sizes``, ``fp64``,
+    ``fp16_storage``, ``fp16_arithmetic``, ``is_simulator``, ``language``.
+    """
+
+    def __init__(self, backend: Backend, impl: DeviceImpl):
+        info = impl.info
+        self._impl = impl
+        self._backend = backend
+        self.id = f"{backend.name}:{info.local_id}"
+        self.backend = backend.name
+        self.language = backend.language
+        self.name = info.name
+        self.vendor = info.vendor
+        self.platform = info.platform
+        self.type = info.type
+        self.driver_version = info.driver_version
+        self.compute_units = info.compute_units
+        self.clock_mhz = info.clock_mhz
+        self.global_mem_bytes = info.global_mem_bytes
+        self.local_mem_bytes = info.local_mem_bytes
+        self.max_work_group_size = info.max_work_group_size
+        self.max_work_item_sizes = info.max_work_item_sizes
+        self.fp64 = info.fp64
+        self.fp16_storage = info.fp16_storage
+        self.fp16_arithmetic = info.fp16_arithmetic
+        self.is_simulator = info.is_simulator
+        self.extra = dict(info.extra)
+        self.aliases = info.aliases
+        self._programs: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._programs_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<xgpu.Device {self.id} {self.name!r} ({self.platform})>"
+
+    def __str__(self) -> str:
+        return self.id
+
+    def supports(self, dtype: Any, *, arithmetic: bool = False) -> bool:
+        """Can kernels on this device use ``dtype``?
+
+        For ``float16``: every device can store it (load/store through float, as the library's
+        kernels do); ``arithmetic=True`` asks whether the device computes in half precision too.
+        """
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            return False
+        if dt == np.float64:
+            return self.fp64
+        if dt == np.float16:
+            return self.fp16_arithmetic if arithmetic else self.fp16_storage
+        return dt in (np.float32, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32)
+
+    def synchronize(self) -> None:
+        """Wait for all work queued on this device."""
+        self._impl.synchronize()
+
+    def prelude(self) -> str:
+        return self._backend.prelude()
+
+    def as_dict(self) -> dict[str, Any]:
+        keys = (
+            "id backend name vendor platform type driver_version compute_units clock_mhz global_mem_bytes "
+            "local_mem_bytes max_work_group_size fp64 fp16_storage fp16_arithmetic is_simulator"
+        ).split()
+        d = {k: getattr(self, k) for k in keys}
+        d["max_work_item_sizes"] = list(self.max_work_item_sizes)
+        d["extra"] = self.extra
+        return d
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    name: str
+    plugin: str
+    language: str
+    available: bool
+    reason: str
+    version: str
+    device_ids: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["device_ids"] = list(self.device_ids)
+        return d
+
+
+class _State:
+    def __init__(self) -> None:
+        registry = _plugins.collect_backends()
+        self.backends: dict[str, Backend] = registry.backends
+        self.devices: list[Device] = []
+        self.status: dict[str, BackendStatus] = {}
+        for name, backend in registry.backends.items():
+            reason, found, version = "", [], ""
+            try:
+                found = [Device(backend, impl) for impl in backend.devices()]
+                version = backend.version()
+                if not found:
+                    reason = "no devices found"
+            except BackendUnavailableError as exc:
+                reason = str(exc)
+            except Exception as exc:  # a plugin must never take the whole library down
+                reason = f"failed to list devices: {type(exc).__name__}: {exc}"
+            self.devices.extend(found)
+            self.status[name] = BackendStatus(
+                name,
+                registry.owners[name],
+                backend.language,
+                bool(found),
+                reason,
+                version,
+                tuple(d.id for d in found),
+            )
+
+
+_state: _State | None = None
+_state_lock = threading.RLock()
+
+
+def _get_state() -> _State:
+    global _state
+    with _state_lock:
+        if _state is None:
+            _state = _State()
+        return _state
+
+
+def reset() -> None:
+    """Forget the device list (plugins changed); it is rebuilt on next use."""
+    global _state
+    with _state_lock:
+        _state = None
+
+
+def devices() -> list[Device]:
+    """Every device of every available backend."""
+    return list(_get_state().devices)
+
+
+def list_backends() -> dict[str, BackendStatus]:
+    """Every registered backend with its availability and the reason when it is unavailable."""
+    return dict(_get_state().status)
+
+
+def backend(name: str) -> Backend:
+    """The registered backend called ``name`` (available or not: rendering needs only its prelude)."""
+    state = _get_state()
+    try:
+        return state.backends[name]
+    except KeyError:
+        known = ", ".join(sorted(state.backends)) or "none"
+        raise BackendUnavailableError(
+            f"no backend named {name!r} is registered (registered: {known}); "
+            f"check {_plugins.DISABLE_ENV} and that its plugin package is installed"
+        ) from None
+
+
+def _default_key(d: Device) -> tuple[int, int, int]:
+    # GPUs before accelerators before CPUs; within a kind, the bigger device
+    return (_TYPE_RANK.get(d.type, 3), -d.compute_units, -d.global_mem_bytes)
+
+
+def default_device_reason() -> tuple[Device, str]:
+    """The device ``get_device()`` picks, and why."""
+    spec = os.environ.get(DEVICE_ENV, "").strip()
+    if spec:
+        return _select(spec, env=True), f"{DEVICE_ENV}={spec}"
+    candidates = [d for d in devices() if not d.is_simulator]
+    if not candidates:
+        raise DeviceNotFoundError(
+            "no device to pick by default" + _listing() + "\nSimulators are picked only when asked for by name."
+        )
+    best = min(candidates, key=_default_key)
+    return best, f"default rule: first {best.type} (GPU before accelerator before CPU, never a simulator)"
+
+
+def get_device(spec: Device | str | None = None) -> Device:
+    """Pick a device.
+
+    ``spec`` is a device id (``opencl:0:1``, ``cuda:0``), a backend name (``opencl``: its
+    default device), or a case-insensitive substring of a device's or platform's name
+    (``intel``, ``pocl``, ``oclgrind``). With no spec, ``XGPU_DEVICE`` (same syntax) decides,
+    else the default rule: a GPU before a CPU, never a simulator unless asked for.
+    """
+    if isinstance(spec, Device):
+        return spec
+    if spec is None:
+        return default_device_reason()[0]
+    if not isinstance(spec, str):
+        raise InvalidArgumentError(f"device spec must be a string or an xgpu.Device, not {type(spec).__name__}")
+    return _select(spec)
+
+
+def _listing() -> str:
+    devs = devices()
+    lines = [f"\n  {d.id:<14} {d.name} ({d.platform})" for d in devs] or ["\n  (none)"]
+    unavailable = [f"\n  {s.name}: {s.reason}" for s in list_backends().values() if not s.available]
+    text = "\nDevices there are:" + "".join(lines)
+    if unavailable:
+        text += "\nUnavailable backends:" + "".join(unavailable)
+    return text
+
+
+def _select(spec: str, env: bool = False) -> Device:
+    s = spec.strip()
+    devs = devices()
+    where = f" (from {DEVICE_ENV})" if env else ""
+    if not s:
+        raise DeviceNotFoundError(f"empty device spec{where}" + _listing())
+    for d in devs:
+        if d.id == s:
+            return d
+    state = _get_state()
+    if s in state.backends:
+        mine = [d for d in devs if d.backend == s]
+        if not mine:
+            raise BackendUnavailableError(f"backend {s!r} is unavailable: {state.status[s].reason}{where}")
+        pool = [d for d in mine if not d.is_simulator] or mine
+        return min(pool, key=_default_key)
+    low = s.lower()
+    matches = [
+        d
+        for d in devs
+        if any(low in text.lower() for text in (d.name, d.platform, d.vendor, *d.aliases))
+    ]
+    if matches:
+        # a simulator only when the spec names it or nothing else matches
+        pool = [d for d in matches if not d.is_simulator] or matches
+        return min(pool, key=_default_key)
+    raise DeviceNotFoundError(f"no device matches {spec!r}{where}" + _listing())

@@ -1,0 +1,299 @@
+"""Compiling templates for a device and launching their kernels."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._array import INDEX_MAX, Array
+from .errors import CompileError, DeviceMismatchError, InvalidArgumentError, LaunchError
+from .template import KernelTemplate, RenderedSource
+
+if TYPE_CHECKING:
+    from ._devices import Device
+    from .backend import EventImpl, KernelImpl, OfflineBuild, ProgramImpl
+
+TemplateLike = KernelTemplate | str | os.PathLike
+
+
+def as_template(template: TemplateLike) -> KernelTemplate:
+    """A KernelTemplate from a template, a path to a ``.mako`` file, or template source text."""
+    if isinstance(template, KernelTemplate):
+        return template
+    if isinstance(template, os.PathLike) or (isinstance(template, str) and "\n" not in template):
+        return KernelTemplate(template)
+    if isinstance(template, str):
+        return KernelTemplate.from_string(template)
+    raise InvalidArgumentError(
+        f"expected a KernelTemplate, a path or template text, not {type(template).__name__}"
+    )
+
+
+def render(template: TemplateLike, backend: str = "opencl", defines: dict[str, Any] | None = None) -> RenderedSource:
+    """Render ``template`` for a backend by name; needs no device, only the backend's prelude."""
+    from ._devices import backend as get_backend
+
+    b = get_backend(backend)
+    return as_template(template).render(b.prelude(), b.language, **(defines or {}))
+
+
+def compile_offline(
+    template: TemplateLike,
+    backend: str = "cuda",
+    target: str | None = None,
+    *,
+    defines: dict[str, Any] | None = None,
+    options: tuple[str, ...] | list[str] = (),
+) -> OfflineBuild:
+    """Render ``template`` and compile it for ``target`` (``sm_80``...) with no device present.
+
+    Only backends whose compiler runs without a device support this (CUDA through NVRTC).
+    """
+    from ._devices import backend as get_backend
+
+    b = get_backend(backend)
+    rendered = as_template(template).render(b.prelude(), b.language, **(defines or {}))
+    try:
+        return b.compile_offline(rendered.text, target, tuple(options))
+    except NotImplementedError as exc:
+        raise InvalidArgumentError(f"{exc}; pick a device and use xgpu.compile instead") from None
+    except CompileError as exc:
+        raise explain_compile_error(exc, rendered) from exc
+
+
+def compile(
+    template: TemplateLike,
+    device: Device | str | None = None,
+    *,
+    defines: dict[str, Any] | None = None,
+    options: tuple[str, ...] | list[str] = (),
+) -> Program:
+    """Render ``template`` for ``device``'s backend and compile it there.
+
+    Compiled programs are kept in memory per device: compiling the same source with the same
+    options again costs nothing.
+    """
+    from ._devices import get_device
+
+    dev = get_device(device)
+    rendered = as_template(template).render(dev.prelude(), dev.language, **(defines or {}))
+    return compile_rendered(rendered, dev, tuple(options))
+
+
+def compile_rendered(rendered: RenderedSource, dev: Device, options: tuple[str, ...]) -> Program:
+    key = (rendered.text, options)
+    with dev._programs_lock:
+        impl = dev._programs.get(key)
+    if impl is None:
+        try:
+            impl = dev._impl.compile(rendered.text, options)
+        except CompileError as exc:
+            raise explain_compile_error(exc, rendered) from exc
+        with dev._programs_lock:
+            dev._programs[key] = impl
+    return Program(dev, rendered, impl)
+
+
+_CONTEXT_LINES = 3
+
+
+def explain_compile_error(exc: CompileError, rendered: RenderedSource) -> CompileError:
+    """Name the template file and line the compiler log blames; show the rendered source around it."""
+    files = {loc[0] for loc in rendered.line_map if loc}
+    where: tuple[str, int] | None = None
+    first_pos = len(exc.log) + 1
+    for name in files:
+        m = re.search(re.escape(name) + r"(?::|\()(\d+)", exc.log)
+        if m and m.start() < first_pos:
+            first_pos, where = m.start(), (name, int(m.group(1)))
+    if where is None:
+        # a compiler that ignores #line (Oclgrind) names the rendered line: map it back
+        m = re.search(r":(\d+):\d+:\s*(?:fatal )?error", exc.log) or re.search(r"\((\d+)\): error", exc.log)
+        if m:
+            where = rendered.template_line(int(m.group(1)))
+    lines = rendered.text.split("\n")
+    excerpt = []
+    if where:
+        hits = rendered.lines_of(*where)
+        if hits:
+            lo, hi = max(hits[0] - _CONTEXT_LINES, 1), min(hits[-1] + _CONTEXT_LINES, len(lines))
+            for i in range(lo, hi + 1):
+                mark = ">" if i in hits else " "
+                loc = rendered.template_line(i)
+                tag = f"  [{os.path.basename(loc[0])}:{loc[1]}]" if loc else ""
+                excerpt.append(f"{mark}{i:5d} | {lines[i - 1]}{tag}")
+    log_lines = exc.log.strip().splitlines()
+    if len(log_lines) > 40:
+        log_lines = log_lines[:40] + [f"... ({len(log_lines) - 40} more lines: see .log)"]
+    head = f"compiling {rendered.template_name} for {exc.device} ({exc.backend}) failed"
+    if where:
+        head += f" at {where[0]}:{where[1]}"
+    parts = [head]
+    if excerpt:
+        parts += ["rendered source (line | text [template:line]):", *excerpt]
+    parts += ["compiler log:", *("  " + ln for ln in log_lines)]
+    if exc.options:
+        parts.append(f"options: {' '.join(exc.options)}")
+    return CompileError(
+        "\n".join(parts),
+        backend=exc.backend,
+        device=exc.device,
+        source=rendered.text,
+        options=exc.options,
+        log=exc.log,
+        filename=where[0] if where else None,
+        lineno=where[1] if where else None,
+    )
+
+
+class Program:
+    """A compiled template on one device. Its kernels are attributes: ``program.axpy(...)``."""
+
+    def __init__(self, device: Device, source: RenderedSource, impl: ProgramImpl):
+        self.device = device
+        self.source = source
+        self._impl = impl
+        self._kernels: dict[str, Kernel] = {}
+
+    @property
+    def build_log(self) -> str:
+        return self._impl.log
+
+    def kernel(self, name: str) -> Kernel:
+        k = self._kernels.get(name)
+        if k is None:
+            try:
+                k = Kernel(self, name, self._impl.kernel(name))
+            except KeyError:
+                raise InvalidArgumentError(
+                    f"no kernel named {name!r} in {self.source.template_name} (kernels are declared with KERNEL)"
+                ) from None
+            self._kernels[name] = k
+        return k
+
+    def __getattr__(self, name: str) -> Kernel:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.kernel(name)
+
+
+class Event:
+    """A launched kernel: ``wait()`` for it, ``elapsed_s`` for its device time."""
+
+    def __init__(self, impl: EventImpl):
+        self._impl = impl
+
+    def wait(self) -> Event:
+        self._impl.wait()
+        return self
+
+    @property
+    def elapsed_s(self) -> float:
+        return self._impl.elapsed_s()
+
+
+def _sizes(value: Any, what: str) -> tuple[int, ...]:
+    if isinstance(value, (int, np.integer)):
+        value = (int(value),)
+    try:
+        sizes = tuple(int(v) for v in value)
+    except TypeError:
+        raise InvalidArgumentError(f"{what} must be an int or a tuple of 1 to 3 ints, not {value!r}") from None
+    if not 1 <= len(sizes) <= 3 or any(s < 1 for s in sizes):
+        raise InvalidArgumentError(f"{what} must have 1 to 3 dimensions, each at least 1; got {sizes}")
+    return sizes
+
+
+def _pow2_floor(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
+
+
+def choose_local_size(global_size: tuple[int, ...], limit: int, item_limits: tuple[int, ...]) -> tuple[int, ...]:
+    """A work-group (block) shape for ``global_size`` that the kernel and device accept."""
+    preferred = {1: (256,), 2: (16, 16), 3: (8, 8, 4)}[len(global_size)]
+    local = [
+        max(1, min(p, _pow2_floor(item_limits[i] if i < len(item_limits) else p), 1 << (g - 1).bit_length()))
+        for i, (p, g) in enumerate(zip(preferred, global_size))
+    ]
+    while math.prod(local) > limit:
+        i = local.index(max(local))
+        local[i] //= 2
+    return tuple(local)
+
+
+class Kernel:
+    """One kernel of a program. Call it with its arguments and ``global_size=``.
+
+    Arguments are xgpu Arrays (on the program's device) and scalars: numpy scalars keep their
+    type; a Python int becomes an ``index_t`` (int32). ``global_size`` need not be a multiple of
+    ``local_size``: it is rounded up, and the kernel must check its ids against its real size.
+    """
+
+    def __init__(self, program: Program, name: str, impl: KernelImpl):
+        self.program = program
+        self.name = name
+        self._impl = impl
+        self.max_work_group_size = min(impl.max_work_group_size(), program.device.max_work_group_size)
+
+    def __repr__(self) -> str:
+        return f"<xgpu.Kernel {self.name} on {self.program.device.id}>"
+
+    def __call__(self, *args: Any, global_size: Any, local_size: Any = None) -> Event:
+        dev = self.program.device
+        gsize = _sizes(global_size, "global_size")
+        if local_size is None:
+            lsize = choose_local_size(gsize, self.max_work_group_size, dev.max_work_item_sizes)
+        else:
+            lsize = _sizes(local_size, "local_size")
+            if len(lsize) != len(gsize):
+                raise InvalidArgumentError(f"local_size {lsize} and global_size {gsize} differ in dimensions")
+            if math.prod(lsize) > self.max_work_group_size:
+                raise LaunchError(
+                    f"work-group (block) of {lsize} = {math.prod(lsize)} work-items is larger than kernel "
+                    f"{self.name!r} allows on {dev.id}: at most {self.max_work_group_size}"
+                )
+            for i, (ls, lim) in enumerate(zip(lsize, dev.max_work_item_sizes)):
+                if ls > lim:
+                    raise LaunchError(f"local_size[{i}] = {ls} exceeds {dev.id}'s limit of {lim} in that dimension")
+        padded = tuple(-(-g // ls) * ls for g, ls in zip(gsize, lsize))
+        if math.prod(padded) > INDEX_MAX:
+            raise InvalidArgumentError(
+                f"global size {padded} has more than 2**31-1 work-items: index_t (32-bit) cannot number them"
+            )
+        return Event(dev._impl.launch(self._impl, padded, lsize, [self._arg(a, i) for i, a in enumerate(args)]))
+
+    def _arg(self, a: Any, i: int) -> Any:
+        dev = self.program.device
+        if isinstance(a, Array):
+            if a.device is not dev:
+                raise DeviceMismatchError(
+                    f"argument {i} of {self.name!r} lives on {a.device.id}, but the kernel was compiled for {dev.id}"
+                )
+            if a.size > INDEX_MAX:
+                raise InvalidArgumentError(
+                    f"argument {i} of {self.name!r} has {a.size} elements, more than index_t (32-bit) can address"
+                )
+            return a._buffer
+        if isinstance(a, (bool, np.bool_)):
+            raise InvalidArgumentError(f"argument {i} of {self.name!r} is a bool: pass np.int32(0 or 1)")
+        if isinstance(a, np.generic):
+            return a
+        if isinstance(a, int):
+            if not -(2**31) <= a <= INDEX_MAX:
+                raise InvalidArgumentError(
+                    f"argument {i} of {self.name!r} = {a} does not fit index_t (int32); pass a numpy scalar of the "
+                    "kernel's type"
+                )
+            return np.int32(a)
+        if isinstance(a, float):
+            raise InvalidArgumentError(
+                f"argument {i} of {self.name!r} is a Python float: pass np.float32({a}) or np.float64({a}) to say "
+                "which the kernel takes"
+            )
+        raise InvalidArgumentError(
+            f"argument {i} of {self.name!r} is a {type(a).__name__}: kernels take xgpu Arrays and numpy scalars"
+        )

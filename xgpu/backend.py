@@ -1,0 +1,181 @@
+"""The backend contract: everything a backend plugin implements, and nothing else.
+
+The core talks to a driver only through these classes; it never imports a driver and never
+branches on a backend's name. A backend plugin provides:
+
+* a :class:`Backend` (registered from the ``xgpu_register_backends`` hook) that lists devices,
+  or raises :class:`~xgpu.errors.BackendUnavailableError` saying why it cannot;
+* per device, a :class:`DeviceImpl` that allocates and copies memory, compiles source in the
+  backend's language and launches kernels;
+* a prelude: source text that defines every word of :data:`xgpu.template.REQUIRED_WORDS` for
+  the backend's language, so one neutral template renders for any backend.
+
+Vocabulary: a *work-group* (OpenCL) is a *block* (CUDA); a *work-item* is a *thread*; *local
+memory* is *shared memory*.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Backend",
+    "BufferImpl",
+    "DeviceImpl",
+    "DeviceInfo",
+    "EventImpl",
+    "KernelImpl",
+    "OfflineBuild",
+    "ProgramImpl",
+]
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a backend knows of one device. ``local_id`` is the part of the id after ``backend:``."""
+
+    local_id: str
+    name: str
+    vendor: str
+    platform: str
+    type: str  # "gpu", "cpu" or "accelerator"
+    driver_version: str
+    compute_units: int
+    clock_mhz: int
+    global_mem_bytes: int
+    local_mem_bytes: int
+    max_work_group_size: int
+    max_work_item_sizes: tuple[int, ...] = (1024, 1024, 64)
+    fp64: bool = False
+    fp16_storage: bool = True
+    fp16_arithmetic: bool = False
+    is_simulator: bool = False
+    #: Other names a device spec may use for it (``pocl`` for "Portable Computing Language").
+    aliases: tuple[str, ...] = ()
+    #: Identity beyond the name (UUID, PCI id, compute capability, ...): shown and used in cache keys.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BufferImpl(abc.ABC):
+    """A block of device memory, ``nbytes`` long (a backend may allocate at least one byte)."""
+
+    nbytes: int
+
+
+class EventImpl(abc.ABC):
+    """A finished or running piece of device work."""
+
+    @abc.abstractmethod
+    def wait(self) -> None: ...
+
+    @abc.abstractmethod
+    def elapsed_s(self) -> float:
+        """Device time between the work's start and end, in seconds (waits for it first)."""
+
+
+class KernelImpl(abc.ABC):
+    """One compiled kernel function."""
+
+    name: str
+
+    @abc.abstractmethod
+    def max_work_group_size(self) -> int:
+        """The largest work-group (block) this compiled kernel can be launched with on its device."""
+
+
+class ProgramImpl(abc.ABC):
+    """A compiled program: the result of :meth:`DeviceImpl.compile`."""
+
+    #: The compiler's log (warnings), empty when it had nothing to say.
+    log: str = ""
+
+    @abc.abstractmethod
+    def kernel(self, name: str) -> KernelImpl:
+        """Return the kernel called ``name``; raise ``KeyError`` if there is none."""
+
+
+class DeviceImpl(abc.ABC):
+    """One device of a backend. Every method translates driver errors into :mod:`xgpu.errors`."""
+
+    info: DeviceInfo
+
+    @abc.abstractmethod
+    def allocate(self, nbytes: int) -> BufferImpl: ...
+
+    @abc.abstractmethod
+    def write(self, buffer: BufferImpl, host: Any) -> None:
+        """Copy the C-contiguous numpy array ``host`` into ``buffer`` (blocking)."""
+
+    @abc.abstractmethod
+    def read(self, buffer: BufferImpl, host: Any) -> None:
+        """Copy ``buffer`` into the C-contiguous numpy array ``host`` (blocking)."""
+
+    @abc.abstractmethod
+    def copy(self, dst: BufferImpl, src: BufferImpl, nbytes: int) -> None:
+        """Copy ``nbytes`` from ``src`` to ``dst`` on the device."""
+
+    @abc.abstractmethod
+    def compile(self, source: str, options: tuple[str, ...]) -> ProgramImpl:
+        """Compile full source (prelude included) or raise :class:`~xgpu.errors.CompileError`."""
+
+    @abc.abstractmethod
+    def launch(
+        self,
+        kernel: KernelImpl,
+        global_size: tuple[int, ...],
+        local_size: tuple[int, ...],
+        args: list[Any],
+    ) -> EventImpl:
+        """Launch ``kernel``. ``global_size`` is a multiple of ``local_size`` in every dimension.
+
+        ``args`` holds :class:`BufferImpl` objects and numpy scalars, in the kernel's order.
+        """
+
+    @abc.abstractmethod
+    def synchronize(self) -> None:
+        """Wait for all work queued on this device."""
+
+
+class Backend(abc.ABC):
+    """A backend plugin's entry: its name, its source language and its devices."""
+
+    #: Name used in device ids (``name:...``) and with ``XGPU_DISABLE_PLUGINS``-style selection.
+    name: str
+    #: The C dialect its compiler takes: ``"opencl"`` or ``"cuda"``; picks the template prelude.
+    language: str
+
+    @abc.abstractmethod
+    def prelude(self) -> str:
+        """Source that defines the neutral template words for this backend's language."""
+
+    @abc.abstractmethod
+    def devices(self) -> list[DeviceImpl]:
+        """Every device this backend can use here.
+
+        Raise :class:`~xgpu.errors.BackendUnavailableError` with a reason a person can act on
+        (``"pyopencl is not installed: pip install pyopencl"``) when there are none.
+        """
+
+    def version(self) -> str:
+        """The driver's or runtime's version, for reports."""
+        return ""
+
+    def compile_offline(self, source: str, target: str | None, options: tuple[str, ...]) -> OfflineBuild:
+        """Compile full source for a named ``target`` (``sm_80``...) without a device.
+
+        Backends whose compiler needs a device leave this as it is.
+        """
+        raise NotImplementedError(f"the {self.name} backend cannot compile without a device")
+
+
+@dataclass
+class OfflineBuild:
+    """The result of :meth:`Backend.compile_offline`: the target, the compiler log, the binary,
+    and per kernel the resources the assembler reports (``registers``, ``shared_bytes``, ``spill_bytes``)."""
+
+    target: str
+    log: str
+    binary: bytes
+    resources: dict[str, dict[str, int]] = field(default_factory=dict)

@@ -1,0 +1,175 @@
+"""The ``xgpu`` command: ``devices``, ``plugins``, ``render``, ``compile``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from . import _devices, _plugins, _program
+from .errors import XgpuError
+from .template import parse_define
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _defines(items: list[str] | None) -> dict[str, Any]:
+    return dict(parse_define(item) for item in items or [])
+
+
+def cmd_devices(args: argparse.Namespace, console: Console) -> int:
+    devs = _devices.devices()
+    status = _devices.list_backends()
+    try:
+        default, why = _devices.default_device_reason()
+    except XgpuError as exc:
+        default, why = None, str(exc).splitlines()[0]
+    if args.json:
+        payload = {
+            "devices": [{**d.as_dict(), "default": d is default} for d in devs],
+            "default": {"id": default.id if default else None, "reason": why},
+            "backends": {name: s.as_dict() for name, s in status.items()},
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    table = Table(title="xgpu devices", title_justify="left")
+    for col in ("", "id", "name", "vendor / platform", "type", "CUs", "clock", "global mem", "local mem",
+                "max WG", "fp64", "fp16", "driver"):
+        table.add_column(col, no_wrap=col in ("id", "clock"))
+    for d in devs:
+        fp16 = "compute" if d.fp16_arithmetic else ("storage" if d.fp16_storage else "no")
+        kind = d.type + (" (simulator)" if d.is_simulator else "")
+        table.add_row(
+            "*" if d is default else "",
+            d.id,
+            d.name,
+            f"{d.vendor} / {d.platform}",
+            kind,
+            str(d.compute_units),
+            f"{d.clock_mhz} MHz" if d.clock_mhz else "?",
+            _size(d.global_mem_bytes),
+            _size(d.local_mem_bytes),
+            str(d.max_work_group_size),
+            "yes" if d.fp64 else "no",
+            fp16,
+            d.driver_version,
+        )
+    console.print(table)
+    if default is not None:
+        console.print(f"* default device: {default.id} ({why})", markup=False)
+    else:
+        console.print(f"no default device: {why}", markup=False)
+    unavailable = [s for s in status.values() if not s.available]
+    if unavailable:
+        console.print("\nUnavailable backends:")
+        for s in unavailable:
+            console.print(f"  {s.name}: {s.reason}", highlight=False, markup=False)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
+    rows = _plugins.plugin_table()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title="xgpu plugins", title_justify="left")
+    for col in ("name", "package", "version", "hooks"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(str(row["name"]), str(row["package"]), str(row["version"]), ", ".join(row["hooks"]))
+    console.print(table)
+    blocked = sorted(_plugins.disabled_plugins())
+    if blocked:
+        console.print(f"disabled by {_plugins.DISABLE_ENV}: {', '.join(blocked)}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace, console: Console) -> int:
+    rendered = _program.render(args.file, args.backend, _defines(args.define))
+    sys.stdout.write(rendered.text + "\n")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace, console: Console) -> int:
+    defines = _defines(args.define)
+    if args.device:
+        program = _program.compile(args.file, args.device, defines=defines, options=args.option or ())
+        console.print(f"compiled {args.file} for {program.device.id} ({program.device.name}): ok")
+        if program.build_log:
+            console.print(program.build_log, highlight=False, markup=False)
+        return 0
+    build = _program.compile_offline(args.file, args.backend, args.arch, defines=defines, options=args.option or ())
+    console.print(f"compiled {args.file} for {args.backend} {build.target}: ok ({len(build.binary)} bytes)")
+    for kernel, res in build.resources.items():
+        console.print(
+            f"  {kernel}: {res['registers']} registers, {res['shared_bytes']} bytes shared memory, "
+            f"{res['spill_bytes']} bytes spilled"
+        )
+    if build.log:
+        console.print(build.log, highlight=False, markup=False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xgpu", description="Write a GPU kernel once, run it everywhere.")
+    parser.add_argument("--version", action="store_true", help="print the xgpu version")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("devices", help="list devices, their capabilities and the default")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("plugins", help="list loaded plugins with versions and hooks")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("render", help="print a template rendered for a backend (no device needed)")
+    p.add_argument("file", help="the .mako template")
+    p.add_argument("--backend", default="opencl", help="opencl or cuda (default: opencl)")
+    p.add_argument("--define", "-D", action="append", metavar="NAME=VALUE", help="a template variable")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("compile", help="compile a template for a device, or offline for a CUDA architecture")
+    p.add_argument("file", help="the .mako template")
+    p.add_argument("--device", help="compile on this device (any device spec)")
+    p.add_argument("--backend", default="cuda", help="offline: the backend (default: cuda)")
+    p.add_argument("--arch", default="sm_80", help="offline: the target architecture (default: sm_80)")
+    p.add_argument("--define", "-D", action="append", metavar="NAME=VALUE", help="a template variable")
+    p.add_argument("--option", action="append", help="a compiler option (repeatable)")
+    p.set_defaults(func=cmd_compile)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # piped output gets a wide table rather than rich's 80-column default
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    if args.version:
+        from . import __version__
+
+        print(f"xgpu {__version__}")
+        return 0
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args, console)
+    except XgpuError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {type(exc).__name__}: ", end="")
+        print(exc, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

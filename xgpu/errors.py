@@ -1,0 +1,127 @@
+"""Every error xgpu raises, in one tree.
+
+    XgpuError
+    ├── DeviceNotFoundError          a device spec matched nothing (lists the devices there are)
+    ├── BackendUnavailableError      a backend's driver or devices are missing (says why)
+    ├── UnsupportedDtypeError        a dtype the operation or the device cannot handle   (also TypeError)
+    ├── ShapeError                   shapes that do not fit together, or ranks that are wrong (also ValueError)
+    ├── InvalidArgumentError         any other bad argument value                        (also ValueError)
+    ├── DeviceMismatchError          arrays of one operation live on different devices   (also ValueError)
+    ├── TemplateError                a kernel template could not be found or rendered (names file and line)
+    ├── CompileError                 the device compiler rejected the rendered source (names template line)
+    ├── LaunchError                  a kernel launch the device or kernel cannot run
+    ├── OutOfMemoryError             an allocation the device cannot satisfy            (also MemoryError)
+    └── DeviceError                  any other failure reported by a driver (the original is chained)
+
+Driver exceptions never reach a user: backends translate them at their boundary and chain the
+original (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailableError",
+    "CompileError",
+    "DeviceError",
+    "DeviceMismatchError",
+    "DeviceNotFoundError",
+    "InvalidArgumentError",
+    "LaunchError",
+    "OutOfMemoryError",
+    "ShapeError",
+    "TemplateError",
+    "UnsupportedDtypeError",
+    "XgpuError",
+]
+
+
+class XgpuError(Exception):
+    """The root of every error xgpu raises."""
+
+
+class DeviceNotFoundError(XgpuError, LookupError):
+    """A device spec matched no device."""
+
+
+class BackendUnavailableError(XgpuError):
+    """A backend cannot be used here (driver missing, no devices...); the message says why."""
+
+
+class UnsupportedDtypeError(XgpuError, TypeError):
+    """A dtype that the operation or the device does not support."""
+
+
+class ShapeError(XgpuError, ValueError):
+    """Shapes that do not fit together, or an array of the wrong rank."""
+
+
+class InvalidArgumentError(XgpuError, ValueError):
+    """An argument value that cannot be used (the message says which and why)."""
+
+
+class DeviceMismatchError(XgpuError, ValueError):
+    """Arrays of one operation live on different devices."""
+
+
+class TemplateError(XgpuError):
+    """A kernel template could not be loaded or rendered.
+
+    ``filename`` and ``lineno`` name the template line where rendering failed, when known.
+    """
+
+    def __init__(self, message: str, *, filename: str | None = None, lineno: int | None = None):
+        super().__init__(message)
+        self.filename = filename
+        self.lineno = lineno
+
+
+class CompileError(XgpuError):
+    """The device compiler rejected a rendered kernel.
+
+    Carries ``backend``, ``device`` (its id), ``source`` (what the compiler saw), ``options``,
+    ``log`` (the compiler's own words), and ``filename``/``lineno``: the first template line the
+    log blames, found through the ``#line`` directives xgpu puts into rendered source.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str,
+        device: str,
+        source: str,
+        options: tuple[str, ...] | list[str],
+        log: str,
+        filename: str | None = None,
+        lineno: int | None = None,
+    ):
+        super().__init__(message)
+        self.backend = backend
+        self.device = device
+        self.source = source
+        self.options = tuple(options)
+        self.log = log
+        self.filename = filename
+        self.lineno = lineno
+
+    def dump(self, file=None) -> None:
+        """Print the whole rendered source with line numbers, then the compiler log."""
+        import sys
+
+        out = file or sys.stderr
+        for i, line in enumerate(self.source.splitlines(), 1):
+            print(f"{i:5d}  {line}", file=out)
+        print("---- compiler log ----", file=out)
+        print(self.log, file=out)
+
+
+class LaunchError(XgpuError):
+    """A kernel launch that the device or the compiled kernel cannot run."""
+
+
+class OutOfMemoryError(XgpuError, MemoryError):
+    """An allocation (or launch) that the device has no memory or resources for."""
+
+
+class DeviceError(XgpuError):
+    """Any other failure a driver reported; the driver's exception is chained as ``__cause__``."""

@@ -1,0 +1,335 @@
+"""The neutral kernel template language: Mako templates rendered for one backend's language.
+
+A template is C in the subset that OpenCL C and CUDA C share, written with the neutral words
+of :data:`REQUIRED_WORDS`; each backend's prelude defines those words for its compiler.
+Rendering needs no device: it only needs a backend's prelude.
+
+Every rendered line is traced back to its template line, and ``#line`` directives are put into
+the output so that compilers name the template file and line in their diagnostics.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mako import exceptions as mako_exceptions
+from mako.lookup import TemplateLookup
+from mako.template import Template
+
+from .errors import TemplateError
+
+__all__ = ["REQUIRED_WORDS", "KernelTemplate", "RenderedSource", "ctype", "parse_define"]
+
+#: Every word a backend's prelude must define, so that neutral templates compile everywhere.
+#: docs/templates.md documents each with its CUDA and OpenCL meaning.
+REQUIRED_WORDS: tuple[str, ...] = (
+    # qualifiers
+    "KERNEL",  # a kernel entry point
+    "DEVICE_FN",  # a function callable from kernels
+    "INLINE",  # ask for inlining
+    "GLOBAL_MEM",  # pointer into global (device) memory
+    "LOCAL_MEM",  # local (OpenCL) / shared (CUDA) memory, declared inside a kernel
+    "LOCAL_MEM_ARG",  # pointer to local memory passed to a device function
+    "CONSTANT_MEM",  # read-only constant memory
+    "RESTRICT",  # pointer does not alias
+    # synchronisation
+    "LOCAL_BARRIER",  # barrier for the work-group, with a local-memory fence
+    # ids and sizes, all of type index_t
+    "GLOBAL_ID",
+    "LOCAL_ID",
+    "GROUP_ID",
+    "LOCAL_SIZE",
+    "NUM_GROUPS",
+    "GLOBAL_SIZE",
+    # types
+    "index_t",  # signed 32-bit index, the same width on every backend
+    "uindex_t",  # unsigned 32-bit index
+    "half_t",  # float16 storage type (no arithmetic on it: load and store through the helpers)
+    # float16 helpers
+    "LOAD_HALF",  # LOAD_HALF(ptr, i) -> float
+    "STORE_HALF",  # STORE_HALF(ptr, i, value)
+    # math: the same names on every backend
+    "FMA",
+    "SQRT",
+    "RSQRT",
+    "EXP",
+    "LOG",
+    "FABS",
+    "FMIN",
+    "FMAX",
+    "MIN",
+    "MAX",
+)
+
+_DTYPE_TO_C = {
+    np.dtype(np.float16): "half_t",
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+    np.dtype(np.int8): "char",
+    np.dtype(np.uint8): "unsigned char",
+    np.dtype(np.int16): "short",
+    np.dtype(np.uint16): "unsigned short",
+    np.dtype(np.int32): "int",
+    np.dtype(np.uint32): "unsigned int",
+}
+
+
+def ctype(dtype: Any) -> str:
+    """The neutral C type name for a numpy dtype (``float32`` -> ``float``, ``float16`` -> ``half_t``).
+
+    64-bit integers are left out on purpose: ``long`` is 64-bit in OpenCL C but may be 32-bit in CUDA C.
+    """
+    try:
+        return _DTYPE_TO_C[np.dtype(dtype)]
+    except (KeyError, TypeError):
+        from .errors import UnsupportedDtypeError
+
+        raise UnsupportedDtypeError(
+            f"no neutral C type for dtype {dtype!r}; supported: {', '.join(str(d) for d in _DTYPE_TO_C)}"
+        ) from None
+
+
+def parse_define(text: str) -> tuple[str, Any]:
+    """Parse a ``NAME=VALUE`` command-line define; VALUE is a Python literal if it parses as one."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        from .errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"bad define {text!r}: write NAME=VALUE, e.g. --define TILE=16")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
+
+
+# ---------------------------------------------------------------------------------------------
+# Line tracing. Before Mako parses a template, every line of plain text gets a marker naming its
+# file and line; the markers survive rendering (a <%def>'s body carries its own), and afterwards
+# they are turned into #line directives wherever the rendered text jumps to another template line.
+
+_MARK = "\u2063xgpu{}:{}\u2063"
+_MARK_RE = re.compile("\u2063xgpu(\\d+):(\\d+)\u2063")
+_files: list[str] = []
+_files_lock = threading.Lock()
+_CONTROL = re.compile(r"\s*(%|##|<%|</%)")
+
+
+def _file_index(name: str) -> int:
+    with _files_lock:
+        if name not in _files:
+            _files.append(name)
+        return _files.index(name)
+
+
+def _mark_lines(file_index: int, text: str) -> str:
+    out = []
+    in_block = False  # inside <% ... %> or <%! ... %> Python code
+    in_text = False  # inside <%text>...</%text>, which Mako leaves alone
+    expr_depth = 0  # inside a ${ ... } that spans lines
+    for lineno, line in enumerate(text.split("\n"), 1):
+        plain = not (in_block or in_text or expr_depth or _CONTROL.match(line))
+        if plain and line.strip():
+            line = _MARK.format(file_index, lineno) + line
+        # update the state with what this line opens and closes
+        if in_block:
+            if "%>" in line:
+                in_block = False
+        else:
+            for m in re.finditer(r"<%!?(\s|$)|<%text>|</%text>", line):
+                tok = m.group(0)
+                if tok == "<%text>":
+                    in_text = True
+                elif tok == "</%text>":
+                    in_text = False
+                elif "%>" not in line[m.end():]:
+                    in_block = True
+            expr_depth += line.count("${") - (line.count("}") if expr_depth or "${" in line else 0)
+            expr_depth = max(expr_depth, 0)
+        out.append(line)
+    return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class RenderedSource:
+    """A template rendered for one language: ``text`` carries ``#line`` directives.
+
+    ``line_map[i]`` is the ``(template file, line)`` that line ``i + 1`` of ``text`` came from,
+    or ``None`` for lines xgpu added.
+    """
+
+    text: str
+    language: str
+    template_name: str
+    line_map: tuple[tuple[str, int] | None, ...]
+
+    def template_line(self, lineno: int) -> tuple[str, int] | None:
+        if 1 <= lineno <= len(self.line_map):
+            return self.line_map[lineno - 1]
+        return None
+
+    def lines_of(self, filename: str, lineno: int) -> list[int]:
+        """The rendered line numbers (1-based) that came from ``filename:lineno``."""
+        return [i + 1 for i, loc in enumerate(self.line_map) if loc == (filename, lineno)]
+
+
+def _finish(rendered: str, language: str, template_name: str) -> RenderedSource:
+    out: list[str] = []
+    line_map: list[tuple[str, int] | None] = []
+    expected: tuple[str, int] | None = None  # where the compiler thinks the next line comes from
+    previous = ""
+    for line in rendered.split("\n"):
+        m = _MARK_RE.match(line)
+        loc = (_files[int(m.group(1))], int(m.group(2))) if m else None
+        line = _MARK_RE.sub("", line)
+        continuing = previous.rstrip().endswith("\\")  # inside a multi-line macro: no #line here
+        if loc is not None and loc != expected and not continuing:
+            out.append(f'#line {loc[1]} "{loc[0]}"')
+            line_map.append(None)
+            expected = loc
+        out.append(line)
+        line_map.append(expected if loc is not None or expected is not None else None)
+        if expected is not None:
+            expected = (expected[0], expected[1] + 1)
+        previous = line
+    return RenderedSource("\n".join(out), language, template_name, tuple(line_map))
+
+
+class KernelTemplate:
+    """A kernel template: a ``.mako`` file or a string.
+
+    ``KernelTemplate(path)`` loads a file (``<%include>`` and ``<%namespace>`` find files beside it);
+    ``KernelTemplate.from_string(text, name=...)`` takes source text. Templates render with
+    ``strict_undefined``: a name the template uses but nobody defined is an error.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        p = Path(path)
+        if not p.is_file():
+            raise TemplateError(f"kernel template {str(p)!r} not found (no such file)")
+        self.path: Path | None = p.resolve()
+        self.name = str(self.path)
+        self._text: str | None = None
+
+    @classmethod
+    def from_string(cls, text: str, name: str = "<string>") -> KernelTemplate:
+        self = cls.__new__(cls)
+        self.path = None
+        self.name = name
+        self._text = text
+        return self
+
+    def __repr__(self) -> str:
+        return f"KernelTemplate({self.name!r})"
+
+    @functools.cached_property
+    def _template(self) -> Template:
+        directories = [str(self.path.parent)] if self.path else [os.getcwd()]
+        lookup = _MarkingLookup(directories=directories)
+        try:
+            if self.path is not None:
+                return lookup.get_template_from_file(self.path)
+            return Template(
+                text=self._text,
+                uri=self.name,
+                lookup=lookup,
+                strict_undefined=True,
+                preprocessor=functools.partial(_mark_lines, _file_index(self.name)),
+            )
+        except Exception as exc:
+            raise _template_error(exc, self.name) from exc
+
+    def render(self, prelude: str, language: str, **defines: Any) -> RenderedSource:
+        """Render with ``defines`` as template variables, behind ``prelude``."""
+        template = self._template
+        context = {"ctype": ctype, **defines}
+        try:
+            body = template.render(**context)
+        except Exception as exc:
+            raise _template_error(exc, self.name) from exc
+        body_src = _finish(body, language, self.name)
+        head = f'#line 1 "<xgpu {language} prelude>"\n{prelude.rstrip()}\n'
+        head_lines = head.count("\n")
+        return RenderedSource(
+            head + body_src.text,
+            language,
+            self.name,
+            (None,) * head_lines + body_src.line_map,
+        )
+
+
+class _MarkingLookup(TemplateLookup):
+    """A TemplateLookup whose templates (included ones too) get line markers."""
+
+    def __init__(self, directories: list[str]):
+        super().__init__(directories=directories, strict_undefined=True)
+
+    def get_template_from_file(self, path: Path) -> Template:
+        return self._load_marked(str(path), str(path))
+
+    def _load(self, filename: str, uri: str) -> Template:  # Mako's hook for files it finds itself
+        return self._load_marked(filename, uri)
+
+    def _load_marked(self, filename: str, uri: str) -> Template:
+        with self._mutex:
+            if uri in self._collection:
+                return self._collection[uri]
+            template = Template(
+                filename=filename,
+                uri=uri,
+                lookup=self,
+                strict_undefined=True,
+                preprocessor=functools.partial(_mark_lines, _file_index(filename)),
+            )
+            self._collection[uri] = template
+            return template
+
+
+def _template_error(exc: Exception, name: str) -> TemplateError:
+    """Turn a Mako exception into a TemplateError naming the template file and line."""
+    if isinstance(exc, TemplateError):
+        return exc
+    filename, lineno = getattr(exc, "filename", None) or name, getattr(exc, "lineno", None)
+    if lineno is None:
+        try:
+            tb = mako_exceptions.RichTraceback(error=exc, traceback=exc.__traceback__)
+            for fname, line, _function, _text in reversed(tb.traceback):
+                if fname and not fname.endswith(".py"):
+                    filename, lineno = fname, line or None
+                    break
+        except Exception:  # pragma: no cover - RichTraceback is best effort
+            pass
+    hint = ""
+    if isinstance(exc, NameError):
+        # strict_undefined looks every name up before the first line renders (line 0): find its first use
+        missing = getattr(exc, "name", None) or (re.findall(r"'(\w+)'", str(exc)) or [None])[0]
+        if missing and not lineno:
+            lineno = _first_use(filename, missing)
+        hint = " (pass it as a define, e.g. defines={'NAME': value} or --define NAME=VALUE)"
+    where = f"{filename}:{lineno}" if lineno else filename
+    message = _MARK_RE.sub("", str(exc)).strip()
+    return TemplateError(f"{where}: {type(exc).__name__}: {message}{hint}", filename=filename, lineno=lineno)
+
+
+def _first_use(filename: str, name: str) -> int | None:
+    """The first template line where ``name`` appears inside Mako code (``${...}``, ``%`` lines, ``<% %>``)."""
+    try:
+        text = Path(filename).read_text()
+    except OSError:
+        return None
+    word = re.compile(r"\b" + re.escape(name) + r"\b")
+    for lineno, line in enumerate(text.split("\n"), 1):
+        code = " ".join(re.findall(r"\$\{(.*?)\}", line))
+        if _CONTROL.match(line) or "<%" in line:
+            code += " " + line
+        if word.search(code):
+            return lineno
+    return None
