@@ -228,6 +228,20 @@ def _listing() -> str:
     return text
 
 
+def match_devices(spec: str) -> list[Device]:
+    """Every device a spec names: an id names one, a backend name all of its devices, a substring
+    every device whose name, platform, vendor or alias contains it (simulators included)."""
+    s = spec.strip()
+    devs = devices()
+    if s in _get_state().backends:
+        return [d for d in devs if d.backend == s]
+    exact = [d for d in devs if d.id == s]
+    if exact:
+        return exact
+    low = s.lower()
+    return [d for d in devs if any(low in text.lower() for text in (d.name, d.platform, d.vendor, *d.aliases))]
+
+
 def _select(spec: str, env: bool = False) -> Device:
     s = spec.strip()
     devs = devices()
