@@ -32,7 +32,7 @@ def _check_shape(shape: Any) -> tuple[int, ...]:
         shape = (int(shape),)
     try:
         shape = tuple(int(s) for s in shape)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ShapeError(f"shape must be an int or a tuple of ints, not {shape!r}") from exc
     if any(s < 0 for s in shape):
         raise ShapeError(f"shape {shape} has a negative dimension")

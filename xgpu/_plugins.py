@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -62,7 +63,7 @@ def plugin_manager() -> pluggy.PluginManager:
             for name in disabled_plugins():
                 pm.set_blocked(name)
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-            pm.check_pending()
+            _drop_invalid(pm)
             _pm = pm
         return _pm
 
@@ -72,10 +73,19 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
     from . import _devices
 
     pm = plugin_manager()
-    registered = pm.register(plugin, name=name)
+    try:
+        registered = pm.register(plugin, name=name)
+    except ValueError as exc:  # pluggy: name or object already registered
+        raise InvalidArgumentError(f"plugin {name!r} is already registered: {exc}") from exc
+    except pluggy.PluginValidationError as exc:
+        raise InvalidArgumentError(f"plugin {name!r} is invalid: {exc}") from exc
     if registered is None:
-        raise InvalidArgumentError(f"plugin {name!r} is blocked (see {DISABLE_ENV}) or already registered")
-    pm.check_pending()
+        raise InvalidArgumentError(f"plugin {name!r} is blocked by {DISABLE_ENV}")
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        pm.unregister(name=registered)
+        raise InvalidArgumentError(f"plugin {registered!r} implements an unknown hook: {exc}") from exc
     _devices.reset()
     return registered
 
@@ -85,6 +95,25 @@ def unregister_plugin(name: str) -> None:
 
     plugin_manager().unregister(name=name)
     _devices.reset()
+
+
+class PluginWarning(UserWarning):
+    """A plugin could not be used; the rest of xgpu goes on without it."""
+
+
+def _drop_invalid(pm: pluggy.PluginManager) -> None:
+    """Unregister plugins that implement hooks no spec declares (a misspelt ``xgpu_*`` name)."""
+    for name, plugin in list(pm.list_name_plugin()):
+        for caller in pm.get_hookcallers(plugin) or []:
+            if caller.spec is None:
+                warnings.warn(
+                    f"xgpu plugin {name!r} implements {caller.name!r}, which is no xgpu hook "
+                    f"(misspelt?); the plugin is not used",
+                    PluginWarning,
+                    stacklevel=2,
+                )
+                pm.unregister(name=name)
+                break
 
 
 def collect_backends() -> BackendRegistry:

@@ -21,10 +21,15 @@ TemplateLike = KernelTemplate | str | os.PathLike
 
 
 def as_template(template: TemplateLike) -> KernelTemplate:
-    """A KernelTemplate from a template, a path to a ``.mako`` file, or template source text."""
+    """A KernelTemplate from a template, a path (a Path, or a string naming a file or ending in
+    ``.mako``), or template source text (any other string)."""
     if isinstance(template, KernelTemplate):
         return template
-    if isinstance(template, os.PathLike) or (isinstance(template, str) and "\n" not in template):
+    if isinstance(template, os.PathLike):
+        return KernelTemplate(template)
+    if isinstance(template, str) and "\n" not in template and (
+        template.endswith(".mako") or os.path.isfile(template)
+    ):
         return KernelTemplate(template)
     if isinstance(template, str):
         return KernelTemplate.from_string(template)

@@ -139,6 +139,9 @@ def _mark_lines(file_index: int, text: str) -> str:
         plain = not (in_block or in_text or expr_depth or _CONTROL.match(line))
         if plain and line.strip():
             line = _MARK.format(file_index, lineno) + line
+            if line.endswith("\\") and not line.endswith("\\\\"):
+                # Mako eats a backslash-newline; C macros need it: emit the backslash as an expression
+                line = line[:-1] + "${'\\\\'}"
         # update the state with what this line opens and closes
         if in_block:
             if "%>" in line:
@@ -273,7 +276,8 @@ class _MarkingLookup(TemplateLookup):
         super().__init__(directories=directories, strict_undefined=True)
 
     def get_template_from_file(self, path: Path) -> Template:
-        return self._load_marked(str(path), str(path))
+        # a uri relative to the lookup folder, so that <%include file="x.mako"/> finds files beside it
+        return self._load_marked(str(path), "/" + path.name)
 
     def _load(self, filename: str, uri: str) -> Template:  # Mako's hook for files it finds itself
         return self._load_marked(filename, uri)

@@ -1,0 +1,72 @@
+"""Every CUDA rendering of every library kernel compiles with NVRTC, with no GPU and no driver."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from xgpu.kernels import axpy as axpy_kernel
+
+import xgpu
+
+from .conftest import run_xgpu
+
+ARCHS = ["sm_75", "sm_80", "sm_90"]
+
+
+def library_variants():
+    """(name, template, defines) for every variant the library can pick."""
+    for dtype in (np.float16, np.float32, np.float64):
+        for wg in (64, 128, 256):
+            yield f"axpy-{np.dtype(dtype)}-wg{wg}", axpy_kernel.TEMPLATE, axpy_kernel._render_defines(np.dtype(dtype), wg)
+
+
+VARIANTS = list(library_variants())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("name,template,defines", VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_library_kernel_compiles_for_cuda(arch, name, template, defines):
+    build = xgpu.compile_offline(template, "cuda", arch, defines=defines)
+    assert build.target == arch
+    assert build.binary, "NVRTC produced no cubin"
+    assert "warning" not in build.log.lower(), build.log
+    if build.resources:  # ptxas is on this machine: registers and spills were reported
+        assert "axpy_sum" in build.resources
+        assert build.resources["axpy_sum"]["spill_bytes"] == 0
+
+
+def test_ptx_only_target():
+    build = xgpu.compile_offline(axpy_kernel.TEMPLATE, "cuda", "compute_80",
+                                 defines=axpy_kernel._render_defines(np.dtype(np.float32), 256))
+    assert b".entry axpy_sum" in build.binary
+
+
+def test_bad_arch_is_a_clear_error():
+    with pytest.raises(xgpu.errors.InvalidArgumentError, match="sm_80"):
+        xgpu.compile_offline(axpy_kernel.TEMPLATE, "cuda", "ampere",
+                             defines=axpy_kernel._render_defines(np.dtype(np.float32), 256))
+
+
+def test_opencl_cannot_compile_offline():
+    with pytest.raises(xgpu.errors.InvalidArgumentError, match="cannot compile without a device"):
+        xgpu.compile_offline(axpy_kernel.TEMPLATE, "opencl", None,
+                             defines=axpy_kernel._render_defines(np.dtype(np.float32), 256))
+
+
+def test_cli_compile_reports_resources(tmp_path):
+    path = tmp_path / "k.mako"
+    path.write_text(axpy_kernel.TEMPLATE.path.read_text())
+    out = run_xgpu("compile", str(path), "--backend", "cuda", "--arch", "sm_90", "-D", "dtype='float32'",
+                   "-D", "acc='float32'", "-D", "wg=128").stdout
+    assert "for cuda sm_90: ok" in out
+    assert "axpy_sum:" in out and "registers" in out
+
+
+def test_cuda_listed_unavailable_with_reason():
+    payload = json.loads(run_xgpu("devices", "--json").stdout)
+    cuda = payload["backends"]["cuda"]
+    if cuda["available"]:
+        pytest.skip("an NVIDIA GPU is present")
+    assert cuda["reason"] and not cuda["device_ids"]

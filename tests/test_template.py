@@ -1,0 +1,215 @@
+"""The neutral template language: preludes, rendering, #line tracing and errors that name template lines."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xgpu
+from xgpu.errors import CompileError, TemplateError
+
+from .conftest import ROOT, run_xgpu
+
+LANGUAGE_BACKENDS = ["opencl", "cuda"]
+NEUTRAL_TEMPLATES = sorted((ROOT / "kernels").rglob("*.mako"))
+BACKEND_WORDS = ["__global__", "__kernel", "threadIdx", "blockIdx", "__syncthreads", "get_global_id",
+                 "get_local_id", "barrier(", "__shared__", "__local", "__global "]
+
+
+@pytest.mark.parametrize("backend", LANGUAGE_BACKENDS)
+def test_prelude_defines_every_required_word(backend):
+    prelude = xgpu._devices.backend(backend).prelude()
+    for word in xgpu.REQUIRED_WORDS:
+        defined = re.search(rf"#define\s+{word}\b|typedef\s+[\w ]+\b{word}\s*;", prelude)
+        assert defined, f"the {backend} prelude does not define {word}"
+
+
+def test_required_words_are_documented():
+    doc = (ROOT / "docs" / "templates.md").read_text()
+    for word in xgpu.REQUIRED_WORDS:
+        assert f"`{word}" in doc, f"docs/templates.md does not document {word}"
+
+
+@pytest.mark.parametrize("path", NEUTRAL_TEMPLATES, ids=lambda p: p.name)
+def test_library_templates_use_only_neutral_words(path):
+    text = path.read_text()
+    for word in BACKEND_WORDS:
+        assert word not in text, f"{path.name} uses the backend-specific {word!r}"
+
+
+TEMPLATE = """\
+<%def name="scale(expr)">(${expr} * ${factor})</%def>
+KERNEL void scale_add(GLOBAL_MEM ${T}* RESTRICT y, const index_t n)
+{
+    const index_t i = GLOBAL_ID(0);
+% if guard:
+    if (i < n)
+% endif
+        y[i] = ${scale("y[i]")} + 1;
+}
+"""
+
+
+@pytest.mark.parametrize("backend", LANGUAGE_BACKENDS)
+def test_render_traces_lines(backend, tmp_path):
+    path = tmp_path / "scale.mako"
+    path.write_text(TEMPLATE)
+    rendered = xgpu.render(path, backend, {"T": "float", "factor": 3, "guard": True})
+    assert f'#line 2 "{path}"' in rendered.text
+    # the line after "% endif" jumps over the control lines: a new #line says so
+    assert f'#line 8 "{path}"' in rendered.text
+    lines = rendered.text.split("\n")
+    body = [i for i, line in enumerate(lines, 1) if "y[i] = " in line][0]
+    assert rendered.template_line(body) == (str(path), 8)
+    assert "(y[i] * 3) + 1" in lines[body - 1]
+
+
+def test_render_without_device_needs_only_backend_prelude():
+    rendered = xgpu.render(TEMPLATE, "cuda", {"T": "double", "factor": 2, "guard": False})
+    assert rendered.language == "cuda"
+    assert 'extern "C" __global__' in rendered.text  # from the prelude
+    assert "if (i < n)" not in rendered.text
+
+
+def test_multiline_macro_gets_no_line_directive_inside():
+    text = "#define TWICE(x) \\\n    ((x) + (x))\nKERNEL void k(GLOBAL_MEM float* y) { y[0] = TWICE(1.0f); }\n"
+    rendered = xgpu.render(text, "opencl")
+    macro = rendered.text[rendered.text.index("#define TWICE"):]
+    first, second = macro.split("\n")[:2]
+    assert first.endswith("\\") and not second.startswith("#line")
+
+
+def test_render_error_names_template_line(tmp_path):
+    path = tmp_path / "bad.mako"
+    path.write_text("KERNEL void k(GLOBAL_MEM float* y)\n{\n    y[0] = ${1 / zero};\n}\n")
+    with pytest.raises(TemplateError) as info:
+        xgpu.render(path, "opencl", {"zero": 0})
+    assert info.value.filename == str(path) and info.value.lineno == 3
+    assert f"{path}:3" in str(info.value) and "ZeroDivisionError" in str(info.value)
+
+
+def test_undefined_name_is_an_error_naming_its_line(tmp_path):
+    path = tmp_path / "undef.mako"
+    path.write_text("// a comment\nKERNEL void k(GLOBAL_MEM ${T}* y) { }\n")
+    with pytest.raises(TemplateError, match=r"undef.mako:2: NameError: 'T' is not defined.*define"):
+        xgpu.render(path, "opencl")
+
+
+def test_mako_syntax_error_names_line(tmp_path):
+    path = tmp_path / "syntax.mako"
+    path.write_text("line one\n% if x:\nKERNEL void k() {}\n")  # no % endif
+    with pytest.raises(TemplateError) as info:
+        xgpu.render(path, "opencl", {"x": 1})
+    assert info.value.filename == str(path) and info.value.lineno is not None
+
+
+def test_missing_template_file():
+    with pytest.raises(TemplateError, match="not found"):
+        xgpu.render("no_such_kernel.mako", "opencl")
+
+
+def test_unknown_backend_for_render():
+    with pytest.raises(xgpu.errors.BackendUnavailableError, match="no backend named 'metal'"):
+        xgpu.render(TEMPLATE, "metal")
+
+
+def test_include_beside_template_is_traced(tmp_path):
+    (tmp_path / "helpers.mako").write_text("DEVICE_FN float twice(float v)\n{\n    return v + v;\n}\n")
+    main = tmp_path / "main.mako"
+    main.write_text('<%include file="helpers.mako"/>\nKERNEL void k(GLOBAL_MEM float* y) { y[0] = twice(y[0]); }\n')
+    rendered = xgpu.render(main, "opencl")
+    assert f'#line 1 "{tmp_path / "helpers.mako"}"' in rendered.text
+    assert f'#line 2 "{main}"' in rendered.text
+
+
+BROKEN = """\
+KERNEL void broken(GLOBAL_MEM float* RESTRICT y, const index_t n)
+{
+    const index_t i = GLOBAL_ID(0);
+% if True:
+    if (i < n)
+        y[i] = undeclared_variable * 2.0f;
+% endif
+}
+"""
+
+
+def test_compile_error_names_template_file_and_line(xgpu_device, tmp_path):
+    path = tmp_path / "broken.mako"
+    path.write_text(BROKEN)
+    with pytest.raises(CompileError) as info:
+        xgpu.compile(path, xgpu_device)
+    err = info.value
+    assert (err.filename, err.lineno) == (str(path), 6)
+    assert f"{path}:6" in str(err)
+    assert "undeclared_variable" in err.log
+    assert err.backend == xgpu_device.backend and err.device == xgpu_device.id
+    assert "y[i] = undeclared_variable" in err.source
+    # the numbered excerpt marks the rendered line that came from template line 6
+    assert re.search(r">\s+\d+ \| \s+y\[i\] = undeclared_variable \* 2.0f;\s+\[broken.mako:6\]", str(err))
+
+
+def test_cuda_compile_error_names_template_line(tmp_path):
+    path = tmp_path / "broken.mako"
+    path.write_text(BROKEN)
+    with pytest.raises(CompileError) as info:
+        xgpu.compile_offline(path, "cuda", "sm_80")
+    assert (info.value.filename, info.value.lineno) == (str(path), 6)
+
+
+USER_KERNEL = """\
+KERNEL void affine(GLOBAL_MEM ${ctype(dtype)}* RESTRICT out, GLOBAL_MEM const ${ctype(dtype)}* RESTRICT x,
+                   const ${ctype(dtype)} a, const ${ctype(dtype)} b, const index_t rows, const index_t cols)
+{
+    const index_t c = GLOBAL_ID(0);
+    const index_t r = GLOBAL_ID(1);
+    if (r < rows && c < cols)
+        out[r * cols + c] = FMA(a, x[r * cols + c], b);
+}
+"""
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (127, 33)])
+def test_user_template_2d_launch_any_size(xgpu_device, shape, rng):
+    x = rng.standard_normal(shape).astype(np.float32)
+    program = xgpu.compile(USER_KERNEL, xgpu_device, defines={"dtype": np.float32})
+    out = xgpu.asarray(np.full(shape, np.nan, np.float32), xgpu_device)
+    event = program.affine(out, xgpu.asarray(x, xgpu_device), np.float32(1.5), np.float32(-2), shape[0], shape[1],
+                           global_size=(shape[1], shape[0]))
+    event.wait()
+    assert event.elapsed_s >= 0
+    np.testing.assert_allclose(out.get(), 1.5 * x.astype(np.float64) - 2, rtol=1e-6, atol=1e-6)
+
+
+def test_cli_render_with_defines(tmp_path):
+    path = tmp_path / "scale.mako"
+    path.write_text(TEMPLATE)
+    out = run_xgpu("render", str(path), "--backend", "cuda", "--define", "T=double", "-D", "factor=4",
+                   "-D", "guard=False").stdout
+    assert "double* RESTRICT y" in out and "(y[i] * 4)" in out and "if (i < n)" not in out
+    assert 'extern "C" __global__' in out
+
+
+def test_cli_render_error_is_clean(tmp_path):
+    path = tmp_path / "scale.mako"
+    path.write_text(TEMPLATE)
+    proc = run_xgpu("render", str(path), check=False)
+    assert proc.returncode == 1
+    assert "TemplateError" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_xgpu("render", str(path), "--define", "bad define", check=False)
+    assert proc.returncode == 1 and "NAME=VALUE" in proc.stderr
+
+
+def test_ctype():
+    assert xgpu.ctype(np.float32) == "float" and xgpu.ctype("float16") == "half_t"
+    with pytest.raises(xgpu.errors.UnsupportedDtypeError):
+        xgpu.ctype(np.complex64)
+
+
+def test_template_path_object(tmp_path):
+    path = Path(tmp_path / "t.mako")
+    path.write_text("KERNEL void k(GLOBAL_MEM float* y) { y[0] = 1.0f; }\n")
+    assert "KERNEL void k" in xgpu.render(path).text
