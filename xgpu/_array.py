@@ -46,7 +46,8 @@ class Array:
     ``np.asarray(array)``) copies it back to the host.
     """
 
-    __array_priority__ = 100  # so that ndarray @ Array defers to Array.__rmatmul__
+    # numpy defers to us (ndarray @ Array calls Array.__rmatmul__) instead of computing on the host
+    __array_ufunc__ = None
 
     def __init__(self, device: Device, shape: Any, dtype: Any):
         self.device = device
@@ -121,6 +122,16 @@ class Array:
         view.__dict__.update(self.__dict__)
         view.shape = tuple(new_shape)
         return view
+
+    def __matmul__(self, other: Any) -> Array:
+        from ._ops import matmul
+
+        return matmul(self, other if isinstance(other, Array) else asarray(other, self.device))
+
+    def __rmatmul__(self, other: Any) -> Array:
+        from ._ops import matmul
+
+        return matmul(asarray(other, self.device), self)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         host = self.get()

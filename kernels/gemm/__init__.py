@@ -1,0 +1,167 @@
+"""GEMM and matmul: one tiled, register-blocked template for every device and dtype."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import xgpu
+from xgpu._array import Array, same_device
+from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
+
+from .tuning import GemmConfig, default_config
+
+__all__ = ["GemmConfig", "gemm", "matmul"]
+
+log = logging.getLogger(__name__)
+TEMPLATE = xgpu.KernelTemplate(Path(__file__).with_name("gemm.mako"))
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
+
+
+def config_for(device: xgpu.Device, dtype: np.dtype) -> GemmConfig:
+    """The variant the library picks for ``device`` and ``dtype`` (before fitting to limits)."""
+    return default_config(device.type, f"{device.platform} {device.name} {device.vendor}")
+
+
+def _fits(config: GemmConfig, device: xgpu.Device, acc_itemsize: int) -> bool:
+    tx, ty = config.local_size
+    limits = device.max_work_item_sizes
+    return (
+        config.work_group_size <= device.max_work_group_size
+        and tx <= limits[0]
+        and ty <= limits[1]
+        and config.local_mem_bytes(acc_itemsize) <= device.local_mem_bytes
+    )
+
+
+def render_defines(dtype: np.dtype, config: GemmConfig, trans_a: bool, trans_b: bool) -> dict[str, Any]:
+    return {"dtype": dtype, "trans_a": trans_a, "trans_b": trans_b, **config.defines()}
+
+
+_kernels: dict[tuple, tuple[Any, GemmConfig]] = {}
+
+
+def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, config: GemmConfig | None):
+    key = (device.id, dtype, trans_a, trans_b, config)
+    hit = _kernels.get(key)
+    if hit is not None:
+        return hit
+    cfg = config or config_for(device, dtype)
+    acc_itemsize = 8 if dtype == np.float64 else 4
+    while not _fits(cfg, device, acc_itemsize):
+        cfg = cfg.shrink()
+    while True:
+        program = xgpu.compile(TEMPLATE, device, defines=render_defines(dtype, cfg, trans_a, trans_b))
+        kernel = program.gemm
+        if kernel.max_work_group_size >= cfg.work_group_size or cfg.work_group_size == 1:
+            break
+        if config is not None:
+            raise xgpu.errors.LaunchError(
+                f"GEMM variant {config} needs work-groups of {config.work_group_size}, but the compiled kernel "
+                f"allows at most {kernel.max_work_group_size} on {device.id}"
+            )
+        log.debug("gemm %s: compiled kernel allows %d work-items, shrinking", cfg, kernel.max_work_group_size)
+        cfg = cfg.shrink()
+    log.debug("gemm on %s, %s, trans_a=%s trans_b=%s: %s", device.id, dtype, trans_a, trans_b, cfg)
+    _kernels[key] = (kernel, cfg)
+    return kernel, cfg
+
+
+def _check_operand(name: str, x: Any) -> Array:
+    if not isinstance(x, Array):
+        raise InvalidArgumentError(
+            f"{name} is a {type(x).__name__}, not an xgpu array: move it with xgpu.asarray({name}, device=...)"
+        )
+    return x
+
+
+def _check_dtype(device: xgpu.Device, *arrays: Array) -> np.dtype:
+    dtypes = {a.dtype for a in arrays}
+    if len(dtypes) > 1:
+        raise UnsupportedDtypeError(f"operands have different dtypes ({', '.join(sorted(map(str, dtypes)))}); "
+                                    "convert them to one with xgpu.asarray(x, dtype=...)")
+    dtype = dtypes.pop()
+    if dtype not in DTYPES:
+        raise UnsupportedDtypeError(f"GEMM takes float32, float64 or float16 arrays, not {dtype}")
+    if not device.supports(dtype):
+        raise UnsupportedDtypeError(f"{device.id} ({device.name}) does not support {dtype}")
+    return dtype
+
+
+def _launch(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, config=None):
+    device = c.device
+    dtype = c.dtype
+    kernel, cfg = _kernel(device, dtype, trans_a, trans_b, config)
+    lda = m if trans_a else k
+    ldb = k if trans_b else n
+    scalar = np.float64 if dtype == np.float64 else np.float32
+    tx, ty = cfg.local_size
+    groups = (-(-n // cfg.tn), -(-m // cfg.tm))
+    return kernel(
+        c, a, b, m, n, k, scalar(alpha), scalar(beta), max(lda, 1), max(ldb, 1), max(n, 1), *strides,
+        global_size=(groups[0] * tx, groups[1] * ty, batch), local_size=(tx, ty, 1),
+    )
+
+
+def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool = False, trans_b: bool = False,
+         config: GemmConfig | None = None):
+    """``C = alpha * op(A) @ op(B) + beta * C`` on row-major arrays (BLAS semantics).
+
+    ``op(X)`` is ``X.T`` when ``trans_X``. A is (M, K) ((K, M) transposed), B is (K, N) ((N, K)
+    transposed), C is (M, N). With ``c`` given the result is written into it and returned;
+    otherwise a new array is returned (``beta`` is then ignored). float32, float64 where the
+    device supports it, and float16 (accumulated in float32) are accepted.
+    """
+    a, b = _check_operand("a", a), _check_operand("b", b)
+    arrays = [a, b] + ([_check_operand("c", c)] if c is not None else [])
+    device = same_device(*arrays)
+    dtype = _check_dtype(device, *arrays)
+    if a.ndim != 2 or b.ndim != 2:
+        raise ShapeError(f"gemm takes 2-D arrays, got a {a.shape} and b {b.shape}; use xgpu.matmul for batches")
+    m, k = a.shape[::-1] if trans_a else a.shape
+    k2, n = b.shape[::-1] if trans_b else b.shape
+    if k != k2:
+        raise ShapeError(
+            f"inner dimensions differ: op(a) is {m}x{k} and op(b) is {k2}x{n} "
+            f"(trans_a={trans_a}, trans_b={trans_b})"
+        )
+    if c is None:
+        c = xgpu.empty((m, n), dtype, device)
+        beta = 0.0
+    elif c.shape != (m, n):
+        raise ShapeError(f"c has shape {c.shape}, but op(a) @ op(b) is ({m}, {n})")
+    if m == 0 or n == 0:
+        return c
+    _launch(c, a, b, m, n, k, 1, alpha, beta, trans_a, trans_b, (0, 0, 0), config)
+    return c
+
+
+def matmul(a, b):
+    """``a @ b`` as numpy's ``matmul`` does it, for 2-D arrays and batches of them (3-D, a leading batch
+    dimension; a batch of 1 broadcasts against the other side's batch)."""
+    a, b = _check_operand("a", a), _check_operand("b", b)
+    device = same_device(a, b)
+    dtype = _check_dtype(device, a, b)
+    if a.ndim not in (2, 3) or b.ndim not in (2, 3):
+        raise ShapeError(f"matmul takes 2-D or 3-D arrays, got a {a.shape} and b {b.shape}")
+    if a.shape[-1] != b.shape[-2]:
+        raise ShapeError(f"matmul: a {a.shape} and b {b.shape} do not fit: {a.shape[-1]} != {b.shape[-2]}")
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    ba = a.shape[0] if a.ndim == 3 else 1
+    bb = b.shape[0] if b.ndim == 3 else 1
+    if ba != bb and 1 not in (ba, bb):
+        raise ShapeError(f"matmul: batch sizes {ba} and {bb} do not broadcast")
+    batch = max(ba, bb)
+    out_shape = (batch, m, n) if (a.ndim == 3 or b.ndim == 3) else (m, n)
+    c = xgpu.empty(out_shape, dtype, device)
+    if c.size == 0:
+        return c
+    if k == 0:
+        return c.set(np.zeros(out_shape, dtype))
+    strides = (m * k if ba > 1 else 0, k * n if bb > 1 else 0, m * n)
+    _launch(c, a, b, m, n, k, batch, 1.0, 0.0, False, False, strides)
+    return c

@@ -1,0 +1,68 @@
+"""GEMM kernel parameters per device class: the defaults the library picks from.
+
+Each entry is measured (see docs/benchmarks.md) or, for device classes we could not measure here,
+taken from the published shapes that tiled GEMMs use on them. The first rule whose ``match``
+words all appear in the device's platform/name (case-insensitive) and whose ``type`` fits wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GemmConfig:
+    """One variant of the GEMM template: a TM x TN tile per work-group, WM x WN per work-item."""
+
+    local_tiles: bool
+    tm: int
+    tn: int
+    wm: int
+    wn: int
+    tk: int = 16
+
+    @property
+    def local_size(self) -> tuple[int, int]:
+        return (self.tn // self.wn, self.tm // self.wm)
+
+    @property
+    def work_group_size(self) -> int:
+        return (self.tn // self.wn) * (self.tm // self.wm)
+
+    def local_mem_bytes(self, acc_itemsize: int) -> int:
+        return (self.tm + self.tn) * self.tk * acc_itemsize if self.local_tiles else 0
+
+    def defines(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def shrink(self) -> GemmConfig:
+        """A variant with half the work-group, for devices or kernels that cannot take this one."""
+        if self.tm // self.wm >= self.tn // self.wn and self.tm > self.wm:
+            return replace(self, tm=self.tm // 2)
+        if self.tn > self.wn:
+            return replace(self, tn=self.tn // 2)
+        return replace(self, tm=max(self.tm // 2, 1), wm=max(self.wm // 2, 1))
+
+
+# (type, match words, config); first match wins
+RULES: list[tuple[str | None, tuple[str, ...], GemmConfig]] = [
+    # Oclgrind simulates every work-item: small tiles keep runs short and still cover the tiled path
+    (None, ("oclgrind",), GemmConfig(local_tiles=True, tm=16, tn=16, wm=2, wn=2, tk=8)),
+    # Intel's CPU runtime vectorises 16 work-items along dimension 0 (AVX-512): measured here
+    ("cpu", ("intel",), GemmConfig(local_tiles=False, tm=64, tn=32, wm=8, wn=2)),
+    # PoCL's CPU device: measured here
+    ("cpu", ("portable computing language",), GemmConfig(local_tiles=False, tm=64, tn=32, wm=8, wn=2)),
+    ("cpu", (), GemmConfig(local_tiles=False, tm=64, tn=32, wm=8, wn=2)),
+    # GPUs: 64x64 tiles of 4x4 per work-item (256 work-items), the usual shape for NVIDIA and AMD
+    ("gpu", (), GemmConfig(local_tiles=True, tm=64, tn=64, wm=4, wn=4, tk=16)),
+    (None, (), GemmConfig(local_tiles=True, tm=32, tn=32, wm=2, wn=2, tk=16)),
+]
+
+
+def default_config(device_type: str, description: str) -> GemmConfig:
+    text = description.lower()
+    for kind, words, config in RULES:
+        if (kind is None or kind == device_type) and all(w in text for w in words):
+            return config
+    raise AssertionError("the last rule matches every device")
