@@ -67,6 +67,12 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "FMAX",
     "MIN",
     "MAX",
+    # short vectors (N = 2, 4, 8, 16 of float or double)
+    "VEC",  # VEC(float, 8): the type
+    "VLOAD",  # VLOAD(8, ptr, i): ptr[i .. i+7] as a vector
+    "VSTORE",  # VSTORE(8, v, ptr, i)
+    "VSPLAT",  # VSPLAT(float, 8, x): x in every element
+    "VFMA",  # VFMA(a, b, c): a * b + c elementwise, fused
 )
 
 _DTYPE_TO_C = {

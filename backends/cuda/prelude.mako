@@ -58,3 +58,23 @@ static __device__ __forceinline__ double xgpu_rsqrt(double x) { return rsqrt(x);
 #define FMAX fmax
 #define MIN min
 #define MAX max
+
+// short vectors of N = 2, 4, 8 or 16 elements of float or double: structs with the OpenCL operations
+% for T in ("float", "double"):
+% for N in (2, 4, 8, 16):
+struct xgpu_${T}${N} { ${T} s[${N}]; };
+static __device__ __forceinline__ xgpu_${T}${N} xgpu_vload${N}(const ${T}* p)
+{ xgpu_${T}${N} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v.s[e] = p[e]; return v; }
+static __device__ __forceinline__ void xgpu_vstore${N}(const xgpu_${T}${N} v, ${T}* p)
+{ _Pragma("unroll") for (int e = 0; e < ${N}; ++e) p[e] = v.s[e]; }
+static __device__ __forceinline__ xgpu_${T}${N} xgpu_vsplat${N}(const ${T} x)
+{ xgpu_${T}${N} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v.s[e] = x; return v; }
+static __device__ __forceinline__ xgpu_${T}${N} xgpu_vfma(const xgpu_${T}${N} a, const xgpu_${T}${N} b, const xgpu_${T}${N} c)
+{ xgpu_${T}${N} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v.s[e] = fma(a.s[e], b.s[e], c.s[e]); return v; }
+% endfor
+% endfor
+#define VEC(T, N) xgpu_##T##N
+#define VLOAD(N, ptr, i) xgpu_vload##N((ptr) + (i))
+#define VSTORE(N, value, ptr, i) xgpu_vstore##N((value), (ptr) + (i))
+#define VSPLAT(T, N, s) xgpu_vsplat##N((T)(s))
+#define VFMA(a, b, c) xgpu_vfma((a), (b), (c))

@@ -41,3 +41,10 @@ typedef half half_t;
 #define FMAX fmax
 #define MIN min
 #define MAX max
+
+// short vectors of N = 2, 4, 8 or 16 elements of float or double
+#define VEC(T, N) T##N
+#define VLOAD(N, ptr, i) vload##N(0, (ptr) + (i))
+#define VSTORE(N, value, ptr, i) vstore##N((value), 0, (ptr) + (i))
+#define VSPLAT(T, N, s) ((T##N)(s))
+#define VFMA(a, b, c) fma((a), (b), (c))

@@ -12,7 +12,7 @@ import xgpu
 from xgpu._array import Array, same_device
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 
-from .tuning import GemmConfig, default_config
+from .tuning import RULES, GemmConfig, adapt, default_config
 
 __all__ = ["GemmConfig", "gemm", "matmul"]
 
@@ -21,9 +21,23 @@ TEMPLATE = xgpu.KernelTemplate(Path(__file__).with_name("gemm.mako"))
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
 
 
-def config_for(device: xgpu.Device, dtype: np.dtype) -> GemmConfig:
-    """The variant the library picks for ``device`` and ``dtype`` (before fitting to limits)."""
-    return default_config(device.type, f"{device.platform} {device.name} {device.vendor}")
+def config_for(device: xgpu.Device, dtype: np.dtype, trans_b: bool = False) -> GemmConfig:
+    """The variant the library picks for ``device``, ``dtype`` and layout (before fitting to limits)."""
+    base = default_config(device.type, f"{device.platform} {device.name} {device.vendor}")
+    return adapt(base, np.dtype(dtype).itemsize, trans_b)
+
+
+def all_variants() -> list[tuple[np.dtype, bool, bool, GemmConfig]]:
+    """Every (dtype, trans_a, trans_b, config) the library can pick on some device class."""
+    seen = []
+    for _kind, _words, base in RULES:
+        for dtype in DTYPES:
+            for trans_a in (False, True):
+                for trans_b in (False, True):
+                    v = (dtype, trans_a, trans_b, adapt(base, dtype.itemsize, trans_b))
+                    if v not in seen:
+                        seen.append(v)
+    return seen
 
 
 def _fits(config: GemmConfig, device: xgpu.Device, acc_itemsize: int) -> bool:
@@ -49,7 +63,7 @@ def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, 
     hit = _kernels.get(key)
     if hit is not None:
         return hit
-    cfg = config or config_for(device, dtype)
+    cfg = config or config_for(device, dtype, trans_b)
     acc_itemsize = 8 if dtype == np.float64 else 4
     while not _fits(cfg, device, acc_itemsize):
         cfg = cfg.shrink()

@@ -1,21 +1,27 @@
 ## Batched GEMM: C = alpha * op(A) @ op(B) + beta * C, row-major, one template for every device.
 ##
 ## A work-group (block) computes a TM x TN tile of C; each work-item a WM x WN block of it, held in
-## registers. Work-item (tx, ty) owns columns tx + j*TX and rows ty + i*TY of the tile, so neighbouring
-## work-items touch neighbouring columns: coalesced on GPUs, one SIMD vector on CPUs.
+## registers. Work-item (ty) owns rows ty + i*TY of the tile. Its columns are either strided
+## (tx + j*TX: neighbouring work-items touch neighbouring columns, coalesced on GPUs and one SIMD
+## vector on CPU runtimes that vectorise across work-items) or contiguous (tx*WN + j: one work-item's
+## columns side by side, loaded as short vectors of VW elements, for compilers that vectorise within
+## a work-item).
 ##
-## Two ways to feed the registers, chosen per device by the tuning table:
+## Three ways to feed the registers, chosen per device by the tuning table (tuning.py):
 ##   local_tiles=True   TK-deep slices of A and B are staged in local (shared) memory (GPUs);
 ##   local_tiles=False  work-items read A and B straight from global memory through the caches (CPUs,
-##                      whose "local memory" is ordinary cache and whose barriers are costly).
+##                      whose "local memory" is ordinary cache), with VW-wide vector loads of B when vw > 1;
+##                      kc > 0 adds a barrier every kc steps of K, so that a CPU runtime that runs a
+##                      work-group's work-items one after another walks K in cache-sized blocks.
 ##
-## Defines: dtype, trans_a, trans_b, local_tiles, tm, tn, tk, wm, wn.
+## Defines: dtype, trans_a, trans_b, local_tiles, tm, tn, tk, wm, wn, kc, contiguous_cols, vw.
 <%
     T = ctype(dtype)
     half = T == "half_t"
     ACC = "double" if T == "double" else "float"   # float16 accumulates in float32
     TX, TY = tn // wn, tm // wm
     WG = TX * TY
+    NV = wn // vw   # vectors per row of a work-item's block
 
     def load(ptr, idx):
         return f"LOAD_HALF({ptr}, {idx})" if half else f"{ptr}[{idx}]"
@@ -25,7 +31,125 @@
 
     def b_index(k, n):
         return f"({n}) * ldb + ({k})" if trans_b else f"({k}) * ldb + ({n})"
+
+    def col_of(j):
+        return f"tx * {wn} + {j}" if contiguous_cols else f"tx + {j} * {TX}"
+
+    def row_of(i):
+        return f"ty + {i} * {TY}"
 %>
+## ---- pieces -------------------------------------------------------------------------------------
+<%def name="k_loop_open()">
+% if kc:
+        for (index_t k0 = 0; k0 < K; k0 += ${kc}) {
+        const index_t k_end = MIN(k0 + ${kc}, K);
+        for (index_t k = k0; k < k_end; ++k) {
+% else:
+        for (index_t k = 0; k < K; ++k) {
+% endif
+</%def>
+<%def name="k_loop_close()">
+        }
+% if kc:
+        // every work-item of the group reaches this barrier: the branch around it is uniform per group
+        LOCAL_BARRIER;
+        }
+% endif
+</%def>
+<%def name="scalar_acc()">
+    ${ACC} acc[${wm}][${wn}];
+    #pragma unroll
+    for (index_t i = 0; i < ${wm}; ++i) {
+        #pragma unroll
+        for (index_t j = 0; j < ${wn}; ++j)
+            acc[i][j] = (${ACC})0;
+    }
+</%def>
+<%def name="fma_block()">
+            #pragma unroll
+            for (index_t i = 0; i < ${wm}; ++i) {
+                #pragma unroll
+                for (index_t j = 0; j < ${wn}; ++j)
+                    acc[i][j] = FMA(a[i], b[j], acc[i][j]);
+            }
+</%def>
+<%def name="store(row, col, value)">
+            if (${row} < M && ${col} < N) {
+                const index_t at = ${row} * ldc + ${col};
+                ${ACC} out = alpha * (${value});
+                if (beta != (${ACC})0)  // beta = 0 never reads C, which may hold garbage or NaN
+                    out = FMA(beta, (${ACC})${load("C", "at")}, out);
+% if half:
+                STORE_HALF(C, at, out);
+% else:
+                C[at] = out;
+% endif
+            }
+</%def>
+<%def name="scalar_epilogue()">
+    #pragma unroll
+    for (index_t i = 0; i < ${wm}; ++i) {
+        const index_t row = row0 + ${row_of("i")};
+        #pragma unroll
+        for (index_t j = 0; j < ${wn}; ++j) {
+            const index_t col = col0 + ${col_of("j")};
+            ${store("row", "col", "acc[i][j]")}
+        }
+    }
+</%def>
+<%def name="direct_scalar(row, col)">
+    ${scalar_acc()}
+    ${k_loop_open()}
+            ${ACC} a[${wm}], b[${wn}];
+            #pragma unroll
+            for (index_t i = 0; i < ${wm}; ++i)
+                a[i] = (${ACC})${load("A", a_index(row, "k"))};
+            #pragma unroll
+            for (index_t j = 0; j < ${wn}; ++j)
+                b[j] = (${ACC})${load("B", b_index("k", col))};
+            ${fma_block()}
+    ${k_loop_close()}
+    ${scalar_epilogue()}
+</%def>
+<%def name="direct_vector()">
+    // one work-item: WM rows x NV vectors of VW contiguous columns
+    VEC(${ACC}, ${vw}) acc[${wm}][${NV}];
+    #pragma unroll
+    for (index_t i = 0; i < ${wm}; ++i) {
+        #pragma unroll
+        for (index_t v = 0; v < ${NV}; ++v)
+            acc[i][v] = VSPLAT(${ACC}, ${vw}, 0);
+    }
+    const index_t colv = col0 + tx * ${wn};
+    ${k_loop_open()}
+            VEC(${ACC}, ${vw}) b[${NV}];
+            #pragma unroll
+            for (index_t v = 0; v < ${NV}; ++v)
+                b[v] = VLOAD(${vw}, B, k * ldb + colv + v * ${vw});
+            #pragma unroll
+            for (index_t i = 0; i < ${wm}; ++i) {
+                const VEC(${ACC}, ${vw}) a = VSPLAT(${ACC}, ${vw}, A[${a_index(f"row0 + {row_of('i')}", "k")}]);
+                #pragma unroll
+                for (index_t v = 0; v < ${NV}; ++v)
+                    acc[i][v] = VFMA(a, b[v], acc[i][v]);
+            }
+    ${k_loop_close()}
+    #pragma unroll
+    for (index_t i = 0; i < ${wm}; ++i) {
+        const index_t row = row0 + ${row_of("i")};
+        #pragma unroll
+        for (index_t v = 0; v < ${NV}; ++v) {
+            ${ACC} lanes[${vw}];
+            VSTORE(${vw}, acc[i][v], lanes, 0);
+            #pragma unroll
+            for (index_t e = 0; e < ${vw}; ++e) {
+                const index_t col = colv + v * ${vw} + e;
+                ${store("row", "col", "lanes[e]")}
+            }
+        }
+    }
+</%def>
+## ---- the kernel -----------------------------------------------------------------------------------
 KERNEL void gemm(
     GLOBAL_MEM ${T}* RESTRICT C,
     GLOBAL_MEM const ${T}* RESTRICT A,
@@ -44,15 +168,8 @@ KERNEL void gemm(
     const index_t row0 = GROUP_ID(1) * ${tm};
     const index_t col0 = GROUP_ID(0) * ${tn};
 
-    ${ACC} acc[${wm}][${wn}];
-    #pragma unroll
-    for (index_t i = 0; i < ${wm}; ++i) {
-        #pragma unroll
-        for (index_t j = 0; j < ${wn}; ++j)
-            acc[i][j] = (${ACC})0;
-    }
-
 % if local_tiles:
+    ${scalar_acc()}
     LOCAL_MEM ${ACC} As[${tk}][${tm}];
     LOCAL_MEM ${ACC} Bs[${tk}][${tn}];
     const index_t lid = ty * ${TX} + tx;
@@ -84,62 +201,26 @@ KERNEL void gemm(
             ${ACC} a[${wm}], b[${wn}];
             #pragma unroll
             for (index_t i = 0; i < ${wm}; ++i)
-                a[i] = As[kk][ty + i * ${TY}];
+                a[i] = As[kk][${row_of("i")}];
             #pragma unroll
             for (index_t j = 0; j < ${wn}; ++j)
-                b[j] = Bs[kk][tx + j * ${TX}];
-            #pragma unroll
-            for (index_t i = 0; i < ${wm}; ++i) {
-                #pragma unroll
-                for (index_t j = 0; j < ${wn}; ++j)
-                    acc[i][j] = FMA(a[i], b[j], acc[i][j]);
-            }
+                b[j] = Bs[kk][${col_of("j")}];
+            ${fma_block()}
         }
         LOCAL_BARRIER;
     }
+    ${scalar_epilogue()}
 % else:
-    // Rows and columns past the edge read a clamped (valid) address; their results are never stored.
-    index_t rows[${wm}], cols[${wn}];
-    #pragma unroll
-    for (index_t i = 0; i < ${wm}; ++i)
-        rows[i] = MIN(row0 + ty + i * ${TY}, M - 1);
-    #pragma unroll
-    for (index_t j = 0; j < ${wn}; ++j)
-        cols[j] = MIN(col0 + tx + j * ${TX}, N - 1);
-    for (index_t k = 0; k < K; ++k) {
-        ${ACC} a[${wm}], b[${wn}];
-        #pragma unroll
-        for (index_t i = 0; i < ${wm}; ++i)
-            a[i] = (${ACC})${load("A", a_index("rows[i]", "k"))};
-        #pragma unroll
-        for (index_t j = 0; j < ${wn}; ++j)
-            b[j] = (${ACC})${load("B", b_index("k", "cols[j]"))};
-        #pragma unroll
-        for (index_t i = 0; i < ${wm}; ++i) {
-            #pragma unroll
-            for (index_t j = 0; j < ${wn}; ++j)
-                acc[i][j] = FMA(a[i], b[j], acc[i][j]);
-        }
+    if (row0 + ${tm} <= M && col0 + ${tn} <= N) {
+        // a whole tile: no clamping, so neighbouring addresses stay neighbours (vector loads)
+% if vw > 1:
+        ${direct_vector()}
+% else:
+        ${direct_scalar("row0 + " + row_of("i"), "col0 + " + col_of("j"))}
+% endif
+    } else {
+        // an edge tile: rows and columns past the edge read a clamped (valid) address and are never stored
+        ${direct_scalar("MIN(row0 + %s, M - 1)" % row_of("i"), "MIN(col0 + %s, N - 1)" % col_of("j"))}
     }
 % endif
-
-    #pragma unroll
-    for (index_t i = 0; i < ${wm}; ++i) {
-        const index_t row = row0 + ty + i * ${TY};
-        #pragma unroll
-        for (index_t j = 0; j < ${wn}; ++j) {
-            const index_t col = col0 + tx + j * ${TX};
-            if (row < M && col < N) {
-                const index_t at = row * ldc + col;
-                ${ACC} value = alpha * acc[i][j];
-                if (beta != (${ACC})0)  // beta = 0 never reads C, which may hold garbage or NaN
-                    value = FMA(beta, (${ACC})${load("C", "at")}, value);
-% if half:
-                STORE_HALF(C, at, value);
-% else:
-                C[at] = value;
-% endif
-            }
-        }
-    }
 }
