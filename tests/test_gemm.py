@@ -67,9 +67,8 @@ VARIANTS = all_variants()
 
 
 @pytest.mark.parametrize("dtype,trans_a,trans_b,config", VARIANTS,
-                         ids=[f"{np.dtype(d)}-{'T' if ta else 'N'}{'T' if tb else 'N'}-{c.tm}x{c.tn}"
-                              f"{'-local' if c.local_tiles else ''}{'-vw%d' % c.vw if c.vw > 1 else ''}"
-                              f"{'-kc%d' % c.kc if c.kc else ''}" for d, ta, tb, c in VARIANTS])
+                         ids=[f"{np.dtype(d)}-{'T' if ta else 'N'}{'T' if tb else 'N'}-{c.label}"
+                              for d, ta, tb, c in VARIANTS])
 def test_every_variant_on_every_device(xgpu_device, dtype, trans_a, trans_b, config, rng):
     """Each variant the library can pick, on a shape with a whole tile, edge tiles and (off the simulator)
     more K than one cache block: every code path of the template runs."""

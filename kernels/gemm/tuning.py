@@ -26,6 +26,15 @@ class GemmConfig:
     vw: int = 1
 
     @property
+    def label(self) -> str:
+        """A short name: ``128x64-8x32-vw16-kc256`` (tile, block per work-item, options)."""
+        text = f"{self.tm}x{self.tn}-{self.wm}x{self.wn}"
+        text += f"-local{self.tk}" if self.local_tiles else ""
+        text += f"-vw{self.vw}" if self.vw > 1 else ""
+        text += f"-kc{self.kc}" if self.kc else ""
+        return text + ("-contig" if self.contiguous_cols else "")
+
+    @property
     def local_size(self) -> tuple[int, int]:
         return (self.tn // self.wn, self.tm // self.wm)
 
