@@ -7,11 +7,12 @@ import json
 import sys
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from . import _devices, _plugins, _program
-from .errors import XgpuError
+from .errors import InvalidArgumentError, XgpuError
 from .template import parse_define
 
 
@@ -120,6 +121,53 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from . import _bench
+
+    device = _devices.get_device(args.device)
+    dtype = str(np.dtype(args.dtype))
+    sizes = args.sizes or list(_bench.GEMM_SIZES)
+    if any(n < 1 for n in sizes):
+        raise InvalidArgumentError(f"sizes must be at least 1, got {sizes}")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+        rows = _bench.bench_gemm(device, sizes, dtype, lambda text: progress.update(task, description=text))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    contenders = [k for k in rows[0] if isinstance(rows[0][k], dict)]
+    table = Table(title=f"GEMM {dtype}, C = A @ B (n x n), on {device.id} {device.name} ({device.platform})",
+                  title_justify="left")
+    table.add_column("n", justify="right")
+    for name in contenders:
+        table.add_column(f"{name} GF/s", justify="right")
+    for name in contenders[1:]:
+        table.add_column(f"xgpu / {name}", justify="right")
+    for row in rows:
+        ours = row["xgpu"].get("gflops")
+        cells = [str(row["n"])]
+        cells += [f"{row[c]['gflops']:.1f}" if "gflops" in row[c] else "-" for c in contenders]
+        cells += [f"{ours / row[c]['gflops']:.2f}x" if ours and "gflops" in row[c] else "-" for c in contenders[1:]]
+        table.add_row(*cells)
+    console.print(table)
+    notes = {}
+    for row in rows:
+        for c in contenders:
+            r = row[c]
+            if "error" in r:
+                notes[c] = f"{c}: not measured: {r['error']}"
+            elif c not in notes:
+                notes[c] = f"{c}: {r.get('variant') or 'default'}; max relative error {r['err']:.1e} at n={row['n']}"
+    for line in notes.values():
+        console.print("  " + line, highlight=False, markup=False)
+    console.print(f"  numpy ran with {', '.join(_bench.OPENBLAS_VARS)} unset (OpenBLAS's native kernels); "
+                  "each contender in its own process, median of 5 runs after a warm-up", highlight=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xgpu", description="Write a GPU kernel once, run it everywhere.")
     parser.add_argument("--version", action="store_true", help="print the xgpu version")
@@ -147,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--define", "-D", action="append", metavar="NAME=VALUE", help="a template variable")
     p.add_argument("--option", action="append", help="a compiler option (repeatable)")
     p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("bench", help="benchmarks against peers measured in the same run")
+    bench = p.add_subparsers(dest="what", required=True)
+    g = bench.add_parser("gemm", help="GEMM GF/s beside numpy/OpenBLAS, CLBlast and reikna")
+    g.add_argument("--device", help="device spec (default: the default device)")
+    g.add_argument("--sizes", type=int, nargs="+", metavar="N", help="matrix sizes (default: 1024 2048)")
+    g.add_argument("--dtype", default="float32", help="float32 (default), float64 or float16")
+    g.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    g.set_defaults(func=cmd_bench)
     return parser
 
 
