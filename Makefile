@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean bench-deps bench
 
 setup:
 	@bash scripts/setup.sh
@@ -24,3 +24,15 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# The peers that `xgpu bench gemm` measures beside xgpu: CLBlast (Debian's library, pyclblast built
+# against it), reikna, and threadpoolctl to say which OpenBLAS kernel numpy runs.
+bench-deps: setup
+	@dpkg-query -W -f='$${Status}' libclblast-dev 2>/dev/null | grep -q "install ok installed" || \
+		{ apt-get update -qq && apt-get install -y -qq libclblast-dev >/dev/null; }
+	$(PY) -m pip install -q -e '.[bench]' cython scikit-build-core cmake ninja
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pip install -q --no-build-isolation pyclblast
+
+bench: bench-deps
+	$(VENV)/bin/xgpu bench gemm --device intel
+	$(VENV)/bin/xgpu bench gemm --device pocl

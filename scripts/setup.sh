@@ -35,3 +35,19 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
     "$VENV/bin/python" -m pip install -q -e '.[intel,nvrtc,dev]'
     touch "$stamp"
 fi
+
+# Announce Intel's runtime (installed in the venv, its own ICD file holds a placeholder path) and
+# Oclgrind (Debian ships no ICD file) to the system's ICD loader, so that every OpenCL program here
+# (clinfo, plain pyopencl, the peers in benchmarks) sees them. xgpu itself finds them either way.
+VENDORS=/etc/OpenCL/vendors
+if [ -w "$VENDORS" ] || { [ ! -e "$VENDORS" ] && [ "$(id -u)" -eq 0 ]; }; then
+    mkdir -p "$VENDORS"
+    intel_lib="$(cd "$VENV/lib" && pwd)/libintelocl.so"
+    if [ -f "$intel_lib" ] && ! grep -qsx "$intel_lib" "$VENDORS"/*.icd; then
+        echo "$intel_lib" > "$VENDORS/intel-cpu-xgpu.icd"
+    fi
+    oclgrind_lib=/usr/lib/oclgrind/liboclgrind-rt-icd.so
+    if [ -f "$oclgrind_lib" ] && ! grep -qs oclgrind "$VENDORS"/*.icd; then
+        echo "$oclgrind_lib" > "$VENDORS/oclgrind.icd"
+    fi
+fi

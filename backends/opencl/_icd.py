@@ -43,14 +43,15 @@ def vendor_entries() -> dict[str, str]:
                 continue
             if library and _library_exists(library):
                 entries[icd.name] = library
-    libraries = set(entries.values())
+    names = {Path(lib).name for lib in entries.values()}
     for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
         intel = Path(prefix) / "lib" / "libintelocl.so"
-        if intel.exists() and str(intel) not in libraries:
+        # one Intel runtime only: two copies of the library would list every device twice
+        if intel.exists() and intel.name not in names:
             entries["intel-cpu-runtime.icd"] = str(intel)
             break
     for candidate in OCLGRIND_LIBRARIES:
-        if Path(candidate).exists() and not any("oclgrind" in lib for lib in libraries):
+        if Path(candidate).exists() and not any("oclgrind" in name for name in names):
             entries["oclgrind.icd"] = candidate
             break
     return entries
