@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from xgpu.kernels.axpy import axpy
 
 import xgpu
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
+from xgpu.kernels.axpy import axpy
 from xgpu.testing import assert_close
 
 from .conftest import small

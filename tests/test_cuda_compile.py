@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from xgpu.kernels import axpy as axpy_kernel
-from xgpu.kernels import gemm as gemm_kernel
 
 import xgpu
+from xgpu.kernels import axpy as axpy_kernel
+from xgpu.kernels import gemm as gemm_kernel
 
 from .conftest import run_xgpu
 

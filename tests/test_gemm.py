@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from xgpu.kernels.gemm import all_variants, gemm
 
 import xgpu
 from xgpu.errors import DeviceMismatchError, InvalidArgumentError, ShapeError, UnsupportedDtypeError
+from xgpu.kernels.gemm import all_variants, gemm
 from xgpu.testing import assert_close
 
 DTYPES = [np.float32, np.float64, np.float16]

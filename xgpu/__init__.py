@@ -5,7 +5,7 @@ Public surface (everything else is private)::
     xgpu.devices(), xgpu.get_device(spec), xgpu.list_backends()     devices and backends
     xgpu.asarray(x, device), xgpu.empty(...), xgpu.zeros(...)     arrays in device memory
     xgpu.render(template, backend), xgpu.compile(template, device) kernel templates
-    xgpu.gemm(a, b, c, ...), xgpu.matmul(a, b), a @ b              the kernel library
+    xgpu.gemm(a, b, c, ...), xgpu.matmul(a, b), a @ b, xgpu.conv2d   the kernel library
     xgpu.KernelTemplate, xgpu.hookimpl, xgpu.errors                 templates, plugins, errors
 """
 
@@ -17,7 +17,7 @@ from importlib.metadata import version as _version
 from . import errors
 from ._array import Array, asarray, empty, zeros
 from ._devices import Device, devices, get_device, list_backends
-from ._ops import gemm, matmul
+from ._ops import conv2d, gemm, matmul
 from ._plugins import register_plugin, unregister_plugin
 from ._program import Event, Kernel, Program, compile, compile_offline, render
 from .errors import XgpuError
@@ -43,6 +43,7 @@ __all__ = [
     "asarray",
     "compile",
     "compile_offline",
+    "conv2d",
     "ctype",
     "devices",
     "empty",

@@ -18,3 +18,11 @@ def matmul(a: Any, b: Any) -> Any:
     from .kernels.gemm import matmul as impl
 
     return impl(a, b)
+
+
+def conv2d(x: Any, w: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           groups: int = 1, layout: str = "NCHW") -> Any:
+    """``torch.nn.functional.conv2d`` on xgpu arrays; see :func:`xgpu.kernels.conv2d.conv2d`."""
+    from .kernels.conv2d import conv2d as impl
+
+    return impl(x, w, bias, stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout)

@@ -55,33 +55,47 @@ def render_defines(dtype: np.dtype, config: GemmConfig, trans_a: bool, trans_b: 
     return {"dtype": dtype, "trans_a": trans_a, "trans_b": trans_b, **config.defines()}
 
 
+def compile_variant(template, kernel_name: str, device: xgpu.Device, cfg: GemmConfig, defines: dict[str, Any],
+                    acc_itemsize: int, explicit: bool = False):
+    """Compile a tiled variant, halving its tile until the device and the compiled kernel accept its
+    work-group (and local memory); an ``explicit`` variant that does not fit is an error instead."""
+    while not _fits(cfg, device, acc_itemsize):
+        if explicit:
+            raise xgpu.errors.LaunchError(
+                f"variant {cfg.label} needs a work-group of {cfg.local_size} and {cfg.local_mem_bytes(acc_itemsize)} "
+                f"bytes of local memory; {device.id} allows {device.max_work_group_size} work-items and "
+                f"{device.local_mem_bytes} bytes"
+            )
+        cfg = cfg.shrink()
+    while True:
+        program = xgpu.compile(template, device, defines={**defines, **cfg.defines()})
+        kernel = program.kernel(kernel_name)
+        if kernel.max_work_group_size >= cfg.work_group_size or cfg.work_group_size == 1:
+            return kernel, cfg
+        if explicit:
+            raise xgpu.errors.LaunchError(
+                f"variant {cfg.label} needs work-groups of {cfg.work_group_size}, but the compiled kernel "
+                f"{kernel_name!r} allows at most {kernel.max_work_group_size} on {device.id}"
+            )
+        log.debug("%s %s: compiled kernel allows %d work-items, shrinking", kernel_name, cfg.label,
+                  kernel.max_work_group_size)
+        cfg = cfg.shrink()
+
+
 _kernels: dict[tuple, tuple[Any, GemmConfig]] = {}
 
 
 def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, config: GemmConfig | None):
     key = (device.id, dtype, trans_a, trans_b, config)
     hit = _kernels.get(key)
-    if hit is not None:
-        return hit
-    cfg = config or config_for(device, dtype, trans_b)
-    acc_itemsize = 8 if dtype == np.float64 else 4
-    while not _fits(cfg, device, acc_itemsize):
-        cfg = cfg.shrink()
-    while True:
-        program = xgpu.compile(TEMPLATE, device, defines=render_defines(dtype, cfg, trans_a, trans_b))
-        kernel = program.gemm
-        if kernel.max_work_group_size >= cfg.work_group_size or cfg.work_group_size == 1:
-            break
-        if config is not None:
-            raise xgpu.errors.LaunchError(
-                f"GEMM variant {config} needs work-groups of {config.work_group_size}, but the compiled kernel "
-                f"allows at most {kernel.max_work_group_size} on {device.id}"
-            )
-        log.debug("gemm %s: compiled kernel allows %d work-items, shrinking", cfg, kernel.max_work_group_size)
-        cfg = cfg.shrink()
-    log.debug("gemm on %s, %s, trans_a=%s trans_b=%s: %s", device.id, dtype, trans_a, trans_b, cfg)
-    _kernels[key] = (kernel, cfg)
-    return kernel, cfg
+    if hit is None:
+        cfg = config or config_for(device, dtype, trans_b)
+        defines = {"dtype": dtype, "trans_a": trans_a, "trans_b": trans_b}
+        hit = compile_variant(TEMPLATE, "gemm", device, cfg, defines, 8 if dtype == np.float64 else 4,
+                              explicit=config is not None)
+        log.debug("gemm on %s, %s, trans_a=%s trans_b=%s: %s", device.id, dtype, trans_a, trans_b, hit[1].label)
+        _kernels[key] = hit
+    return hit
 
 
 def _check_operand(name: str, x: Any) -> Array:

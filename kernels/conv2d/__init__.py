@@ -1,0 +1,188 @@
+"""2-D convolution with PyTorch's ``conv2d`` semantics: an implicit-GEMM kernel built on the GEMM's
+tiling for the general case, a direct kernel for depthwise layers and small channel counts."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import xgpu
+from xgpu._array import Array, same_device
+from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
+from xgpu.kernels.gemm import DTYPES, compile_variant, config_for
+from xgpu.kernels.gemm.tuning import GemmConfig
+
+__all__ = ["ConvPlan", "conv2d", "plan"]
+
+log = logging.getLogger(__name__)
+_HERE = Path(__file__).parent
+IGEMM = xgpu.KernelTemplate(_HERE / "conv2d_igemm.mako")
+DIRECT = xgpu.KernelTemplate(_HERE / "conv2d_direct.mako")
+PERMUTE = xgpu.KernelTemplate(_HERE / "permute.mako")
+LAYOUTS = ("NCHW", "NHWC")
+# below these, an implicit GEMM has too little to reduce over or too few columns to fill its tiles
+MIN_IGEMM_CHANNELS_IN = 8
+MIN_IGEMM_CHANNELS_OUT = 4
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """What ``conv2d`` runs for a shape on a device: ``kernel`` is ``"implicit-gemm"`` or ``"direct"``."""
+
+    kernel: str
+    config: GemmConfig | None
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.kernel} {self.config.label}" if self.config else self.kernel
+
+
+def igemm_config(device: xgpu.Device, dtype: np.dtype) -> GemmConfig:
+    """The GEMM's variant for the device, as a direct (no local memory) variant."""
+    cfg = config_for(device, dtype)
+    if cfg.local_tiles:
+        # local tiles need a plain matrix to stage; strided columns keep the weight reads coalesced
+        cfg = replace(cfg, local_tiles=False, kc=0)
+    return cfg
+
+
+def plan(device: xgpu.Device, dtype: Any, cin_per_group: int, cout_per_group: int) -> ConvPlan:
+    dtype = np.dtype(dtype)
+    if cin_per_group < MIN_IGEMM_CHANNELS_IN:
+        return ConvPlan("direct", None, f"{cin_per_group} input channels per group (< {MIN_IGEMM_CHANNELS_IN})")
+    if cout_per_group < MIN_IGEMM_CHANNELS_OUT:
+        return ConvPlan("direct", None, f"{cout_per_group} output channels per group (< {MIN_IGEMM_CHANNELS_OUT})")
+    return ConvPlan("implicit-gemm", igemm_config(device, dtype), "general case")
+
+
+def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value
+    ):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise InvalidArgumentError(f"{name} must be an int or a pair of ints, not {value!r}")
+    if min(pair) < minimum:
+        raise InvalidArgumentError(f"{name} must be at least {minimum}, got {value!r}")
+    return pair
+
+
+def _permute(device, dtype, src: Array, out_shape: tuple[int, int, int, int], strides: tuple[int, ...]) -> Array:
+    out = xgpu.empty(out_shape, dtype, device)
+    total = int(np.prod(out_shape))
+    if total:
+        program = xgpu.compile(PERMUTE, device, defines={"dtype": dtype})
+        program.permute(out, src, *out_shape[1:], total, *strides, global_size=total)
+    return out
+
+
+def _bias_or_dummy(bias, device, dtype, k):
+    if bias is None:
+        return xgpu.empty(1, dtype, device), False
+    if not isinstance(bias, Array):
+        raise InvalidArgumentError(f"bias is a {type(bias).__name__}, not an xgpu array")
+    if bias.shape != (k,):
+        raise ShapeError(f"bias must have shape ({k},) (one value per output channel), got {bias.shape}")
+    return bias, True
+
+
+def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout: str = "NCHW"):
+    """``torch.nn.functional.conv2d`` on xgpu arrays: cross-correlation.
+
+    ``layout="NCHW"``: x is (N, C, H, W), w is (out_channels, C/groups, kH, kW), the result (N, out, P, Q).
+    ``layout="NHWC"``: x is (N, H, W, C), w is (kH, kW, C/groups, out_channels), the result (N, P, Q, out).
+    ``stride``, ``dilation``: an int or a pair; ``padding``: an int, a pair, ``"valid"`` or ``"same"``
+    (stride 1; an odd total padding puts the extra row/column at the bottom/right, as PyTorch does).
+    """
+    for name, arr in (("x", x), ("w", w)):
+        if not isinstance(arr, Array):
+            raise InvalidArgumentError(f"{name} is a {type(arr).__name__}, not an xgpu array: use xgpu.asarray")
+    if layout not in LAYOUTS:
+        raise InvalidArgumentError(f"layout must be 'NCHW' or 'NHWC', not {layout!r}")
+    device = same_device(x, w, *([bias] if isinstance(bias, Array) else []))
+    if x.dtype != w.dtype or (isinstance(bias, Array) and bias.dtype != x.dtype):
+        raise UnsupportedDtypeError(f"x ({x.dtype}), w ({w.dtype}) and bias must share one dtype")
+    dtype = x.dtype
+    if dtype not in DTYPES:
+        raise UnsupportedDtypeError(f"conv2d takes float32, float64 or float16, not {dtype}")
+    if not device.supports(dtype):
+        raise UnsupportedDtypeError(f"{device.id} ({device.name}) does not support {dtype}")
+    if x.ndim != 4 or w.ndim != 4:
+        raise ShapeError(f"conv2d takes 4-D x and w ({layout}), got x {x.shape} and w {w.shape}")
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise InvalidArgumentError(f"groups must be a positive int, got {groups!r}")
+    if layout == "NCHW":
+        n, c, h, wd = x.shape
+        k, cg, r, s = w.shape
+    else:
+        n, h, wd, c = x.shape
+        r, s, cg, k = w.shape
+    if c % groups or k % groups:
+        raise ShapeError(f"{c} input and {k} output channels must both be divisible by groups={groups}")
+    if cg != c // groups:
+        raise ShapeError(f"w has {cg} input channels per group, but x has {c} channels in {groups} group(s): "
+                         f"expected {c // groups}")
+    if min(r, s) < 1:
+        raise ShapeError(f"kernel size must be at least 1x1, got {r}x{s}")
+    sh, sw = _pair(stride, "stride", 1)
+    dh, dw = _pair(dilation, "dilation", 1)
+    span_h, span_w = dh * (r - 1) + 1, dw * (s - 1) + 1
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = (0, 0, 0, 0)
+        elif padding == "same":
+            if (sh, sw) != (1, 1):
+                raise InvalidArgumentError("padding='same' needs stride 1 (as in PyTorch)")
+            th, tw = span_h - 1, span_w - 1
+            pads = (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+        else:
+            raise InvalidArgumentError(f"padding must be an int, a pair, 'valid' or 'same', not {padding!r}")
+    else:
+        ph, pw = _pair(padding, "padding", 0)
+        pads = (ph, ph, pw, pw)
+    hp, wp = h + pads[0] + pads[1], wd + pads[2] + pads[3]
+    if span_h > hp or span_w > wp:
+        raise ShapeError(f"the kernel ({r}x{s}, dilation {dh}x{dw}: spans {span_h}x{span_w}) is larger than the "
+                         f"padded input ({hp}x{wp})")
+    p, q = (hp - span_h) // sh + 1, (wp - span_w) // sw + 1
+    out_shape = (n, k, p, q) if layout == "NCHW" else (n, p, q, k)
+    y = xgpu.empty(out_shape, dtype, device)
+    if y.size == 0:
+        return y
+    bias_arr, has_bias = _bias_or_dummy(bias, device, dtype, k)
+    g, kg = groups, k // groups
+
+    # to NHWC input and (G, R, S, Cg, Kg) weights
+    if layout == "NCHW":
+        x_nhwc = _permute(device, dtype, x, (n, h, wd, c), (c * h * wd, wd, 1, h * wd))
+        w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg * cg * r * s, 1, r * s, cg * r * s))
+        y_nhwc = xgpu.empty((n, p, q, k), dtype, device)
+    else:
+        x_nhwc = x
+        w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg, cg * k, k, 1))
+        y_nhwc = y
+
+    chosen = plan(device, dtype, cg, kg)
+    args = (y_nhwc, x_nhwc, w_k, bias_arr, n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
+    if chosen.kernel == "direct":
+        program = xgpu.compile(DIRECT, device, defines={"dtype": dtype, "has_bias": has_bias})
+        program.conv2d_direct(*args, global_size=(k, q, n * p))
+    else:
+        kernel, cfg = compile_variant(IGEMM, "conv2d_igemm", device, chosen.config,
+                                      {"dtype": dtype, "has_bias": has_bias}, 8 if dtype == np.float64 else 4)
+        tx, ty = cfg.local_size
+        m = n * p * q
+        kernel(*args, global_size=(-(-kg // cfg.tn) * tx, -(-m // cfg.tm) * ty, g), local_size=(tx, ty, 1))
+    log.debug("conv2d %s x %s on %s: %s (%s)", x.shape, w.shape, device.id, chosen.label, chosen.reason)
+
+    if layout == "NCHW":
+        _permute_out = _permute(device, dtype, y_nhwc, (n, k, p * q, 1), (p * q * k, 1, k, 0))
+        return _permute_out.reshape(n, k, p, q)
+    return y

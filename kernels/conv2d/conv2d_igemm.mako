@@ -1,0 +1,193 @@
+## Implicit-GEMM 2-D convolution, NHWC: the GEMM template's tiling with the im2col matrix never built.
+##
+## Per group g: C[m, k] = sum over (r, s, c) of A[m, (r, s, c)] * B[(r, s, c), k], where
+##   m = (n, oh, ow) is an output pixel (M = N * P * Q rows),
+##   A[m, (r, s, c)] = x[n, oh*sh - ph + r*dh, ow*sw - pw + s*dw, g*Cg + c] (0 in the padding): implicit,
+##   B = the group's weights, (R, S, Cg, Kg) = a row-major (R*S*Cg) x Kg matrix,
+##   C = y[n, oh, ow, g*Kg + k]: the NHWC output, a row-major M x K matrix.
+## Tiles, register blocks, strided or vector columns and K blocking are the GEMM's (kernels/gemm/tuning.py):
+## A is read as broadcasts along the pixel rows, B as vectors along output channels.
+##
+## Defines: dtype, has_bias, tm, tn, wm, wn, kc, contiguous_cols, vw (a direct GEMM variant).
+<%
+    T = ctype(dtype)
+    half = T == "half_t"
+    ACC = "double" if T == "double" else "float"
+    TX, TY = tn // wn, tm // wm
+    NV = wn // vw
+
+    def load(ptr, idx):
+        return f"LOAD_HALF({ptr}, {idx})" if half else f"{ptr}[{idx}]"
+
+    def col_of(j):
+        return f"tx * {wn} + {j}" if contiguous_cols else f"tx + {j} * {TX}"
+%>
+<%def name="rows_setup(clamp)">
+    // the pixel each of this work-item's rows computes, and where its input window starts
+    index_t ih0[${wm}], iw0[${wm}], xrow[${wm}];
+    #pragma unroll
+    for (index_t i = 0; i < ${wm}; ++i) {
+% if clamp:
+        const index_t m = MIN(row0 + ty + i * ${TY}, M - 1);
+% else:
+        const index_t m = row0 + ty + i * ${TY};
+% endif
+        const index_t n = m / PQ, pq = m % PQ;
+        ih0[i] = (pq / Q) * sh - ph;
+        iw0[i] = (pq % Q) * sw - pw;
+        xrow[i] = n * H * W * C + g * Cg;
+    }
+</%def>
+<%def name="window_step()">
+            // this (r, s): each row's input pixel, or a valid address and a zero weight in the padding
+            index_t xo[${wm}];
+            ${ACC} mask[${wm}];
+            #pragma unroll
+            for (index_t i = 0; i < ${wm}; ++i) {
+                const index_t ih = ih0[i] + r * dh, iw = iw0[i] + s * dw;
+                const int inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
+                xo[i] = xrow[i] + (inside ? (ih * W + iw) * C : 0);
+                mask[i] = inside ? (${ACC})1 : (${ACC})0;
+            }
+            const index_t wo = (r * S + s) * Cg * Kg;
+</%def>
+<%def name="close_window()">
+% if kc:
+            // a CPU runtime steps the group's work-items through the window together: B stays in cache
+            LOCAL_BARRIER;
+% endif
+        }
+    }
+</%def>
+<%def name="store(row, col, value)">
+            if (${row} < M && ${col} < Kg) {
+                ${ACC} out = ${value};
+% if has_bias:
+                out += (${ACC})${load("bias", f"g * Kg + {col}")};
+% endif
+                const index_t at = ${row} * K + g * Kg + ${col};
+% if half:
+                STORE_HALF(y, at, out);
+% else:
+                y[at] = out;
+% endif
+            }
+</%def>
+<%def name="scalar_path(clamp)">
+    ${rows_setup(clamp)}
+    ${ACC} acc[${wm}][${wn}];
+    #pragma unroll
+    for (index_t i = 0; i < ${wm}; ++i) {
+        #pragma unroll
+        for (index_t j = 0; j < ${wn}; ++j)
+            acc[i][j] = (${ACC})0;
+    }
+    index_t cols[${wn}];
+    #pragma unroll
+    for (index_t j = 0; j < ${wn}; ++j)
+% if clamp:
+        cols[j] = MIN(col0 + ${col_of("j")}, Kg - 1);
+% else:
+        cols[j] = col0 + ${col_of("j")};
+% endif
+    for (index_t r = 0; r < R; ++r) {
+        for (index_t s = 0; s < S; ++s) {
+            ${window_step()}
+            for (index_t c = 0; c < Cg; ++c) {
+                ${ACC} a[${wm}], b[${wn}];
+                #pragma unroll
+                for (index_t i = 0; i < ${wm}; ++i)
+                    a[i] = (${ACC})${load("x", "xo[i] + c")} * mask[i];
+                #pragma unroll
+                for (index_t j = 0; j < ${wn}; ++j)
+                    b[j] = (${ACC})${load("wg", "wo + c * Kg + cols[j]")};
+                #pragma unroll
+                for (index_t i = 0; i < ${wm}; ++i) {
+                    #pragma unroll
+                    for (index_t j = 0; j < ${wn}; ++j)
+                        acc[i][j] = FMA(a[i], b[j], acc[i][j]);
+                }
+            }
+    ${close_window()}
+    #pragma unroll
+    for (index_t i = 0; i < ${wm}; ++i) {
+        const index_t row = row0 + ty + i * ${TY};
+        #pragma unroll
+        for (index_t j = 0; j < ${wn}; ++j) {
+            const index_t col = col0 + ${col_of("j")};
+            ${store("row", "col", "acc[i][j]")}
+        }
+    }
+</%def>
+<%def name="vector_path()">
+    ${rows_setup(False)}
+    VEC(${ACC}, ${vw}) acc[${wm}][${NV}];
+    #pragma unroll
+    for (index_t i = 0; i < ${wm}; ++i) {
+        #pragma unroll
+        for (index_t v = 0; v < ${NV}; ++v)
+            acc[i][v] = VSPLAT(${ACC}, ${vw}, 0);
+    }
+    const index_t colv = col0 + tx * ${wn};
+    for (index_t r = 0; r < R; ++r) {
+        for (index_t s = 0; s < S; ++s) {
+            ${window_step()}
+            for (index_t c = 0; c < Cg; ++c) {
+                VEC(${ACC}, ${vw}) b[${NV}];
+                #pragma unroll
+                for (index_t v = 0; v < ${NV}; ++v)
+                    b[v] = VLOAD(${vw}, wg, wo + c * Kg + colv + v * ${vw});
+                #pragma unroll
+                for (index_t i = 0; i < ${wm}; ++i) {
+                    const VEC(${ACC}, ${vw}) a = VSPLAT(${ACC}, ${vw}, x[xo[i] + c] * mask[i]);
+                    #pragma unroll
+                    for (index_t v = 0; v < ${NV}; ++v)
+                        acc[i][v] = VFMA(a, b[v], acc[i][v]);
+                }
+            }
+    ${close_window()}
+    #pragma unroll
+    for (index_t i = 0; i < ${wm}; ++i) {
+        const index_t row = row0 + ty + i * ${TY};
+        #pragma unroll
+        for (index_t v = 0; v < ${NV}; ++v) {
+            ${ACC} lanes[${vw}];
+            VSTORE(${vw}, acc[i][v], lanes, 0);
+            #pragma unroll
+            for (index_t e = 0; e < ${vw}; ++e) {
+                const index_t col = colv + v * ${vw} + e;
+                ${store("row", "col", "lanes[e]")}
+            }
+        }
+    }
+</%def>
+KERNEL void conv2d_igemm(
+    GLOBAL_MEM ${T}* RESTRICT y,
+    GLOBAL_MEM const ${T}* RESTRICT x,
+    GLOBAL_MEM const ${T}* RESTRICT w,
+    GLOBAL_MEM const ${T}* RESTRICT bias,
+    const index_t N, const index_t H, const index_t W, const index_t C,
+    const index_t P, const index_t Q, const index_t K,
+    const index_t R, const index_t S, const index_t Cg, const index_t Kg,
+    const index_t sh, const index_t sw, const index_t ph, const index_t pw,
+    const index_t dh, const index_t dw)
+{
+    const index_t tx = LOCAL_ID(0);
+    const index_t ty = LOCAL_ID(1);
+    const index_t g = GROUP_ID(2);
+    const index_t PQ = P * Q;
+    const index_t M = N * PQ;
+    const index_t row0 = GROUP_ID(1) * ${tm};
+    const index_t col0 = GROUP_ID(0) * ${tn};
+    GLOBAL_MEM const ${T}* wg = w + g * R * S * Cg * Kg;
+
+    if (row0 + ${tm} <= M && col0 + ${tn} <= Kg) {
+% if vw > 1:
+        ${vector_path()}
+% else:
+        ${scalar_path(False)}
+% endif
+    } else {
+        ${scalar_path(True)}
+    }
+}
