@@ -9,6 +9,7 @@ import pytest
 
 import xgpu
 from xgpu.kernels import axpy as axpy_kernel
+from xgpu.kernels import conv2d as conv_kernel
 from xgpu.kernels import gemm as gemm_kernel
 
 from .conftest import run_xgpu
@@ -24,6 +25,14 @@ def library_variants():
     for dtype, trans_a, trans_b, config in gemm_kernel.all_variants():
         name = f"gemm-{dtype}-{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}-{config.label}"
         yield name, gemm_kernel.TEMPLATE, gemm_kernel.render_defines(dtype, config, trans_a, trans_b)
+    for dtype, config in conv_kernel.all_igemm_variants():
+        for has_bias in (False, True):
+            yield (f"conv2d_igemm-{dtype}-{config.label}-bias{int(has_bias)}", conv_kernel.IGEMM,
+                   {"dtype": dtype, "has_bias": has_bias, **config.defines()})
+    for dtype in gemm_kernel.DTYPES:
+        for has_bias in (False, True):
+            yield f"conv2d_direct-{dtype}-bias{int(has_bias)}", conv_kernel.DIRECT, {"dtype": dtype, "has_bias": has_bias}
+        yield f"permute-{dtype}", conv_kernel.PERMUTE, {"dtype": dtype}
 
 
 VARIANTS = list(library_variants())

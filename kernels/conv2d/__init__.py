@@ -51,6 +51,21 @@ def igemm_config(device: xgpu.Device, dtype: np.dtype) -> GemmConfig:
     return cfg
 
 
+def all_igemm_variants() -> list[tuple[np.dtype, GemmConfig]]:
+    """Every (dtype, variant) the implicit-GEMM kernel can be given on some device class."""
+    from xgpu.kernels.gemm.tuning import RULES, adapt
+
+    seen = []
+    for _kind, _words, base in RULES:
+        for dtype in DTYPES:
+            cfg = adapt(base, dtype.itemsize, False)
+            if cfg.local_tiles:
+                cfg = replace(cfg, local_tiles=False, kc=0)
+            if (dtype, cfg) not in seen:
+                seen.append((dtype, cfg))
+    return seen
+
+
 def plan(device: xgpu.Device, dtype: Any, cin_per_group: int, cout_per_group: int) -> ConvPlan:
     dtype = np.dtype(dtype)
     if cin_per_group < MIN_IGEMM_CHANNELS_IN:
@@ -93,13 +108,15 @@ def _bias_or_dummy(bias, device, dtype, k):
     return bias, True
 
 
-def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout: str = "NCHW"):
+def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout: str = "NCHW",
+           config: GemmConfig | None = None):
     """``torch.nn.functional.conv2d`` on xgpu arrays: cross-correlation.
 
     ``layout="NCHW"``: x is (N, C, H, W), w is (out_channels, C/groups, kH, kW), the result (N, out, P, Q).
     ``layout="NHWC"``: x is (N, H, W, C), w is (kH, kW, C/groups, out_channels), the result (N, P, Q, out).
     ``stride``, ``dilation``: an int or a pair; ``padding``: an int, a pair, ``"valid"`` or ``"same"``
     (stride 1; an odd total padding puts the extra row/column at the bottom/right, as PyTorch does).
+    ``config`` forces an implicit-GEMM variant (for tuning and tests); by default the library picks.
     """
     for name, arr in (("x", x), ("w", w)):
         if not isinstance(arr, Array):
@@ -169,14 +186,15 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg, cg * k, k, 1))
         y_nhwc = y
 
-    chosen = plan(device, dtype, cg, kg)
+    chosen = plan(device, dtype, cg, kg) if config is None else ConvPlan("implicit-gemm", config, "forced")
     args = (y_nhwc, x_nhwc, w_k, bias_arr, n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
     if chosen.kernel == "direct":
         program = xgpu.compile(DIRECT, device, defines={"dtype": dtype, "has_bias": has_bias})
         program.conv2d_direct(*args, global_size=(k, q, n * p))
     else:
         kernel, cfg = compile_variant(IGEMM, "conv2d_igemm", device, chosen.config,
-                                      {"dtype": dtype, "has_bias": has_bias}, 8 if dtype == np.float64 else 4)
+                                      {"dtype": dtype, "has_bias": has_bias}, 8 if dtype == np.float64 else 4,
+                                      explicit=config is not None)
         tx, ty = cfg.local_size
         m = n * p * q
         kernel(*args, global_size=(-(-kg // cfg.tn) * tx, -(-m // cfg.tm) * ty, g), local_size=(tx, ty, 1))

@@ -1,6 +1,7 @@
 ## out[o0][o1][o2][o3] = in[o0 * s0 + o1 * s1 + o2 * s2 + o3 * s3]: any permutation of up to 4 axes
 ## (layout changes: NCHW <-> NHWC, weights to the implicit-GEMM order). Defines: dtype.
-<% T = ctype(dtype) %>
+## A copy needs no arithmetic: float16 moves as the 16-bit integer of the same bits.
+<% T = "unsigned short" if ctype(dtype) == "half_t" else ctype(dtype) %>
 KERNEL void permute(
     GLOBAL_MEM ${T}* RESTRICT out,
     GLOBAL_MEM const ${T}* RESTRICT in,

@@ -1,0 +1,149 @@
+"""conv2d: parity with a float64 reference (PyTorch semantics) on every device, both layouts, every dtype."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xgpu
+from xgpu.errors import DeviceMismatchError, InvalidArgumentError, ShapeError, UnsupportedDtypeError
+from xgpu.kernels.conv2d import all_igemm_variants, conv2d, plan
+from xgpu.testing import assert_close
+
+from .conv_reference import conv2d_reference
+
+DTYPES = [np.float32, np.float64, np.float16]
+
+# (name, N, C, H, W, K, R, S, stride, padding, dilation, groups, bias)
+CASES = [
+    ("3x3-pad1", 2, 16, 9, 11, 12, 3, 3, 1, 1, 1, 1, True),
+    ("first-layer-7x7-s2", 1, 3, 17, 13, 8, 7, 7, 2, 3, 1, 1, True),
+    ("1x1", 2, 13, 5, 7, 17, 1, 1, 1, 0, 1, 1, False),
+    ("depthwise", 2, 8, 10, 9, 8, 3, 3, 1, 1, 1, 8, True),
+    ("depthwise-x2", 1, 6, 7, 7, 12, 3, 3, 2, 1, 1, 6, False),
+    ("groups2-asym", 2, 16, 12, 10, 10, 3, 2, (2, 1), (1, 2), (2, 1), 2, True),
+    ("same-even-kernel", 1, 9, 8, 11, 9, 4, 2, 1, "same", 1, 1, True),
+    ("same-dilated", 1, 12, 9, 9, 8, 3, 3, 1, "same", 2, 1, False),
+    ("valid-nonsquare", 2, 10, 6, 13, 7, 2, 5, 1, "valid", 1, 1, True),
+    ("stride3-pad-pair", 1, 11, 14, 9, 20, 3, 3, 3, (0, 2), 1, 1, False),
+    ("whole-tiles", 1, 16, 12, 12, 64, 3, 3, 1, 1, 1, 1, True),
+    ("kernel-equals-input", 2, 8, 3, 3, 5, 3, 3, 1, 0, 1, 1, True),
+]
+
+
+def need(device, dtype):
+    if not device.supports(dtype):
+        pytest.skip(f"{np.dtype(dtype)} unsupported on {device.id} ({device.name})")
+
+
+def pads_of(padding, r, s, dilation):
+    dh, dw = dilation
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    if padding == "same":
+        th, tw = dh * (r - 1), dw * (s - 1)
+        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    ph, pw = padding if isinstance(padding, tuple) else (padding, padding)
+    return (ph, ph, pw, pw)
+
+
+def pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+def run_case(device, case, dtype, layout, rng, config=None):
+    name, n, c, h, w, k, r, s, stride, padding, dilation, groups, has_bias = case
+    x = rng.uniform(-1, 1, (n, c, h, w)).astype(dtype)
+    wt = rng.uniform(-1, 1, (k, c // groups, r, s)).astype(dtype)
+    b = rng.uniform(-1, 1, k).astype(dtype) if has_bias else None
+    ref = conv2d_reference(x, wt, b, pair(stride), pads_of(padding, r, s, pair(dilation)), pair(dilation), groups)
+    if layout == "NHWC":
+        gx, gw = xgpu.asarray(x.transpose(0, 2, 3, 1), device), xgpu.asarray(wt.transpose(2, 3, 1, 0), device)
+    else:
+        gx, gw = xgpu.asarray(x, device), xgpu.asarray(wt, device)
+    gb = xgpu.asarray(b, device) if has_bias else None
+    y = conv2d(gx, gw, gb, stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout,
+               config=config)
+    got = y.get()
+    if layout == "NHWC":
+        got = got.transpose(0, 3, 1, 2)
+    assert_close(got, ref, dtype=dtype, terms=(c // groups) * r * s, what=name)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_conv2d_matches_reference(xgpu_device, case, dtype, layout, rng):
+    need(xgpu_device, dtype)
+    run_case(xgpu_device, case, dtype, layout, rng)
+
+
+VARIANTS = all_igemm_variants()
+
+
+@pytest.mark.parametrize("dtype,config", VARIANTS, ids=[f"{np.dtype(d)}-{c.label}" for d, c in VARIANTS])
+def test_every_implicit_gemm_variant(xgpu_device, dtype, config, rng):
+    need(xgpu_device, dtype)
+    tx, ty = config.local_size
+    if tx * ty > xgpu_device.max_work_group_size:
+        pytest.skip(f"work-group of {tx * ty} exceeds {xgpu_device.id}'s maximum")
+    # pixels and output channels for one whole tile plus edges; more channels on the fast devices
+    k = config.tn + 3
+    hw = int(np.ceil(np.sqrt(config.tm + 5)))
+    c = 8 if xgpu_device.is_simulator else 24
+    case = ("variant", 1, c, hw, hw, k, 3, 3, 1, 1, 1, 1, True)
+    run_case(xgpu_device, case, dtype, "NCHW", rng, config=config)
+
+
+def test_plan_is_visible():
+    dev = xgpu.get_device()
+    assert plan(dev, np.float32, 1, 1).kernel == "direct"
+    assert plan(dev, np.float32, 3, 64).kernel == "direct"
+    general = plan(dev, np.float32, 64, 64)
+    assert general.kernel == "implicit-gemm" and general.config is not None
+    assert general.label.startswith("implicit-gemm ")
+
+
+def test_empty_batch(xgpu_device):
+    x = xgpu.zeros((0, 4, 5, 5), np.float32, xgpu_device)
+    w = xgpu.zeros((6, 4, 3, 3), np.float32, xgpu_device)
+    assert conv2d(x, w, padding=1).shape == (0, 6, 5, 5)
+
+
+def test_conv2d_errors(xgpu_device):
+    f32 = lambda *s: xgpu.zeros(s, np.float32, xgpu_device)  # noqa: E731
+    x, w = f32(1, 4, 5, 5), f32(6, 4, 3, 3)
+    with pytest.raises(ShapeError, match="divisible by groups=3"):
+        conv2d(x, f32(6, 1, 3, 3), groups=3)
+    with pytest.raises(ShapeError, match="expected 2"):
+        conv2d(x, f32(6, 4, 3, 3), groups=2)
+    with pytest.raises(ShapeError, match="larger than the padded input"):
+        conv2d(x, f32(6, 4, 7, 7))
+    with pytest.raises(ShapeError, match="4-D"):
+        conv2d(f32(4, 5, 5), w)
+    with pytest.raises(UnsupportedDtypeError, match="share one dtype"):
+        conv2d(x, xgpu.zeros((6, 4, 3, 3), np.float64 if xgpu_device.fp64 else np.float16, xgpu_device))
+    with pytest.raises(UnsupportedDtypeError, match="float32, float64 or float16"):
+        conv2d(xgpu.zeros((1, 4, 5, 5), np.int32, xgpu_device), xgpu.zeros((6, 4, 3, 3), np.int32, xgpu_device))
+    with pytest.raises(InvalidArgumentError, match="padding must be at least 0"):
+        conv2d(x, w, padding=-1)
+    with pytest.raises(InvalidArgumentError, match="stride must be at least 1"):
+        conv2d(x, w, stride=0)
+    with pytest.raises(InvalidArgumentError, match="'same' needs stride 1"):
+        conv2d(x, w, stride=2, padding="same")
+    with pytest.raises(InvalidArgumentError, match="padding must be an int, a pair"):
+        conv2d(x, w, padding="full")
+    with pytest.raises(InvalidArgumentError, match="layout"):
+        conv2d(x, w, layout="NCWH")
+    with pytest.raises(ShapeError, match="bias must have shape"):
+        conv2d(x, w, f32(5))
+    with pytest.raises(InvalidArgumentError, match="not an xgpu array"):
+        conv2d(np.zeros((1, 4, 5, 5), np.float32), w)
+
+
+def test_conv2d_mixed_devices():
+    devs = xgpu.devices()
+    if len(devs) < 2:
+        pytest.skip("one device only")
+    with pytest.raises(DeviceMismatchError):
+        conv2d(xgpu.zeros((1, 4, 5, 5), np.float32, devs[0]), xgpu.zeros((6, 4, 3, 3), np.float32, devs[1]))
