@@ -28,11 +28,15 @@ def library_variants():
     for dtype, config in conv_kernel.all_igemm_variants():
         for has_bias in (False, True):
             yield (f"conv2d_igemm-{dtype}-{config.label}-bias{int(has_bias)}", conv_kernel.IGEMM,
-                   {"dtype": dtype, "has_bias": has_bias, **config.defines()})
+                   {"dtype": dtype, "has_bias": has_bias, "out_nchw": has_bias, **config.defines()})
     for dtype in gemm_kernel.DTYPES:
         for has_bias in (False, True):
-            yield f"conv2d_direct-{dtype}-bias{int(has_bias)}", conv_kernel.DIRECT, {"dtype": dtype, "has_bias": has_bias}
+            for kr, ks, kcg, kkg, groups in ((3, 3, 1, 1, 32), (3, 3, 1, 2, 8), (7, 7, 3, 64, 1)):
+                yield (f"conv2d_direct-{dtype}-bias{int(has_bias)}-{kr}x{ks}x{kcg}x{kkg}g{groups}", conv_kernel.DIRECT,
+                       {"dtype": dtype, "has_bias": has_bias, "out_nchw": has_bias, "kr": kr, "ks": ks, "kcg": kcg,
+                        "kkg": kkg, "kgroups": groups})
         yield f"permute-{dtype}", conv_kernel.PERMUTE, {"dtype": dtype}
+        yield f"transpose-{dtype}", conv_kernel.TRANSPOSE, {"dtype": dtype}
 
 
 VARIANTS = list(library_variants())

@@ -85,8 +85,23 @@ def compile(
     from ._devices import get_device
 
     dev = get_device(device)
-    rendered = as_template(template).render(dev.prelude(), dev.language, **(defines or {}))
-    return compile_rendered(rendered, dev, tuple(options))
+    tmpl = as_template(template)
+    try:  # rendering costs milliseconds of Python: the same template and defines skip it
+        key = (tmpl.name, tmpl._text, tuple(sorted((defines or {}).items())), tuple(options))
+        hash(key)
+    except TypeError:  # a define that cannot be hashed: render every time
+        key = None
+    if key is not None:
+        with dev._programs_lock:
+            program = dev._rendered.get(key)
+        if program is not None:
+            return program
+    rendered = tmpl.render(dev.prelude(), dev.language, **(defines or {}))
+    program = compile_rendered(rendered, dev, tuple(options))
+    if key is not None:
+        with dev._programs_lock:
+            dev._rendered[key] = program
+    return program
 
 
 def compile_rendered(rendered: RenderedSource, dev: Device, options: tuple[str, ...]) -> Program:

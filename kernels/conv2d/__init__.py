@@ -13,8 +13,10 @@ import numpy as np
 import xgpu
 from xgpu._array import Array, same_device
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
-from xgpu.kernels.gemm import DTYPES, compile_variant, config_for
-from xgpu.kernels.gemm.tuning import GemmConfig
+from xgpu.kernels.gemm import DTYPES, compile_variant
+from xgpu.kernels.gemm.tuning import GemmConfig, adapt, default_config
+
+from .tuning import RULES
 
 __all__ = ["ConvPlan", "conv2d", "plan"]
 
@@ -23,10 +25,13 @@ _HERE = Path(__file__).parent
 IGEMM = xgpu.KernelTemplate(_HERE / "conv2d_igemm.mako")
 DIRECT = xgpu.KernelTemplate(_HERE / "conv2d_direct.mako")
 PERMUTE = xgpu.KernelTemplate(_HERE / "permute.mako")
+TRANSPOSE = xgpu.KernelTemplate(_HERE / "transpose.mako")
 LAYOUTS = ("NCHW", "NHWC")
 # below these, an implicit GEMM has too little to reduce over or too few columns to fill its tiles
-MIN_IGEMM_CHANNELS_IN = 8
+MIN_IGEMM_REDUCTION = 32  # Cg * R * S
 MIN_IGEMM_CHANNELS_OUT = 4
+# a barrier after every window step pays only when each step reduces over this many channels
+MIN_CHANNELS_PER_BARRIER = 32
 
 
 @dataclass(frozen=True)
@@ -43,36 +48,34 @@ class ConvPlan:
 
 
 def igemm_config(device: xgpu.Device, dtype: np.dtype) -> GemmConfig:
-    """The GEMM's variant for the device, as a direct (no local memory) variant."""
-    cfg = config_for(device, dtype)
-    if cfg.local_tiles:
-        # local tiles need a plain matrix to stage; strided columns keep the weight reads coalesced
-        cfg = replace(cfg, local_tiles=False, kc=0)
-    return cfg
+    """The implicit-GEMM variant for the device and dtype (conv2d/tuning.py)."""
+    base = default_config(device.type, f"{device.platform} {device.name} {device.vendor}", RULES)
+    return adapt(base, np.dtype(dtype).itemsize, False)
 
 
 def all_igemm_variants() -> list[tuple[np.dtype, GemmConfig]]:
     """Every (dtype, variant) the implicit-GEMM kernel can be given on some device class."""
-    from xgpu.kernels.gemm.tuning import RULES, adapt
-
     seen = []
     for _kind, _words, base in RULES:
         for dtype in DTYPES:
             cfg = adapt(base, dtype.itemsize, False)
-            if cfg.local_tiles:
-                cfg = replace(cfg, local_tiles=False, kc=0)
             if (dtype, cfg) not in seen:
                 seen.append((dtype, cfg))
     return seen
 
 
-def plan(device: xgpu.Device, dtype: Any, cin_per_group: int, cout_per_group: int) -> ConvPlan:
+def plan(device: xgpu.Device, dtype: Any, cin_per_group: int, cout_per_group: int, window: int = 9) -> ConvPlan:
+    """Which kernel ``conv2d`` runs: ``window`` is kH * kW."""
     dtype = np.dtype(dtype)
-    if cin_per_group < MIN_IGEMM_CHANNELS_IN:
-        return ConvPlan("direct", None, f"{cin_per_group} input channels per group (< {MIN_IGEMM_CHANNELS_IN})")
+    reduction = cin_per_group * window
+    if reduction < MIN_IGEMM_REDUCTION:
+        return ConvPlan("direct", None, f"reduces over {reduction} products per output (< {MIN_IGEMM_REDUCTION})")
     if cout_per_group < MIN_IGEMM_CHANNELS_OUT:
         return ConvPlan("direct", None, f"{cout_per_group} output channels per group (< {MIN_IGEMM_CHANNELS_OUT})")
-    return ConvPlan("implicit-gemm", igemm_config(device, dtype), "general case")
+    cfg = igemm_config(device, dtype)
+    if cfg.kc and cin_per_group < MIN_CHANNELS_PER_BARRIER:
+        cfg = replace(cfg, kc=0)
+    return ConvPlan("implicit-gemm", cfg, "general case")
 
 
 def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
@@ -95,6 +98,16 @@ def _permute(device, dtype, src: Array, out_shape: tuple[int, int, int, int], st
     if total:
         program = xgpu.compile(PERMUTE, device, defines={"dtype": dtype})
         program.permute(out, src, *out_shape[1:], total, *strides, global_size=total)
+    return out
+
+
+def _transpose(device, dtype, src: Array, batches: int, rows: int, cols: int) -> Array:
+    """(batches, rows, cols) -> (batches, cols, rows) through local-memory tiles."""
+    out = xgpu.empty((batches, cols, rows), dtype, device)
+    if out.size:
+        program = xgpu.compile(TRANSPOSE, device, defines={"dtype": dtype})
+        program.transpose(out, src, rows, cols, global_size=(-(-cols // 32) * 32, -(-rows // 32) * 8, batches),
+                          local_size=(32, 8, 1))
     return out
 
 
@@ -176,31 +189,29 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
     bias_arr, has_bias = _bias_or_dummy(bias, device, dtype, k)
     g, kg = groups, k // groups
 
-    # to NHWC input and (G, R, S, Cg, Kg) weights
+    # the kernels read NHWC input and (G, R, S, Cg, Kg) weights, and write either layout
     if layout == "NCHW":
-        x_nhwc = _permute(device, dtype, x, (n, h, wd, c), (c * h * wd, wd, 1, h * wd))
+        x_nhwc = _transpose(device, dtype, x, n, c, h * wd)
         w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg * cg * r * s, 1, r * s, cg * r * s))
-        y_nhwc = xgpu.empty((n, p, q, k), dtype, device)
     else:
         x_nhwc = x
         w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg, cg * k, k, 1))
-        y_nhwc = y
 
-    chosen = plan(device, dtype, cg, kg) if config is None else ConvPlan("implicit-gemm", config, "forced")
-    args = (y_nhwc, x_nhwc, w_k, bias_arr, n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
+    chosen = plan(device, dtype, cg, kg, r * s) if config is None else ConvPlan("implicit-gemm", config, "forced")
+    args = (y, x_nhwc, w_k, bias_arr, n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
+    defines = {"dtype": dtype, "has_bias": has_bias, "out_nchw": layout == "NCHW"}
     if chosen.kernel == "direct":
-        program = xgpu.compile(DIRECT, device, defines={"dtype": dtype, "has_bias": has_bias})
-        program.conv2d_direct(*args, global_size=(k, q, n * p))
+        program = xgpu.compile(DIRECT, device, defines={**defines, "kr": r, "ks": s, "kcg": cg, "kkg": kg,
+                                                               "kgroups": g})
+        # dimension 0 runs along output channels: the lanes CPU runtimes vectorise over
+        lanes = min(64, 1 << max(k - 1, 0).bit_length())
+        # a few hundred work-items a group: CPU runtimes pay per group
+        program.conv2d_direct(*args, global_size=(k, q, n * p), local_size=(lanes, max(1, 512 // lanes), 1))
     else:
-        kernel, cfg = compile_variant(IGEMM, "conv2d_igemm", device, chosen.config,
-                                      {"dtype": dtype, "has_bias": has_bias}, 8 if dtype == np.float64 else 4,
-                                      explicit=config is not None)
+        kernel, cfg = compile_variant(IGEMM, "conv2d_igemm", device, chosen.config, defines,
+                                      8 if dtype == np.float64 else 4, explicit=config is not None)
         tx, ty = cfg.local_size
         m = n * p * q
         kernel(*args, global_size=(-(-kg // cfg.tn) * tx, -(-m // cfg.tm) * ty, g), local_size=(tx, ty, 1))
     log.debug("conv2d %s x %s on %s: %s (%s)", x.shape, w.shape, device.id, chosen.label, chosen.reason)
-
-    if layout == "NCHW":
-        _permute_out = _permute(device, dtype, y_nhwc, (n, k, p * q, 1), (p * q * k, 1, k, 0))
-        return _permute_out.reshape(n, k, p, q)
     return y

@@ -8,7 +8,8 @@
 ## Tiles, register blocks, strided or vector columns and K blocking are the GEMM's (kernels/gemm/tuning.py):
 ## A is read as broadcasts along the pixel rows, B as vectors along output channels.
 ##
-## Defines: dtype, has_bias, tm, tn, wm, wn, kc, contiguous_cols, vw (a direct GEMM variant).
+## Defines: dtype, has_bias, out_nchw (write y as NCHW instead of NHWC), and a direct GEMM variant
+## (tm, tn, wm, wn, contiguous_cols, vw; kc > 0: a barrier after each (r, s) step of the window).
 <%
     T = ctype(dtype)
     half = T == "half_t"
@@ -23,32 +24,28 @@
         return f"tx * {wn} + {j}" if contiguous_cols else f"tx + {j} * {TX}"
 %>
 <%def name="rows_setup(clamp)">
-    // the pixel each of this work-item's rows computes, and where its input window starts
-    index_t ih0[${wm}], iw0[${wm}], xrow[${wm}];
-    #pragma unroll
-    for (index_t i = 0; i < ${wm}; ++i) {
+    // the pixel each of this work-item's rows computes, and where its input window starts; scalars
+    // rather than arrays, so that CPU vectorisers see they are the same for every column
+% for i in range(wm):
 % if clamp:
-        const index_t m = MIN(row0 + ty + i * ${TY}, M - 1);
+    const index_t m${i} = MIN(row0 + ty + ${i * TY}, M - 1);
 % else:
-        const index_t m = row0 + ty + i * ${TY};
+    const index_t m${i} = row0 + ty + ${i * TY};
 % endif
-        const index_t n = m / PQ, pq = m % PQ;
-        ih0[i] = (pq / Q) * sh - ph;
-        iw0[i] = (pq % Q) * sw - pw;
-        xrow[i] = n * H * W * C + g * Cg;
-    }
+    const index_t pq${i} = m${i} % PQ;
+    const index_t ih0_${i} = (pq${i} / Q) * sh - ph;
+    const index_t iw0_${i} = (pq${i} % Q) * sw - pw;
+    const index_t xrow${i} = (m${i} / PQ) * H * W * C + g * Cg;
+% endfor
 </%def>
 <%def name="window_step()">
             // this (r, s): each row's input pixel, or a valid address and a zero weight in the padding
-            index_t xo[${wm}];
-            ${ACC} mask[${wm}];
-            #pragma unroll
-            for (index_t i = 0; i < ${wm}; ++i) {
-                const index_t ih = ih0[i] + r * dh, iw = iw0[i] + s * dw;
-                const int inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
-                xo[i] = xrow[i] + (inside ? (ih * W + iw) * C : 0);
-                mask[i] = inside ? (${ACC})1 : (${ACC})0;
-            }
+% for i in range(wm):
+            const index_t ih${i} = ih0_${i} + r * dh, iw${i} = iw0_${i} + s * dw;
+            const int inside${i} = ih${i} >= 0 && ih${i} < H && iw${i} >= 0 && iw${i} < W;
+            const index_t xo${i} = xrow${i} + (inside${i} ? (ih${i} * W + iw${i}) * C : 0);
+            const ${ACC} mask${i} = inside${i} ? (${ACC})1 : (${ACC})0;
+% endfor
             const index_t wo = (r * S + s) * Cg * Kg;
 </%def>
 <%def name="close_window()">
@@ -65,7 +62,11 @@
 % if has_bias:
                 out += (${ACC})${load("bias", f"g * Kg + {col}")};
 % endif
+% if out_nchw:
+                const index_t at = (${row} / PQ) * K * PQ + (g * Kg + ${col}) * PQ + ${row} % PQ;
+% else:
                 const index_t at = ${row} * K + g * Kg + ${col};
+% endif
 % if half:
                 STORE_HALF(y, at, out);
 % else:
@@ -82,25 +83,18 @@
         for (index_t j = 0; j < ${wn}; ++j)
             acc[i][j] = (${ACC})0;
     }
-    index_t cols[${wn}];
-    #pragma unroll
-    for (index_t j = 0; j < ${wn}; ++j)
-% if clamp:
-        cols[j] = MIN(col0 + ${col_of("j")}, Kg - 1);
-% else:
-        cols[j] = col0 + ${col_of("j")};
-% endif
+<% col = f"MIN(col0 + {col_of('j')}, Kg - 1)" if clamp else f"col0 + {col_of('j')}" %>
     for (index_t r = 0; r < R; ++r) {
         for (index_t s = 0; s < S; ++s) {
             ${window_step()}
             for (index_t c = 0; c < Cg; ++c) {
                 ${ACC} a[${wm}], b[${wn}];
-                #pragma unroll
-                for (index_t i = 0; i < ${wm}; ++i)
-                    a[i] = (${ACC})${load("x", "xo[i] + c")} * mask[i];
+% for i in range(wm):
+                a[${i}] = (${ACC})${load("x", f"xo{i} + c")} * mask${i};
+% endfor
                 #pragma unroll
                 for (index_t j = 0; j < ${wn}; ++j)
-                    b[j] = (${ACC})${load("wg", "wo + c * Kg + cols[j]")};
+                    b[j] = (${ACC})${load("wg", f"wo + c * Kg + {col}")};
                 #pragma unroll
                 for (index_t i = 0; i < ${wm}; ++i) {
                     #pragma unroll
@@ -137,13 +131,14 @@
                 #pragma unroll
                 for (index_t v = 0; v < ${NV}; ++v)
                     b[v] = VLOAD(${vw}, wg, wo + c * Kg + colv + v * ${vw});
-                #pragma unroll
-                for (index_t i = 0; i < ${wm}; ++i) {
-                    const VEC(${ACC}, ${vw}) a = VSPLAT(${ACC}, ${vw}, x[xo[i] + c] * mask[i]);
+% for i in range(wm):
+                {
+                    const VEC(${ACC}, ${vw}) a = VSPLAT(${ACC}, ${vw}, x[xo${i} + c] * mask${i});
                     #pragma unroll
                     for (index_t v = 0; v < ${NV}; ++v)
-                        acc[i][v] = VFMA(a, b[v], acc[i][v]);
+                        acc[${i}][v] = VFMA(a, b[v], acc[${i}][v]);
                 }
+% endfor
             }
     ${close_window()}
     #pragma unroll

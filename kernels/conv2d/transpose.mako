@@ -1,0 +1,29 @@
+## Batched transpose through local memory: out[b][j][i] = in[b][i][j], in is (batches, rows, cols).
+## Reads and writes both walk memory in order (NCHW <-> NHWC). Work-group (32, 8); each work-item
+## moves 4 elements of a 32x32 tile. Defines: dtype.
+<% T = "unsigned short" if ctype(dtype) == "half_t" else ctype(dtype) %>
+KERNEL void transpose(
+    GLOBAL_MEM ${T}* RESTRICT out,
+    GLOBAL_MEM const ${T}* RESTRICT in,
+    const index_t rows, const index_t cols)
+{
+    LOCAL_MEM ${T} tile[32][33];
+    const index_t b = GROUP_ID(2);
+    const index_t tx = LOCAL_ID(0), ty = LOCAL_ID(1);
+    const index_t col0 = GROUP_ID(0) * 32, row0 = GROUP_ID(1) * 32;
+    in += b * rows * cols;
+    out += b * rows * cols;
+    #pragma unroll
+    for (index_t k = 0; k < 32; k += 8) {
+        const index_t r = row0 + ty + k, c = col0 + tx;
+        if (r < rows && c < cols)
+            tile[ty + k][tx] = in[r * cols + c];
+    }
+    LOCAL_BARRIER;
+    #pragma unroll
+    for (index_t k = 0; k < 32; k += 8) {
+        const index_t c = col0 + ty + k, r = row0 + tx;
+        if (r < rows && c < cols)
+            out[c * rows + r] = tile[tx][ty + k];
+    }
+}

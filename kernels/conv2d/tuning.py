@@ -1,0 +1,22 @@
+"""Implicit-GEMM variants per device class: the GEMM's tiles (GemmConfig), tuned for convolution.
+
+In the implicit GEMM, ``kc > 0`` means a barrier after every (r, s) step of the filter window rather
+than every ``kc`` steps of K. Figures: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+from xgpu.kernels.gemm.tuning import GemmConfig
+
+RULES: list[tuple[str | None, tuple[str, ...], GemmConfig]] = [
+    (None, ("oclgrind",), GemmConfig(local_tiles=False, tm=16, tn=16, wm=2, wn=2)),
+    # Intel's CPU runtime: strided columns, 8x4 per work-item, the window walked in step by the group
+    # (measured here: 91 GF/s on N8 C64 56x56 K64 3x3, 132-147 on N32 C256 14x14 K256 3x3)
+    ("cpu", ("intel",), GemmConfig(local_tiles=False, tm=128, tn=64, wm=8, wn=4, kc=1)),
+    # PoCL: 16-wide vectors; no barrier (PoCL loses its vectorisation around a barrier in the window loop:
+    # 8 GF/s with it, 130 without)
+    ("cpu", (), GemmConfig(local_tiles=False, tm=128, tn=64, wm=8, wn=32, contiguous_cols=True, vw=16)),
+    # GPUs: strided columns keep reads of weights and writes of the output coalesced
+    ("gpu", (), GemmConfig(local_tiles=False, tm=64, tn=64, wm=4, wn=4)),
+    (None, (), GemmConfig(local_tiles=False, tm=32, tn=32, wm=2, wn=2)),
+]
