@@ -30,9 +30,11 @@ clean:
 bench-deps: setup
 	@dpkg-query -W -f='$${Status}' libclblast-dev 2>/dev/null | grep -q "install ok installed" || \
 		{ apt-get update -qq && apt-get install -y -qq libclblast-dev >/dev/null; }
-	$(PY) -m pip install -q -e '.[bench]' cython scikit-build-core cmake ninja
+	$(PY) -m pip install -q -e '.[bench]' cython scikit-build-core cmake ninja torch==2.13.0
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pip install -q --no-build-isolation pyclblast
 
 bench: bench-deps
 	$(VENV)/bin/xgpu bench gemm --device intel
 	$(VENV)/bin/xgpu bench gemm --device pocl
+	$(VENV)/bin/xgpu bench conv2d --device intel
+	$(VENV)/bin/xgpu bench conv2d --device pocl

@@ -33,10 +33,11 @@ def library_variants():
         for has_bias in (False, True):
             for kr, ks, kcg, kkg, groups in ((3, 3, 1, 1, 32), (3, 3, 1, 2, 8), (7, 7, 3, 64, 1)):
                 yield (f"conv2d_direct-{dtype}-bias{int(has_bias)}-{kr}x{ks}x{kcg}x{kkg}g{groups}", conv_kernel.DIRECT,
-                       {"dtype": dtype, "has_bias": has_bias, "out_nchw": has_bias, "kr": kr, "ks": ks, "kcg": kcg,
-                        "kkg": kkg, "kgroups": groups})
+                       {"dtype": dtype, "has_bias": has_bias, "out_nchw": has_bias, "in_nchw": not has_bias,
+                        "kr": kr, "ks": ks, "kcg": kcg, "kkg": kkg, "kgroups": groups})
         yield f"permute-{dtype}", conv_kernel.PERMUTE, {"dtype": dtype}
-        yield f"transpose-{dtype}", conv_kernel.TRANSPOSE, {"dtype": dtype}
+        for tiled in (False, True):
+            yield f"transpose-{dtype}-tiled{int(tiled)}", conv_kernel.TRANSPOSE, {"dtype": dtype, "tiled": tiled}
 
 
 VARIANTS = list(library_variants())

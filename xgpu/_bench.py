@@ -76,11 +76,125 @@ def _child_numpy(n: int, dtype: str) -> dict[str, Any]:
     return {"seconds": median_time(lambda: a @ b), "err": relative_error(a @ b, a, b), "variant": info}
 
 
+# ResNet-style layers: (name, N, C, H, W, K, R, S, stride, padding, groups)
+CONV_LAYERS = [
+    ("N8 C64 56x56 K64 3x3 p1", 8, 64, 56, 56, 64, 3, 3, 1, 1, 1),
+    ("N1 C3 224x224 K64 7x7 s2 p3", 1, 3, 224, 224, 64, 7, 7, 2, 3, 1),
+    ("N32 C256 14x14 K256 3x3 p1", 32, 256, 14, 14, 256, 3, 3, 1, 1, 1),
+    ("N8 C128 28x28 K128 1x1", 8, 128, 28, 28, 128, 1, 1, 1, 0, 1),
+    ("N8 C128 56x56 depthwise 3x3 p1", 8, 128, 56, 56, 128, 3, 3, 1, 1, 128),
+]
+
+
+def conv_operands(layer, dtype: str):
+    _name, n, c, h, w, k, r, s, _stride, _pad, groups = layer
+    rng = np.random.default_rng(n * c + k)
+    return (rng.uniform(-1, 1, (n, c, h, w)).astype(dtype), rng.uniform(-1, 1, (k, c // groups, r, s)).astype(dtype))
+
+
+def conv_flops(layer) -> int:
+    _name, n, c, h, w, k, r, s, stride, pad, groups = layer
+    p, q = (h + 2 * pad - r) // stride + 1, (w + 2 * pad - s) // stride + 1
+    return 2 * n * k * p * q * (c // groups) * r * s
+
+
+def conv_numpy(x, w, stride, pad, groups):
+    """The im2col + matmul baseline (float64-free: the dtype of x)."""
+    n, c, _h, _w = x.shape
+    k, cg, r, s = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (r, s), axis=(2, 3))[:, :, ::stride, ::stride]
+    p, q = win.shape[2:4]
+    kg = k // groups
+    out = np.empty((n, k, p, q), x.dtype)
+    for g in range(groups):
+        cols = win[:, g * cg:(g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(n * p * q, cg * r * s)
+        res = cols @ w[g * kg:(g + 1) * kg].reshape(kg, cg * r * s).T
+        out[:, g * kg:(g + 1) * kg] = res.reshape(n, p, q, kg).transpose(0, 3, 1, 2)
+    return out
+
+
+def _child_conv(kind: str, spec: str, index: int, dtype: str) -> dict[str, Any]:
+    layer = CONV_LAYERS[index]
+    _name, n, c, h, w, k, r, s, stride, pad, groups = layer
+    x, wt = conv_operands(layer, dtype)
+    ref = conv_numpy(x.astype(np.float64), wt.astype(np.float64), stride, pad, groups)
+
+    def err(y):
+        return float(np.abs(y.astype(np.float64) - ref).max() / np.abs(ref).max())
+
+    if kind == "numpy":
+        seconds = median_time(lambda: conv_numpy(x, wt, stride, pad, groups), 3)
+        return {"seconds": seconds, "err": err(conv_numpy(x, wt, stride, pad, groups)), "variant": "im2col + matmul"}
+    if kind == "torch":
+        try:
+            import torch
+        except ImportError:
+            return {"error": "torch not installed: pip install torch==2.13.0 (CPU)"}
+        torch.set_num_threads(2)
+        tx, tw = torch.from_numpy(x), torch.from_numpy(wt)
+
+        def go():
+            return torch.nn.functional.conv2d(tx, tw, stride=stride, padding=pad, groups=groups)
+
+        seconds = median_time(go, 3)
+        return {"seconds": seconds, "err": err(go().numpy()), "variant": f"torch {torch.__version__}, 2 threads"}
+    import xgpu
+    from xgpu.kernels.conv2d import plan
+
+    dev = xgpu.get_device(spec)
+    gx, gw = xgpu.asarray(x, dev), xgpu.asarray(wt, dev)
+    out = {}
+
+    def go():
+        out["y"] = xgpu.conv2d(gx, gw, stride=stride, padding=pad, groups=groups)
+        dev.synchronize()
+
+    seconds = median_time(go, 3)
+    chosen = plan(dev, dtype, c // groups, k // groups, r * s)
+    result = {"seconds": seconds, "err": err(out["y"].get()), "variant": chosen.label}
+    if chosen.kernel == "implicit-gemm" and groups == 1:
+        # the same layer in NHWC (no layout change: the implicit-GEMM kernel alone) and the matrix
+        # product it amounts to, through xgpu's own GEMM
+        nx, nw = xgpu.asarray(x.transpose(0, 2, 3, 1), dev), xgpu.asarray(wt.transpose(2, 3, 1, 0), dev)
+        nhwc = median_time(lambda: (xgpu.conv2d(nx, nw, stride=stride, padding=pad, layout="NHWC"),
+                                    dev.synchronize()), 3)
+        p, q = (h + 2 * pad - r) // stride + 1, (w + 2 * pad - s) // stride + 1
+        a = xgpu.asarray(np.ones((n * p * q, c * r * s), dtype), dev)
+        b = xgpu.asarray(np.ones((c * r * s, k), dtype), dev)
+        cm = xgpu.empty((n * p * q, k), dtype, dev)
+        gemm_s = median_time(lambda: (xgpu.gemm(a, b, cm), dev.synchronize()), 3)
+        result.update(nhwc_seconds=nhwc, gemm_seconds=gemm_s)
+    return result
+
+
 def child_main(argv: list[str]) -> int:
-    kind, spec, n, dtype = argv[0], argv[1], int(argv[2]), argv[3]
-    result = _child_numpy(n, dtype) if kind == "numpy" else _child_xgpu(spec, n, dtype)
+    if argv[0] == "conv":
+        result = _child_conv(argv[1], argv[2], int(argv[3]), argv[4])
+    else:
+        kind, spec, n, dtype = argv[0], argv[1], int(argv[2]), argv[3]
+        result = _child_numpy(n, dtype) if kind == "numpy" else _child_xgpu(spec, n, dtype)
     print("RESULT " + json.dumps(result))
     return 0
+
+
+def bench_conv2d(device, dtype: str, progress=None) -> list[dict[str, Any]]:
+    """One row per layer: xgpu, PyTorch's CPU conv2d (2 threads) and numpy im2col + matmul."""
+    numpy_env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
+    rows = []
+    for index, layer in enumerate(CONV_LAYERS):
+        flops = conv_flops(layer)
+        row: dict[str, Any] = {"layer": layer[0], "dtype": dtype, "device": device.id, "gflop": flops / 1e9}
+        for kind, env in (("xgpu", None), ("torch", None), ("numpy", numpy_env)):
+            if progress:
+                progress(f"{layer[0]}: {kind}")
+            result = _run_child(["-m", "xgpu._bench", "--child", "conv", kind, device.id, str(index), dtype], env)
+            for key in ("seconds", "nhwc_seconds", "gemm_seconds"):
+                if key in result:
+                    result[key.replace("seconds", "gflops")] = flops / result[key] / 1e9
+            row[kind] = result
+        rows.append(row)
+    return rows
 
 
 def _run_child(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -121,6 +121,48 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_bench_conv(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from . import _bench
+
+    device = _devices.get_device(args.device)
+    dtype = str(np.dtype(args.dtype))
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+        rows = _bench.bench_conv2d(device, dtype, lambda text: progress.update(task, description=text))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title=f"conv2d {dtype}, NCHW, on {device.id} {device.name} ({device.platform})", title_justify="left")
+    for col in ("layer", "GFLOP", "xgpu GF/s", "torch GF/s", "numpy GF/s", "xgpu / torch", "xgpu / numpy",
+                "kernel", "NHWC GF/s", "GEMM GF/s", "NHWC / GEMM"):
+        table.add_column(col, justify="left" if col in ("layer", "kernel") else "right")
+
+    def gf(r, key="gflops"):
+        return f"{r[key]:.1f}" if key in r else "-"
+
+    def ratio(a, b, ka="gflops", kb="gflops"):
+        return f"{a[ka] / b[kb]:.2f}x" if ka in a and kb in b else "-"
+
+    for row in rows:
+        ours = row["xgpu"]
+        table.add_row(row["layer"], f"{row['gflop']:.2f}", gf(ours), gf(row["torch"]), gf(row["numpy"]),
+                      ratio(ours, row["torch"]), ratio(ours, row["numpy"]), ours.get("variant", ours.get("error", "")),
+                      gf(ours, "nhwc_gflops"), gf(ours, "gemm_gflops"), ratio(ours, ours, "nhwc_gflops", "gemm_gflops"))
+    console.print(table)
+    for row in rows:
+        for kind in ("xgpu", "torch", "numpy"):
+            if "error" in row[kind]:
+                console.print(f"  {kind} on {row['layer']}: not measured: {row[kind]['error']}", markup=False)
+    worst = max((r["xgpu"].get("err", 0) for r in rows), default=0)
+    console.print(f"  xgpu's worst relative error against a float64 im2col reference: {worst:.1e}; NHWC / GEMM: "
+                  "the implicit-GEMM kernel alone (NHWC in and out) against xgpu's GEMM on the same matrix product",
+                  highlight=False)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -204,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", default="float32", help="float32 (default), float64 or float16")
     g.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     g.set_defaults(func=cmd_bench)
+    cv = bench.add_parser("conv2d", help="conv2d GF/s on ResNet-style layers beside PyTorch CPU and numpy im2col")
+    cv.add_argument("--device", help="device spec (default: the default device)")
+    cv.add_argument("--dtype", default="float32", help="float32 (default), float64 or float16")
+    cv.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    cv.set_defaults(func=cmd_bench_conv)
     return parser
 
 

@@ -105,9 +105,15 @@ def _transpose(device, dtype, src: Array, batches: int, rows: int, cols: int) ->
     """(batches, rows, cols) -> (batches, cols, rows) through local-memory tiles."""
     out = xgpu.empty((batches, cols, rows), dtype, device)
     if out.size:
-        program = xgpu.compile(TRANSPOSE, device, defines={"dtype": dtype})
-        program.transpose(out, src, rows, cols, global_size=(-(-cols // 32) * 32, -(-rows // 32) * 8, batches),
-                          local_size=(32, 8, 1))
+        tiled = device.type == "gpu"  # local-memory tiles pay on GPUs, cost on CPUs (transpose.mako)
+        program = xgpu.compile(TRANSPOSE, device, defines={"dtype": dtype, "tiled": tiled})
+        if tiled:
+            program.transpose(out, src, rows, cols, global_size=(-(-cols // 32) * 32, -(-rows // 32) * 8, batches),
+                              local_size=(32, 8, 1))
+        else:
+            lanes = min(128, 1 << max(rows - 1, 0).bit_length())
+            program.transpose(out, src, rows, cols, global_size=(rows, cols, batches),
+                              local_size=(lanes, max(1, 256 // lanes), 1))
     return out
 
 
@@ -189,29 +195,32 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
     bias_arr, has_bias = _bias_or_dummy(bias, device, dtype, k)
     g, kg = groups, k // groups
 
-    # the kernels read NHWC input and (G, R, S, Cg, Kg) weights, and write either layout
+    # weights to (G, R, S, Cg, Kg); the implicit GEMM reads NHWC input, the direct kernel either layout;
+    # both write the requested layout
     if layout == "NCHW":
-        x_nhwc = _transpose(device, dtype, x, n, c, h * wd)
         w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg * cg * r * s, 1, r * s, cg * r * s))
     else:
-        x_nhwc = x
         w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg, cg * k, k, 1))
-
     chosen = plan(device, dtype, cg, kg, r * s) if config is None else ConvPlan("implicit-gemm", config, "forced")
-    args = (y, x_nhwc, w_k, bias_arr, n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
     defines = {"dtype": dtype, "has_bias": has_bias, "out_nchw": layout == "NCHW"}
+    shape_args = (n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
     if chosen.kernel == "direct":
-        program = xgpu.compile(DIRECT, device, defines={**defines, "kr": r, "ks": s, "kcg": cg, "kkg": kg,
-                                                               "kgroups": g})
-        # dimension 0 runs along output channels: the lanes CPU runtimes vectorise over
-        lanes = min(64, 1 << max(k - 1, 0).bit_length())
-        # a few hundred work-items a group: CPU runtimes pay per group
-        program.conv2d_direct(*args, global_size=(k, q, n * p), local_size=(lanes, max(1, 512 // lanes), 1))
+        in_nchw = layout == "NCHW"
+        program = xgpu.compile(DIRECT, device, defines={**defines, "in_nchw": in_nchw, "kr": r, "ks": s, "kcg": cg,
+                                                         "kkg": kg, "kgroups": g})
+        # dimension 0 is what CPU runtimes vectorise over: output pixels (NCHW) or channels (NHWC);
+        # a few hundred work-items a group, since CPU runtimes pay per group
+        gsize = (q, p, n * k) if in_nchw else (k, q, n * p)
+        lanes = min(64, 1 << max(gsize[0] - 1, 0).bit_length())
+        program.conv2d_direct(y, x, w_k, bias_arr, *shape_args, global_size=gsize,
+                              local_size=(lanes, max(1, min(512 // lanes, gsize[1])), 1))
     else:
+        x_nhwc = _transpose(device, dtype, x, n, c, h * wd) if layout == "NCHW" else x
         kernel, cfg = compile_variant(IGEMM, "conv2d_igemm", device, chosen.config, defines,
                                       8 if dtype == np.float64 else 4, explicit=config is not None)
         tx, ty = cfg.local_size
         m = n * p * q
-        kernel(*args, global_size=(-(-kg // cfg.tn) * tx, -(-m // cfg.tm) * ty, g), local_size=(tx, ty, 1))
+        kernel(y, x_nhwc, w_k, bias_arr, *shape_args,
+               global_size=(-(-kg // cfg.tn) * tx, -(-m // cfg.tm) * ty, g), local_size=(tx, ty, 1))
     log.debug("conv2d %s x %s on %s: %s (%s)", x.shape, w.shape, device.id, chosen.label, chosen.reason)
     return y

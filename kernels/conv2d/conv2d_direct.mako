@@ -1,9 +1,11 @@
-## Direct 2-D convolution, NHWC, one output element per work-item: for depthwise layers and small
-## channel counts, where an implicit GEMM has too little to reduce over.
-## Work-item (k, ow, n * P + oh). Weights are (G, R, S, Cg, Kg). Defines: dtype, has_bias, out_nchw,
-## and the filter's shape (kr, ks, kcg: R, S and Cg as constants, so the compiler unrolls the window)
-## and kkg (Kg) and kgroups (groups) as constants: with one group, or one channel in and out per group,
-## a vectoriser sees that neighbouring work-items read the same input, or neighbouring inputs.
+## Direct 2-D convolution, one output element per work-item: for depthwise layers and small
+## reductions, where an implicit GEMM has too little to reduce over.
+## in_nchw=False: x is NHWC; work-item (k, ow, n * P + oh): neighbouring work-items, neighbouring channels.
+## in_nchw=True:  x is NCHW; work-item (ow, oh, n * K + k): neighbouring work-items, neighbouring pixels
+##                (contiguous reads of x and, with out_nchw, contiguous writes: what CPU vectorisers need).
+## Weights are (G, R, S, Cg, Kg). Defines: dtype, has_bias, in_nchw, out_nchw, and the filter's shape as
+## constants (kr, ks, kcg, kkg, kgroups: R, S, Cg, Kg, groups), so the compiler unrolls the window and,
+## with one group or one channel per group, sees which reads neighbouring work-items share.
 <%
     T = ctype(dtype)
     half = T == "half_t"
@@ -22,38 +24,55 @@ KERNEL void conv2d_direct(
     const index_t sh, const index_t sw, const index_t ph, const index_t pw,
     const index_t dh, const index_t dw)
 {
+% if in_nchw:
+    const index_t ow = GLOBAL_ID(0);
+    const index_t oh = GLOBAL_ID(1);
+    const index_t nk = GLOBAL_ID(2);
+    if (ow < Q && oh < P && nk < N * K) {
+        const index_t n = nk / K, k = nk % K;
+% else:
     const index_t k = GLOBAL_ID(0);
     const index_t ow = GLOBAL_ID(1);
     const index_t nph = GLOBAL_ID(2);
     if (k < K && ow < Q && nph < N * P) {
         const index_t n = nph / P, oh = nph % P;
+% endif
 % if kgroups == 1:
         const index_t g = 0, kk = k;
-        GLOBAL_MEM const ${T}* xg = x + n * H * W * C;
 % elif kcg == 1 and kkg == 1:
         const index_t g = k, kk = 0;
-        GLOBAL_MEM const ${T}* xg = x + n * H * W * C + k;
 % else:
         const index_t g = k / ${kkg}, kk = k % ${kkg};
-        GLOBAL_MEM const ${T}* xg = x + n * H * W * C + g * ${kcg};
 % endif
         GLOBAL_MEM const ${T}* wg = w + g * ${kr * ks * kcg} * Kg + kk;
+% if in_nchw:
+        GLOBAL_MEM const ${T}* xg = x + (n * C + g * ${kcg}) * H * W;
+% else:
+        GLOBAL_MEM const ${T}* xg = x + n * H * W * C + g * ${kcg};
+% endif
         ${ACC} acc = (${ACC})0;
         #pragma unroll
         for (index_t r = 0; r < ${kr}; ++r) {
-            const index_t ih = oh * sh - ph + r * dh;
-            if (ih < 0 || ih >= H)
-                continue;
+            // no branches: the padding reads a valid address and counts it zero (vectorisers keep lanes together)
+            const index_t ih_raw = oh * sh - ph + r * dh;
+            const int row_in = ih_raw >= 0 && ih_raw < H;
+            const index_t ih = row_in ? ih_raw : 0;
             #pragma unroll
             for (index_t s = 0; s < ${ks}; ++s) {
-                const index_t iw = ow * sw - pw + s * dw;
-                if (iw < 0 || iw >= W)
-                    continue;
-                const index_t xo = (ih * W + iw) * C;
+                const index_t iw_raw = ow * sw - pw + s * dw;
+                const int inside = row_in && iw_raw >= 0 && iw_raw < W;
+                const index_t iw = inside ? iw_raw : 0;
+                const ${ACC} mask = inside ? (${ACC})1 : (${ACC})0;
                 const index_t wo = (r * ${ks} + s) * ${kcg} * Kg;
                 #pragma unroll
-                for (index_t c = 0; c < ${kcg}; ++c)
-                    acc = FMA((${ACC})${load("xg", "xo + c")}, (${ACC})${load("wg", "wo + c * Kg")}, acc);
+                for (index_t c = 0; c < ${kcg}; ++c) {
+% if in_nchw:
+                    const index_t xo = (c * H + ih) * W + iw;
+% else:
+                    const index_t xo = (ih * W + iw) * C + c;
+% endif
+                    acc = FMA((${ACC})${load("xg", "xo")} * mask, (${ACC})${load("wg", "wo + c * Kg")}, acc);
+                }
             }
         }
 % if has_bias:

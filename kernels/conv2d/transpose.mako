@@ -1,18 +1,23 @@
-## Batched transpose through local memory: out[b][j][i] = in[b][i][j], in is (batches, rows, cols).
-## Reads and writes both walk memory in order (NCHW <-> NHWC). Work-group (32, 8); each work-item
-## moves 4 elements of a 32x32 tile. Defines: dtype.
+## Batched transpose: out[b][j][i] = in[b][i][j], in is (batches, rows, cols) (NCHW <-> NHWC).
+## tiled=True  (GPUs): 32x32 tiles through local memory, so reads and writes both coalesce;
+##                     work-group (32, 8), each work-item moves 4 elements.
+## tiled=False (CPUs): one element per work-item, dimension 0 along the output's rows, so that the
+##                     writes are contiguous vectors (measured here: 1.6 ms against 12-17 ms tiled
+##                     for 3.2 M floats on the Intel CPU runtime and on PoCL).
+## Defines: dtype, tiled.
 <% T = "unsigned short" if ctype(dtype) == "half_t" else ctype(dtype) %>
 KERNEL void transpose(
     GLOBAL_MEM ${T}* RESTRICT out,
     GLOBAL_MEM const ${T}* RESTRICT in,
     const index_t rows, const index_t cols)
 {
-    LOCAL_MEM ${T} tile[32][33];
     const index_t b = GROUP_ID(2);
-    const index_t tx = LOCAL_ID(0), ty = LOCAL_ID(1);
-    const index_t col0 = GROUP_ID(0) * 32, row0 = GROUP_ID(1) * 32;
     in += b * rows * cols;
     out += b * rows * cols;
+% if tiled:
+    LOCAL_MEM ${T} tile[32][33];
+    const index_t tx = LOCAL_ID(0), ty = LOCAL_ID(1);
+    const index_t col0 = GROUP_ID(0) * 32, row0 = GROUP_ID(1) * 32;
     #pragma unroll
     for (index_t k = 0; k < 32; k += 8) {
         const index_t r = row0 + ty + k, c = col0 + tx;
@@ -26,4 +31,9 @@ KERNEL void transpose(
         if (r < rows && c < cols)
             out[c * rows + r] = tile[tx][ty + k];
     }
+% else:
+    const index_t r = GLOBAL_ID(0), c = GLOBAL_ID(1);
+    if (r < rows && c < cols)
+        out[c * rows + r] = in[r * cols + c];
+% endif
 }
