@@ -114,8 +114,18 @@ def conv_numpy(x, w, stride, pad, groups):
     return out
 
 
-def _child_conv(kind: str, spec: str, index: int, dtype: str) -> dict[str, Any]:
-    layer = CONV_LAYERS[index]
+def quick_layer(layer):
+    """A small version of a layer (batch 1, a quarter of the image) for smoke runs."""
+    name, _n, c, h, w, k, r, s, stride, pad, groups = layer
+    return (name + " (quick)", 1, c, max(h // 4, r), max(w // 4, s), k, r, s, stride, pad, groups)
+
+
+def conv_layers(quick: bool = False):
+    return [quick_layer(layer) for layer in CONV_LAYERS] if quick else list(CONV_LAYERS)
+
+
+def _child_conv(kind: str, spec: str, index: int, dtype: str, quick: bool = False) -> dict[str, Any]:
+    layer = conv_layers(quick)[index]
     _name, n, c, h, w, k, r, s, stride, pad, groups = layer
     x, wt = conv_operands(layer, dtype)
     ref = conv_numpy(x.astype(np.float64), wt.astype(np.float64), stride, pad, groups)
@@ -170,7 +180,7 @@ def _child_conv(kind: str, spec: str, index: int, dtype: str) -> dict[str, Any]:
 
 def child_main(argv: list[str]) -> int:
     if argv[0] == "conv":
-        result = _child_conv(argv[1], argv[2], int(argv[3]), argv[4])
+        result = _child_conv(argv[1], argv[2], int(argv[3]), argv[4], quick=argv[5:6] == ["quick"])
     else:
         kind, spec, n, dtype = argv[0], argv[1], int(argv[2]), argv[3]
         result = _child_numpy(n, dtype) if kind == "numpy" else _child_xgpu(spec, n, dtype)
@@ -178,17 +188,18 @@ def child_main(argv: list[str]) -> int:
     return 0
 
 
-def bench_conv2d(device, dtype: str, progress=None) -> list[dict[str, Any]]:
+def bench_conv2d(device, dtype: str, progress=None, quick: bool = False) -> list[dict[str, Any]]:
     """One row per layer: xgpu, PyTorch's CPU conv2d (2 threads) and numpy im2col + matmul."""
     numpy_env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
     rows = []
-    for index, layer in enumerate(CONV_LAYERS):
+    for index, layer in enumerate(conv_layers(quick)):
         flops = conv_flops(layer)
         row: dict[str, Any] = {"layer": layer[0], "dtype": dtype, "device": device.id, "gflop": flops / 1e9}
         for kind, env in (("xgpu", None), ("torch", None), ("numpy", numpy_env)):
             if progress:
                 progress(f"{layer[0]}: {kind}")
-            result = _run_child(["-m", "xgpu._bench", "--child", "conv", kind, device.id, str(index), dtype], env)
+            result = _run_child(["-m", "xgpu._bench", "--child", "conv", kind, device.id, str(index), dtype,
+                                 "quick" if quick else "full"], env)
             for key in ("seconds", "nhwc_seconds", "gemm_seconds"):
                 if key in result:
                     result[key.replace("seconds", "gflops")] = flops / result[key] / 1e9

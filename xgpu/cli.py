@@ -131,7 +131,8 @@ def cmd_bench_conv(args: argparse.Namespace, console: Console) -> int:
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("starting", total=None)
-        rows = _bench.bench_conv2d(device, dtype, lambda text: progress.update(task, description=text))
+        rows = _bench.bench_conv2d(device, dtype, lambda text: progress.update(task, description=text),
+                                   quick=args.quick)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -250,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--device", help="device spec (default: the default device)")
     cv.add_argument("--dtype", default="float32", help="float32 (default), float64 or float16")
     cv.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    cv.add_argument("--quick", action="store_true", help="small versions of the layers (batch 1, quarter images)")
     cv.set_defaults(func=cmd_bench_conv)
     return parser
 
