@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 import xgpu
 
 ROOT = Path(__file__).resolve().parents[1]
+# the suite's compiled binaries go to a private folder of their own, not the user's cache
+os.environ.setdefault("XGPU_CACHE_DIR", tempfile.mkdtemp(prefix="xgpu-test-cache-"))
 
 
 def run_xgpu(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:

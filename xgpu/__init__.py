@@ -6,6 +6,7 @@ Public surface (everything else is private)::
     xgpu.asarray(x, device), xgpu.empty(...), xgpu.zeros(...)     arrays in device memory
     xgpu.render(template, backend), xgpu.compile(template, device) kernel templates
     xgpu.gemm(a, b, c, ...), xgpu.matmul(a, b), a @ b, xgpu.conv2d   the kernel library
+    xgpu.cache_info(), xgpu.cache_clear()                           the on-disk compile cache
     xgpu.KernelTemplate, xgpu.hookimpl, xgpu.errors                 templates, plugins, errors
 """
 
@@ -16,6 +17,8 @@ from importlib.metadata import version as _version
 
 from . import errors
 from ._array import Array, asarray, empty, zeros
+from ._cache import clear as cache_clear
+from ._cache import info as cache_info
 from ._devices import Device, devices, get_device, list_backends
 from ._ops import conv2d, gemm, matmul
 from ._plugins import register_plugin, unregister_plugin
@@ -41,6 +44,8 @@ __all__ = [
     "XgpuError",
     "__version__",
     "asarray",
+    "cache_clear",
+    "cache_info",
     "compile",
     "compile_offline",
     "conv2d",

@@ -178,7 +178,37 @@ def _child_conv(kind: str, spec: str, index: int, dtype: str, quick: bool = Fals
     return result
 
 
+def _child_first_gemm(spec: str, n: int) -> dict[str, Any]:
+    start = time.perf_counter()
+    import xgpu
+
+    dev = xgpu.get_device(spec)
+    a = xgpu.asarray(np.ones((n, n), np.float32), dev)
+    t0 = time.perf_counter()
+    xgpu.gemm(a, a)
+    dev.synchronize()
+    return {"seconds": time.perf_counter() - t0, "import_and_setup_s": t0 - start}
+
+
+def bench_cache(device, n: int) -> dict[str, Any]:
+    """The first GEMM call of a new process with an empty cache, then with the cache it left."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "XGPU_CACHE_DIR": folder, "XGPU_CACHE": "1"}
+        args = ["-m", "xgpu._bench", "--child", "first-gemm", device.id, str(n)]
+        cold = _run_child(args, env)
+        warm = _run_child(args, env)
+    if "seconds" not in cold or "seconds" not in warm:
+        raise RuntimeError(f"benchmark child failed: {cold.get('error') or warm.get('error')}")
+    return {"device": device.id, "n": n, "cold_s": cold["seconds"], "warm_s": warm["seconds"],
+            "speedup": cold["seconds"] / warm["seconds"]}
+
+
 def child_main(argv: list[str]) -> int:
+    if argv[0] == "first-gemm":
+        print("RESULT " + json.dumps(_child_first_gemm(argv[1], int(argv[2]))))
+        return 0
     if argv[0] == "conv":
         result = _child_conv(argv[1], argv[2], int(argv[3]), argv[4], quick=argv[5:6] == ["quick"])
     else:

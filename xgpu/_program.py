@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _cache
 from ._array import INDEX_MAX, Array
+from .backend import DeviceImpl as DeviceImplBase
 from .errors import CompileError, DeviceMismatchError, InvalidArgumentError, LaunchError
 from .template import KernelTemplate, RenderedSource
 
@@ -104,15 +107,50 @@ def compile(
     return program
 
 
+def cache_key(rendered_text: str, dev: Device, options: tuple[str, ...]) -> str:
+    """The disk-cache key: everything that can change the binary."""
+    from . import __version__
+
+    return _cache.make_key(
+        source=rendered_text,
+        options=list(options),
+        backend=dev.backend,
+        compiler=dev._backend.version(),
+        device={k: getattr(dev, k) for k in ("name", "vendor", "platform", "type", "driver_version")},
+        device_extra=dev.extra,
+        xgpu=__version__,
+    )
+
+
+def _compile_cached(rendered: RenderedSource, dev: Device, options: tuple[str, ...]) -> ProgramImpl:
+    impl_type = type(dev._impl)
+    cacheable = _cache.enabled() and impl_type.program_binary is not DeviceImplBase.program_binary
+    key = cache_key(rendered.text, dev, options) if cacheable else None
+    if key is not None:
+        blob = _cache.load(key)
+        if blob is not None:
+            try:
+                return dev._impl.load_binary(blob, options)
+            except Exception as exc:  # a binary the driver no longer takes: build from source
+                warnings.warn(f"cached binary for {rendered.template_name} on {dev.id} did not load ({exc}): "
+                              "rebuilding", _cache.CacheWarning, stacklevel=4)
+    try:
+        impl = dev._impl.compile(rendered.text, options)
+    except CompileError as exc:
+        raise explain_compile_error(exc, rendered) from exc
+    if key is not None:
+        binary = dev._impl.program_binary(impl)
+        if binary:
+            _cache.store(key, binary)
+    return impl
+
+
 def compile_rendered(rendered: RenderedSource, dev: Device, options: tuple[str, ...]) -> Program:
     key = (rendered.text, options)
     with dev._programs_lock:
         impl = dev._programs.get(key)
     if impl is None:
-        try:
-            impl = dev._impl.compile(rendered.text, options)
-        except CompileError as exc:
-            raise explain_compile_error(exc, rendered) from exc
+        impl = _compile_cached(rendered, dev, options)
         with dev._programs_lock:
             dev._programs[key] = impl
     return Program(dev, rendered, impl)

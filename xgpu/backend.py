@@ -137,6 +137,15 @@ class DeviceImpl(abc.ABC):
     def synchronize(self) -> None:
         """Wait for all work queued on this device."""
 
+    # Optional: the on-disk compile cache uses these where a backend provides them.
+    def program_binary(self, program: ProgramImpl) -> bytes | None:
+        """The compiled binary of ``program``, to cache on disk; None where there is none."""
+        return None
+
+    def load_binary(self, binary: bytes, options: tuple[str, ...]) -> ProgramImpl:
+        """A program from a binary that ``program_binary`` gave (raise if it cannot be loaded)."""
+        raise NotImplementedError
+
 
 class Backend(abc.ABC):
     """A backend plugin's entry: its name, its source language and its devices."""

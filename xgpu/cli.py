@@ -211,6 +211,39 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace, console: Console) -> int:
+    from . import _cache
+
+    if args.action == "clear":
+        removed = _cache.clear()
+        console.print(f"removed {removed} cached binaries from {_cache.binaries_dir()}", highlight=False)
+        return 0
+    data = _cache.info()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    state = "on" if data["enabled"] else "off (XGPU_CACHE=0)"
+    console.print(f"location: {data['location']}\nenabled: {state}\nentries: {data['entries']}\n"
+                  f"size: {_size(data['bytes'])} of {_size(data['max_bytes'])} (least recently used evicted past it)",
+                  highlight=False)
+    return 0
+
+
+def cmd_bench_cache(args: argparse.Namespace, console: Console) -> int:
+    from . import _bench
+
+    device = _devices.get_device(args.device)
+    result = _bench.bench_cache(device, args.size)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    console.print(f"first GEMM call (n={args.size}, float32) in a new process on {device.id} ({device.name}):",
+                  highlight=False)
+    console.print(f"  cold cache: {result['cold_s'] * 1e3:.1f} ms\n  warm cache: {result['warm_s'] * 1e3:.1f} ms\n"
+                  f"  warm is {result['speedup']:.1f}x faster", highlight=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xgpu", description="Write a GPU kernel once, run it everywhere.")
     parser.add_argument("--version", action="store_true", help="print the xgpu version")
@@ -253,6 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     cv.add_argument("--quick", action="store_true", help="small versions of the layers (batch 1, quarter images)")
     cv.set_defaults(func=cmd_bench_conv)
+    cb = bench.add_parser("cache", help="first GEMM call in a new process, cold cache against warm")
+    cb.add_argument("--device", help="device spec (default: the default device)")
+    cb.add_argument("--size", type=int, default=256, help="matrix size (default: 256)")
+    cb.add_argument("--json", action="store_true", help="print JSON")
+    cb.set_defaults(func=cmd_bench_cache)
+
+    p = sub.add_parser("cache", help="the on-disk compile cache: where it is, what it holds; clear it")
+    p.add_argument("action", nargs="?", choices=("info", "clear"), default="info")
+    p.add_argument("--json", action="store_true", help="print JSON (info)")
+    p.set_defaults(func=cmd_cache)
     return parser
 
 

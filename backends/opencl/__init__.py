@@ -198,6 +198,23 @@ class OpenCLDevice(DeviceImpl):
             log = program.get_build_info(self.dev, cl.program_build_info.LOG).strip()
         return OpenCLProgram(program, self.dev, log)
 
+    def program_binary(self, program: OpenCLProgram) -> bytes | None:
+        cl = _cl()
+        try:
+            binaries = program.program.get_info(cl.program_info.BINARIES)
+        except cl.Error:
+            return None
+        return bytes(binaries[0]) if binaries and binaries[0] else None
+
+    def load_binary(self, binary: bytes, options: tuple[str, ...]) -> OpenCLProgram:
+        cl = _cl()
+        with translate_errors(self._id, "loading a cached program binary"):
+            program = cl._cl._Program(self.context, [self.dev], [binary])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                program.build(" ".join(options).encode(), [self.dev])
+        return OpenCLProgram(program, self.dev, "")
+
     def launch(self, kernel: OpenCLKernel, global_size, local_size, args) -> OpenCLEvent:
         cl = _cl()
         with kernel.lock, translate_errors(self._id, f"launching {kernel.name} {global_size}/{local_size}"):
