@@ -55,6 +55,12 @@ class Array:
         self.dtype = check_dtype(dtype)
         self.size = math.prod(self.shape)
         self.nbytes = self.size * self.dtype.itemsize
+        if self.size > INDEX_MAX:
+            # refused alike on every backend: kernels index with a 32-bit index_t
+            raise InvalidArgumentError(
+                f"an array of shape {self.shape} has {self.size} elements, more than 2**31-1: kernels index with a "
+                "32-bit index_t; split it into smaller arrays"
+            )
         self._buffer = device._impl.allocate(self.nbytes)
 
     @property

@@ -1,0 +1,169 @@
+"""Every row of the bad-input table in docs/errors.md, on every device."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import xgpu
+from xgpu import errors
+
+from .conftest import ROOT
+
+
+def documented_rows():
+    text = (ROOT / "docs" / "errors.md").read_text()
+    return [row for row in re.findall(r"^\| ([a-z0-9-]+) \|", text, flags=re.M) if row != "id"]
+
+
+def row_unknown_device(dev):
+    with pytest.raises(errors.DeviceNotFoundError, match="Devices there are"):
+        xgpu.get_device("nonexistent-device-xyz")
+
+
+def row_missing_backend(dev):
+    with pytest.raises(errors.BackendUnavailableError, match="no backend named 'metal'"):
+        xgpu.render("KERNEL void k(GLOBAL_MEM float* y) { }", "metal")
+
+
+def row_unavailable_backend(dev):
+    down = [s for s in xgpu.list_backends().values() if not s.available]
+    if not down:
+        pytest.skip("every backend is available here")
+    with pytest.raises(errors.BackendUnavailableError, match=re.escape(down[0].reason[:20])):
+        xgpu.get_device(down[0].name)
+
+
+def row_wrong_dtype(dev):
+    with pytest.raises(errors.UnsupportedDtypeError):
+        xgpu.asarray(np.array(["a"]), dev)
+    with pytest.raises(errors.UnsupportedDtypeError, match="int32"):
+        xgpu.gemm(xgpu.zeros((2, 2), np.int32, dev), xgpu.zeros((2, 2), np.int32, dev))
+
+
+def row_unsupported_dtype_on_device(dev):
+    if dev.fp64:
+        pytest.skip(f"{dev.id} supports float64")
+    with pytest.raises(errors.UnsupportedDtypeError, match="does not support float64"):
+        xgpu.gemm(xgpu.zeros((2, 2), np.float64, dev), xgpu.zeros((2, 2), np.float64, dev))
+
+
+def row_shape_mismatch(dev):
+    with pytest.raises(errors.ShapeError, match=r"3x4.*5x6"):
+        xgpu.gemm(xgpu.zeros((3, 4), np.float32, dev), xgpu.zeros((5, 6), np.float32, dev))
+
+
+def row_bad_shape(dev):
+    with pytest.raises(errors.ShapeError):
+        xgpu.empty((2, -3), np.float32, dev)
+
+
+def row_mixed_devices(dev):
+    other = [d for d in xgpu.devices() if d is not dev]
+    if not other:
+        pytest.skip("one device only")
+    with pytest.raises(errors.DeviceMismatchError, match="different devices"):
+        xgpu.matmul(xgpu.zeros((2, 2), np.float32, dev), xgpu.zeros((2, 2), np.float32, other[0]))
+
+
+def row_non_contiguous(dev):
+    host = np.arange(30, dtype=np.float32).reshape(5, 6)[:, ::2].T
+    out = xgpu.matmul(xgpu.asarray(host, dev), xgpu.asarray(np.eye(5, dtype=np.float32), dev))
+    np.testing.assert_allclose(out.get(), host, rtol=1e-6)
+
+
+def row_zero_size(dev):
+    assert xgpu.gemm(xgpu.zeros((0, 3), np.float32, dev), xgpu.zeros((3, 4), np.float32, dev)).shape == (0, 4)
+    c = xgpu.asarray(np.ones((2, 2), np.float32), dev)
+    xgpu.gemm(xgpu.zeros((2, 0), np.float32, dev), xgpu.zeros((0, 2), np.float32, dev), c, beta=2.0)
+    assert c.get().tolist() == [[2.0, 2.0], [2.0, 2.0]]
+
+
+def row_index_overflow(dev):
+    with pytest.raises(errors.InvalidArgumentError, match="32-bit index_t"):
+        xgpu.empty((2**16, 2**16), np.uint8, dev)  # refused before anything is allocated
+    program = xgpu.compile("KERNEL void k(GLOBAL_MEM float* y) { }", dev)
+    with pytest.raises(errors.InvalidArgumentError, match="32-bit"):
+        program.k(xgpu.zeros(1, np.float32, dev), global_size=(2**16, 2**16))
+
+
+def row_python_float_argument(dev):
+    program = xgpu.compile("KERNEL void k(GLOBAL_MEM float* y, const float a) { y[0] = a; }", dev)
+    with pytest.raises(errors.InvalidArgumentError, match=r"np.float32\(2.0\)"):
+        program.k(xgpu.zeros(1, np.float32, dev), 2.0, global_size=1)
+
+
+def row_out_of_memory(dev):
+    limit = dev.extra.get("max_mem_alloc_bytes", dev.global_mem_bytes)
+    n = limit // 16 + 1  # complex128: past the limit in bytes, within index_t in elements
+    if n > 2**31 - 1:
+        pytest.skip(f"{dev.id} allows buffers as large as index_t can address")
+    with pytest.raises(errors.OutOfMemoryError, match=f"{dev.id}: cannot allocate {n * 16} bytes"):
+        xgpu.empty(n, np.complex128, dev)
+
+
+def row_work_group_too_large(dev):
+    program = xgpu.compile("KERNEL void k(GLOBAL_MEM float* y) { }", dev)
+    with pytest.raises(errors.LaunchError, match="larger than kernel 'k' allows"):
+        program.k(xgpu.zeros(1, np.float32, dev), global_size=10**6, local_size=10**6)
+
+
+def row_render_error(dev):
+    with pytest.raises(errors.TemplateError, match=r"<string>.*NameError: 'T' is not defined"):
+        xgpu.compile("KERNEL void k(GLOBAL_MEM ${T}* y) { }\n", dev)
+
+
+def row_compile_error(dev, tmp_path):
+    path = tmp_path / "bad.mako"
+    path.write_text("KERNEL void k(GLOBAL_MEM float* y)\n{\n    y[0] = nope;\n}\n")
+    with pytest.raises(errors.CompileError) as info:
+        xgpu.compile(path, dev)
+    assert (info.value.filename, info.value.lineno) == (str(path), 3)
+
+
+def row_missing_template(dev):
+    with pytest.raises(errors.TemplateError, match="not found"):
+        xgpu.compile("no/such/kernel.mako", dev)
+
+
+def row_missing_kernel(dev):
+    program = xgpu.compile("KERNEL void k(GLOBAL_MEM float* y) { }", dev)
+    with pytest.raises(errors.InvalidArgumentError, match="no kernel named 'nope'"):
+        program.kernel("nope")
+
+
+def row_duplicate_backend(dev):
+    from .test_plugins import HostBackend
+
+    class Impostor(HostBackend):
+        name = "opencl"
+
+    class Plugin:
+        @xgpu.hookimpl
+        def xgpu_register_backends(self, register):
+            register.add_backend(Impostor())
+
+    name = xgpu.register_plugin(Plugin(), name="impostor")
+    try:
+        with pytest.raises(errors.InvalidArgumentError, match="XGPU_DISABLE_PLUGINS"):
+            xgpu.devices()
+    finally:
+        xgpu.unregister_plugin(name)
+
+
+ROWS = {name[4:].replace("_", "-"): func for name, func in globals().items() if name.startswith("row_")}
+
+
+def test_every_documented_row_has_a_check():
+    assert sorted(documented_rows()) == sorted(ROWS)
+
+
+@pytest.mark.parametrize("row", sorted(ROWS))
+def test_row(row, xgpu_device, tmp_path):
+    check = ROWS[row]
+    if check.__code__.co_argcount == 2:
+        check(xgpu_device, tmp_path)
+    else:
+        check(xgpu_device)
