@@ -130,23 +130,6 @@ def test_failing_backend_is_unavailable_with_reason():
         xgpu.unregister_plugin(name)
 
 
-def test_duplicate_backend_name_is_refused():
-    class Impostor(HostBackend):
-        name = "opencl"
-
-    class Plugin:
-        @xgpu.hookimpl
-        def xgpu_register_backends(self, register):
-            register.add_backend(Impostor())
-
-    name = xgpu.register_plugin(Plugin(), name="dup")
-    try:
-        with pytest.raises(InvalidArgumentError, match="two plugins register a backend named 'opencl'"):
-            xgpu.devices()
-    finally:
-        xgpu.unregister_plugin(name)
-
-
 def test_misspelt_hook_is_refused():
     class Plugin:
         @xgpu.hookimpl

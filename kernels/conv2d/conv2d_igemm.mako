@@ -48,6 +48,41 @@
 % endfor
             const index_t wo = (r * S + s) * Cg * Kg;
 </%def>
+<%def name="all_inside()">${" && ".join(f"inside{i}" for i in range(wm))}</%def>
+<%def name="masked_x(i, masked)">${load("x", f"xo{i} + c")}${f" * mask{i}" if masked else ""}</%def>
+<%def name="scalar_c_loop(masked, col)">
+            for (index_t c = 0; c < Cg; ++c) {
+                ${ACC} a[${wm}], b[${wn}];
+% for i in range(wm):
+                a[${i}] = (${ACC})${masked_x(i, masked)};
+% endfor
+                #pragma unroll
+                for (index_t j = 0; j < ${wn}; ++j)
+                    b[j] = (${ACC})${load("wg", f"wo + c * Kg + {col}")};
+                #pragma unroll
+                for (index_t i = 0; i < ${wm}; ++i) {
+                    #pragma unroll
+                    for (index_t j = 0; j < ${wn}; ++j)
+                        acc[i][j] = FMA(a[i], b[j], acc[i][j]);
+                }
+            }
+</%def>
+<%def name="vector_c_loop(masked)">
+            for (index_t c = 0; c < Cg; ++c) {
+                VEC(${ACC}, ${vw}) b[${NV}];
+                #pragma unroll
+                for (index_t v = 0; v < ${NV}; ++v)
+                    b[v] = VLOAD(${vw}, wg, wo + c * Kg + colv + v * ${vw});
+% for i in range(wm):
+                {
+                    const VEC(${ACC}, ${vw}) a = VSPLAT(${ACC}, ${vw}, ${masked_x(i, masked)});
+                    #pragma unroll
+                    for (index_t v = 0; v < ${NV}; ++v)
+                        acc[${i}][v] = VFMA(a, b[v], acc[${i}][v]);
+                }
+% endfor
+            }
+</%def>
 <%def name="close_window()">
 % if kc:
             // a CPU runtime steps the group's work-items through the window together: B stays in cache
@@ -87,21 +122,9 @@
     for (index_t r = 0; r < R; ++r) {
         for (index_t s = 0; s < S; ++s) {
             ${window_step()}
-            for (index_t c = 0; c < Cg; ++c) {
-                ${ACC} a[${wm}], b[${wn}];
-% for i in range(wm):
-                a[${i}] = (${ACC})${load("x", f"xo{i} + c")} * mask${i};
-% endfor
-                #pragma unroll
-                for (index_t j = 0; j < ${wn}; ++j)
-                    b[j] = (${ACC})${load("wg", f"wo + c * Kg + {col}")};
-                #pragma unroll
-                for (index_t i = 0; i < ${wm}; ++i) {
-                    #pragma unroll
-                    for (index_t j = 0; j < ${wn}; ++j)
-                        acc[i][j] = FMA(a[i], b[j], acc[i][j]);
-                }
-            }
+            // always masked here: a branch on the window makes the Intel CPU runtime stop vectorising
+            // across work-items (33 against 90 GF/s); the vector path below takes the branch
+            ${scalar_c_loop(True, col)}
     ${close_window()}
     #pragma unroll
     for (index_t i = 0; i < ${wm}; ++i) {
@@ -126,19 +149,11 @@
     for (index_t r = 0; r < R; ++r) {
         for (index_t s = 0; s < S; ++s) {
             ${window_step()}
-            for (index_t c = 0; c < Cg; ++c) {
-                VEC(${ACC}, ${vw}) b[${NV}];
-                #pragma unroll
-                for (index_t v = 0; v < ${NV}; ++v)
-                    b[v] = VLOAD(${vw}, wg, wo + c * Kg + colv + v * ${vw});
-% for i in range(wm):
-                {
-                    const VEC(${ACC}, ${vw}) a = VSPLAT(${ACC}, ${vw}, x[xo${i} + c] * mask${i});
-                    #pragma unroll
-                    for (index_t v = 0; v < ${NV}; ++v)
-                        acc[${i}][v] = VFMA(a, b[v], acc[${i}][v]);
-                }
-% endfor
+            // a window wholly inside the image needs no masks (PoCL: 159 against 119 GF/s in NHWC)
+            if (${all_inside()}) {
+                ${vector_c_loop(False)}
+            } else {
+                ${vector_c_loop(True)}
             }
     ${close_window()}
     #pragma unroll
