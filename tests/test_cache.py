@@ -45,7 +45,6 @@ def dev():
 def fresh(device):
     """Forget what this process compiled, so the next compile asks the disk cache."""
     device._programs.clear()
-    device._rendered.clear()
 
 
 def run_fill(device, template, value, options=()):

@@ -213,3 +213,21 @@ def test_template_path_object(tmp_path):
     path = Path(tmp_path / "t.mako")
     path.write_text("KERNEL void k(GLOBAL_MEM float* y) { y[0] = 1.0f; }\n")
     assert "KERNEL void k" in xgpu.render(path).text
+
+
+def test_edited_template_file_is_compiled_afresh(xgpu_device, tmp_path):
+    path = tmp_path / "edit.mako"
+    results = []
+    for value in ("1.0f", "2.0f"):
+        path.write_text(f"KERNEL void k(GLOBAL_MEM float* y) {{ y[0] = {value}; }}\n")
+        y = xgpu.zeros(1, np.float32, xgpu_device)
+        xgpu.compile(str(path), xgpu_device).k(y, global_size=1)
+        results.append(float(y.get()[0]))
+    assert results == [1.0, 2.0]
+
+
+def test_same_template_object_is_not_rendered_twice(xgpu_device, monkeypatch):
+    template = xgpu.KernelTemplate.from_string("KERNEL void k(GLOBAL_MEM float* y) { y[0] = ${v}; }\n")
+    first = xgpu.compile(template, xgpu_device, defines={"v": "1.0f"})
+    monkeypatch.setattr(xgpu.KernelTemplate, "render", lambda *a, **k: pytest.fail("rendered again"))
+    assert xgpu.compile(template, xgpu_device, defines={"v": "1.0f"}) is first

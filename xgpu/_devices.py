@@ -53,7 +53,6 @@ class Device:
         self.extra = dict(info.extra)
         self.aliases = info.aliases
         self._programs: dict[tuple[str, tuple[str, ...]], Any] = {}
-        self._rendered: dict[tuple, Any] = {}  # (template, defines, options) -> Program
         self._programs_lock = threading.Lock()
 
     def __repr__(self) -> str:

@@ -89,21 +89,22 @@ def compile(
 
     dev = get_device(device)
     tmpl = as_template(template)
-    try:  # rendering costs milliseconds of Python: the same template and defines skip it
-        key = (tmpl.name, tmpl._text, tuple(sorted((defines or {}).items())), tuple(options))
+    # Rendering costs milliseconds of Python: a template object remembers what it compiled, per device,
+    # defines and options. A new object (a path or text passed again) renders afresh, so an edited
+    # file or include is never served stale.
+    try:
+        key = (dev.id, tuple(sorted((defines or {}).items())), tuple(options))
         hash(key)
     except TypeError:  # a define that cannot be hashed: render every time
         key = None
     if key is not None:
-        with dev._programs_lock:
-            program = dev._rendered.get(key)
+        program = tmpl._compiled.get(key)
         if program is not None:
             return program
     rendered = tmpl.render(dev.prelude(), dev.language, **(defines or {}))
     program = compile_rendered(rendered, dev, tuple(options))
     if key is not None:
-        with dev._programs_lock:
-            dev._rendered[key] = program
+        tmpl._compiled[key] = program
     return program
 
 
