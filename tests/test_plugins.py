@@ -205,3 +205,18 @@ def test_cuda_backend_reports_why_it_is_unavailable():
     if status.available:
         pytest.skip("a CUDA device is present")
     assert status.reason and ("pycuda" in status.reason or "driver" in status.reason or "GPU" in status.reason)
+
+
+def test_library_works_after_the_device_list_is_rebuilt(hostmem_plugin):
+    """Registering a plugin rebuilds the devices (new contexts): cached programs must follow."""
+    import numpy as np
+
+    before = xgpu.get_device("opencl")
+    a = xgpu.asarray(np.eye(3, dtype=np.float32), before)
+    xgpu.gemm(a, a)
+    xgpu.unregister_plugin(hostmem_plugin)
+    after = xgpu.get_device("opencl")
+    assert after is not before and after.id == before.id
+    b = xgpu.asarray(np.eye(3, dtype=np.float32), after)
+    assert xgpu.gemm(b, b).get().tolist() == np.eye(3).tolist()
+    xgpu.register_plugin(HostPlugin(), name=hostmem_plugin)  # for the fixture's teardown

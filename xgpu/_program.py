@@ -93,7 +93,8 @@ def compile(
     # defines and options. A new object (a path or text passed again) renders afresh, so an edited
     # file or include is never served stale.
     try:
-        key = (dev.id, tuple(sorted((defines or {}).items())), tuple(options))
+        # the Device object, not its id: a device list rebuilt after a plugin change has new contexts
+        key = (dev, tuple(sorted((defines or {}).items())), tuple(options))
         hash(key)
     except TypeError:  # a define that cannot be hashed: render every time
         key = None

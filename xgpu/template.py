@@ -227,7 +227,7 @@ class KernelTemplate:
         self.path: Path | None = p.resolve()
         self.name = str(self.path)
         self._text: str | None = None
-        self._compiled: dict = {}  # (device id, defines, options) -> Program, filled by xgpu.compile
+        self._compiled: dict = {}  # (device, defines, options) -> Program, filled by xgpu.compile
 
     @classmethod
     def from_string(cls, text: str, name: str = "<string>") -> KernelTemplate:

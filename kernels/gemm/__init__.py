@@ -86,7 +86,7 @@ _kernels: dict[tuple, tuple[Any, GemmConfig]] = {}
 
 
 def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, config: GemmConfig | None):
-    key = (device.id, dtype, trans_a, trans_b, config)
+    key = (device, dtype, trans_a, trans_b, config)
     hit = _kernels.get(key)
     if hit is None:
         cfg = config or config_for(device, dtype, trans_b)
