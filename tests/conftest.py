@@ -34,3 +34,6 @@ def small(device: xgpu.Device, size: int, small_size: int = 64) -> int:
 @pytest.fixture
 def rng():
     return __import__("numpy").random.default_rng(1234)
+
+
+pytest_plugins = ["pytester"]

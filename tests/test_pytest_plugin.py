@@ -1,0 +1,77 @@
+"""The device-matrix pytest plugin, as a project that installs xgpu would use it."""
+
+from __future__ import annotations
+
+import pytest
+
+import xgpu
+
+TEST_FILE = """
+import numpy as np
+import xgpu
+from xgpu.testing import assert_close
+
+def test_double(xgpu_device):
+    x = np.arange(7, dtype=np.float32)
+    y = xgpu.asarray(np.full(7, np.nan, np.float32), xgpu_device)
+    program = xgpu.compile(
+        "KERNEL void k(GLOBAL_MEM float* y, GLOBAL_MEM const float* x, const index_t n)"
+        " { const index_t i = GLOBAL_ID(0); if (i < n) y[i] = 2.0f * x[i]; }",
+        xgpu_device,
+    )
+    program.k(y, xgpu.asarray(x, xgpu_device), 7, global_size=7)
+    assert_close(y.get(), 2 * x.astype(np.float64), dtype=np.float32)
+"""
+
+
+def ids_run(result):
+    return sorted(r.nodeid.split("[")[1].rstrip("]") for r in result.getreports("pytest_runtest_logreport")
+                  if r.when == "call")
+
+
+@pytest.fixture
+def suite(pytester):
+    pytester.makepyfile(test_mine=TEST_FILE)
+    return pytester
+
+
+def test_every_device_by_default(suite):
+    result = suite.inline_run()
+    result.assertoutcome(passed=len(xgpu.devices()))
+    assert ids_run(result) == sorted(d.id for d in xgpu.devices())
+
+
+def test_select_by_spec_backend_and_exclude(suite):
+    pocl = [d.id for d in xgpu._devices.match_devices("pocl")]
+    if not pocl:
+        pytest.skip("no PoCL device here")
+    assert ids_run(suite.inline_run("--xgpu-device", "pocl")) == sorted(pocl)
+    everything_but = sorted(d.id for d in xgpu.devices() if d.id not in pocl)
+    assert ids_run(suite.inline_run("--xgpu-exclude", "pocl")) == everything_but
+    assert ids_run(suite.inline_run("--xgpu-backend", "opencl")) == sorted(
+        d.id for d in xgpu.devices() if d.backend == "opencl")
+
+
+def test_env_selection(suite, monkeypatch):
+    first = xgpu.devices()[0]
+    monkeypatch.setenv("XGPU_TEST_DEVICES", first.id)
+    assert ids_run(suite.inline_run()) == [first.id]
+
+
+def test_header_lists_selected_devices(suite):
+    result = suite.runpytest("--xgpu-device", xgpu.devices()[0].id)
+    result.stdout.fnmatch_lines(["xgpu devices (1):", f"  {xgpu.devices()[0].id}: *"])
+
+
+def test_failure_is_explained(pytester):
+    pytester.makepyfile(test_bad="""
+import numpy as np
+from xgpu.testing import assert_close
+
+def test_off():
+    got = np.array([1.0, 2.0, np.nan, 4.5], np.float32)
+    assert_close(got, np.array([1.0, 2.0, 3.0, 4.0]), dtype=np.float32)
+""")
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*2 of 4 elements differ beyond tolerance*worst at index*1 elements NaN*"])
