@@ -244,28 +244,15 @@ def match_devices(spec: str) -> list[Device]:
 
 def _select(spec: str, env: bool = False) -> Device:
     s = spec.strip()
-    devs = devices()
     where = f" (from {DEVICE_ENV})" if env else ""
     if not s:
         raise DeviceNotFoundError(f"empty device spec{where}" + _listing())
-    for d in devs:
-        if d.id == s:
-            return d
-    state = _get_state()
-    if s in state.backends:
-        mine = [d for d in devs if d.backend == s]
-        if not mine:
+    matches = match_devices(s)
+    if not matches:
+        state = _get_state()
+        if s in state.backends:
             raise BackendUnavailableError(f"backend {s!r} is unavailable: {state.status[s].reason}{where}")
-        pool = [d for d in mine if not d.is_simulator] or mine
-        return min(pool, key=_default_key)
-    low = s.lower()
-    matches = [
-        d
-        for d in devs
-        if any(low in text.lower() for text in (d.name, d.platform, d.vendor, *d.aliases))
-    ]
-    if matches:
-        # a simulator only when the spec names it or nothing else matches
-        pool = [d for d in matches if not d.is_simulator] or matches
-        return min(pool, key=_default_key)
-    raise DeviceNotFoundError(f"no device matches {spec!r}{where}" + _listing())
+        raise DeviceNotFoundError(f"no device matches {spec!r}{where}" + _listing())
+    # a simulator only when the spec names it or nothing else matches
+    pool = [d for d in matches if not d.is_simulator] or matches
+    return min(pool, key=_default_key)

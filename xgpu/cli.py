@@ -121,18 +121,22 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_bench_conv(args: argparse.Namespace, console: Console) -> int:
+def _with_progress(work):
+    """Run ``work(report)`` behind a spinner on stderr; ``report(text)`` says what runs now."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+        return work(lambda text: progress.update(task, description=text))
+
+
+def cmd_bench_conv(args: argparse.Namespace, console: Console) -> int:
     from . import _bench
 
     device = _devices.get_device(args.device)
     dtype = str(np.dtype(args.dtype))
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("starting", total=None)
-        rows = _bench.bench_conv2d(device, dtype, lambda text: progress.update(task, description=text),
-                                   quick=args.quick)
+    rows = _with_progress(lambda report: _bench.bench_conv2d(device, dtype, report, quick=args.quick))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -165,8 +169,6 @@ def cmd_bench_conv(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from . import _bench
 
     device = _devices.get_device(args.device)
@@ -174,10 +176,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     sizes = args.sizes or list(_bench.GEMM_SIZES)
     if any(n < 1 for n in sizes):
         raise InvalidArgumentError(f"sizes must be at least 1, got {sizes}")
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("starting", total=None)
-        rows = _bench.bench_gemm(device, sizes, dtype, lambda text: progress.update(task, description=text))
+    rows = _with_progress(lambda report: _bench.bench_gemm(device, sizes, dtype, report))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
