@@ -13,8 +13,8 @@ import numpy as np
 import xgpu
 from xgpu._array import Array, same_device
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
-from xgpu.kernels.gemm import DTYPES, compile_variant
-from xgpu.kernels.gemm.tuning import GemmConfig, adapt, default_config
+from xgpu.kernels.gemm import DTYPES, compile_variant, config_for
+from xgpu.kernels.gemm.tuning import GemmConfig, adapt
 
 from .tuning import RULES
 
@@ -49,8 +49,7 @@ class ConvPlan:
 
 def igemm_config(device: xgpu.Device, dtype: np.dtype) -> GemmConfig:
     """The implicit-GEMM variant for the device and dtype (conv2d/tuning.py)."""
-    base = default_config(device.type, f"{device.platform} {device.name} {device.vendor}", RULES)
-    return adapt(base, np.dtype(dtype).itemsize, False)
+    return config_for(device, dtype, rules=RULES)
 
 
 def all_igemm_variants() -> list[tuple[np.dtype, GemmConfig]]:
@@ -217,7 +216,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
     else:
         x_nhwc = _transpose(device, dtype, x, n, c, h * wd) if layout == "NCHW" else x
         kernel, cfg = compile_variant(IGEMM, "conv2d_igemm", device, chosen.config, defines,
-                                      8 if dtype == np.float64 else 4, explicit=config is not None)
+                                      explicit=config is not None)
         tx, ty = cfg.local_size
         m = n * p * q
         kernel(y, x_nhwc, w_k, bias_arr, *shape_args,

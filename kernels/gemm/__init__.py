@@ -21,9 +21,10 @@ TEMPLATE = xgpu.KernelTemplate(Path(__file__).with_name("gemm.mako"))
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
 
 
-def config_for(device: xgpu.Device, dtype: np.dtype, trans_b: bool = False) -> GemmConfig:
-    """The variant the library picks for ``device``, ``dtype`` and layout (before fitting to limits)."""
-    base = default_config(device.type, f"{device.platform} {device.name} {device.vendor}")
+def config_for(device: xgpu.Device, dtype: np.dtype, trans_b: bool = False, rules=None) -> GemmConfig:
+    """The variant the library picks for ``device``, ``dtype`` and layout (before fitting to limits),
+    from ``rules`` (the GEMM's tuning table by default)."""
+    base = default_config(device.type, f"{device.platform} {device.name} {device.vendor}", rules)
     return adapt(base, np.dtype(dtype).itemsize, trans_b)
 
 
@@ -56,9 +57,11 @@ def render_defines(dtype: np.dtype, config: GemmConfig, trans_a: bool, trans_b: 
 
 
 def compile_variant(template, kernel_name: str, device: xgpu.Device, cfg: GemmConfig, defines: dict[str, Any],
-                    acc_itemsize: int, explicit: bool = False):
+                    explicit: bool = False):
     """Compile a tiled variant, halving its tile until the device and the compiled kernel accept its
-    work-group (and local memory); an ``explicit`` variant that does not fit is an error instead."""
+    work-group (and local memory); an ``explicit`` variant that does not fit is an error instead.
+    ``defines["dtype"]`` is the storage dtype; float64 accumulates in 8 bytes, the others in 4."""
+    acc_itemsize = 8 if np.dtype(defines["dtype"]) == np.float64 else 4
     while not _fits(cfg, device, acc_itemsize):
         if explicit:
             raise xgpu.errors.LaunchError(
@@ -91,8 +94,7 @@ def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, 
     if hit is None:
         cfg = config or config_for(device, dtype, trans_b)
         defines = {"dtype": dtype, "trans_a": trans_a, "trans_b": trans_b}
-        hit = compile_variant(TEMPLATE, "gemm", device, cfg, defines, 8 if dtype == np.float64 else 4,
-                              explicit=config is not None)
+        hit = compile_variant(TEMPLATE, "gemm", device, cfg, defines, explicit=config is not None)
         log.debug("gemm on %s, %s, trans_a=%s trans_b=%s: %s", device.id, dtype, trans_a, trans_b, hit[1].label)
         _kernels[key] = hit
     return hit
