@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ import xgpu
 from xgpu import errors
 
 from .conftest import ROOT
+
+TEMPLATES = Path(__file__).with_name("templates")
 
 
 def documented_rows():
@@ -132,6 +135,16 @@ def row_compile_error(dev, tmp_path):
     with pytest.raises(errors.CompileError) as info:
         xgpu.compile(path, dev)
     assert (info.value.filename, info.value.lineno) == (str(path), 3)
+
+
+def row_out_of_bounds(dev):
+    if not dev.checks_memory:
+        pytest.skip(f"{dev.id} does not check memory accesses: only Oclgrind reports an out-of-bounds write")
+    program = xgpu.compile(TEMPLATES / "planted_oob.mako", dev)
+    out = xgpu.empty(10, np.float32, dev)
+    with pytest.raises(errors.MemoryCheckError, match=r"Invalid write .* at planted_oob.mako:5") as info:
+        program.fill_oob(out, 10, global_size=10)
+    assert (Path(info.value.problems[0]["filename"]).name, info.value.problems[0]["lineno"]) == ("planted_oob.mako", 5)
 
 
 def row_missing_template(dev):

@@ -25,7 +25,8 @@ class Device:
     Attributes: ``id``, ``backend``, ``name``, ``vendor``, ``platform``, ``type`` (``gpu``, ``cpu``
     or ``accelerator``), ``driver_version``, ``compute_units``, ``clock_mhz``, ``global_mem_bytes``,
     ``local_mem_bytes``, ``max_work_group_size``, ``max_work_item_sizes``, ``fp64``,
-    ``fp16_storage``, ``fp16_arithmetic``, ``is_simulator``, ``language``.
+    ``fp16_storage``, ``fp16_arithmetic``, ``is_simulator``, ``checks_memory`` (every launch is
+    checked for out-of-bounds accesses and races, as on Oclgrind), ``language``.
     """
 
     def __init__(self, backend: Backend, impl: DeviceImpl):
@@ -50,6 +51,7 @@ class Device:
         self.fp16_storage = info.fp16_storage
         self.fp16_arithmetic = info.fp16_arithmetic
         self.is_simulator = info.is_simulator
+        self.checks_memory = info.checks_memory
         self.extra = dict(info.extra)
         self.aliases = info.aliases
         self._programs: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -87,7 +89,7 @@ class Device:
     def as_dict(self) -> dict[str, Any]:
         keys = (
             "id backend name vendor platform type driver_version compute_units clock_mhz global_mem_bytes "
-            "local_mem_bytes max_work_group_size fp64 fp16_storage fp16_arithmetic is_simulator"
+            "local_mem_bytes max_work_group_size fp64 fp16_storage fp16_arithmetic is_simulator checks_memory"
         ).split()
         d = {k: getattr(self, k) for k in keys}
         d["max_work_item_sizes"] = list(self.max_work_item_sizes)

@@ -13,12 +13,12 @@ import numpy as np
 from . import _cache
 from ._array import INDEX_MAX, Array
 from .backend import DeviceImpl as DeviceImplBase
-from .errors import CompileError, DeviceMismatchError, InvalidArgumentError, LaunchError
+from .errors import CompileError, DeviceMismatchError, InvalidArgumentError, LaunchError, MemoryCheckError
 from .template import KernelTemplate, RenderedSource
 
 if TYPE_CHECKING:
     from ._devices import Device
-    from .backend import EventImpl, KernelImpl, OfflineBuild, ProgramImpl
+    from .backend import Diagnostic, EventImpl, KernelImpl, OfflineBuild, ProgramImpl
 
 TemplateLike = KernelTemplate | str | os.PathLike
 
@@ -210,6 +210,38 @@ def explain_compile_error(exc: CompileError, rendered: RenderedSource) -> Compil
     )
 
 
+def memory_check_error(found: list[Diagnostic], rendered: RenderedSource, device: str, kernel: str,
+                       global_size: tuple[int, ...], local_size: tuple[int, ...]) -> MemoryCheckError:
+    """One error for what a checking device reported: each distinct problem once, at its template line."""
+    lines = rendered.text.split("\n")
+    files = {loc[0] for loc in rendered.line_map if loc}
+    problems: dict[tuple[str, int | None], dict] = {}
+    for d in found:
+        kind = re.sub(r"0x[0-9a-f]+", "0x...", d.kind)  # one entry per problem, not per address
+        if d.file is not None:  # named through a #line directive: find which template file
+            name = next((f for f in files if f == d.file or f.endswith(os.sep + d.file.lstrip("./"))), None)
+            where = (name, d.line) if name and d.line else None
+        else:
+            where = rendered.template_line(d.line) if d.line else None
+        entry = problems.get((kind, where))
+        if entry is None:
+            hits = rendered.lines_of(*where) if where else ([d.line] if d.line else [])
+            text = lines[hits[0] - 1].strip() if hits and hits[0] <= len(lines) else ""
+            entry = problems[(kind, where)] = {
+                "kind": kind, "kernel": d.kernel, "filename": where[0] if where else None,
+                "lineno": where[1] if where else None, "source_line": text, "count": 0, "first": d.text,
+            }
+        entry["count"] += 1
+    parts = [f"{device} checked kernel {kernel!r} of {rendered.template_name} (global {global_size}, local "
+             f"{local_size}) and found {len(found)} problem report(s):"]
+    for p in problems.values():
+        at = f"{os.path.basename(p['filename'])}:{p['lineno']}" if p["filename"] else "an unknown line"
+        parts.append(f"  {p['kind']} at {at} ({p['count']}x): {p['source_line']}")
+    first = next(iter(problems.values()))["first"]
+    parts += ["first report as the checker wrote it:", *("  " + ln for ln in first.strip().splitlines())]
+    return MemoryCheckError("\n".join(parts), device=device, problems=list(problems.values()))
+
+
 class Program:
     """A compiled template on one device. Its kernels are attributes: ``program.axpy(...)``."""
 
@@ -324,7 +356,13 @@ class Kernel:
             raise InvalidArgumentError(
                 f"global size {padded} has more than 2**31-1 work-items: index_t (32-bit) cannot number them"
             )
-        return Event(dev._impl.launch(self._impl, padded, lsize, [self._arg(a, i) for i, a in enumerate(args)]))
+        event = Event(dev._impl.launch(self._impl, padded, lsize, [self._arg(a, i) for i, a in enumerate(args)]))
+        if dev.checks_memory:
+            event.wait()
+            found = dev._impl.take_diagnostics()
+            if found:
+                raise memory_check_error(found, self.program.source, dev.id, self.name, padded, lsize)
+        return event
 
     def _arg(self, a: Any, i: int) -> Any:
         dev = self.program.device

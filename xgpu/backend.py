@@ -24,6 +24,7 @@ __all__ = [
     "Backend",
     "BufferImpl",
     "DeviceImpl",
+    "Diagnostic",
     "DeviceInfo",
     "EventImpl",
     "KernelImpl",
@@ -56,6 +57,22 @@ class DeviceInfo:
     aliases: tuple[str, ...] = ()
     #: Identity beyond the name (UUID, PCI id, compute capability, ...): shown and used in cache keys.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The device checks memory accesses as it runs (a simulator): after each launch the core waits
+    #: for the kernel and asks :meth:`DeviceImpl.take_diagnostics` what it found.
+    checks_memory: bool = False
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem a checking device saw while running a kernel (out-of-bounds access, data race,
+    uninitialized value). ``line`` is the line it blames in ``file``, the name a ``#line`` directive
+    gave (a template), or in the compiled source when ``file`` is None; None if unknown."""
+
+    kind: str  # the report's first line: "Invalid write of size 4 at global memory address 0x..."
+    kernel: str
+    line: int | None
+    text: str  # the whole report, as the checker wrote it
+    file: str | None = None
 
 
 class BufferImpl(abc.ABC):
@@ -145,6 +162,11 @@ class DeviceImpl(abc.ABC):
     def load_binary(self, binary: bytes, options: tuple[str, ...]) -> ProgramImpl:
         """A program from a binary that ``program_binary`` gave (raise if it cannot be loaded)."""
         raise NotImplementedError
+
+    # Optional: devices with ``info.checks_memory`` report what they found here.
+    def take_diagnostics(self) -> list[Diagnostic]:
+        """The problems reported since the last call (the work launched has finished)."""
+        return []
 
 
 class Backend(abc.ABC):

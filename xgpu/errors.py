@@ -10,6 +10,7 @@
     ├── TemplateError                a kernel template could not be found or rendered (names file and line)
     ├── CompileError                 the device compiler rejected the rendered source (names template line)
     ├── LaunchError                  a kernel launch the device or kernel cannot run
+    │   └── MemoryCheckError         a checking device (Oclgrind) saw a bad access or race (names template line)
     ├── OutOfMemoryError             an allocation the device cannot satisfy            (also MemoryError)
     └── DeviceError                  any other failure reported by a driver (the original is chained)
 
@@ -27,6 +28,7 @@ __all__ = [
     "DeviceNotFoundError",
     "InvalidArgumentError",
     "LaunchError",
+    "MemoryCheckError",
     "OutOfMemoryError",
     "ShapeError",
     "TemplateError",
@@ -117,6 +119,20 @@ class CompileError(XgpuError):
 
 class LaunchError(XgpuError):
     """A kernel launch that the device or the compiled kernel cannot run."""
+
+
+class MemoryCheckError(LaunchError):
+    """A device that checks memory (Oclgrind) saw an out-of-bounds access, a data race or a use of
+    uninitialized memory while running a kernel.
+
+    ``problems`` holds one dict per distinct problem: ``kind``, ``kernel``, ``filename``/``lineno``
+    (the template line, when known), ``source_line`` (the rendered text) and ``count`` (reports of it).
+    """
+
+    def __init__(self, message: str, *, device: str, problems: list[dict]):
+        super().__init__(message)
+        self.device = device
+        self.problems = problems
 
 
 class OutOfMemoryError(XgpuError, MemoryError):

@@ -7,7 +7,11 @@ imported only when devices are first listed, so a missing driver makes the backe
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
+import re
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -15,7 +19,16 @@ from typing import Any
 
 import xgpu
 from xgpu._paths import cache_dir
-from xgpu.backend import Backend, BufferImpl, DeviceImpl, DeviceInfo, EventImpl, KernelImpl, ProgramImpl
+from xgpu.backend import (
+    Backend,
+    BufferImpl,
+    DeviceImpl,
+    DeviceInfo,
+    Diagnostic,
+    EventImpl,
+    KernelImpl,
+    ProgramImpl,
+)
 from xgpu.errors import (
     BackendUnavailableError,
     CompileError,
@@ -30,6 +43,69 @@ _PRELUDE_FILE = Path(__file__).with_name("prelude.mako")
 _SIMULATORS = ("oclgrind",)
 # short names people use for platforms whose full names do not contain them
 _PLATFORM_ALIASES = {"portable computing language": ("pocl",), "clover": ("mesa",), "rusticl": ("mesa",)}
+
+
+#: What Oclgrind checks: ``1`` (the default) out-of-bounds accesses and data races; ``all`` adds
+#: reads of uninitialized memory (Oclgrind 21.10's checker for those aborts on LLVM's ``freeze``, so
+#: kernels are then built with ``-cl-opt-disable``, and it flags builtin calls such as ``fma`` on
+#: padding lanes: off by default); ``0`` runs Oclgrind without checks.
+CHECKS_ENV = "XGPU_OCLGRIND_CHECKS"
+
+
+def _checks_wanted() -> str:
+    value = os.environ.get(CHECKS_ENV, "1").strip().lower()
+    return "" if value in ("0", "no", "off", "false") else "all" if value == "all" else "1"
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _arm_oclgrind() -> str | None:
+    """Ask Oclgrind (which reads these when a context is created) to check for races (and, asked,
+    uninitialized values) and to write its reports to a file of this process's; return the file."""
+    level = _checks_wanted()
+    if not level:
+        return None
+    path = os.environ.get("OCLGRIND_LOG")
+    if not path:
+        fd, path = tempfile.mkstemp(prefix="xgpu-oclgrind-", suffix=".log")
+        os.close(fd)
+        os.environ["OCLGRIND_LOG"] = path
+        atexit.register(_remove, path)
+    os.environ.setdefault("OCLGRIND_DATA_RACES", "1")
+    if level == "all":
+        os.environ.setdefault("OCLGRIND_UNINITIALIZED", "1")
+    return path
+
+
+_AT_LINE = re.compile(r"At line (\d+) \(column \d+\) of (.+?):\s*$", re.M)
+_KERNEL = re.compile(r"^\s*Kernel: (\S+)", re.M)
+
+
+def parse_oclgrind_log(text: str) -> list[Diagnostic]:
+    """Oclgrind's reports: blocks separated by blank lines, each headed by an unindented line."""
+    found: list[Diagnostic] = []
+    for block in re.split(r"\n\s*\n(?=\S)", text.strip("\n")):
+        head = block.strip().splitlines()[0] if block.strip() else ""
+        if not head:
+            continue
+        line = _AT_LINE.search(block)
+        kernel = _KERNEL.search(block)
+        file = line.group(2).strip() if line else None
+        # the line after "At line N of FILE:" echoes source text, which is the wrong line when #line
+        # directives renamed it: xgpu shows the template line itself
+        kept, skip = [], False
+        for ln in block.strip().splitlines():
+            if not skip:
+                kept.append(ln)
+            skip = bool(_AT_LINE.search(ln))
+        block = "\n".join(kept)
+        found.append(Diagnostic(head.strip(), kernel.group(1) if kernel else "?",
+                                int(line.group(1)) if line else None, block.strip(),
+                                None if file in (None, "input.cl") else file))
+    return found
 
 
 def _cl():
@@ -113,11 +189,17 @@ def _device_type(cl: Any, dev: Any) -> str:
 
 
 class OpenCLDevice(DeviceImpl):
-    def __init__(self, platform_index: int, device_index: int, platform: Any, dev: Any):
+    def __init__(self, platform_index: int, device_index: int, platform: Any, dev: Any, log: str | None):
         cl = _cl()
         self.dev = dev
         extensions = dev.extensions.split()
         name = dev.name.strip()
+        simulator = any(s in (name + platform.name).lower() for s in _SIMULATORS)
+        # Oclgrind writes what it finds to the log file: read from where the last launch left off
+        self._log = log if simulator else None
+        self._log_pos = os.path.getsize(log) if self._log and os.path.exists(log) else 0
+        uninit = self._log is not None and os.environ.get("OCLGRIND_UNINITIALIZED", "0") not in ("", "0")
+        self._extra_options: tuple[str, ...] = ("-cl-opt-disable",) if uninit else ()
         self.info = DeviceInfo(
             local_id=f"{platform_index}:{device_index}",
             name=name,
@@ -134,7 +216,8 @@ class OpenCLDevice(DeviceImpl):
             fp64=bool(dev.double_fp_config) or "cl_khr_fp64" in extensions,
             fp16_storage=True,  # vload_half/vstore_half are core OpenCL C
             fp16_arithmetic="cl_khr_fp16" in extensions,
-            is_simulator=any(s in (name + platform.name).lower() for s in _SIMULATORS),
+            is_simulator=simulator,
+            checks_memory=self._log is not None,
             aliases=_PLATFORM_ALIASES.get(platform.name.strip().lower(), ()),
             extra={
                 "opencl_version": dev.version.strip(),
@@ -180,7 +263,7 @@ class OpenCLDevice(DeviceImpl):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the log is kept on the program instead
-                program.build(" ".join(options).encode(), [self.dev])
+                program.build(" ".join(options + self._extra_options).encode(), [self.dev])
         except cl.Error as exc:
             log = ""
             with contextlib.suppress(cl.Error):
@@ -212,7 +295,7 @@ class OpenCLDevice(DeviceImpl):
             program = cl._cl._Program(self.context, [self.dev], [binary])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                program.build(" ".join(options).encode(), [self.dev])
+                program.build(" ".join(options + self._extra_options).encode(), [self.dev])
         return OpenCLProgram(program, self.dev, "")
 
     def launch(self, kernel: OpenCLKernel, global_size, local_size, args) -> OpenCLEvent:
@@ -225,6 +308,15 @@ class OpenCLDevice(DeviceImpl):
     def synchronize(self) -> None:
         with translate_errors(self._id, "finishing the queue"):
             self.queue.finish()
+
+    def take_diagnostics(self) -> list[Diagnostic]:
+        if not self._log or not os.path.exists(self._log):
+            return []
+        with open(self._log, "rb") as f:
+            f.seek(self._log_pos)
+            text = f.read()
+            self._log_pos = f.tell()
+        return parse_oclgrind_log(text.decode(errors="replace"))
 
 
 class OpenCLBackend(Backend):
@@ -252,6 +344,7 @@ class OpenCLBackend(Backend):
         except ImportError as exc:
             raise BackendUnavailableError(f"pyopencl is not installed ({exc}): pip install pyopencl") from exc
         self._version = f"pyopencl {cl.VERSION_TEXT}"
+        log = _arm_oclgrind()
         try:
             platforms = cl.get_platforms()
         except cl.Error as exc:
@@ -266,7 +359,7 @@ class OpenCLBackend(Backend):
                 continue  # a platform without devices (Mesa's Clover without a GPU, say)
             for di, dev in enumerate(devs):
                 with contextlib.suppress(cl.Error):
-                    found.append(OpenCLDevice(pi, di, platform, dev))
+                    found.append(OpenCLDevice(pi, di, platform, dev, log))
         if not found:
             raise BackendUnavailableError(
                 "the OpenCL platforms found have no usable devices; install one, e.g. apt-get install pocl-opencl-icd"

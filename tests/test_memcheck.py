@@ -1,0 +1,99 @@
+"""Oclgrind as a memory and race checker: planted bugs are caught and named by template line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xgpu
+from xgpu import errors
+
+from .conftest import run_xgpu
+
+PLANTED = Path(__file__).with_name("templates") / "planted_oob.mako"
+
+
+@pytest.fixture
+def checker():
+    found = [d for d in xgpu.devices() if d.checks_memory]
+    if not found:
+        if "oclgrind" in os.environ.get("XGPU_REQUIRE_DEVICES", ""):
+            pytest.fail("Oclgrind is required here but no device checks memory accesses")
+        pytest.skip("no device here checks memory accesses: apt-get install oclgrind")
+    return found[0]
+
+
+def test_planted_out_of_bounds_write_is_caught_with_its_template_line(checker):
+    program = xgpu.compile(PLANTED, checker)
+    out = xgpu.empty(10, np.float32, checker)
+    with pytest.raises(errors.MemoryCheckError) as info:
+        program.fill_oob(out, 10, global_size=10)
+    (problem,) = info.value.problems
+    assert problem["kind"].startswith("Invalid write of size 4 at global memory")
+    assert (Path(problem["filename"]).name, problem["lineno"]) == ("planted_oob.mako", 5)
+    assert problem["source_line"].startswith("out[i + 1] = (float)i;")
+    assert problem["kernel"] == "fill_oob" and problem["count"] == 1
+    message = str(info.value)
+    assert "planted_oob.mako:5" in message and "fill_oob" in message and checker.id in message
+
+
+def test_planted_local_memory_race_is_caught(checker):
+    program = xgpu.compile(PLANTED, checker)
+    out = xgpu.empty(8, np.float32, checker)
+    with pytest.raises(errors.MemoryCheckError, match=r"data race .* at planted_oob.mako:11") as info:
+        program.local_race(out, 8, global_size=8, local_size=8)
+    assert info.value.problems[0]["count"] >= 1
+
+
+def test_a_clean_kernel_after_a_caught_one_runs_clean(checker):
+    program = xgpu.compile(PLANTED, checker)
+    out = xgpu.empty(10, np.float32, checker)
+    with pytest.raises(errors.MemoryCheckError):
+        program.fill_oob(out, 10, global_size=10)
+    program.fill_ok(out, 10, global_size=10)  # reports of the earlier launch are not blamed on this one
+    np.testing.assert_array_equal(out.get(), np.arange(10, dtype=np.float32))
+
+
+def test_library_kernels_run_clean_under_the_checker(checker, rng):
+    # every other test on this device is checked the same way; this one says so by name
+    a = rng.standard_normal((7, 13)).astype(np.float32)
+    b = rng.standard_normal((13, 5)).astype(np.float32)
+    got = xgpu.gemm(xgpu.asarray(a, checker), xgpu.asarray(b, checker)).get()
+    np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-5)
+    x = rng.standard_normal((1, 3, 9, 7)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    assert xgpu.conv2d(xgpu.asarray(x, checker), xgpu.asarray(w, checker), padding=1).shape == (1, 4, 9, 7)
+
+
+def test_parse_oclgrind_reports():
+    from xgpu.backends.opencl import parse_oclgrind_log
+
+    text = (
+        "\nInvalid write of size 4 at global memory address 0x1000000000028\n\tKernel: fill_oob\n"
+        "\tEntity: Global(9,0,0) Local(9,0,0) Group(0,0,0)\n\t  store float %conv2\n"
+        "\tAt line 5 (column 20) of tests/templates/planted_oob.mako:\n\t  #if defined(cl_khr_fp16)\n\n"
+        "Write-write data race at local memory address 0x1000000000002\n\tKernel: local_race\n\t\n"
+        "\tFirst entity:  Global(1,0,0)\n\tAt line 77 (column 13) of input.cl:\n\t  slot[0] = 1;\n"
+    )
+    first, second = parse_oclgrind_log(text)
+    assert (first.kernel, first.line, first.file) == ("fill_oob", 5, "tests/templates/planted_oob.mako")
+    assert "#if defined" not in first.text  # the echoed source line is the compiled file's, not the template's
+    assert (second.kernel, second.line, second.file) == ("local_race", 77, None)
+    assert second.kind.startswith("Write-write data race")
+
+
+def test_checks_can_be_switched_off():
+    out = run_xgpu("devices", "--json", env={"XGPU_OCLGRIND_CHECKS": "0"}).stdout
+    on = run_xgpu("devices", "--json").stdout
+    import json
+
+    def oclgrind(text):
+        return [d for d in json.loads(text)["devices"] if d["is_simulator"]]
+
+    if not oclgrind(on):
+        pytest.skip("Oclgrind is not installed here")
+    assert all(d["checks_memory"] for d in oclgrind(on))
+    assert not any(d["checks_memory"] for d in oclgrind(out))
