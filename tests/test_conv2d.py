@@ -8,9 +8,8 @@ import pytest
 import xgpu
 from xgpu.errors import DeviceMismatchError, InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.kernels.conv2d import all_igemm_variants, conv2d, plan
+from xgpu.reference import conv2d_reference
 from xgpu.testing import assert_close
-
-from .conv_reference import conv2d_reference
 
 DTYPES = [np.float32, np.float64, np.float16]
 

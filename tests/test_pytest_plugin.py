@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import xgpu
@@ -75,3 +76,37 @@ def test_off():
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*2 of 4 elements differ beyond tolerance*worst at index*1 elements NaN*"])
+
+
+DTYPE_TEST = """
+import numpy as np
+from xgpu.testing import assert_close
+
+def test_roundtrip(xgpu_device, xgpu_dtype, xgpu_array):
+    host, dev = xgpu_array.random((5, 3), xgpu_dtype)
+    assert dev.device is xgpu_device and dev.dtype == xgpu_dtype and np.all(host != 0)
+    out = xgpu_array.poisoned((5, 3), xgpu_dtype)
+    assert np.isnan(out.get()).all()
+    assert_close(dev.get(), host.astype(np.float64), dtype=xgpu_dtype)
+"""
+
+
+def test_dtype_axis_and_array_factory(pytester, monkeypatch):
+    pytester.makepyfile(test_dt=DTYPE_TEST)
+    dev = next(d for d in xgpu.devices() if not d.is_simulator)
+    result = pytester.inline_run("--xgpu-device", dev.id)
+    result.assertoutcome(passed=3)
+    ids = sorted(r.nodeid.split("[")[1].rstrip("]") for r in result.getreports("pytest_runtest_logreport")
+                 if r.when == "call")
+    assert ids == sorted(f"{dev.id}-{t}" for t in ("float16", "float32", "float64"))
+    result = pytester.runpytest("--xgpu-device", dev.id, "--xgpu-dtype", "float32")
+    result.assert_outcomes(passed=1)
+
+
+def test_dtype_the_device_lacks_is_skipped_with_reason(pytester, monkeypatch):
+    pytester.makepyfile(test_dt=DTYPE_TEST)
+    dev = next(d for d in xgpu.devices() if not d.is_simulator)
+    monkeypatch.setattr(type(dev), "supports", lambda self, dtype, arithmetic=False: np.dtype(dtype) != np.float64)
+    result = pytester.runpytest("--xgpu-device", dev.id, "-rs")
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines([f"*float64 is not supported on {dev.id}*"])

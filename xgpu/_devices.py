@@ -230,6 +230,16 @@ def _listing() -> str:
     return text
 
 
+def select_devices(specs=(), backends=(), exclude=()) -> list[Device]:
+    """The devices some specs name (every device when none), of the given backends (any when none),
+    less those an ``exclude`` spec names; each once, in order."""
+    chosen = [d for spec in specs for d in match_devices(spec)] if specs else devices()
+    if backends:
+        chosen = [d for d in chosen if d.backend in backends]
+    gone = {d.id for spec in exclude for d in match_devices(spec)}
+    return list({d.id: d for d in chosen if d.id not in gone}.values())
+
+
 def match_devices(spec: str) -> list[Device]:
     """Every device a spec names: an id names one, a backend name all of its devices, a substring
     every device whose name, platform, vendor or alias contains it (simulators included)."""

@@ -1,10 +1,11 @@
-"""The ``xgpu`` command: ``devices``, ``plugins``, ``render``, ``compile``."""
+"""The ``xgpu`` command: ``devices``, ``plugins``, ``render``, ``compile``, ``bench``, ``parity``, ``cache``."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -243,6 +244,86 @@ def cmd_bench_cache(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _matrix_table(matrix, title: str) -> Table:
+    from .parity import cell_text
+
+    table = Table(title=title, title_justify="left")
+    for col in ("kernel", "case", "dtype"):
+        table.add_column(col)
+    for c in matrix.columns:
+        table.add_column(c["label"])
+    style = {"pass": "green", "fail": "bold red", "skip": "dim"}
+    for row in matrix.rows:
+        cells = []
+        for c in matrix.columns:
+            cell = matrix.cells.get((row, c["key"]))
+            cells.append(f"[{style[cell['status']]}]{cell_text(cell)}[/]" if cell else "-")
+        table.add_row(*row, *cells, style="on dark_red" if matrix.divergent(row) else None)
+    return table
+
+
+def _print_matrix(matrix, console: Console, title: str) -> None:
+    console.print(_matrix_table(matrix, title))
+    counts = matrix.counts()
+    console.print(f"{counts['pass']} pass, {counts['fail']} fail, {counts['skip']} skip "
+                  "(cells: normwise relative error against a float64 reference)", highlight=False)
+    for row in matrix.rows:
+        for c in matrix.columns:
+            cell = matrix.cells.get((row, c["key"]))
+            if cell and cell["status"] == "fail":
+                console.print(f"FAIL {' | '.join(row)} on {c['label']}:", style="bold red", markup=False, highlight=False)
+                console.print("  " + cell.get("detail", "").replace("\n", "\n  "), markup=False, highlight=False)
+
+
+def _write_outputs(matrix, args: argparse.Namespace, console: Console) -> None:
+    from .parity import html_matrix, markdown_matrix
+
+    if getattr(args, "html", None):
+        Path(args.html).write_text(html_matrix(matrix))
+        console.print(f"HTML matrix: {args.html}", highlight=False)
+    if getattr(args, "markdown", None):
+        Path(args.markdown).write_text(markdown_matrix(matrix))
+        console.print(f"Markdown matrix: {args.markdown}", highlight=False)
+
+
+def cmd_parity(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .parity import collect_cases, machine_info, merge_reports, run_parity
+
+    devices = _devices.select_devices(args.device or (), args.backend or (), args.exclude or ())
+    if not devices:
+        raise InvalidArgumentError("no device selected: see `xgpu devices` for the ids and names to select by")
+    cases = collect_cases(quick=args.quick, kernels=args.kernel or ())
+    if args.dtype:
+        cases = [c for c in cases if c.dtype in {np.dtype(d).name for d in args.dtype}]
+    output = Path(args.output or f"parity-{machine_info()['hostname']}.json")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("parity", total=len(cases) * len(devices))
+
+        def step(case, device, result):
+            progress.update(task, advance=1, description=f"{device.id} {case.kernel} {case.case} {case.dtype}")
+
+        report = run_parity(devices, cases, seed=args.seed, progress=step)
+    output.write_text(json.dumps(report, indent=1))
+    matrix = merge_reports([report])
+    _print_matrix(matrix, console, f"xgpu parity ({'quick' if args.quick else 'full'} grid)")
+    console.print(f"JSON report: {output} (merge reports of several machines: xgpu parity merge A.json B.json)",
+                  highlight=False)
+    _write_outputs(matrix, args, console)
+    return 1 if matrix.counts()["fail"] else 0
+
+
+def cmd_parity_merge(args: argparse.Namespace, console: Console) -> int:
+    from .parity import load_report, merge_reports
+
+    matrix = merge_reports([load_report(p) for p in args.reports])
+    _print_matrix(matrix, console, f"xgpu parity: {len(args.reports)} report(s) merged")
+    _write_outputs(matrix, args, console)
+    return 1 if matrix.counts()["fail"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xgpu", description="Write a GPU kernel once, run it everywhere.")
     parser.add_argument("--version", action="store_true", help="print the xgpu version")
@@ -291,6 +372,20 @@ def build_parser() -> argparse.ArgumentParser:
     cb.add_argument("--json", action="store_true", help="print JSON")
     cb.set_defaults(func=cmd_bench_cache)
 
+    p = sub.add_parser("parity", help="the kernel library on every device against float64 references: a matrix",
+                       description="Run the parity matrix, or `xgpu parity merge A.json B.json` to join reports.")
+    p.add_argument("--device", action="append", metavar="SPEC", help="a device spec (repeatable; default: all)")
+    p.add_argument("--backend", action="append", metavar="NAME", help="only devices of this backend (repeatable)")
+    p.add_argument("--exclude", action="append", metavar="SPEC", help="leave out these devices (repeatable)")
+    p.add_argument("--kernel", action="append", metavar="NAME", help="only this kernel's cases (repeatable)")
+    p.add_argument("--dtype", action="append", metavar="DTYPE", help="only cases of this dtype (repeatable)")
+    p.add_argument("--quick", action="store_true", help="the quick grid (minutes, simulators included)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the inputs (default: 0)")
+    p.add_argument("--output", "-o", metavar="FILE.json", help="the JSON report (default: parity-HOSTNAME.json)")
+    p.add_argument("--html", metavar="FILE.html", help="also write the matrix as HTML")
+    p.add_argument("--markdown", metavar="FILE.md", help="also write the matrix as Markdown")
+    p.set_defaults(func=cmd_parity)
+
     p = sub.add_parser("cache", help="the on-disk compile cache: where it is, what it holds; clear it")
     p.add_argument("action", nargs="?", choices=("info", "clear"), default="info")
     p.add_argument("--json", action="store_true", help="print JSON (info)")
@@ -298,8 +393,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def merge_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xgpu parity merge",
+                                description="Join parity reports of several machines into one matrix.")
+    p.add_argument("reports", nargs="+", metavar="REPORT.json", help="reports written by `xgpu parity`")
+    p.add_argument("--html", metavar="FILE.html", help="write the merged matrix as HTML")
+    p.add_argument("--markdown", metavar="FILE.md", help="write the merged matrix as Markdown")
+    p.set_defaults(func=cmd_parity_merge, version=False)
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `xgpu parity merge ...` is a command of its own (`xgpu parity` takes options, not a subcommand)
+    if argv[:2] == ["parity", "merge"]:
+        parser, argv = merge_parser(), argv[2:]
+    else:
+        parser = build_parser()
     args = parser.parse_args(argv)
     # piped output gets a wide table rather than rich's 80-column default
     console = Console() if sys.stdout.isatty() else Console(width=200)

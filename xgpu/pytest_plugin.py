@@ -4,15 +4,23 @@ A test that takes the ``xgpu_device`` argument runs once per selected device; th
 the device id. Select with ``--xgpu-device SPEC`` (repeatable), ``--xgpu-backend NAME``,
 ``--xgpu-exclude SPEC`` or ``XGPU_TEST_DEVICES=spec,spec``; by default every device of every
 available backend takes part, simulators included.
+
+A test that takes ``xgpu_dtype`` also runs once per dtype (float16, float32, float64, or those
+``--xgpu-dtype`` names) and is skipped, with the reason, on a device without it. ``xgpu_array``
+makes arrays on the test's device: ``xgpu_array(host)``, ``xgpu_array.random(shape)``,
+``xgpu_array.poisoned(shape)``.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
+import numpy as np
 import pytest
 
 TEST_DEVICES_ENV = "XGPU_TEST_DEVICES"
+DEFAULT_DTYPES = ("float16", "float32", "float64")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -23,26 +31,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="only devices of this backend (repeatable)")
     group.addoption("--xgpu-exclude", action="append", default=[], metavar="SPEC",
                     help="leave out the devices this spec names (repeatable)")
+    group.addoption("--xgpu-dtype", action="append", default=[], metavar="DTYPE",
+                    help="dtypes for tests taking xgpu_dtype (repeatable; default: float16 float32 float64)")
 
 
 def selected_devices(config: pytest.Config) -> list:
     cached = getattr(config, "_xgpu_devices", None)
     if cached is not None:
         return cached
-    import xgpu
-    from xgpu._devices import match_devices
+    from xgpu._devices import select_devices
 
     specs = list(config.getoption("xgpu_device"))
     env = os.environ.get(TEST_DEVICES_ENV, "")
     specs += [s for s in env.split(",") if s.strip()]
-    chosen = [d for spec in specs for d in match_devices(spec)] if specs else xgpu.devices()
-    backends = config.getoption("xgpu_backend")
-    if backends:
-        chosen = [d for d in chosen if d.backend in backends]
-    for spec in config.getoption("xgpu_exclude"):
-        gone = {d.id for d in match_devices(spec)}
-        chosen = [d for d in chosen if d.id not in gone]
-    unique = list({d.id: d for d in chosen}.values())
+    unique = select_devices(specs, config.getoption("xgpu_backend"), config.getoption("xgpu_exclude"))
     config._xgpu_devices = unique
     return unique
 
@@ -61,3 +63,53 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "xgpu_device" in metafunc.fixturenames:
         devs = selected_devices(metafunc.config)
         metafunc.parametrize("xgpu_device", devs, ids=[d.id for d in devs])
+    if "xgpu_dtype" in metafunc.fixturenames:
+        names = metafunc.config.getoption("xgpu_dtype") or DEFAULT_DTYPES
+        try:
+            dtypes = [np.dtype(n) for n in names]
+        except TypeError as exc:
+            raise pytest.UsageError(f"--xgpu-dtype: {exc}") from None
+        metafunc.parametrize("xgpu_dtype", dtypes, ids=[d.name for d in dtypes], indirect=True)
+
+
+@pytest.fixture
+def xgpu_dtype(request: pytest.FixtureRequest) -> np.dtype:
+    """One dtype of the matrix; skips (saying why) on a device that cannot use it."""
+    dtype = request.param
+    if "xgpu_device" in request.fixturenames:
+        device = request.getfixturevalue("xgpu_device")
+        if not device.supports(dtype):
+            pytest.skip(f"{dtype.name} is not supported on {device.id} ({device.name})")
+    return dtype
+
+
+class ArrayFactory:
+    """Arrays on one device, for parity tests: ``make(host)``, ``make.random(shape, dtype)`` and
+    ``make.poisoned(shape, dtype)``."""
+
+    def __init__(self, device: Any, seed: int = 0):
+        self.device = device
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, host: Any, dtype: Any = None) -> Any:
+        import xgpu
+
+        return xgpu.asarray(np.asarray(host, dtype=dtype), self.device)
+
+    def random(self, shape: Any, dtype: Any = np.float32, low: float = -1.0, high: float = 1.0) -> tuple[np.ndarray, Any]:
+        """``(host, device)``: uniform values in [low, high), never all zero, on the host and the device."""
+        host = self.rng.uniform(low, high, shape).astype(dtype)
+        return host, self(host)
+
+    def poisoned(self, shape: Any, dtype: Any = np.float32) -> Any:
+        """A device array full of a value no kernel writes by accident (NaN; the maximum for integers),
+        so an element the kernel forgot shows in the comparison."""
+        from xgpu.testing import poison
+
+        return self(np.full(shape, poison(dtype), dtype=dtype))
+
+
+@pytest.fixture
+def xgpu_array(xgpu_device: Any) -> ArrayFactory:
+    """Make arrays on the test's device (seeded: the same values on every device)."""
+    return ArrayFactory(xgpu_device)

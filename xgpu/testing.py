@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["assert_close", "poison", "tolerance"]
+__all__ = ["assert_close", "compare", "poison", "tolerance"]
 
 # relative tolerances against a float64 reference, scaled by the reference's magnitude
 _RTOL = {np.dtype(np.float16): 2e-3, np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
@@ -27,6 +27,42 @@ def poison(dtype: Any) -> Any:
     return np.iinfo(dt).max if dt.kind in "iu" else np.nan
 
 
+def compare(actual: Any, reference: Any, *, dtype: Any = None, rtol: float | None = None,
+            terms: int = 1, what: str = "result") -> tuple[bool, float, str]:
+    """Compare as :func:`assert_close` does; return ``(ok, max relative error, explanation)``.
+
+    The relative error is normwise, ``max|actual - reference| / max|reference|`` (NaN where any element
+    is NaN); the explanation is empty when ``ok``.
+    """
+    actual = np.asarray(actual)
+    reference = np.asarray(reference)
+    if actual.shape != reference.shape:
+        return False, float("nan"), f"{what}: shape {actual.shape} differs from the reference's {reference.shape}"
+    dt = np.dtype(dtype) if dtype is not None else actual.dtype
+    tol = tolerance(dt, terms) if rtol is None else rtol
+    if actual.size == 0:
+        return True, 0.0, ""
+    exact = dt.kind in "iub"
+    ref = reference if exact else reference.astype(np.float64)
+    act = actual if exact else actual.astype(np.float64)
+    scale = float(np.nanmax(np.abs(ref))) or 1.0
+    err = np.abs(act - ref)
+    nans = int(np.isnan(err).sum()) if not exact else 0
+    max_rel = float("nan") if nans else float(err.max()) / scale
+    bad = ~(err <= tol * scale)  # NaN (unwritten, poisoned) counts as bad
+    if not bad.any():
+        return True, max_rel, ""
+    worst = np.unravel_index(int(np.nanargmax(np.where(bad, np.nan_to_num(err, nan=np.inf), -1))), act.shape)
+    finite = err[~np.isnan(err)] if not exact else err
+    worst_rel = float(finite.max()) / scale if finite.size else float("nan")
+    return False, max_rel, (
+        f"{what}: {int(bad.sum())} of {act.size} elements differ beyond tolerance {tol:.1e} (x max|ref| = "
+        f"{scale:.3g}); worst at index {tuple(int(i) for i in worst)}: got {act[worst]!r}, expected {ref[worst]!r}, "
+        f"abs error {err[worst]:.3g}, max relative error {worst_rel:.3g}"
+        + (f"; {nans} elements NaN (never written?)" if nans else "")
+    )
+
+
 def assert_close(actual: Any, reference: Any, *, dtype: Any = None, rtol: float | None = None,
                  terms: int = 1, what: str = "result") -> None:
     """Assert that ``actual`` matches ``reference`` (ideally float64) within the dtype's tolerance.
@@ -34,25 +70,6 @@ def assert_close(actual: Any, reference: Any, *, dtype: Any = None, rtol: float 
     The error is normwise: ``|actual - reference| <= rtol * max|reference|`` elementwise, exact for
     integers. On failure the message says how many elements are off, the worst one and where.
     """
-    actual = np.asarray(actual)
-    reference = np.asarray(reference)
-    if actual.shape != reference.shape:
-        raise AssertionError(f"{what}: shape {actual.shape} differs from the reference's {reference.shape}")
-    dt = np.dtype(dtype) if dtype is not None else actual.dtype
-    tol = tolerance(dt, terms) if rtol is None else rtol
-    if actual.size == 0:
-        return
-    ref = reference.astype(np.float64) if dt.kind not in "iub" else reference
-    act = actual.astype(np.float64) if dt.kind not in "iub" else actual
-    scale = float(np.nanmax(np.abs(ref))) or 1.0
-    err = np.abs(act - ref)
-    bad = ~(err <= tol * scale)  # NaN (unwritten, poisoned) counts as bad
-    if not bad.any():
-        return
-    worst = np.unravel_index(int(np.nanargmax(np.where(bad, np.nan_to_num(err, nan=np.inf), -1))), act.shape)
-    raise AssertionError(
-        f"{what}: {int(bad.sum())} of {act.size} elements differ beyond tolerance {tol:.1e} (x max|ref| = "
-        f"{scale:.3g}); worst at index {tuple(int(i) for i in worst)}: got {act[worst]!r}, expected {ref[worst]!r}, "
-        f"abs error {err[worst]:.3g}, max relative error {float(np.nanmax(err) / scale) if not np.isnan(err).all() else float('nan'):.3g}"
-        + (f"; {int(np.isnan(act).sum())} elements NaN (never written?)" if np.isnan(act).any() else "")
-    )
+    ok, _, why = compare(actual, reference, dtype=dtype, rtol=rtol, terms=terms, what=what)
+    if not ok:
+        raise AssertionError(why)

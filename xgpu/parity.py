@@ -1,0 +1,287 @@
+"""The parity matrix: every kernel of the library (and of plugins) on every device, against float64.
+
+``xgpu parity`` runs :func:`run_parity` and writes a JSON report; ``xgpu parity merge`` joins
+reports from several machines into one matrix (console, HTML, Markdown). Plugins add their own
+kernels' cases with the ``xgpu_register_parity_cases`` hook.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import math
+import platform
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidArgumentError, XgpuError
+from .testing import compare
+
+__all__ = [
+    "REPORT_FORMAT",
+    "CaseRegistry",
+    "ParityCase",
+    "collect_cases",
+    "load_report",
+    "markdown_matrix",
+    "html_matrix",
+    "merge_reports",
+    "run_parity",
+]
+
+REPORT_FORMAT = "xgpu-parity/1"
+DTYPES = ("float32", "float64", "float16")
+#: Cases with more floating-point work than this are left out on simulators (Oclgrind: a few MFLOP/s).
+SIMULATOR_WORK = 2_000_000
+
+
+@dataclass(frozen=True)
+class ParityCase:
+    """One row of the matrix: ``run(device, rng)`` returns ``(result, float64 reference, terms)``,
+    where ``terms`` is how many products each element sums (it scales the tolerance)."""
+
+    kernel: str
+    case: str
+    dtype: str
+    run: Callable[[Any, np.random.Generator], tuple[np.ndarray, np.ndarray, int]]
+    work: int = 0  # floating-point operations, to keep large cases off simulators
+    quick: bool = True  # part of ``--quick``
+
+    @property
+    def key(self) -> str:
+        return f"{self.kernel} | {self.case} | {self.dtype}"
+
+
+class CaseRegistry:
+    """Passed to ``xgpu_register_parity_cases``: ``register.add(kernel, case, dtype, run, work=, quick=)``."""
+
+    def __init__(self) -> None:
+        self.cases: list[ParityCase] = []
+
+    def add(self, kernel: str, case: str, dtype: str, run: Callable, *, work: int = 0, quick: bool = True) -> None:
+        dtype = np.dtype(dtype).name
+        if any(c.kernel == kernel and c.case == case and c.dtype == dtype for c in self.cases):
+            raise InvalidArgumentError(f"parity case {kernel} | {case} | {dtype} is registered twice")
+        self.cases.append(ParityCase(kernel, case, dtype, run, work, quick))
+
+
+def collect_cases(quick: bool = False, kernels: Iterable[str] = ()) -> list[ParityCase]:
+    """Every registered case (``quick``: the quick grid only), optionally of some kernels only."""
+    from ._plugins import plugin_manager
+
+    registry = CaseRegistry()
+    plugin_manager().hook.xgpu_register_parity_cases(register=registry)
+    wanted = set(kernels)
+    known = {c.kernel for c in registry.cases}
+    if wanted - known:
+        raise InvalidArgumentError(
+            f"no parity cases for kernel(s) {', '.join(sorted(wanted - known))}; known: {', '.join(sorted(known))}"
+        )
+    return [c for c in registry.cases if (c.quick or not quick) and (not wanted or c.kernel in wanted)]
+
+
+def _run_one(case: ParityCase, device: Any, seed: int) -> dict[str, Any]:
+    result: dict[str, Any] = {"kernel": case.kernel, "case": case.case, "dtype": case.dtype, "device": device.id}
+    if not device.supports(case.dtype):
+        return {**result, "status": "skip", "detail": f"{case.dtype} is not supported on {device.name}"}
+    if device.is_simulator and case.work > SIMULATOR_WORK:
+        return {**result, "status": "skip",
+                "detail": f"{case.work / 1e6:.0f} MFLOP is too much for a simulator (limit {SIMULATOR_WORK / 1e6:.0f})"}
+    start = time.perf_counter()
+    try:
+        actual, reference, terms = case.run(device, np.random.default_rng(seed))
+        ok, max_err, why = compare(actual, reference, dtype=case.dtype, terms=terms)
+        from .testing import tolerance
+
+        result.update(status="pass" if ok else "fail", max_error=None if math.isnan(max_err) else max_err,
+                      tolerance=tolerance(case.dtype, terms), detail=why)
+    except XgpuError as exc:
+        result.update(status="fail", max_error=None, detail=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a plugin's case that breaks must not stop the matrix
+        result.update(status="fail", max_error=None, detail=f"{type(exc).__name__} in the case itself: {exc}")
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    return result
+
+
+def machine_info() -> dict[str, str]:
+    return {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+def device_info(device: Any) -> dict[str, Any]:
+    info = device.as_dict()
+    info["backend_version"] = device._backend.version()
+    return info
+
+
+def run_parity(devices: list[Any], cases: list[ParityCase], *, seed: int = 0,
+               progress: Callable[[ParityCase, Any, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run each case on each device; return the report (what ``xgpu parity`` writes as JSON)."""
+    from . import __version__
+
+    results = []
+    for device in devices:
+        for case in cases:
+            r = _run_one(case, device, seed)
+            results.append(r)
+            if progress:
+                progress(case, device, r)
+    return {
+        "format": REPORT_FORMAT,
+        "xgpu": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "devices": [device_info(d) for d in devices],
+        "results": results,
+    }
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Read a report ``xgpu parity`` wrote; a file that is not one gives a clear error."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InvalidArgumentError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise InvalidArgumentError(f"{path}: not a JSON parity report ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
+        raise InvalidArgumentError(f"{path}: not an xgpu parity report (expected \"format\": \"{REPORT_FORMAT}\")")
+    for key in ("machine", "devices", "results"):
+        if key not in data:
+            raise InvalidArgumentError(f"{path}: parity report without {key!r}")
+    return data
+
+
+@dataclass
+class Matrix:
+    """Rows (kernel, case, dtype) by columns (machine, device): what the reports render to."""
+
+    columns: list[dict[str, Any]]  # {"key", "label", "machine", "device"}
+    rows: list[tuple[str, str, str]]
+    cells: dict[tuple[tuple[str, str, str], str], dict[str, Any]]
+    reports: list[dict[str, Any]]
+
+    def divergent(self, row: tuple[str, str, str]) -> bool:
+        """Passes on some device and fails on another: the cases a lab most needs to see."""
+        states = {self.cells[(row, c["key"])]["status"] for c in self.columns if (row, c["key"]) in self.cells}
+        return {"pass", "fail"} <= states
+
+    def counts(self) -> dict[str, int]:
+        out = {"pass": 0, "fail": 0, "skip": 0}
+        for cell in self.cells.values():
+            out[cell["status"]] = out.get(cell["status"], 0) + 1
+        return out
+
+
+def merge_reports(reports: list[dict[str, Any]]) -> Matrix:
+    """One matrix from reports of one or more machines (a device appears once per machine)."""
+    columns: list[dict[str, Any]] = []
+    rows: dict[tuple[str, str, str], None] = {}
+    cells: dict[tuple[tuple[str, str, str], str], dict[str, Any]] = {}
+    hosts = [r["machine"].get("hostname", "?") for r in reports]
+    for i, report in enumerate(reports):
+        host = hosts[i] if hosts.count(hosts[i]) == 1 else f"{hosts[i]}#{i + 1}"
+        devs = {d["id"]: d for d in report["devices"]}
+        for d in report["devices"]:
+            key = f"{host}/{d['id']}"
+            label = (f"{host}/" if len(reports) > 1 else "") + f"{d['id']} {d.get('platform') or d['name']}"
+            columns.append({"key": key, "label": label, "machine": report["machine"], "device": d})
+        for r in report["results"]:
+            row = (r["kernel"], r["case"], r["dtype"])
+            rows.setdefault(row)
+            if r["device"] in devs:
+                cells[(row, f"{host}/{r['device']}")] = r
+    return Matrix(columns, list(rows), cells, reports)
+
+
+def cell_text(cell: dict[str, Any] | None) -> str:
+    if cell is None:
+        return "-"
+    if cell["status"] == "pass":
+        return f"pass {cell['max_error']:.1e}" if cell.get("max_error") is not None else "pass"
+    if cell["status"] == "fail":
+        return f"FAIL {cell['max_error']:.1e}" if cell.get("max_error") is not None else "FAIL"
+    return "skip"
+
+
+def _first_line(text: str) -> str:
+    return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+
+
+def markdown_matrix(m: Matrix) -> str:
+    """The matrix as a Markdown table; divergent rows are marked, failures and skips explained below."""
+    counts = m.counts()
+    out = ["# xgpu parity", "",
+           f"{len(m.reports)} report(s), {len(m.columns)} device(s): {counts['pass']} pass, {counts['fail']} fail, "
+           f"{counts['skip']} skip. Cells give the normwise relative error against a float64 reference; "
+           "**bold** rows pass on one device and fail on another.", ""]
+    out.append("| kernel | case | dtype | " + " | ".join(c["label"].replace("|", "/") for c in m.columns) + " |")
+    out.append("|---|---|---|" + "---|" * len(m.columns))
+    for row in m.rows:
+        texts = [cell_text(m.cells.get((row, c["key"]))) for c in m.columns]
+        head = list(row)
+        if m.divergent(row):
+            head = [f"**{h}**" for h in head]
+            texts = [f"**{t}**" for t in texts]
+        out.append("| " + " | ".join(head + texts) + " |")
+    notes = [(row, c, m.cells[(row, c["key"])]) for row in m.rows for c in m.columns
+             if (row, c["key"]) in m.cells and m.cells[(row, c["key"])]["status"] != "pass"]
+    if notes:
+        out += ["", "## Failures and skips", ""]
+        for row, c, cell in notes:
+            out.append(f"- {cell['status']}: {' | '.join(row)} on {c['label']}: {_first_line(cell.get('detail', ''))}")
+    out += ["", "## Machines and devices", ""]
+    for c in m.columns:
+        d, mach = c["device"], c["machine"]
+        out.append(f"- {c['label']}: {d.get('vendor', '')} / {d.get('platform', '')}, driver {d.get('driver_version', '')}"
+                   f", {d.get('backend_version', '')}; {mach.get('platform', '')}, xgpu "
+                   f"{next((r['xgpu'] for r in m.reports if r['machine'] is mach), '?')}")
+    return "\n".join(out) + "\n"
+
+
+_CSS = """body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f0f0f0}
+.pass{background:#e3f6e3}.fail{background:#f9d0d0;font-weight:bold}.skip{background:#f4f4f4;color:#777}
+tr.divergent td:first-child{border-left:6px solid #d33}tr.divergent{outline:2px solid #d33}"""
+
+
+def html_matrix(m: Matrix) -> str:
+    """The matrix as a standalone HTML page: colored cells, details on hover, divergent rows outlined."""
+    e = html.escape
+    counts = m.counts()
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>xgpu parity</title>",
+             f"<style>{_CSS}</style></head><body><h1>xgpu parity</h1>",
+             f"<p>{len(m.reports)} report(s), {len(m.columns)} device(s): {counts['pass']} pass, "
+             f"{counts['fail']} fail, {counts['skip']} skip. Cells: normwise relative error against a float64 "
+             "reference. Rows outlined in red pass on one device and fail on another.</p>",
+             "<table><tr><th>kernel</th><th>case</th><th>dtype</th>"]
+    parts += [f"<th title='{e(c['device'].get('driver_version', ''))}'>{e(c['label'])}</th>" for c in m.columns]
+    parts.append("</tr>")
+    for row in m.rows:
+        parts.append(f"<tr class='{'divergent' if m.divergent(row) else ''}'>")
+        parts += [f"<td>{e(x)}</td>" for x in row]
+        for c in m.columns:
+            cell = m.cells.get((row, c["key"]))
+            status = cell["status"] if cell else "skip"
+            detail = e(cell.get("detail", "") if cell else "not run")
+            parts.append(f"<td class='{status}' title='{detail}'>{e(cell_text(cell))}</td>")
+        parts.append("</tr>")
+    parts.append("</table><h2>Machines and devices</h2><ul>")
+    for c in m.columns:
+        d = c["device"]
+        parts.append(f"<li>{e(c['label'])}: {e(str(d.get('vendor', '')))} / {e(str(d.get('platform', '')))}, driver "
+                     f"{e(str(d.get('driver_version', '')))}; {e(str(c['machine'].get('platform', '')))}</li>")
+    parts.append("</ul></body></html>\n")
+    return "".join(parts)
