@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test lint clean bench-deps bench
+.PHONY: setup demo test test-cuda lint clean bench-deps bench
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,13 @@ export XGPU_REQUIRE_DEVICES
 test: setup
 	$(PY) -m ruff check xgpu backends kernels tests
 	$(PY) -m pytest
+
+# On a machine with an NVIDIA GPU, driver and CUDA toolkit: pycuda, then the whole suite and the
+# parity matrix on the CUDA devices (docs/cuda.md).
+test-cuda: setup
+	$(PY) -m pip install -q -e '.[cuda]'
+	$(PY) -m pytest --xgpu-backend cuda
+	$(VENV)/bin/xgpu parity --backend cuda --html parity-cuda.html
 
 lint: setup
 	$(PY) -m ruff check xgpu backends kernels tests

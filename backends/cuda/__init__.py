@@ -1,8 +1,8 @@
 """The CUDA backend: NVRTC compiles (no GPU needed); pycuda runs kernels on NVIDIA GPUs.
 
-Here it provides the CUDA prelude, so every template renders to CUDA C on any machine, and
-offline compilation with NVRTC (``xgpu compile --backend cuda --arch sm_80``). Without pycuda
-or an NVIDIA driver it lists no devices and says why.
+Every template renders to CUDA C on any machine and compiles offline with NVRTC
+(``xgpu compile --backend cuda --arch sm_80``). With pycuda and an NVIDIA driver, devices
+``cuda:0``... run kernels (``_runtime.py``); without them the backend lists no devices and says why.
 """
 
 from __future__ import annotations
@@ -49,25 +49,9 @@ class CudaBackend(Backend):
         return OfflineBuild(arch, log, binary.cubin or binary.ptx.encode(), binary.resources)
 
     def devices(self) -> list[DeviceImpl]:
-        try:
-            import pycuda.driver as drv
-        except ImportError as exc:
-            if "libcuda" in str(exc):
-                raise BackendUnavailableError(f"no NVIDIA driver ({exc})") from exc
-            raise BackendUnavailableError(
-                f"pycuda is not installed ({exc}); on a machine with an NVIDIA GPU: pip install 'xgpu[cuda]'"
-            ) from exc
-        try:
-            drv.init()
-            count = drv.Device.count()
-        except Exception as exc:  # pycuda.driver.Error and friends: no usable driver or GPU
-            raise BackendUnavailableError(f"no usable NVIDIA GPU: {exc}") from exc
-        if not count:
-            raise BackendUnavailableError("the NVIDIA driver sees no GPU")
-        raise BackendUnavailableError(
-            f"{count} NVIDIA GPU(s) found, but running kernels through pycuda is not implemented yet "
-            "(offline compilation works: xgpu compile --backend cuda)"
-        )
+        from ._runtime import list_devices
+
+        return list_devices()
 
 
 _backend = CudaBackend()

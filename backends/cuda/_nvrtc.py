@@ -32,6 +32,13 @@ def nvrtc_version() -> str:
     return f"NVRTC {major}.{minor}"
 
 
+def supported_archs() -> list[int]:
+    """The architectures this NVRTC compiles for, as numbers (75, 80, 86, 90...)."""
+    nvrtc = _nvrtc()
+    (archs,) = _check(nvrtc, nvrtc.nvrtcGetSupportedArchs(), "supported architectures")
+    return sorted(int(a) for a in archs)
+
+
 def _nvrtc():
     try:
         from cuda.bindings import nvrtc

@@ -1,0 +1,315 @@
+"""Running kernels on NVIDIA GPUs through pycuda: devices, contexts, memory, streams, events, launches.
+
+Kernels are compiled by NVRTC to a cubin for the device's architecture (nvcc where NVRTC is
+missing) and loaded with ``module_from_buffer``: no per-kernel nvcc process as in pycuda's
+``SourceModule``. Each device keeps its primary context; every driver call runs with that context
+pushed on the calling thread's context stack and popped afterwards, so several devices and threads
+never see each other's current context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from xgpu.backend import BufferImpl, DeviceImpl, DeviceInfo, EventImpl, KernelImpl, ProgramImpl
+from xgpu.errors import (
+    BackendUnavailableError,
+    CompileError,
+    DeviceError,
+    LaunchError,
+    OutOfMemoryError,
+)
+
+from ._nvrtc import compile_cuda, supported_archs
+
+
+def driver():
+    """pycuda's driver module (imported here only, so that tests can stand in for it)."""
+    import pycuda.driver
+
+    return pycuda.driver
+
+
+@contextlib.contextmanager
+def translate_errors(device: str, what: str, nbytes: int | None = None):
+    """Map pycuda's exceptions to xgpu's, chaining the original."""
+    drv = driver()
+    try:
+        yield
+    except drv.MemoryError as exc:
+        size = f" of {nbytes} bytes ({nbytes / 2**20:.1f} MiB)" if nbytes is not None else ""
+        raise OutOfMemoryError(f"{device}: out of memory in {what}{size}: {exc}") from exc
+    except drv.LaunchError as exc:
+        raise LaunchError(f"{device}: {what} failed: {exc}") from exc
+    except drv.Error as exc:
+        raise DeviceError(f"{device}: {what} failed: {exc}") from exc
+
+
+class CudaBuffer(BufferImpl):
+    def __init__(self, allocation: Any, nbytes: int):
+        self.allocation = allocation
+        self.nbytes = nbytes
+
+
+class CudaEvent(EventImpl):
+    def __init__(self, device: CudaDevice, start: Any, end: Any):
+        self.device = device
+        self.start = start
+        self.end = end
+
+    def wait(self) -> None:
+        with self.device.active("waiting for a kernel"):
+            self.end.synchronize()
+
+    def elapsed_s(self) -> float:
+        self.wait()
+        with self.device.active("reading event times"):
+            return self.end.time_since(self.start) * 1e-3  # pycuda gives milliseconds
+
+
+class CudaKernel(KernelImpl):
+    def __init__(self, function: Any, name: str, device: CudaDevice):
+        self.function = function
+        self.name = name
+        self.device = device
+
+    def max_work_group_size(self) -> int:
+        drv = driver()
+        with self.device.active(f"querying kernel {self.name}"):
+            return int(self.function.get_attribute(drv.function_attribute.MAX_THREADS_PER_BLOCK))
+
+
+class CudaProgram(ProgramImpl):
+    def __init__(self, module: Any, device: CudaDevice, binary: bytes, log: str):
+        self.module = module
+        self.device = device
+        self.binary = binary
+        self.log = log
+
+    def kernel(self, name: str) -> CudaKernel:
+        drv = driver()
+        try:
+            with self.device.active(f"looking up kernel {name}"):
+                return CudaKernel(self.module.get_function(name), name, self.device)
+        except DeviceError as exc:
+            if isinstance(exc.__cause__, drv.LogicError):  # cuModuleGetFunction: named symbol not found
+                raise KeyError(name) from exc
+            raise
+
+
+def _nvcc() -> str | None:
+    return shutil.which("nvcc") or next(
+        (str(p) for p in sorted(Path("/usr/local").glob("cuda*/bin/nvcc")) if p.is_file()), None
+    )
+
+
+def compile_with_nvcc(source: str, arch: str, options: tuple[str, ...]) -> tuple[bytes, str]:
+    """The fallback where NVRTC is not installed: ``nvcc --cubin`` in a temporary folder."""
+    nvcc = _nvcc()
+    if nvcc is None:
+        raise BackendUnavailableError(
+            "neither NVRTC nor nvcc is installed: pip install 'xgpu[cuda]' (cuda-bindings, nvidia-cuda-nvrtc)"
+        )
+    with tempfile.TemporaryDirectory(prefix="xgpu-nvcc-") as tmp:
+        src, out = os.path.join(tmp, "kernel.cu"), os.path.join(tmp, "kernel.cubin")
+        with open(src, "w") as f:
+            f.write(source)
+        cmd = [nvcc, "--cubin", f"-arch={arch}", "-std=c++17", *options, "-o", out, src]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        log = (proc.stdout + proc.stderr).strip().replace(src, "kernel.cu")
+        if proc.returncode:
+            raise CompileError("nvcc failed", backend="cuda", device=arch, source=source, options=tuple(cmd[2:-3]),
+                               log=log)
+        with open(out, "rb") as f:
+            return f.read(), log
+
+
+class CudaDevice(DeviceImpl):
+    def __init__(self, ordinal: int, dev: Any, driver_version: int, uuid: str):
+        drv = driver()
+        attr = drv.device_attribute
+        self.ordinal = ordinal
+        self.dev = dev
+        self._id = f"cuda:{ordinal}"
+        self._lock = threading.RLock()
+        major, minor = dev.compute_capability()
+        self.arch = f"sm_{major}{minor}"
+        self.max_grid = tuple(int(dev.get_attribute(a)) for a in (attr.MAX_GRID_DIM_X, attr.MAX_GRID_DIM_Y,
+                                                                   attr.MAX_GRID_DIM_Z))
+        cuda = f"{driver_version // 1000}.{driver_version % 1000 // 10}"
+        self.info = DeviceInfo(
+            local_id=str(ordinal),
+            name=dev.name(),
+            vendor="NVIDIA",
+            platform=f"CUDA {cuda}",
+            type="gpu",
+            driver_version=cuda,
+            compute_units=int(dev.get_attribute(attr.MULTIPROCESSOR_COUNT)),
+            clock_mhz=int(dev.get_attribute(attr.CLOCK_RATE)) // 1000,
+            global_mem_bytes=int(dev.total_memory()),
+            local_mem_bytes=int(dev.get_attribute(attr.MAX_SHARED_MEMORY_PER_BLOCK)),
+            max_work_group_size=int(dev.get_attribute(attr.MAX_THREADS_PER_BLOCK)),
+            max_work_item_sizes=tuple(int(dev.get_attribute(a)) for a in (attr.MAX_BLOCK_DIM_X, attr.MAX_BLOCK_DIM_Y,
+                                                                          attr.MAX_BLOCK_DIM_Z)),
+            fp64=True,
+            fp16_storage=True,
+            fp16_arithmetic=(major, minor) >= (5, 3),
+            extra={
+                "compute_capability": f"{major}.{minor}",
+                "arch": self.arch,
+                "uuid": uuid,
+                "pci_bus_id": dev.pci_bus_id(),
+                "memory_bus_bits": int(dev.get_attribute(attr.GLOBAL_MEMORY_BUS_WIDTH)),
+                "memory_clock_mhz": int(dev.get_attribute(attr.MEMORY_CLOCK_RATE)) // 1000,
+            },
+        )
+        # the device's primary context: shared with other libraries in the process (CuPy, PyTorch)
+        self.context = dev.retain_primary_context()
+        with self.active("creating a stream"):
+            self.stream = drv.Stream()
+
+    @contextlib.contextmanager
+    def active(self, what: str, nbytes: int | None = None):
+        """Run driver calls with this device's context current on this thread, then restore the stack."""
+        drv = driver()
+        with self._lock, translate_errors(self._id, what, nbytes):
+            self.context.push()
+            try:
+                yield
+            finally:
+                drv.Context.pop()
+
+    def allocate(self, nbytes: int) -> CudaBuffer:
+        with self.active("allocating memory", nbytes):
+            return CudaBuffer(driver().mem_alloc(max(nbytes, 1)), nbytes)
+
+    def write(self, buffer: CudaBuffer, host: Any) -> None:
+        with self.active("copying to the device"):
+            self.stream.synchronize()  # kernels still reading the buffer finish first
+            driver().memcpy_htod(buffer.allocation, host)
+
+    def read(self, buffer: CudaBuffer, host: Any) -> None:
+        with self.active("copying from the device"):
+            self.stream.synchronize()  # kernels writing the buffer finish first
+            driver().memcpy_dtoh(host, buffer.allocation)
+
+    def copy(self, dst: CudaBuffer, src: CudaBuffer, nbytes: int) -> None:
+        with self.active("copying on the device"):
+            self.stream.synchronize()
+            driver().memcpy_dtod(dst.allocation, src.allocation, nbytes)
+
+    def _target(self) -> str:
+        """The architecture to compile for: the device's own, or, where this NVRTC does not know it
+        yet, PTX for the newest one it knows (the driver compiles PTX for newer GPUs)."""
+        try:
+            known = supported_archs()
+        except BackendUnavailableError:
+            return self.arch
+        number = int(self.arch[3:])
+        if number in known:
+            return self.arch
+        if known and number > max(known):
+            return f"compute_{max(known)}"
+        raise BackendUnavailableError(
+            f"{self._id} ({self.info.name}) is {self.arch}; this NVRTC compiles for sm_{min(known)} to "
+            f"sm_{max(known)}: install an NVRTC that supports it (pip install 'nvidia-cuda-nvrtc<13')"
+        )
+
+    def compile(self, source: str, options: tuple[str, ...]) -> CudaProgram:
+        target = self._target()
+        try:
+            built = compile_cuda(source, target, options)
+            binary, log = (built.cubin if built.cubin is not None else built.ptx.encode()), built.log
+        except BackendUnavailableError as exc:
+            if "NVRTC is not installed" not in str(exc):
+                raise
+            binary, log = compile_with_nvcc(source, self.arch, options)
+        except CompileError as exc:
+            exc.device = self._id
+            raise
+        return self.load_binary(binary, options, log)
+
+    def program_binary(self, program: CudaProgram) -> bytes | None:
+        return program.binary
+
+    def load_binary(self, binary: bytes, options: tuple[str, ...], log: str = "") -> CudaProgram:
+        with self.active("loading a compiled module"):
+            module = driver().module_from_buffer(binary)
+        return CudaProgram(module, self, binary, log)
+
+    def launch(self, kernel: CudaKernel, global_size, local_size, args) -> CudaEvent:
+        drv = driver()
+        grid = tuple(g // ls for g, ls in zip(global_size, local_size))
+        for i, (n, limit) in enumerate(zip(grid, self.max_grid)):
+            if n > limit:
+                raise LaunchError(
+                    f"{self._id}: launching {kernel.name} needs {n} blocks in dimension {i}, more than the "
+                    f"{limit} CUDA allows there: put the long dimension first (global_size[0])"
+                )
+        block = tuple(local_size) + (1,) * (3 - len(local_size))
+        grid3 = grid + (1,) * (3 - len(grid))
+        values = [a.allocation if isinstance(a, CudaBuffer) else a for a in args]
+        what = f"launching {kernel.name} grid {grid3} block {block}"
+        with self.active(what):
+            start, end = drv.Event(), drv.Event()
+            start.record(self.stream)
+            kernel.function(*values, block=block, grid=grid3, stream=self.stream)
+            end.record(self.stream)
+        return CudaEvent(self, start, end)
+
+    def synchronize(self) -> None:
+        with self.active("synchronizing"):
+            self.stream.synchronize()
+
+
+def device_uuid(ordinal: int) -> str:
+    """The GPU's UUID (``GPU-xxxxxxxx-...``), read through cuda-bindings; '' where it cannot be read."""
+    try:
+        from cuda.bindings import driver as cu
+
+        (err,) = cu.cuInit(0)
+        err, dev = cu.cuDeviceGet(ordinal)
+        err2, uuid = cu.cuDeviceGetUuid(dev)
+        if err != cu.CUresult.CUDA_SUCCESS or err2 != cu.CUresult.CUDA_SUCCESS:
+            return ""
+        raw = bytes(uuid.bytes)
+    except Exception:  # no cuda-bindings, no driver: the id and PCI bus id still identify the device
+        return ""
+    h = raw.hex()
+    return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def list_devices() -> list[CudaDevice]:
+    try:
+        drv = driver()
+    except ImportError as exc:
+        if "libcuda" in str(exc):
+            raise BackendUnavailableError(f"no NVIDIA driver ({exc})") from exc
+        raise BackendUnavailableError(
+            f"pycuda is not installed ({exc}); on a machine with an NVIDIA GPU: pip install 'xgpu[cuda]'"
+        ) from exc
+    try:
+        drv.init()
+        count = drv.Device.count()
+        version = drv.get_driver_version()
+    except drv.Error as exc:
+        raise BackendUnavailableError(f"no usable NVIDIA GPU: {exc}") from exc
+    if not count:
+        raise BackendUnavailableError("the NVIDIA driver sees no GPU")
+    found = []
+    for i in range(count):
+        try:
+            found.append(CudaDevice(i, drv.Device(i), version, device_uuid(i)))
+        except (drv.Error, DeviceError):
+            continue  # a GPU in a prohibited compute mode, or lost: the others are still usable
+    if not found:
+        raise BackendUnavailableError(f"the NVIDIA driver sees {count} GPU(s), but none could be opened")
+    return found
+
