@@ -36,7 +36,9 @@ def _forget_pycuda():
 
 @pytest.fixture
 def drv(monkeypatch):
-    """pycuda's driver module replaced by the stand-in, with two GPUs; the device list rebuilt."""
+    """pycuda's driver module replaced by the stand-in, with two GPUs; the device list rebuilt, and the
+    one from before put back afterwards (other tests hold its Device objects)."""
+    saved = _devices._state
     _forget_pycuda()
     monkeypatch.syspath_prepend(str(STANDIN))
     import pycuda.driver as standin
@@ -47,7 +49,8 @@ def drv(monkeypatch):
     _devices.reset()
     yield standin
     _forget_pycuda()
-    _devices.reset()
+    with _devices._state_lock:
+        _devices._state = saved
 
 
 SAXPY = """

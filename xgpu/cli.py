@@ -324,6 +324,124 @@ def cmd_parity_merge(args: argparse.Namespace, console: Console) -> int:
     return 1 if matrix.counts()["fail"] else 0
 
 
+def cmd_bench_device(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from . import _hwbench as hw
+
+    if args.all:
+        devices = _devices.devices()
+    else:
+        devices = [_devices.get_device(args.device)]
+    rows = []
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=Console(stderr=True),
+                  transient=True) as progress:
+        task = progress.add_task("measuring")
+        for device in devices:
+            rows.append(hw.bench_device(device, lambda what: progress.update(task, description=what)))
+    if args.plot:
+        hw.roofline(rows, args.plot)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title="xgpu bench device", title_justify="left")
+    for col in ("device", "copy GB/s", "float32 GF/s (FMA)", "float64 GF/s (FMA)", "launch µs",
+                f"GEMM {hw.GEMM_N}³ GF/s", "conv2d 3x3 GF/s"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(f"{r['device']} {r['name']} ({r['platform']})", hw.cell(r, "bandwidth", "gbps", ".1f"),
+                      hw.cell(r, "float32", "gflops", ".1f"), hw.cell(r, "float64", "gflops", ".1f"),
+                      hw.cell(r, "latency", "us", ".1f"), hw.cell(r, "gemm", "gflops", ".1f"),
+                      hw.cell(r, "conv2d", "gflops", ".1f"))
+    console.print(table)
+    for r in rows:
+        if r.get("excluded"):
+            console.print(f"{r['device']} excluded from timing: {r['excluded']}", highlight=False)
+        for key, item in r.items():
+            if isinstance(item, dict) and "error" in item:
+                console.print(f"{r['device']} {key}: {item['error']}", highlight=False, markup=False)
+        if not r.get("excluded") and not any(v for v in r["peaks"].values()):
+            console.print(f"{r['device']}: no fraction of peak: the driver reports no figures to estimate a peak from "
+                          "(memory clock, bus width, FLOP per cycle)", highlight=False)
+    console.print(f"copy: a device-to-device copy kernel of {2 * 64}M floats max, counting bytes read and written; "
+                  f"FMA: 16 independent chains per work-item; launch: an empty kernel, launch to completion; "
+                  f"conv2d: N8 C64 56x56 K64 3x3 pad 1", highlight=False)
+    if args.plot:
+        console.print(f"roofline chart: {args.plot}", highlight=False)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace, console: Console) -> int:
+    from . import autotune
+
+    if args.clear:
+        n = autotune.clear()
+        console.print(f"forgot {n} tuning result(s) ({autotune.store_path()})", highlight=False)
+        return 0
+    if args.show or not args.kernel:
+        found = autotune.entries()
+        if args.json:
+            print(json.dumps({"path": str(autotune.store_path()), "entries": found}, indent=2))
+            return 0
+        table = Table(title=f"tuning results in {autotune.store_path()}", title_justify="left")
+        for col in ("kernel", "device", "dtype", "shape class", "variant", "GF/s", "default GF/s", "tuned", "applies"):
+            table.add_column(col)
+        devices = _devices.devices()
+        for e in found:
+            current = autotune.is_current(e, devices)
+            table.add_row(e["kernel"], f"{e.get('device_id', '?')} {e['device'].get('name', '')}", e["dtype"],
+                          e["shape_class"], e.get("label", ""), f"{e.get('gflops', 0):.1f}",
+                          f"{e.get('default_gflops', 0):.1f}", e.get("tuned", ""),
+                          "yes" if current else "no (other device, driver or xgpu version)")
+        console.print(table)
+        if not found:
+            console.print("nothing tuned yet: xgpu tune gemm --device SPEC --budget 120", highlight=False)
+        return 0
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    device = _devices.get_device(args.device)
+    if device.is_simulator:
+        raise InvalidArgumentError(f"{device.id} ({device.name}) is a simulator: its timings say nothing about "
+                                   "hardware; tune a real device (--device SPEC)")
+    if args.kernel == "gemm":
+        from .kernels.gemm.autotune import tunable
+
+        t = tunable(device, args.dtype, args.size or 2048)
+    else:
+        from .kernels.conv2d.autotune import tunable
+
+        t = tunable(device, args.dtype, args.size)
+    console.print(f"tuning {t.kernel} on {device.id} ({device.name}), {t.shape}, budget {args.budget:.0f} s; "
+                  f"default {t.label(t.default)}", highlight=False)
+    lines: list[str] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=Console(stderr=True),
+                  transient=True) as progress:
+        task = progress.add_task("measuring the default", total=args.budget)
+
+        def step(label, gflops, why, elapsed):
+            text = f"{gflops:8.1f} GF/s  {label}" if gflops is not None else f"{'-':>8}       {label}: {why}"
+            lines.append(text)
+            progress.console.print(text, highlight=False, markup=False)
+            progress.update(task, completed=min(elapsed, args.budget), description=f"{len(lines)} tried, last {label}")
+
+        result = autotune.tune(t, args.budget, progress=step)
+    entry = autotune.record(t.kernel, device, args.dtype, t.shape_class, t.as_dict(result.best),
+                            label=t.label(result.best), gflops=round(result.best_gflops, 2),
+                            default_label=t.label(result.default), default_gflops=round(result.default_gflops, 2),
+                            shape=t.shape, candidates=len(result.tried), seconds=round(result.seconds, 1))
+    discarded = sum(1 for _, g, _ in result.tried if g is None)
+    console.print(f"\n{len(result.tried)} measurements ({discarded} discarded) in {result.seconds:.1f} s; stopped: "
+                  f"{result.stop}", highlight=False)
+    console.print(f"default {t.label(result.default)}: {result.default_gflops:.1f} GF/s\n"
+                  f"best    {t.label(result.best)}: {result.best_gflops:.1f} GF/s ({result.speedup:.2f}x the default)",
+                  highlight=False)
+    console.print(f"stored for {device.id}, {entry['dtype']}, {t.shape_class} in {autotune.store_path()}: "
+                  "used from now on (xgpu tune --show lists it, --clear forgets it)", highlight=False)
+    if args.json:
+        print(json.dumps({**entry, "tried": result.tried, "stop": result.stop}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xgpu", description="Write a GPU kernel once, run it everywhere.")
     parser.add_argument("--version", action="store_true", help="print the xgpu version")
@@ -366,6 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     cv.add_argument("--quick", action="store_true", help="small versions of the layers (batch 1, quarter images)")
     cv.set_defaults(func=cmd_bench_conv)
+    bd = bench.add_parser("device", help="bandwidth, FMA ceilings, launch latency, GEMM and conv2d: the hardware")
+    which = bd.add_mutually_exclusive_group()
+    which.add_argument("--device", help="device spec (default: the default device)")
+    which.add_argument("--all", action="store_true", help="every device, in one table")
+    bd.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    bd.add_argument("--plot", metavar="FILE.png", help="draw a roofline chart per device (needs matplotlib)")
+    bd.set_defaults(func=cmd_bench_device)
     cb = bench.add_parser("cache", help="first GEMM call in a new process, cold cache against warm")
     cb.add_argument("--device", help="device spec (default: the default device)")
     cb.add_argument("--size", type=int, default=256, help="matrix size (default: 256)")
@@ -385,6 +510,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--html", metavar="FILE.html", help="also write the matrix as HTML")
     p.add_argument("--markdown", metavar="FILE.md", help="also write the matrix as Markdown")
     p.set_defaults(func=cmd_parity)
+
+    p = sub.add_parser("tune", help="search a kernel's variants on a device within a time budget; store the best")
+    p.add_argument("kernel", nargs="?", choices=("gemm", "conv2d"), help="the kernel to tune")
+    p.add_argument("--device", help="device spec (default: the default device)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64", "float16"), help="default: float32")
+    p.add_argument("--budget", type=float, default=120.0, metavar="SECONDS", help="time budget (default: 120)")
+    p.add_argument("--size", type=int, help="gemm: n of the n x n x n product timed (default 2048); conv2d: batch")
+    p.add_argument("--show", action="store_true", help="list the stored tuning results")
+    p.add_argument("--clear", action="store_true", help="forget every stored tuning result")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("cache", help="the on-disk compile cache: where it is, what it holds; clear it")
     p.add_argument("action", nargs="?", choices=("info", "clear"), default="info")

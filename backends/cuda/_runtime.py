@@ -131,6 +131,23 @@ def compile_with_nvcc(source: str, arch: str, options: tuple[str, ...]) -> tuple
             return f.read(), log
 
 
+# float32 lanes per multiprocessor and the float64 rate against float32, by compute capability
+# (NVIDIA's CUDA C programming guide, "arithmetic instructions" throughput table)
+_FP32_LANES = {(6, 0): 64, (7, 0): 64, (7, 5): 64, (8, 0): 64}
+_FP64_RATE = {(6, 0): 1 / 2, (7, 0): 1 / 2, (8, 0): 1 / 2, (9, 0): 1 / 2, (10, 0): 1 / 2}
+
+
+def peak_figures(cc: tuple[int, int], sms: int, clock_khz: int, memory_clock_khz: int, bus_bits: int) -> dict:
+    """Peaks the driver's figures allow: FMA lanes x 2 FLOP x clock; double-data-rate memory x bus width."""
+    lanes = _FP32_LANES.get(cc, 128)
+    fp32 = sms * lanes * 2 * clock_khz * 1e3 / 1e9
+    return {
+        "peak_gflops_float32": fp32,
+        "peak_gflops_float64": fp32 * _FP64_RATE.get(cc, 1 / 64),
+        "peak_gbps": 2 * memory_clock_khz * 1e3 * bus_bits / 8 / 1e9,
+    }
+
+
 class CudaDevice(DeviceImpl):
     def __init__(self, ordinal: int, dev: Any, driver_version: int, uuid: str):
         drv = driver()
@@ -168,6 +185,9 @@ class CudaDevice(DeviceImpl):
                 "pci_bus_id": dev.pci_bus_id(),
                 "memory_bus_bits": int(dev.get_attribute(attr.GLOBAL_MEMORY_BUS_WIDTH)),
                 "memory_clock_mhz": int(dev.get_attribute(attr.MEMORY_CLOCK_RATE)) // 1000,
+                **peak_figures((major, minor), int(dev.get_attribute(attr.MULTIPROCESSOR_COUNT)),
+                               int(dev.get_attribute(attr.CLOCK_RATE)), int(dev.get_attribute(attr.MEMORY_CLOCK_RATE)),
+                               int(dev.get_attribute(attr.GLOBAL_MEMORY_BUS_WIDTH))),
             },
         )
         # the device's primary context: shared with other libraries in the process (CuPy, PyTorch)

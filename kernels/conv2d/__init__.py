@@ -16,7 +16,7 @@ from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.kernels.gemm import DTYPES, compile_variant, config_for
 from xgpu.kernels.gemm.tuning import GemmConfig, adapt
 
-from .tuning import RULES
+from .tuning import RULES, window_class
 
 __all__ = ["ConvPlan", "conv2d", "plan"]
 
@@ -47,8 +47,15 @@ class ConvPlan:
         return f"{self.kernel} {self.config.label}" if self.config else self.kernel
 
 
-def igemm_config(device: xgpu.Device, dtype: np.dtype) -> GemmConfig:
-    """The implicit-GEMM variant for the device and dtype (conv2d/tuning.py)."""
+def igemm_config(device: xgpu.Device, dtype: np.dtype, window: str | None = None) -> GemmConfig:
+    """The implicit-GEMM variant for the device and dtype: the one ``xgpu tune conv2d`` stored for this
+    filter ``window`` (``"window 3x3"``), else the tuning table's (conv2d/tuning.py)."""
+    if window is not None:
+        from xgpu.autotune import lookup
+
+        found = lookup("conv2d", device, dtype, window)
+        if found:
+            return adapt(GemmConfig(**found), np.dtype(dtype).itemsize, False)
     return config_for(device, dtype, rules=RULES)
 
 
@@ -63,18 +70,20 @@ def all_igemm_variants() -> list[tuple[np.dtype, GemmConfig]]:
     return seen
 
 
-def plan(device: xgpu.Device, dtype: Any, cin_per_group: int, cout_per_group: int, window: int = 9) -> ConvPlan:
-    """Which kernel ``conv2d`` runs: ``window`` is kH * kW."""
+def plan(device: xgpu.Device, dtype: Any, cin_per_group: int, cout_per_group: int, window: int = 9,
+         kernel_size: tuple[int, int] | None = None) -> ConvPlan:
+    """Which kernel ``conv2d`` runs: ``window`` is kH * kW (``kernel_size`` the pair, to find tuned variants)."""
     dtype = np.dtype(dtype)
     reduction = cin_per_group * window
     if reduction < MIN_IGEMM_REDUCTION:
         return ConvPlan("direct", None, f"reduces over {reduction} products per output (< {MIN_IGEMM_REDUCTION})")
     if cout_per_group < MIN_IGEMM_CHANNELS_OUT:
         return ConvPlan("direct", None, f"{cout_per_group} output channels per group (< {MIN_IGEMM_CHANNELS_OUT})")
-    cfg = igemm_config(device, dtype)
+    cfg = igemm_config(device, dtype, window_class(*kernel_size) if kernel_size else None)
+    tuned = cfg != igemm_config(device, dtype)
     if cfg.kc and cin_per_group < MIN_CHANNELS_PER_BARRIER:
         cfg = replace(cfg, kc=0)
-    return ConvPlan("implicit-gemm", cfg, "general case")
+    return ConvPlan("implicit-gemm", cfg, "general case" + (", tuned variant (xgpu tune conv2d)" if tuned else ""))
 
 
 def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
@@ -200,7 +209,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg * cg * r * s, 1, r * s, cg * r * s))
     else:
         w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg, cg * k, k, 1))
-    chosen = plan(device, dtype, cg, kg, r * s) if config is None else ConvPlan("implicit-gemm", config, "forced")
+    chosen = plan(device, dtype, cg, kg, r * s, (r, s)) if config is None else ConvPlan("implicit-gemm", config, "forced")
     defines = {"dtype": dtype, "has_bias": has_bias, "out_nchw": layout == "NCHW"}
     shape_args = (n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
     if chosen.kernel == "direct":

@@ -20,3 +20,8 @@ RULES: list[tuple[str | None, tuple[str, ...], GemmConfig]] = [
     ("gpu", (), GemmConfig(local_tiles=False, tm=64, tn=64, wm=4, wn=4)),
     (None, (), GemmConfig(local_tiles=False, tm=32, tn=32, wm=2, wn=2)),
 ]
+
+
+def window_class(r: int, s: int) -> str:
+    """``xgpu tune conv2d`` results apply per filter window: one tuned on a 3x3 layer serves every 3x3 layer."""
+    return f"window {r}x{s}"

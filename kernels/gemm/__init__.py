@@ -12,7 +12,7 @@ import xgpu
 from xgpu._array import Array, same_device
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 
-from .tuning import RULES, GemmConfig, adapt, default_config
+from .tuning import RULES, GemmConfig, adapt, default_config, shape_class
 
 __all__ = ["GemmConfig", "gemm", "matmul"]
 
@@ -88,14 +88,25 @@ def compile_variant(template, kernel_name: str, device: xgpu.Device, cfg: GemmCo
 _kernels: dict[tuple, tuple[Any, GemmConfig]] = {}
 
 
-def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, config: GemmConfig | None):
-    key = (device, dtype, trans_a, trans_b, config)
+def tuned_config(device: xgpu.Device, dtype: np.dtype, trans_b: bool, shape_class: str) -> GemmConfig | None:
+    """The variant ``xgpu tune gemm`` stored for this device, dtype and shape class, fitted to the layout."""
+    from xgpu.autotune import lookup
+
+    found = lookup("gemm", device, dtype, shape_class)
+    return adapt(GemmConfig(**found), np.dtype(dtype).itemsize, trans_b) if found else None
+
+
+def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, config: GemmConfig | None,
+            shape_class: str = "small"):
+    tuned = tuned_config(device, dtype, trans_b, shape_class) if config is None else None
+    key = (device, dtype, trans_a, trans_b, config or tuned)
     hit = _kernels.get(key)
     if hit is None:
-        cfg = config or config_for(device, dtype, trans_b)
+        cfg = config or tuned or config_for(device, dtype, trans_b)
         defines = {"dtype": dtype, "trans_a": trans_a, "trans_b": trans_b}
         hit = compile_variant(TEMPLATE, "gemm", device, cfg, defines, explicit=config is not None)
-        log.debug("gemm on %s, %s, trans_a=%s trans_b=%s: %s", device.id, dtype, trans_a, trans_b, hit[1].label)
+        log.debug("gemm on %s, %s, trans_a=%s trans_b=%s: %s%s", device.id, dtype, trans_a, trans_b, hit[1].label,
+                  " (tuned)" if tuned and not config else "")
         _kernels[key] = hit
     return hit
 
@@ -124,7 +135,7 @@ def _check_dtype(device: xgpu.Device, *arrays: Array) -> np.dtype:
 def _launch(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, config=None):
     device = c.device
     dtype = c.dtype
-    kernel, cfg = _kernel(device, dtype, trans_a, trans_b, config)
+    kernel, cfg = _kernel(device, dtype, trans_a, trans_b, config, shape_class(m, n, k))
     lda = m if trans_a else k
     ldb = k if trans_b else n
     scalar = np.float64 if dtype == np.float64 else np.float32

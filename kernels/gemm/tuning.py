@@ -73,6 +73,15 @@ RULES: list[tuple[str | None, tuple[str, ...], GemmConfig]] = [
 ]
 
 
+#: ``xgpu tune gemm`` results apply by size: products of at least this many multiply-adds (m * n * k)
+#: are "large" (tuned at 2048^3 by default), smaller ones "small".
+LARGE = 512**3
+
+
+def shape_class(m: int, n: int, k: int) -> str:
+    return "large" if m * n * k >= LARGE else "small"
+
+
 def adapt(config: GemmConfig, itemsize: int, trans_b: bool) -> GemmConfig:
     """Fit a variant to the dtype and layout: vector loads need float32/float64 and contiguous rows of B."""
     if config.vw > 1 and (itemsize == 2 or trans_b):

@@ -1,0 +1,72 @@
+"""The implicit-GEMM convolution's search space for ``xgpu tune conv2d``: the GEMM's variants (without
+local-memory tiles, which the implicit GEMM does not use), timed and checked on a ResNet layer."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+import numpy as np
+
+import xgpu
+from xgpu.autotune import Tunable
+from xgpu.kernels.gemm.autotune import _seconds, _valid
+from xgpu.kernels.gemm.autotune import neighbours as gemm_neighbours
+from xgpu.reference import conv2d_reference
+from xgpu.testing import assert_close
+
+from . import conv2d, igemm_config
+from .tuning import RULES, window_class
+
+#: The layer ``xgpu tune conv2d`` times: N8 C64 56x56 K64 3x3 pad 1 (ResNet's second stage).
+LAYER = (8, 64, 56, 56, 64, 3)
+
+
+def neighbours(cfg, device, dtype):
+    out = [c for c in gemm_neighbours(cfg, device, dtype, families=RULES) if not c.local_tiles]
+    # in the implicit GEMM kc is a switch: a barrier after every (r, s) step of the window
+    out = [replace(c, kc=1 if c.kc else 0) for c in out] + [replace(cfg, kc=0 if cfg.kc else 1)]
+    acc = 8 if dtype == np.float64 else 4
+    unique = []
+    for c in out:
+        if c != cfg and c not in unique and _valid(replace(c, kc=0), device, acc):
+            unique.append(c)
+    return unique
+
+
+def tunable(device: xgpu.Device, dtype="float32", batch: int | None = None, seed: int = 0) -> Tunable:
+    dtype = np.dtype(dtype)
+    n, c, h, k, r = LAYER
+    n = batch or n
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, c, h, h)).astype(dtype)
+    w = rng.uniform(-1, 1, (k, c, r, r)).astype(dtype)
+    reference = conv2d_reference(x, w, pads=(1, 1, 1, 1))
+    ox, ow = rng.uniform(-1, 1, (1, 5, 9, 7)).astype(dtype), rng.uniform(-1, 1, (6, 5, 3, 3)).astype(dtype)
+    odd_ref = conv2d_reference(ox, ow, pads=(1, 1, 1, 1))
+    dx, dw = xgpu.asarray(x, device), xgpu.asarray(w, device)
+    dox, dow = xgpu.asarray(ox, device), xgpu.asarray(ow, device)
+    flops = 2 * n * k * h * h * c * r * r
+
+    def measure(cfg) -> float:
+        assert_close(conv2d(dox, dow, padding=1, config=cfg).get(), odd_ref, dtype=dtype, terms=45,
+                     what="N1 C5 9x7 K6 3x3 layer")
+        out = []
+
+        def run():
+            out[:] = [conv2d(dx, dw, padding=1, config=cfg)]
+            device.synchronize()
+
+        seconds = _seconds(run)
+        assert_close(out[0].get(), reference, dtype=dtype, terms=c * r * r, what="tuning layer")
+        return flops / seconds / 1e9
+
+    return Tunable(
+        kernel="conv2d",
+        shape_class=window_class(r, r),
+        shape=f"N{n} C{c} {h}x{h} K{k} {r}x{r} pad 1 {dtype.name}",
+        default=igemm_config(device, dtype),
+        neighbours=lambda cfg: neighbours(cfg, device, dtype),
+        measure=measure,
+        label=lambda cfg: cfg.label,
+        as_dict=asdict,
+    )

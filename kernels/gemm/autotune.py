@@ -1,0 +1,97 @@
+"""The GEMM's search space for ``xgpu tune gemm``: variants one step from a given one, and a timed,
+checked run of a variant."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, replace
+
+import numpy as np
+
+import xgpu
+from xgpu.autotune import Tunable
+from xgpu.reference import gemm_reference
+from xgpu.testing import assert_close
+
+from . import _fits, compile_variant, config_for, gemm
+from .tuning import RULES, GemmConfig, shape_class
+
+
+def _valid(cfg: GemmConfig, device: xgpu.Device, acc_itemsize: int) -> bool:
+    if min(cfg.tm, cfg.tn, cfg.wm, cfg.wn, cfg.tk, cfg.vw) < 1 or cfg.tm % cfg.wm or cfg.tn % cfg.wn:
+        return False
+    if cfg.tm > 256 or cfg.tn > 256 or cfg.wm * cfg.wn > 256 or cfg.work_group_size < 1:
+        return False
+    if cfg.vw > 1 and (cfg.local_tiles or not cfg.contiguous_cols or cfg.wn % cfg.vw or cfg.vw not in (2, 4, 8, 16)):
+        return False
+    if cfg.local_tiles and (cfg.kc or cfg.contiguous_cols or cfg.tk > 64):
+        return False
+    return _fits(cfg, device, acc_itemsize)
+
+
+def neighbours(cfg: GemmConfig, device: xgpu.Device, dtype: np.dtype, families=RULES) -> list[GemmConfig]:
+    """Variants one step away: each size doubled or halved, kc switched, and the other device classes'
+    defaults (to try another way of feeding the registers). Only those the device can take."""
+    acc = 8 if dtype == np.float64 else 4
+    out: list[GemmConfig] = []
+    for name in ("tm", "tn", "wm", "wn") + (("tk",) if cfg.local_tiles else ("vw",) if cfg.vw > 1 else ()):
+        value = getattr(cfg, name)
+        out += [replace(cfg, **{name: value * 2}), replace(cfg, **{name: max(value // 2, 1)})]
+    # a work-group twice or half as large with the same work per work-item
+    out += [replace(cfg, tm=cfg.tm * 2, tn=cfg.tn * 2), replace(cfg, tm=cfg.tm // 2 or 1, tn=cfg.tn // 2 or 1)]
+    if not cfg.local_tiles:
+        out += [replace(cfg, kc=kc) for kc in (0, 128, 256, 512) if kc != cfg.kc]
+    out += [base for _kind, _words, base in families if base != cfg]
+    unique = []
+    for c in out:
+        if c != cfg and c not in unique and _valid(c, device, acc):
+            unique.append(c)
+    return unique
+
+
+def _seconds(run, repeats: int = 3) -> float:
+    run()  # warm-up: compile, caches
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def tunable(device: xgpu.Device, dtype="float32", size: int = 2048, seed: int = 0) -> Tunable:
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(-1, 1, (size, size)).astype(dtype)
+    b = rng.uniform(-1, 1, (size, size)).astype(dtype)
+    reference = gemm_reference(a, b)
+    odd = [rng.uniform(-1, 1, s).astype(dtype) for s in ((67, 45), (45, 33))]
+    odd_ref = gemm_reference(*odd)
+    da, db = xgpu.asarray(a, device), xgpu.asarray(b, device)
+    dc = xgpu.empty((size, size), dtype, device)
+    do = [xgpu.asarray(x, device) for x in odd]
+
+    def measure(cfg: GemmConfig) -> float:
+        compile_variant(xgpu.kernels.gemm.TEMPLATE, "gemm", device, cfg, {"dtype": dtype, "trans_a": False,
+                                                                          "trans_b": False}, explicit=True)
+        # a shape that is no multiple of any tile first: a variant with wrong edges is discarded cheaply
+        assert_close(gemm(*do, config=cfg).get(), odd_ref, dtype=dtype, terms=45, what="67x33x45 product")
+
+        def run():
+            gemm(da, db, dc, config=cfg)
+            device.synchronize()
+
+        seconds = _seconds(run)
+        assert_close(dc.get(), reference, dtype=dtype, terms=size, what=f"{size}^3 product")
+        return 2 * size**3 / seconds / 1e9
+
+    return Tunable(
+        kernel="gemm",
+        shape_class=shape_class(size, size, size),
+        shape=f"{size}x{size}x{size} {dtype.name}",
+        default=config_for(device, dtype),
+        neighbours=lambda cfg: neighbours(cfg, device, dtype),
+        measure=measure,
+        label=lambda cfg: cfg.label,
+        as_dict=asdict,
+    )
