@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import InvalidArgumentError, XgpuError
 
-__all__ = ["TuneResult", "Tunable", "TuningWarning", "clear", "entries", "lookup", "record", "store_path", "tune"]
+__all__ = ["BudgetExceeded", "TuneResult", "Tunable", "TuningWarning", "clear", "entries", "lookup", "record", "store_path", "tune"]
 
 TUNING_ENV = "XGPU_TUNING_DIR"
 STORE_FORMAT = "xgpu-tuning/1"
@@ -62,6 +62,13 @@ def _key(kernel: str, device: Any, dtype: str, shape_class: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
+def _parse(path: Path) -> list[dict[str, Any]]:
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or data.get("format") != STORE_FORMAT or not isinstance(data.get("entries"), list):
+        raise ValueError(f"not an xgpu tuning store (no \"format\": \"{STORE_FORMAT}\")")
+    return [e for e in data["entries"] if isinstance(e, dict) and "key" in e and "config" in e]
+
+
 def _read(path: Path) -> list[dict[str, Any]]:
     """The store's entries; a corrupt or foreign file warns (once per change) and reads as empty."""
     try:
@@ -72,10 +79,7 @@ def _read(path: Path) -> list[dict[str, Any]]:
     if memo and memo[0] == (stat.st_mtime_ns, stat.st_size):
         return memo[1]
     try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict) or data.get("format") != STORE_FORMAT or not isinstance(data.get("entries"), list):
-            raise ValueError(f"not an xgpu tuning store (no \"format\": \"{STORE_FORMAT}\")")
-        found = [e for e in data["entries"] if isinstance(e, dict) and "key" in e and "config" in e]
+        found = _parse(path)
     except (OSError, ValueError) as exc:
         warnings.warn(f"ignoring the tuning file {path}: {exc}; tuned variants are not used until "
                       "`xgpu tune` writes a new one (the bad file is then kept beside it)", TuningWarning, stacklevel=3)
@@ -128,10 +132,10 @@ def record(kernel: str, device: Any, dtype: Any, shape_class: str, config: dict[
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TuningWarning)
             current = _read(path)
-        if path.exists() and not current and path.stat().st_size:
+        if path.exists() and not current:
             try:  # keep a file we could not read rather than overwrite it
-                json.loads(path.read_text())["entries"]  # noqa: B018
-            except Exception:
+                _parse(path)
+            except (OSError, ValueError):
                 path.replace(path.with_name(f"tuning.json.bad-{int(time.time())}"))
         kept = [e for e in current if e.get("key") != entry["key"]]
         _write(path, kept + [entry])
@@ -173,6 +177,13 @@ class Tunable:
     measure: Callable[[Any], float]
     label: Callable[[Any], str]
     as_dict: Callable[[Any], dict[str, Any]]
+    #: ``compile(config, timeout_s)``: build the variant where it can be stopped (a child process that
+    #: fills the compile cache), raising :class:`BudgetExceeded` when it does not finish in time.
+    compile: Callable[[Any, float], None] | None = None
+
+
+class BudgetExceeded(XgpuError):
+    """A candidate could not be compiled in the time left."""
 
 
 @dataclass
@@ -203,7 +214,13 @@ def tune(t: Tunable, budget_s: float,
     def attempt(config) -> tuple[float | None, str]:
         t0 = time.perf_counter()
         try:
+            if t.compile is not None:
+                # leave room for the timing runs, whose cost is known from earlier candidates
+                t.compile(config, budget_s - (t0 - start) - 1.25 * max(costs, default=0.0))
+                t0 = time.perf_counter()
             value, why = t.measure(config), ""
+        except BudgetExceeded:
+            raise
         except AssertionError as exc:
             value, why = None, f"wrong result: {str(exc).splitlines()[0] if str(exc) else 'mismatch'}"
         except XgpuError as exc:
@@ -228,18 +245,23 @@ def tune(t: Tunable, budget_s: float,
         if name in seen:
             continue
         elapsed = time.perf_counter() - start
-        # a candidate cannot be interrupted: start one only if the slowest so far would still fit
+        # timing runs cannot be interrupted: start a candidate only if the slowest so far would still fit
         if elapsed + 1.25 * max(costs) > budget_s:
             result.stop = f"budget: {budget_s:.0f} s would be overrun by another candidate"
             break
         seen.add(name)
-        value, _ = attempt(config)
+        try:
+            value, _ = attempt(config)
+        except BudgetExceeded as exc:
+            result.stop = f"budget: {exc}"
+            break
         if value is not None and value > result.best_gflops * 1.02:
             result.best, result.best_gflops = config, value
             frontier = [c for c in t.neighbours(config) if t.label(c) not in seen] + frontier
     # measure the default and the winner once more, side by side, so that drift in the machine's speed
     # during the search does not make the comparison (each keeps its better figure)
     if result.best is not t.default and time.perf_counter() - start + 2.5 * max(costs) <= budget_s:
+        # both are compiled by now: no compile step needed
         for config, attr in ((t.default, "default_gflops"), (result.best, "best_gflops")):
             again, _ = attempt(config)
             if again is not None:

@@ -363,9 +363,10 @@ def cmd_bench_device(args: argparse.Namespace, console: Console) -> int:
         if not r.get("excluded") and not any(v for v in r["peaks"].values()):
             console.print(f"{r['device']}: no fraction of peak: the driver reports no figures to estimate a peak from "
                           "(memory clock, bus width, FLOP per cycle)", highlight=False)
-    console.print(f"copy: a device-to-device copy kernel of {2 * 64}M floats max, counting bytes read and written; "
-                  f"FMA: 16 independent chains per work-item; launch: an empty kernel, launch to completion; "
-                  f"conv2d: N8 C64 56x56 K64 3x3 pad 1", highlight=False)
+    console.print("copy: 64M floats (less where memory is short) device to device, by a copy kernel and by the "
+                  "driver, the faster, counting bytes read and written; FMA: 16 scalar chains or 8 chains of 16-wide "
+                  "vectors per work-item, the faster; launch: an empty kernel, launch to completion (median of 200); "
+                  f"GEMM: {hw.GEMM_N}³ float32; conv2d: N8 C64 56x56 K64 3x3 pad 1 float32", highlight=False)
     if args.plot:
         console.print(f"roofline chart: {args.plot}", highlight=False)
     return 0

@@ -9,7 +9,7 @@ import numpy as np
 
 import xgpu
 from xgpu.autotune import Tunable
-from xgpu.kernels.gemm.autotune import _seconds, _valid
+from xgpu.kernels.gemm.autotune import _seconds, _valid, compile_in_child
 from xgpu.kernels.gemm.autotune import neighbours as gemm_neighbours
 from xgpu.reference import conv2d_reference
 from xgpu.testing import assert_close
@@ -35,7 +35,7 @@ def neighbours(cfg, device, dtype):
 
 def tunable(device: xgpu.Device, dtype="float32", batch: int | None = None, seed: int = 0) -> Tunable:
     dtype = np.dtype(dtype)
-    n, c, h, k, r = LAYER
+    n, c, h, _, k, r = LAYER
     n = batch or n
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, (n, c, h, h)).astype(dtype)
@@ -69,4 +69,5 @@ def tunable(device: xgpu.Device, dtype="float32", batch: int | None = None, seed
         measure=measure,
         label=lambda cfg: cfg.label,
         as_dict=asdict,
+        compile=lambda cfg, timeout: compile_in_child("conv2d", device, dtype, cfg, timeout),
     )
