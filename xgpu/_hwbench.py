@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ._bench import median_time
 from .errors import InvalidArgumentError
 
 GEMM_N = 1024
@@ -18,16 +19,6 @@ CONV_LAYER = (8, 64, 56, 56, 64, 3)  # N, C, H=W, K, R=S; pad 1: ResNet's second
 def _event_seconds(launch, repeats: int = 5) -> float:
     launch().wait()  # warm-up
     return float(np.median([launch().elapsed_s for _ in range(repeats)]))
-
-
-def _wall_seconds(run, repeats: int = 3) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def measure_bandwidth(device) -> dict[str, Any]:
@@ -49,7 +40,7 @@ def measure_bandwidth(device) -> dict[str, Any]:
         device._impl.copy(dst._buffer, src._buffer, 4 * n)
         device.synchronize()
 
-    driver_s = _wall_seconds(driver_copy)
+    driver_s = median_time(driver_copy, repeats=3)
     seconds, method = min((kernel_s, "copy kernel"), (driver_s, "driver copy"))
     return {"bytes": 8 * n, "seconds": seconds, "gbps": 8 * n / seconds / 1e9, "method": method,
             "kernel_gbps": 8 * n / kernel_s / 1e9, "driver_gbps": 8 * n / driver_s / 1e9}
@@ -110,7 +101,7 @@ def measure_gemm(device, n: int = GEMM_N) -> dict[str, Any]:
         xgpu.gemm(a, b, c)
         device.synchronize()
 
-    seconds = _wall_seconds(run)
+    seconds = median_time(run, repeats=3)
     flops = 2.0 * n**3
     return {"shape": f"{n}x{n}x{n} float32", "gflops": flops / seconds / 1e9,
             "intensity": flops / (3 * n * n * 4)}
@@ -128,7 +119,7 @@ def measure_conv2d(device) -> dict[str, Any]:
         xgpu.conv2d(x, w, padding=1)
         device.synchronize()
 
-    seconds = _wall_seconds(run)
+    seconds = median_time(run, repeats=3)
     flops = 2.0 * n * k * h * h * c * r * r
     bytes_moved = 4 * (n * c * h * h + k * c * r * r + n * k * h * h)
     return {"shape": f"N{n} C{c} {h}x{h} K{k} {r}x{r} float32", "gflops": flops / seconds / 1e9,

@@ -8,8 +8,9 @@ from dataclasses import asdict, replace
 import numpy as np
 
 import xgpu
+from xgpu._bench import median_time
 from xgpu.autotune import Tunable
-from xgpu.kernels.gemm.autotune import _seconds, _valid, compile_in_child
+from xgpu.kernels.gemm.autotune import _valid, compile_in_child
 from xgpu.kernels.gemm.autotune import neighbours as gemm_neighbours
 from xgpu.reference import conv2d_reference
 from xgpu.testing import assert_close
@@ -56,7 +57,7 @@ def tunable(device: xgpu.Device, dtype="float32", batch: int | None = None, seed
             out[:] = [conv2d(dx, dw, padding=1, config=cfg)]
             device.synchronize()
 
-        seconds = _seconds(run)
+        seconds = median_time(run, repeats=3)
         assert_close(out[0].get(), reference, dtype=dtype, terms=c * r * r, what="tuning layer")
         return flops / seconds / 1e9
 

@@ -7,12 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import asdict, replace
 
 import numpy as np
 
 import xgpu
+from xgpu._bench import median_time
 from xgpu.autotune import BudgetExceeded, Tunable
 from xgpu.reference import gemm_reference
 from xgpu.testing import assert_close
@@ -88,16 +88,6 @@ def _compile_variant(kernel: str, device: xgpu.Device, dtype: np.dtype, cfg: Gem
                padding=1, config=cfg).get()
 
 
-def _seconds(run, repeats: int = 3) -> float:
-    run()  # warm-up: compile, caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def tunable(device: xgpu.Device, dtype="float32", size: int = 2048, seed: int = 0) -> Tunable:
     dtype = np.dtype(dtype)
     rng = np.random.default_rng(seed)
@@ -119,7 +109,7 @@ def tunable(device: xgpu.Device, dtype="float32", size: int = 2048, seed: int = 
             gemm(da, db, dc, config=cfg)
             device.synchronize()
 
-        seconds = _seconds(run)
+        seconds = median_time(run, repeats=3)
         assert_close(dc.get(), reference, dtype=dtype, terms=size, what=f"{size}^3 product")
         return 2 * size**3 / seconds / 1e9
 
