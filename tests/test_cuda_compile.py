@@ -9,6 +9,7 @@ import pytest
 
 import xgpu
 from xgpu.kernels import axpy as axpy_kernel
+from xgpu.kernels import bench as bench_kernels
 from xgpu.kernels import conv2d as conv_kernel
 from xgpu.kernels import gemm as gemm_kernel
 
@@ -38,6 +39,8 @@ def library_variants():
         yield f"permute-{dtype}", conv_kernel.PERMUTE, {"dtype": dtype}
         for tiled in (False, True):
             yield f"transpose-{dtype}-tiled{int(tiled)}", conv_kernel.TRANSPOSE, {"dtype": dtype, "tiled": tiled}
+    for dtype in ("float32", "float64"):  # xgpu bench device's kernels
+        yield f"copy-{dtype}", bench_kernels.TEMPLATE, bench_kernels.defines(dtype)
 
 
 VARIANTS = list(library_variants())
@@ -51,7 +54,7 @@ def test_library_kernel_compiles_for_cuda(arch, name, template, defines):
     assert build.binary, "NVRTC produced no cubin"
     assert "warning" not in build.log.lower(), build.log
     if build.resources:  # ptxas is on this machine: registers and spills were reported
-        kernel = {"axpy": "axpy_sum"}.get(name.split("-")[0], name.split("-")[0])
+        kernel = {"axpy": "axpy_sum", "copy": "fma_peak"}.get(name.split("-")[0], name.split("-")[0])
         assert kernel in build.resources, build.resources
 
 

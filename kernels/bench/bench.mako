@@ -44,9 +44,13 @@ KERNEL void fma_peak_vec(GLOBAL_MEM ${T}* RESTRICT out, const ${T} a, const ${T}
         x${c} = VFMA(x${c}, va, vb);
 % endfor
     }
-    ${T} lanes[${vw}];
-    VSTORE(${vw}, ${" + ".join(f"x{c}" for c in range(vchains))}, lanes, 0);
-    out[gid] = lanes[0] + lanes[${vw - 1}];
+    ## vectors have no operators in the template language (only VFMA, VSPLAT, VLOAD, VSTORE): sum lanes
+    ${T} lanes[${vw}], sum = (${T})0;
+% for c in range(vchains):
+    VSTORE(${vw}, x${c}, lanes, 0);
+    sum += lanes[0] + lanes[${vw - 1}];
+% endfor
+    out[gid] = sum;
 }
 
 KERNEL void noop(GLOBAL_MEM ${T}* RESTRICT out)
