@@ -28,7 +28,10 @@ def store(tmp_path, monkeypatch):
 
 
 def cpu():
-    return next(d for d in xgpu.devices() if not d.is_simulator)
+    """A real device, Intel's runtime where there is one (it compiles a variant in about a second;
+    PoCL takes tens of seconds with a cold cache)."""
+    real = [d for d in xgpu.devices() if not d.is_simulator]
+    return next((d for d in real if "intel" in d.platform.lower()), real[0])
 
 
 def toy(values: dict[int, float | Exception], default=0, cost=0.0) -> Tunable:
@@ -142,12 +145,12 @@ def test_gemm_neighbours_fit_the_device():
 
 def test_tune_command_small_budget_then_show_and_clear(store):
     dev = cpu()
-    proc = run_xgpu("tune", "gemm", "--device", dev.id, "--size", "256", "--budget", "20", "--json")
+    proc = run_xgpu("tune", "gemm", "--device", dev.id, "--size", "256", "--budget", "30", "--json")
     out = proc.stdout
     result = json.loads(out[out.index("{"):])
     assert result["kernel"] == "gemm" and result["shape_class"] == "small" and result["device_id"] == dev.id
     assert result["gflops"] >= result["default_gflops"] > 0
-    assert result["seconds"] <= 20
+    assert result["seconds"] <= 30
     assert "stored for" in out
     shown = run_xgpu("tune", "--show").stdout
     assert "gemm" in shown and dev.id in shown and "yes" in shown
@@ -159,15 +162,21 @@ def test_tune_command_small_budget_then_show_and_clear(store):
 
 def test_tune_conv2d_command(store):
     dev = cpu()
-    proc = run_xgpu("tune", "conv2d", "--device", dev.id, "--size", "1", "--budget", "15", "--json")
+    proc = run_xgpu("tune", "conv2d", "--device", dev.id, "--size", "1", "--budget", "30", "--json")
     result = json.loads(proc.stdout[proc.stdout.index("{"):])
-    assert result["kernel"] == "conv2d" and result["shape_class"] == "window 3x3"
+    assert result["kernel"] == "conv2d" and result["shape_class"] == "window 3x3" and result["seconds"] <= 30
     from xgpu.kernels.conv2d import plan
 
+    # the library now picks the stored variant for 3x3 layers (this process reads the same store)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        chosen = plan(dev, np.float32, 64, 64, 9, (3, 3))
-    assert chosen.config.label == result["label"] or chosen.config.kc == 0
+        chosen = plan(dev, np.float32, 64, 64, (3, 3))
+    assert chosen.config.label == result["label"]
+    if result["label"] != result["default_label"]:
+        assert "tuned variant" in chosen.reason
+    from xgpu.kernels.conv2d import igemm_config
+
+    assert plan(dev, np.float32, 64, 64, (1, 1)).config == igemm_config(dev, np.dtype(np.float32))  # not 3x3
 
 
 def test_tuning_a_simulator_is_refused():

@@ -97,8 +97,8 @@ def test_every_implicit_gemm_variant(xgpu_device, dtype, config, rng):
 def test_plan_is_visible():
     dev = xgpu.get_device()
     assert plan(dev, np.float32, 1, 1).kernel == "direct"  # depthwise 3x3
-    assert plan(dev, np.float32, 3, 64, window=3).kernel == "direct"  # 9 products per output
-    assert plan(dev, np.float32, 3, 64, window=49).kernel == "implicit-gemm"  # 7x7 first layer
+    assert plan(dev, np.float32, 3, 64, (3, 1)).kernel == "direct"  # 9 products per output
+    assert plan(dev, np.float32, 3, 64, (7, 7)).kernel == "implicit-gemm"  # 7x7 first layer
     general = plan(dev, np.float32, 64, 64)
     assert general.kernel == "implicit-gemm" and general.config is not None
     assert general.label.startswith("implicit-gemm ")

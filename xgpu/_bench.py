@@ -46,6 +46,7 @@ def relative_error(result: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 def _child_xgpu(spec: str, n: int, dtype: str) -> dict[str, Any]:
     import xgpu
     from xgpu.kernels.gemm import _kernel
+    from xgpu.kernels.gemm.tuning import shape_class
 
     dev = xgpu.get_device(spec)
     a, b = gemm_operands(n, dtype)
@@ -57,7 +58,7 @@ def _child_xgpu(spec: str, n: int, dtype: str) -> dict[str, Any]:
         dev.synchronize()
 
     seconds = median_time(run)
-    _, config = _kernel(dev, np.dtype(dtype), False, False, None)
+    _, config = _kernel(dev, np.dtype(dtype), False, False, None, shape_class(n, n, n))
     return {"seconds": seconds, "err": relative_error(gc.get(), a, b), "variant": config.label}
 
 
@@ -161,7 +162,7 @@ def _child_conv(kind: str, spec: str, index: int, dtype: str, quick: bool = Fals
         dev.synchronize()
 
     seconds = median_time(go, 3)
-    chosen = plan(dev, dtype, c // groups, k // groups, r * s)
+    chosen = plan(dev, dtype, c // groups, k // groups, (r, s))
     result = {"seconds": seconds, "err": err(out["y"].get()), "variant": chosen.label}
     if chosen.kernel == "implicit-gemm" and groups == 1:
         # the same layer in NHWC (no layout change: the implicit-GEMM kernel alone) and the matrix

@@ -70,16 +70,17 @@ def all_igemm_variants() -> list[tuple[np.dtype, GemmConfig]]:
     return seen
 
 
-def plan(device: xgpu.Device, dtype: Any, cin_per_group: int, cout_per_group: int, window: int = 9,
-         kernel_size: tuple[int, int] | None = None) -> ConvPlan:
-    """Which kernel ``conv2d`` runs: ``window`` is kH * kW (``kernel_size`` the pair, to find tuned variants)."""
+def plan(device: xgpu.Device, dtype: Any, cin_per_group: int, cout_per_group: int,
+         kernel_size: tuple[int, int] = (3, 3)) -> ConvPlan:
+    """Which kernel ``conv2d`` runs for a layer with this kernel size (kH, kW), and which variant (the
+    one ``xgpu tune conv2d`` stored for the window, else the tuning table's)."""
     dtype = np.dtype(dtype)
-    reduction = cin_per_group * window
+    reduction = cin_per_group * kernel_size[0] * kernel_size[1]
     if reduction < MIN_IGEMM_REDUCTION:
         return ConvPlan("direct", None, f"reduces over {reduction} products per output (< {MIN_IGEMM_REDUCTION})")
     if cout_per_group < MIN_IGEMM_CHANNELS_OUT:
         return ConvPlan("direct", None, f"{cout_per_group} output channels per group (< {MIN_IGEMM_CHANNELS_OUT})")
-    cfg = igemm_config(device, dtype, window_class(*kernel_size) if kernel_size else None)
+    cfg = igemm_config(device, dtype, window_class(*kernel_size))
     tuned = cfg != igemm_config(device, dtype)
     if cfg.kc and cin_per_group < MIN_CHANNELS_PER_BARRIER:
         cfg = replace(cfg, kc=0)
@@ -209,7 +210,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg * cg * r * s, 1, r * s, cg * r * s))
     else:
         w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg, cg * k, k, 1))
-    chosen = plan(device, dtype, cg, kg, r * s, (r, s)) if config is None else ConvPlan("implicit-gemm", config, "forced")
+    chosen = plan(device, dtype, cg, kg, (r, s)) if config is None else ConvPlan("implicit-gemm", config, "forced")
     defines = {"dtype": dtype, "has_bias": has_bias, "out_nchw": layout == "NCHW"}
     shape_args = (n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
     if chosen.kernel == "direct":
