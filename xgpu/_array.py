@@ -61,7 +61,11 @@ class Array:
                 f"an array of shape {self.shape} has {self.size} elements, more than 2**31-1: kernels index with a "
                 "32-bit index_t; split it into smaller arrays"
             )
-        self._buffer = device._impl.allocate(self.nbytes)
+        self._block = device._pool.allocate(self.nbytes)
+
+    @property
+    def _buffer(self):
+        return self._block.impl
 
     @property
     def ndim(self) -> int:

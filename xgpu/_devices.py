@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _plugins
+from ._pool import MemoryPool
 from .errors import BackendUnavailableError, DeviceNotFoundError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class Device:
         self.checks_memory = info.checks_memory
         self.extra = dict(info.extra)
         self.aliases = info.aliases
+        self._pool = MemoryPool(impl, info.global_mem_bytes)
         self._programs: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._programs_lock = threading.Lock()
 

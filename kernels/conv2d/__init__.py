@@ -120,9 +120,12 @@ def _transpose(device, dtype, src: Array, batches: int, rows: int, cols: int) ->
             program.transpose(out, src, rows, cols, global_size=(-(-cols // 32) * 32, -(-rows // 32) * 8, batches),
                               local_size=(32, 8, 1))
         else:
-            lanes = min(128, 1 << max(rows - 1, 0).bit_length())
-            program.transpose(out, src, rows, cols, global_size=(rows, cols, batches),
-                              local_size=(lanes, max(1, 256 // lanes), 1))
+            # 64 rows x 16 columns a group: a CPU thread walks 16 columns of each row's cache lines
+            # (Intel N8 C64 56x56: 0.43 ms against 1.20 ms with 64 x 4; PoCL 0.65 against 0.76 ms)
+            kernel = program.transpose
+            lanes = min(64, 1 << max(rows - 1, 0).bit_length())
+            depth = max(1, min(16, kernel.max_work_group_size // lanes, device.max_work_item_sizes[1]))
+            kernel(out, src, rows, cols, global_size=(rows, cols, batches), local_size=(lanes, depth, 1))
     return out
 
 
