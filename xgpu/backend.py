@@ -114,7 +114,11 @@ class ProgramImpl(abc.ABC):
 
 
 class DeviceImpl(abc.ABC):
-    """One device of a backend. Every method translates driver errors into :mod:`xgpu.errors`."""
+    """One device of a backend. Every method translates driver errors into :mod:`xgpu.errors`.
+
+    Work on a device runs in the order it was submitted (one in-order queue or stream per device):
+    the core relies on it to reuse freed buffers and to read results without extra waits.
+    """
 
     info: DeviceInfo
 
