@@ -185,3 +185,8 @@ def test_tuning_a_simulator_is_refused():
         pytest.skip("no simulator here")
     proc = run_xgpu("tune", "gemm", "--device", sim[0].id, "--budget", "5", check=False)
     assert proc.returncode == 1 and "is a simulator" in proc.stderr
+
+
+def test_bad_budget_is_a_clear_error():
+    proc = run_xgpu("tune", "gemm", "--device", cpu().id, "--budget", "-1", check=False)
+    assert proc.returncode == 1 and "--budget must be a positive" in proc.stderr and "Traceback" not in proc.stderr

@@ -134,3 +134,8 @@ def test_merge_refuses_what_is_not_a_report(tmp_path):
 def test_unknown_kernel_is_refused():
     with pytest.raises(InvalidArgumentError, match="no parity cases for kernel.*nope.*known: conv2d, gemm"):
         collect_cases(kernels=["nope"])
+
+
+def test_bad_dtype_is_a_clear_error():
+    proc = run_xgpu("parity", "--dtype", "nope", check=False)
+    assert proc.returncode == 1 and "InvalidArgumentError: --dtype" in proc.stderr and "Traceback" not in proc.stderr

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import _devices, _plugins, _program
-from .errors import InvalidArgumentError, XgpuError
+from .errors import InvalidArgumentError, UnsupportedDtypeError, XgpuError
 from .template import parse_define
 
 
@@ -296,7 +296,11 @@ def cmd_parity(args: argparse.Namespace, console: Console) -> int:
         raise InvalidArgumentError("no device selected: see `xgpu devices` for the ids and names to select by")
     cases = collect_cases(quick=args.quick, kernels=args.kernel or ())
     if args.dtype:
-        cases = [c for c in cases if c.dtype in {np.dtype(d).name for d in args.dtype}]
+        try:
+            wanted = {np.dtype(d).name for d in args.dtype}
+        except TypeError as exc:
+            raise InvalidArgumentError(f"--dtype: {exc}") from None
+        cases = [c for c in cases if c.dtype in wanted]
     output = Path(args.output or f"parity-{machine_info()['hostname']}.json")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as progress:
@@ -404,6 +408,10 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
     if device.is_simulator:
         raise InvalidArgumentError(f"{device.id} ({device.name}) is a simulator: its timings say nothing about "
                                    "hardware; tune a real device (--device SPEC)")
+    if not device.supports(args.dtype):
+        raise UnsupportedDtypeError(f"{device.id} ({device.name}) does not support {args.dtype}")
+    if args.budget <= 0:
+        raise InvalidArgumentError(f"--budget must be a positive number of seconds, not {args.budget}")
     if args.kernel == "gemm":
         from .kernels.gemm.autotune import tunable
 
