@@ -103,10 +103,13 @@ def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
 
 def _permute(device, dtype, src: Array, out_shape: tuple[int, int, int, int], strides: tuple[int, ...]) -> Array:
     out = xgpu.empty(out_shape, dtype, device)
-    total = int(np.prod(out_shape))
-    if total:
-        program = xgpu.compile(PERMUTE, device, defines={"dtype": dtype})
-        program.permute(out, src, *out_shape[1:], total, *strides, global_size=total)
+    d0, d1, d2, d3 = out_shape
+    if out.size:
+        kernel = xgpu.compile(PERMUTE, device, defines={"dtype": dtype}).permute
+        lanes = min(64, 1 << max(d3 - 1, 0).bit_length())
+        depth = max(1, min(16, kernel.max_work_group_size // lanes, device.max_work_item_sizes[1],
+                           1 << max(d2 - 1, 0).bit_length()))
+        kernel(out, src, d0, d1, d2, d3, *strides, global_size=(d3, d2, d0 * d1), local_size=(lanes, depth, 1))
     return out
 
 

@@ -10,9 +10,10 @@ from xgpu.kernels.gemm.tuning import GemmConfig
 
 RULES: list[tuple[str | None, tuple[str, ...], GemmConfig]] = [
     (None, ("oclgrind",), GemmConfig(local_tiles=False, tm=16, tn=16, wm=2, wn=2)),
-    # Intel's CPU runtime: strided columns, 8x4 per work-item, the window walked in step by the group
-    # (measured here: 91 GF/s on N8 C64 56x56 K64 3x3, 132-147 on N32 C256 14x14 K256 3x3)
-    ("cpu", ("intel",), GemmConfig(local_tiles=False, tm=128, tn=64, wm=8, wn=4, kc=1)),
+    # Intel's CPU runtime: strided columns, 4x4 per work-item (16 accumulators: 8x4 runs out of AVX-512
+    # registers), the window walked in step by the group (NCHW, measured here: 150-153 GF/s on N8 C64
+    # 56x56 K64 3x3 and 170-178 on N32 C256 14x14 K256 3x3, against 146/172 for 8x4; docs/benchmarks.md)
+    ("cpu", ("intel",), GemmConfig(local_tiles=False, tm=128, tn=64, wm=4, wn=4, kc=1)),
     # PoCL: 16-wide vectors; no barrier (PoCL loses its vectorisation around a barrier in the window loop:
     # 8 GF/s with it, 130 without)
     ("cpu", (), GemmConfig(local_tiles=False, tm=128, tn=64, wm=8, wn=32, contiguous_cols=True, vw=16)),
