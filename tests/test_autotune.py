@@ -59,6 +59,15 @@ def test_search_climbs_to_the_best_and_discards_failures():
     assert "no untried neighbour" in result.stop
 
 
+def test_each_candidate_is_compiled_once():
+    t = toy({0: 10.0, 1: 12.0, 2: 20.0, -1: 5.0})
+    compiled = []
+    t.compile = lambda x, timeout: compiled.append(x)
+    result = tune(t, budget_s=30)
+    assert result.best == 2 and len(result.tried) == len(compiled) + 2  # the side-by-side re-timing compiles nothing
+    assert sorted(compiled) == sorted(set(compiled))
+
+
 def test_search_stops_within_its_budget():
     t = toy({i: float(i) for i in range(1000)}, cost=0.05)
     start = time.perf_counter()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
+from ._paths import cache_root
 
 MAGIC = b"XGPUBIN1"
 _HEADER = struct.Struct("<8s32sQ")
@@ -52,12 +52,8 @@ def enabled() -> bool:
     return os.environ.get("XGPU_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def root() -> Path:
-    return Path(os.environ.get("XGPU_CACHE_DIR") or platformdirs.user_cache_dir("xgpu"))
-
-
 def binaries_dir() -> Path:
-    return root() / "binaries"
+    return cache_root() / "binaries"
 
 
 def max_bytes() -> int:

@@ -11,6 +11,7 @@ overrides it); the library looks them up on later runs (:func:`lookup`), with no
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -23,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._paths import data_dir
 from .errors import InvalidArgumentError, XgpuError
 
 __all__ = ["BudgetExceeded", "TuneResult", "Tunable", "TuningWarning", "clear", "entries", "lookup", "record", "store_path", "tune"]
 
-TUNING_ENV = "XGPU_TUNING_DIR"
 STORE_FORMAT = "xgpu-tuning/1"
 _lock = threading.Lock()
 _memo: dict[str, Any] = {}  # path -> (mtime, entries); the library looks up on every new kernel
@@ -39,12 +40,7 @@ class TuningWarning(UserWarning):
 
 def store_path() -> Path:
     """The JSON file tuning results live in (``XGPU_TUNING_DIR`` or the user data folder)."""
-    folder = os.environ.get(TUNING_ENV)
-    if not folder:
-        import platformdirs
-
-        folder = platformdirs.user_data_dir("xgpu", appauthor=False)
-    return Path(folder) / "tuning.json"
+    return data_dir() / "tuning.json"
 
 
 def device_identity(device: Any) -> dict[str, Any]:
@@ -58,7 +54,13 @@ def device_identity(device: Any) -> dict[str, Any]:
 
 
 def _key(kernel: str, device: Any, dtype: str, shape_class: str) -> str:
-    blob = json.dumps([kernel, device_identity(device), dtype, shape_class], sort_keys=True)
+    return _hashed_key(kernel, tuple(sorted(device_identity(device).items())), dtype, shape_class)
+
+
+@functools.cache
+def _hashed_key(kernel: str, identity: tuple, dtype: str, shape_class: str) -> str:
+    # hashed once per process and key: lookup() runs whenever the library picks a kernel variant
+    blob = json.dumps([kernel, dict(identity), dtype, shape_class], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -211,10 +213,10 @@ def tune(t: Tunable, budget_s: float,
     start = time.perf_counter()
     costs: list[float] = []
 
-    def attempt(config) -> tuple[float | None, str]:
+    def attempt(config, compile: bool = True) -> tuple[float | None, str]:
         t0 = time.perf_counter()
         try:
-            if t.compile is not None:
+            if compile and t.compile is not None:
                 # leave room for the timing runs, whose cost is known from earlier candidates
                 t.compile(config, budget_s - (t0 - start) - 1.25 * max(costs, default=0.0))
                 t0 = time.perf_counter()
@@ -237,7 +239,7 @@ def tune(t: Tunable, budget_s: float,
         raise XgpuError(f"the default {t.kernel} variant {t.label(t.default)} failed on this device: {why}")
     result.best_gflops = result.default_gflops = value
     seen = {t.label(t.default)}
-    frontier = [c for c in t.neighbours(t.default)]
+    frontier = list(t.neighbours(t.default))
     result.stop = "no untried neighbour of the best variant is left"
     while frontier:
         config = frontier.pop(0)
@@ -261,9 +263,8 @@ def tune(t: Tunable, budget_s: float,
     # measure the default and the winner once more, side by side, so that drift in the machine's speed
     # during the search does not make the comparison (each keeps its better figure)
     if result.best is not t.default and time.perf_counter() - start + 2.5 * max(costs) <= budget_s:
-        # both are compiled by now: no compile step needed
         for config, attr in ((t.default, "default_gflops"), (result.best, "best_gflops")):
-            again, _ = attempt(config)
+            again, _ = attempt(config, compile=False)  # both are compiled by now
             if again is not None:
                 setattr(result, attr, max(getattr(result, attr), again))
         if result.best_gflops < result.default_gflops:
