@@ -97,3 +97,8 @@ def test_checks_can_be_switched_off():
         pytest.skip("Oclgrind is not installed here")
     assert all(d["checks_memory"] for d in oclgrind(on))
     assert not any(d["checks_memory"] for d in oclgrind(out))
+    # uninitialized-value checks build without optimisation; the option is part of the device's identity,
+    # so the compile cache never hands such a device an optimised binary
+    everything = run_xgpu("devices", "--json", env={"XGPU_OCLGRIND_CHECKS": "all"}).stdout
+    assert all(d["extra"]["build_options"] == "-cl-opt-disable" for d in oclgrind(everything))
+    assert not any("build_options" in d["extra"] for d in oclgrind(on))

@@ -46,9 +46,10 @@ _PLATFORM_ALIASES = {"portable computing language": ("pocl",), "clover": ("mesa"
 
 
 #: What Oclgrind checks: ``1`` (the default) out-of-bounds accesses and data races; ``all`` adds
-#: reads of uninitialized memory (Oclgrind 21.10's checker for those aborts on LLVM's ``freeze``, so
-#: kernels are then built with ``-cl-opt-disable``, and it flags builtin calls such as ``fma`` on
-#: padding lanes: off by default); ``0`` runs Oclgrind without checks.
+#: reads of uninitialized memory (off by default: Oclgrind 21.10's checker for those aborts on LLVM's
+#: ``freeze``, so kernels are then built with ``-cl-opt-disable``, and even so it reports control flow
+#: on uninitialized values at the implicit-GEMM kernel's FMA line, with no wrong output behind it);
+#: ``0`` runs Oclgrind without checks.
 CHECKS_ENV = "XGPU_OCLGRIND_CHECKS"
 
 
@@ -223,6 +224,8 @@ class OpenCLDevice(DeviceImpl):
                 "opencl_version": dev.version.strip(),
                 "platform_version": platform.version.strip(),
                 "max_mem_alloc_bytes": int(dev.max_mem_alloc_size),
+                # part of the device's identity, so compile-cache keys tell such builds apart
+                **({"build_options": " ".join(self._extra_options)} if self._extra_options else {}),
             },
         )
         self._id = f"opencl:{self.info.local_id}"
