@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ._bench import median_time
+from ._bench import CONV_LAYERS, conv_flops, conv_operands, gemm_operands, median_time
 from .errors import InvalidArgumentError
 
 GEMM_N = 1024
-CONV_LAYER = (8, 64, 56, 56, 64, 3)  # N, C, H=W, K, R=S; pad 1: ResNet's second stage
+CONV_LAYER = CONV_LAYERS[0]  # N8 C64 56x56 K64 3x3 pad 1: ResNet's second stage
 
 
 def _event_seconds(launch, repeats: int = 5) -> float:
@@ -48,7 +48,7 @@ def measure_bandwidth(device) -> dict[str, Any]:
 
 def measure_fma(device, dtype: str) -> dict[str, Any]:
     """The FMA ceiling: independent multiply-add chains, long enough to take tens of milliseconds; as
-    scalars (which runtimes vectorise across work-items) and as 8-wide vectors, the better counts."""
+    scalars (which runtimes vectorise across work-items) and as short vectors, the better counts."""
     import xgpu
     from xgpu.kernels.bench import CHAINS, TEMPLATE, VCHAINS, VW, defines
 
@@ -93,8 +93,7 @@ def measure_latency(device, launches: int = 200) -> dict[str, Any]:
 def measure_gemm(device, n: int = GEMM_N) -> dict[str, Any]:
     import xgpu
 
-    rng = np.random.default_rng(0)
-    a, b = (xgpu.asarray(rng.uniform(-1, 1, (n, n)).astype(np.float32), device) for _ in range(2))
+    a, b = (xgpu.asarray(m, device) for m in gemm_operands(n, "float32"))
     c = xgpu.empty((n, n), np.float32, device)
 
     def run():
@@ -110,20 +109,19 @@ def measure_gemm(device, n: int = GEMM_N) -> dict[str, Any]:
 def measure_conv2d(device) -> dict[str, Any]:
     import xgpu
 
-    n, c, h, _, k, r = CONV_LAYER
-    rng = np.random.default_rng(0)
-    x = xgpu.asarray(rng.uniform(-1, 1, (n, c, h, h)).astype(np.float32), device)
-    w = xgpu.asarray(rng.uniform(-1, 1, (k, c, r, r)).astype(np.float32), device)
+    name, _n, _c, _h, _w, _k, _r, _s, stride, pad, groups = CONV_LAYER
+    x, wt = conv_operands(CONV_LAYER, "float32")
+    dx, dw = xgpu.asarray(x, device), xgpu.asarray(wt, device)
+    out = []
 
     def run():
-        xgpu.conv2d(x, w, padding=1)
+        out[:] = [xgpu.conv2d(dx, dw, stride=stride, padding=pad, groups=groups)]
         device.synchronize()
 
     seconds = median_time(run, repeats=3)
-    flops = 2.0 * n * k * h * h * c * r * r
-    bytes_moved = 4 * (n * c * h * h + k * c * r * r + n * k * h * h)
-    return {"shape": f"N{n} C{c} {h}x{h} K{k} {r}x{r} float32", "gflops": flops / seconds / 1e9,
-            "intensity": flops / bytes_moved}
+    flops = conv_flops(CONV_LAYER)
+    bytes_moved = x.nbytes + wt.nbytes + out[0].nbytes
+    return {"shape": f"{name} float32", "gflops": flops / seconds / 1e9, "intensity": flops / bytes_moved}
 
 
 def peaks(device) -> dict[str, float | None]:

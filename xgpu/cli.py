@@ -370,7 +370,7 @@ def cmd_bench_device(args: argparse.Namespace, console: Console) -> int:
     console.print("copy: 64M floats (less where memory is short) device to device, by a copy kernel and by the "
                   "driver, the faster, counting bytes read and written; FMA: 16 scalar chains or 8 chains of 16-wide "
                   "vectors per work-item, the faster; launch: an empty kernel, launch to completion (median of 200); "
-                  f"GEMM: {hw.GEMM_N}³ float32; conv2d: N8 C64 56x56 K64 3x3 pad 1 float32", highlight=False)
+                  f"GEMM: {hw.GEMM_N}³ float32; conv2d: {hw.CONV_LAYER[0]} float32", highlight=False)
     if args.plot:
         console.print(f"roofline chart: {args.plot}", highlight=False)
     return 0

@@ -8,7 +8,7 @@ from dataclasses import asdict, replace
 import numpy as np
 
 import xgpu
-from xgpu._bench import median_time
+from xgpu._bench import CONV_LAYERS, conv_flops, conv_operands, median_time
 from xgpu.autotune import Tunable
 from xgpu.kernels.gemm.autotune import _valid, compile_in_child
 from xgpu.kernels.gemm.autotune import neighbours as gemm_neighbours
@@ -19,7 +19,7 @@ from . import conv2d, igemm_config
 from .tuning import RULES, window_class
 
 #: The layer ``xgpu tune conv2d`` times: N8 C64 56x56 K64 3x3 pad 1 (ResNet's second stage).
-LAYER = (8, 64, 56, 56, 64, 3)
+LAYER = CONV_LAYERS[0]
 
 
 def neighbours(cfg, device, dtype):
@@ -36,17 +36,16 @@ def neighbours(cfg, device, dtype):
 
 def tunable(device: xgpu.Device, dtype="float32", batch: int | None = None, seed: int = 0) -> Tunable:
     dtype = np.dtype(dtype)
-    n, c, h, _, k, r = LAYER
-    n = batch or n
+    layer = (LAYER[0], batch or LAYER[1], *LAYER[2:])
+    _name, n, c, h, _w, k, r, _s, _stride, pad, _groups = layer
+    x, w = conv_operands(layer, dtype)
+    reference = conv2d_reference(x, w, pads=(pad,) * 4)
     rng = np.random.default_rng(seed)
-    x = rng.uniform(-1, 1, (n, c, h, h)).astype(dtype)
-    w = rng.uniform(-1, 1, (k, c, r, r)).astype(dtype)
-    reference = conv2d_reference(x, w, pads=(1, 1, 1, 1))
     ox, ow = rng.uniform(-1, 1, (1, 5, 9, 7)).astype(dtype), rng.uniform(-1, 1, (6, 5, 3, 3)).astype(dtype)
     odd_ref = conv2d_reference(ox, ow, pads=(1, 1, 1, 1))
     dx, dw = xgpu.asarray(x, device), xgpu.asarray(w, device)
     dox, dow = xgpu.asarray(ox, device), xgpu.asarray(ow, device)
-    flops = 2 * n * k * h * h * c * r * r
+    flops = conv_flops(layer)
 
     def measure(cfg) -> float:
         assert_close(conv2d(dox, dow, padding=1, config=cfg).get(), odd_ref, dtype=dtype, terms=45,
@@ -54,7 +53,7 @@ def tunable(device: xgpu.Device, dtype="float32", batch: int | None = None, seed
         out = []
 
         def run():
-            out[:] = [conv2d(dx, dw, padding=1, config=cfg)]
+            out[:] = [conv2d(dx, dw, padding=pad, config=cfg)]
             device.synchronize()
 
         seconds = median_time(run, repeats=3)
@@ -64,7 +63,7 @@ def tunable(device: xgpu.Device, dtype="float32", batch: int | None = None, seed
     return Tunable(
         kernel="conv2d",
         shape_class=window_class(r, r),
-        shape=f"N{n} C{c} {h}x{h} K{k} {r}x{r} pad 1 {dtype.name}",
+        shape=f"N{n} C{c} {h}x{h} K{k} {r}x{r} pad {pad} {dtype.name}",
         default=igemm_config(device, dtype),
         neighbours=lambda cfg: neighbours(cfg, device, dtype),
         measure=measure,

@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 import numpy as np
 
 import xgpu
-from xgpu._bench import median_time
+from xgpu._bench import gemm_operands, median_time
 from xgpu.autotune import BudgetExceeded, Tunable
 from xgpu.reference import gemm_reference
 from xgpu.testing import assert_close
@@ -90,10 +90,9 @@ def _compile_variant(kernel: str, device: xgpu.Device, dtype: np.dtype, cfg: Gem
 
 def tunable(device: xgpu.Device, dtype="float32", size: int = 2048, seed: int = 0) -> Tunable:
     dtype = np.dtype(dtype)
-    rng = np.random.default_rng(seed)
-    a = rng.uniform(-1, 1, (size, size)).astype(dtype)
-    b = rng.uniform(-1, 1, (size, size)).astype(dtype)
+    a, b = gemm_operands(size, dtype)
     reference = gemm_reference(a, b)
+    rng = np.random.default_rng(seed)
     odd = [rng.uniform(-1, 1, s).astype(dtype) for s in ((67, 45), (45, 33))]
     odd_ref = gemm_reference(*odd)
     da, db = xgpu.asarray(a, device), xgpu.asarray(b, device)
