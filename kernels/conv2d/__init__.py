@@ -47,16 +47,17 @@ class ConvPlan:
         return f"{self.kernel} {self.config.label}" if self.config else self.kernel
 
 
-def igemm_config(device: xgpu.Device, dtype: np.dtype, window: str | None = None) -> GemmConfig:
-    """The implicit-GEMM variant for the device and dtype: the one ``xgpu tune conv2d`` stored for this
-    filter ``window`` (``"window 3x3"``), else the tuning table's (conv2d/tuning.py)."""
-    if window is not None:
-        from xgpu.autotune import lookup
-
-        found = lookup("conv2d", device, dtype, window)
-        if found:
-            return adapt(GemmConfig(**found), np.dtype(dtype).itemsize, False)
+def igemm_config(device: xgpu.Device, dtype: np.dtype) -> GemmConfig:
+    """The implicit-GEMM variant the tuning table (conv2d/tuning.py) gives the device and dtype."""
     return config_for(device, dtype, rules=RULES)
+
+
+def tuned_igemm_config(device: xgpu.Device, dtype: np.dtype, window: str) -> GemmConfig | None:
+    """The variant ``xgpu tune conv2d`` stored for this device, dtype and filter ``window`` (``"window 3x3"``)."""
+    from xgpu.autotune import lookup
+
+    found = lookup("conv2d", device, dtype, window)
+    return adapt(GemmConfig(**found), np.dtype(dtype).itemsize, False) if found else None
 
 
 def all_igemm_variants() -> list[tuple[np.dtype, GemmConfig]]:
@@ -80,8 +81,8 @@ def plan(device: xgpu.Device, dtype: Any, cin_per_group: int, cout_per_group: in
         return ConvPlan("direct", None, f"reduces over {reduction} products per output (< {MIN_IGEMM_REDUCTION})")
     if cout_per_group < MIN_IGEMM_CHANNELS_OUT:
         return ConvPlan("direct", None, f"{cout_per_group} output channels per group (< {MIN_IGEMM_CHANNELS_OUT})")
-    cfg = igemm_config(device, dtype, window_class(*kernel_size))
-    tuned = cfg != igemm_config(device, dtype)
+    tuned = tuned_igemm_config(device, dtype, window_class(*kernel_size))
+    cfg = tuned or igemm_config(device, dtype)
     if cfg.kc and cin_per_group < MIN_CHANNELS_PER_BARRIER:
         cfg = replace(cfg, kc=0)
     return ConvPlan("implicit-gemm", cfg, "general case" + (", tuned variant (xgpu tune conv2d)" if tuned else ""))
