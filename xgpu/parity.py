@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidArgumentError, XgpuError
-from .testing import compare
+from .testing import compare, tolerance
 
 __all__ = [
     "REPORT_FORMAT",
@@ -98,8 +98,6 @@ def _run_one(case: ParityCase, device: Any, seed: int) -> dict[str, Any]:
     try:
         actual, reference, terms = case.run(device, np.random.default_rng(seed))
         ok, max_err, why = compare(actual, reference, dtype=case.dtype, terms=terms)
-        from .testing import tolerance
-
         result.update(status="pass" if ok else "fail", max_error=None if math.isnan(max_err) else max_err,
                       tolerance=tolerance(case.dtype, terms), detail=why)
     except XgpuError as exc:

@@ -12,6 +12,7 @@ from xgpu._bench import CONV_LAYERS, conv_flops, conv_operands, median_time
 from xgpu.autotune import Tunable
 from xgpu.kernels.gemm.autotune import _valid, compile_in_child
 from xgpu.kernels.gemm.autotune import neighbours as gemm_neighbours
+from xgpu.kernels.gemm.tuning import acc_itemsize
 from xgpu.reference import conv2d_reference
 from xgpu.testing import assert_close
 
@@ -26,7 +27,7 @@ def neighbours(cfg, device, dtype):
     out = [c for c in gemm_neighbours(cfg, device, dtype, families=RULES) if not c.local_tiles]
     # in the implicit GEMM kc is a switch: a barrier after every (r, s) step of the window
     out = [replace(c, kc=1 if c.kc else 0) for c in out] + [replace(cfg, kc=0 if cfg.kc else 1)]
-    acc = 8 if dtype == np.float64 else 4
+    acc = acc_itemsize(dtype)
     unique = []
     for c in out:
         if c != cfg and c not in unique and _valid(replace(c, kc=0), device, acc):

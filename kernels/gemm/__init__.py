@@ -12,7 +12,7 @@ import xgpu
 from xgpu._array import Array, same_device
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 
-from .tuning import RULES, GemmConfig, adapt, default_config, shape_class
+from .tuning import RULES, GemmConfig, acc_itemsize, adapt, default_config, shape_class
 
 __all__ = ["GemmConfig", "gemm", "matmul"]
 
@@ -41,14 +41,14 @@ def all_variants() -> list[tuple[np.dtype, bool, bool, GemmConfig]]:
     return seen
 
 
-def _fits(config: GemmConfig, device: xgpu.Device, acc_itemsize: int) -> bool:
+def _fits(config: GemmConfig, device: xgpu.Device, acc_bytes: int) -> bool:
     tx, ty = config.local_size
     limits = device.max_work_item_sizes
     return (
         config.work_group_size <= device.max_work_group_size
         and tx <= limits[0]
         and ty <= limits[1]
-        and config.local_mem_bytes(acc_itemsize) <= device.local_mem_bytes
+        and config.local_mem_bytes(acc_bytes) <= device.local_mem_bytes
     )
 
 
@@ -61,11 +61,11 @@ def compile_variant(template, kernel_name: str, device: xgpu.Device, cfg: GemmCo
     """Compile a tiled variant, halving its tile until the device and the compiled kernel accept its
     work-group (and local memory); an ``explicit`` variant that does not fit is an error instead.
     ``defines["dtype"]`` is the storage dtype; float64 accumulates in 8 bytes, the others in 4."""
-    acc_itemsize = 8 if np.dtype(defines["dtype"]) == np.float64 else 4
-    while not _fits(cfg, device, acc_itemsize):
+    acc = acc_itemsize(defines["dtype"])
+    while not _fits(cfg, device, acc):
         if explicit:
             raise xgpu.errors.LaunchError(
-                f"variant {cfg.label} needs a work-group of {cfg.local_size} and {cfg.local_mem_bytes(acc_itemsize)} "
+                f"variant {cfg.label} needs a work-group of {cfg.local_size} and {cfg.local_mem_bytes(acc)} "
                 f"bytes of local memory; {device.id} allows {device.max_work_group_size} work-items and "
                 f"{device.local_mem_bytes} bytes"
             )

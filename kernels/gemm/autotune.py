@@ -18,7 +18,7 @@ from xgpu.reference import gemm_reference
 from xgpu.testing import assert_close
 
 from . import _fits, compile_variant, config_for, gemm
-from .tuning import RULES, GemmConfig, shape_class
+from .tuning import RULES, GemmConfig, acc_itemsize, shape_class
 
 
 def _valid(cfg: GemmConfig, device: xgpu.Device, acc_itemsize: int) -> bool:
@@ -36,7 +36,7 @@ def _valid(cfg: GemmConfig, device: xgpu.Device, acc_itemsize: int) -> bool:
 def neighbours(cfg: GemmConfig, device: xgpu.Device, dtype: np.dtype, families=RULES) -> list[GemmConfig]:
     """Variants one step away: each size doubled or halved, kc switched, and the other device classes'
     defaults (to try another way of feeding the registers). Only those the device can take."""
-    acc = 8 if dtype == np.float64 else 4
+    acc = acc_itemsize(dtype)
     out: list[GemmConfig] = []
     for name in ("tm", "tn", "wm", "wn") + (("tk",) if cfg.local_tiles else ("vw",) if cfg.vw > 1 else ()):
         value = getattr(cfg, name)

@@ -82,6 +82,13 @@ def shape_class(m: int, n: int, k: int) -> str:
     return "large" if m * n * k >= LARGE else "small"
 
 
+def acc_itemsize(dtype) -> int:
+    """Bytes of one accumulator: float64 accumulates in float64, float32 and float16 in float32."""
+    import numpy as np
+
+    return 8 if np.dtype(dtype) == np.float64 else 4
+
+
 def adapt(config: GemmConfig, itemsize: int, trans_b: bool) -> GemmConfig:
     """Fit a variant to the dtype and layout: vector loads need float32/float64 and contiguous rows of B."""
     if config.vw > 1 and (itemsize == 2 or trans_b):
