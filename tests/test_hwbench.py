@@ -58,3 +58,9 @@ def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(InvalidArgumentError, match=r"pip install 'xgpu\[plot\]'"):
         _hwbench.roofline([], str(tmp_path / "x.png"))
+
+
+def test_unwritable_plot_is_refused_before_measuring(tmp_path):
+    target = tmp_path / "no-such-folder" / "roofline.png"
+    proc = run_xgpu("bench", "device", "--all", "--plot", str(target), check=False)
+    assert proc.returncode == 1 and f"cannot write {target}" in proc.stderr and "Traceback" not in proc.stderr

@@ -139,3 +139,10 @@ def test_unknown_kernel_is_refused():
 def test_bad_dtype_is_a_clear_error():
     proc = run_xgpu("parity", "--dtype", "nope", check=False)
     assert proc.returncode == 1 and "InvalidArgumentError: --dtype" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unwritable_outputs_are_refused_before_the_run(tmp_path):
+    missing = tmp_path / "no-such-folder"
+    proc = run_xgpu("parity", "--quick", "-o", str(missing / "r.json"), check=False)
+    assert proc.returncode == 1 and f"cannot write {missing / 'r.json'}" in proc.stderr
+    assert "Traceback" not in proc.stderr and "pass" not in proc.stdout  # refused before any case ran

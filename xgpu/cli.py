@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,16 @@ def _print_matrix(matrix, console: Console, title: str) -> None:
                 console.print("  " + cell.get("detail", "").replace("\n", "\n  "), markup=False, highlight=False)
 
 
+def _check_writable(*paths: str | Path | None) -> None:
+    """Refuse an output file that cannot be written before the work that fills it starts, not after."""
+    for path in paths:
+        if path is None:
+            continue
+        folder = Path(path).resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise InvalidArgumentError(f"cannot write {path}: {folder} is not a folder you can write to")
+
+
 def _write_outputs(matrix, args: argparse.Namespace, console: Console) -> None:
     from .parity import html_matrix, markdown_matrix
 
@@ -302,6 +313,7 @@ def cmd_parity(args: argparse.Namespace, console: Console) -> int:
             raise InvalidArgumentError(f"--dtype: {exc}") from None
         cases = [c for c in cases if c.dtype in wanted]
     output = Path(args.output or f"parity-{machine_info()['hostname']}.json")
+    _check_writable(output, args.html, args.markdown)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("parity", total=len(cases) * len(devices))
@@ -322,6 +334,7 @@ def cmd_parity(args: argparse.Namespace, console: Console) -> int:
 def cmd_parity_merge(args: argparse.Namespace, console: Console) -> int:
     from .parity import load_report, merge_reports
 
+    _check_writable(args.html, args.markdown)
     matrix = merge_reports([load_report(p) for p in args.reports])
     _print_matrix(matrix, console, f"xgpu parity: {len(args.reports)} report(s) merged")
     _write_outputs(matrix, args, console)
@@ -337,6 +350,7 @@ def cmd_bench_device(args: argparse.Namespace, console: Console) -> int:
         devices = _devices.devices()
     else:
         devices = [_devices.get_device(args.device)]
+    _check_writable(args.plot)
     rows = []
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=Console(stderr=True),
                   transient=True) as progress:
