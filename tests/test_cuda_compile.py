@@ -29,7 +29,8 @@ def library_variants():
     for dtype, config in conv_kernel.all_igemm_variants():
         for has_bias in (False, True):
             yield (f"conv2d_igemm-{dtype}-{config.label}-bias{int(has_bias)}", conv_kernel.IGEMM,
-                   {"dtype": dtype, "has_bias": has_bias, "out_nchw": has_bias, **config.defines()})
+                   {"dtype": dtype, "has_bias": has_bias, "out_nchw": has_bias, "padded": not has_bias,
+                    **config.defines()})
     for dtype in gemm_kernel.DTYPES:
         for has_bias in (False, True):
             for kr, ks, kcg, kkg, groups in ((3, 3, 1, 1, 32), (3, 3, 1, 2, 8), (7, 7, 3, 64, 1)):
@@ -37,8 +38,8 @@ def library_variants():
                        {"dtype": dtype, "has_bias": has_bias, "out_nchw": has_bias, "in_nchw": not has_bias,
                         "kr": kr, "ks": ks, "kcg": kcg, "kkg": kkg, "kgroups": groups})
         yield f"permute-{dtype}", conv_kernel.PERMUTE, {"dtype": dtype}
-        for tiled in (False, True):
-            yield f"transpose-{dtype}-tiled{int(tiled)}", conv_kernel.TRANSPOSE, {"dtype": dtype, "tiled": tiled}
+        yield f"transpose-{dtype}", conv_kernel.TRANSPOSE, {"dtype": dtype}
+        yield f"pad_nhwc-{dtype}", conv_kernel.PAD_NHWC, {"dtype": dtype}
     for dtype in ("float32", "float64"):  # xgpu bench device's kernels
         yield f"copy-{dtype}", bench_kernels.TEMPLATE, bench_kernels.defines(dtype)
 

@@ -26,6 +26,7 @@ IGEMM = xgpu.KernelTemplate(_HERE / "conv2d_igemm.mako")
 DIRECT = xgpu.KernelTemplate(_HERE / "conv2d_direct.mako")
 PERMUTE = xgpu.KernelTemplate(_HERE / "permute.mako")
 TRANSPOSE = xgpu.KernelTemplate(_HERE / "transpose.mako")
+PAD_NHWC = xgpu.KernelTemplate(_HERE / "pad_nhwc.mako")
 LAYOUTS = ("NCHW", "NHWC")
 # below these, an implicit GEMM has too little to reduce over or too few columns to fill its tiles
 MIN_IGEMM_REDUCTION = 32  # Cg * R * S
@@ -114,23 +115,33 @@ def _permute(device, dtype, src: Array, out_shape: tuple[int, int, int, int], st
     return out
 
 
-def _transpose(device, dtype, src: Array, batches: int, rows: int, cols: int) -> Array:
-    """(batches, rows, cols) -> (batches, cols, rows) through local-memory tiles."""
-    out = xgpu.empty((batches, cols, rows), dtype, device)
-    if out.size:
-        tiled = device.type == "gpu"  # local-memory tiles pay on GPUs, cost on CPUs (transpose.mako)
-        program = xgpu.compile(TRANSPOSE, device, defines={"dtype": dtype, "tiled": tiled})
-        if tiled:
-            program.transpose(out, src, rows, cols, global_size=(-(-cols // 32) * 32, -(-rows // 32) * 8, batches),
-                              local_size=(32, 8, 1))
-        else:
-            # 64 rows x 16 columns a group: a CPU thread walks 16 columns of each row's cache lines
-            # (Intel N8 C64 56x56: 0.43 ms against 1.20 ms with 64 x 4; PoCL 0.65 against 0.76 ms)
-            kernel = program.transpose
-            lanes = min(64, 1 << max(rows - 1, 0).bit_length())
-            depth = max(1, min(16, kernel.max_work_group_size // lanes, device.max_work_item_sizes[1]))
-            kernel(out, src, rows, cols, global_size=(rows, cols, batches), local_size=(lanes, depth, 1))
-    return out
+def _gemm_input(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int]) -> tuple[Array, bool]:
+    """The implicit GEMM's NHWC input, and whether the kernel must still mask the padding.
+
+    CPUs: one pass writes NHWC with the padding as zeros (a masked window costs them 20-25%); GPUs: NCHW
+    is transposed through local-memory tiles and the kernel masks the padding."""
+    n, h, wd, c = x.shape if layout == "NHWC" else (x.shape[0], *x.shape[2:], x.shape[1])
+    if device.type == "gpu":
+        if layout == "NHWC":
+            return x, any(pads)
+        out = xgpu.empty((n, h, wd, c), dtype, device)
+        program = xgpu.compile(TRANSPOSE, device, defines={"dtype": dtype})
+        program.transpose(out, x, c, h * wd, global_size=(-(-(h * wd) // 32) * 32, -(-c // 32) * 8, n),
+                          local_size=(32, 8, 1))
+        return out, any(pads)
+    if layout == "NHWC" and not any(pads):
+        return x, False
+    hp, wp = h + pads[0] + pads[1], wd + pads[2] + pads[3]
+    out = xgpu.empty((n, hp, wp, c), dtype, device)
+    strides = (h * wd * c, wd * c, c, 1) if layout == "NHWC" else (c * h * wd, wd, 1, h * wd)
+    kernel = xgpu.compile(PAD_NHWC, device, defines={"dtype": dtype}).pad_nhwc
+    # 64 channels x 16 pixels a group: a CPU thread walks 16 pixels of each channel's cache lines
+    # (NCHW N8 C64 56x56 on Intel: 0.43 ms against 1.20 ms with 64 x 4; PoCL 0.65 against 0.76 ms)
+    lanes = min(64, 1 << max(c - 1, 0).bit_length())
+    depth = max(1, min(16, kernel.max_work_group_size // lanes, device.max_work_item_sizes[1]))
+    kernel(out, x, n, h, wd, c, hp, wp, pads[0], pads[2], *strides, global_size=(c, wp, n * hp),
+           local_size=(lanes, depth, 1))
+    return out, False
 
 
 def _bias_or_dummy(bias, device, dtype, k):
@@ -231,8 +242,10 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         program.conv2d_direct(y, x, w_k, bias_arr, *shape_args, global_size=gsize,
                               local_size=(lanes, max(1, min(512 // lanes, gsize[1])), 1))
     else:
-        x_nhwc = _transpose(device, dtype, x, n, c, h * wd) if layout == "NCHW" else x
-        kernel, cfg = compile_variant(IGEMM, "conv2d_igemm", device, chosen.config, defines,
+        x_nhwc, masked = _gemm_input(device, dtype, x, layout, pads)
+        if not masked:  # the input now holds its padding
+            shape_args = (n, *x_nhwc.shape[1:], p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
+        kernel, cfg = compile_variant(IGEMM, "conv2d_igemm", device, chosen.config, {**defines, "padded": masked},
                                       explicit=config is not None)
         tx, ty = cfg.local_size
         m = n * p * q

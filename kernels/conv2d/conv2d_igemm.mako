@@ -39,6 +39,7 @@
 % endfor
 </%def>
 <%def name="window_step()">
+% if padded:
             // this (r, s): each row's input pixel, or a valid address and a zero weight in the padding
 % for i in range(wm):
             const index_t ih${i} = ih0_${i} + r * dh, iw${i} = iw0_${i} + s * dw;
@@ -46,6 +47,12 @@
             const index_t xo${i} = xrow${i} + (inside${i} ? (ih${i} * W + iw${i}) * C : 0);
             const ${ACC} mask${i} = inside${i} ? (${ACC})1 : (${ACC})0;
 % endfor
+% else:
+            // no padding: every window lies inside the image
+% for i in range(wm):
+            const index_t xo${i} = xrow${i} + ((ih0_${i} + r * dh) * W + iw0_${i} + s * dw) * C;
+% endfor
+% endif
             const index_t wo = (r * S + s) * Cg * Kg;
 </%def>
 <%def name="all_inside()">${" && ".join(f"inside{i}" for i in range(wm))}</%def>
@@ -124,7 +131,7 @@
             ${window_step()}
             // always masked here: a branch on the window makes the Intel CPU runtime stop vectorising
             // across work-items (33 against 90 GF/s); the vector path below takes the branch
-            ${scalar_c_loop(True, col)}
+            ${scalar_c_loop(padded, col)}
     ${close_window()}
     #pragma unroll
     for (index_t i = 0; i < ${wm}; ++i) {
@@ -150,11 +157,15 @@
         for (index_t s = 0; s < S; ++s) {
             ${window_step()}
             // a window wholly inside the image needs no masks (PoCL: 159 against 119 GF/s in NHWC)
+% if padded:
             if (${all_inside()}) {
                 ${vector_c_loop(False)}
             } else {
                 ${vector_c_loop(True)}
             }
+% else:
+            ${vector_c_loop(False)}
+% endif
     ${close_window()}
     #pragma unroll
     for (index_t i = 0; i < ${wm}; ++i) {

@@ -1,10 +1,7 @@
-## Batched transpose: out[b][j][i] = in[b][i][j], in is (batches, rows, cols) (NCHW <-> NHWC).
-## tiled=True  (GPUs): 32x32 tiles through local memory, so reads and writes both coalesce;
-##                     work-group (32, 8), each work-item moves 4 elements.
-## tiled=False (CPUs): one element per work-item, dimension 0 along the output's rows, so that the
-##                     writes are contiguous vectors (measured here: 1.6 ms against 12-17 ms tiled
-##                     for 3.2 M floats on the Intel CPU runtime and on PoCL).
-## Defines: dtype, tiled.
+## Batched transpose for GPUs: out[b][j][i] = in[b][i][j], in is (batches, rows, cols) (NCHW -> NHWC)
+## through 32x32 tiles in local memory, so that reads and writes both coalesce; work-group (32, 8), each
+## work-item moves 4 elements. CPUs take pad_nhwc.mako instead (tiles cost them: 12-17 ms against 1.6 ms
+## for 3.2 M floats on the Intel CPU runtime and on PoCL). Defines: dtype.
 <% T = "unsigned short" if ctype(dtype) == "half_t" else ctype(dtype) %>
 KERNEL void transpose(
     GLOBAL_MEM ${T}* RESTRICT out,
@@ -14,7 +11,6 @@ KERNEL void transpose(
     const index_t b = GROUP_ID(2);
     in += b * rows * cols;
     out += b * rows * cols;
-% if tiled:
     LOCAL_MEM ${T} tile[32][33];
     const index_t tx = LOCAL_ID(0), ty = LOCAL_ID(1);
     const index_t col0 = GROUP_ID(0) * 32, row0 = GROUP_ID(1) * 32;
@@ -31,9 +27,4 @@ KERNEL void transpose(
         if (r < rows && c < cols)
             out[c * rows + r] = tile[tx][ty + k];
     }
-% else:
-    const index_t r = GLOBAL_ID(0), c = GLOBAL_ID(1);
-    if (r < rows && c < cols)
-        out[c * rows + r] = in[r * cols + c];
-% endif
 }
