@@ -13,7 +13,7 @@ RULES: list[tuple[str | None, tuple[str, ...], GemmConfig]] = [
     # Intel's CPU runtime: strided columns, 4x4 per work-item (16 accumulators: 8x4 runs out of AVX-512
     # registers), the window walked in step by the group (NCHW, measured here: 150-153 GF/s on N8 C64
     # 56x56 K64 3x3 and 170-178 on N32 C256 14x14 K256 3x3, against 146/172 for 8x4; docs/benchmarks.md)
-    ("cpu", ("intel",), GemmConfig(local_tiles=False, tm=128, tn=64, wm=4, wn=4, kc=1)),
+    ("cpu", ("intel",), GemmConfig(local_tiles=False, tm=64, tn=64, wm=4, wn=4, kc=1)),
     # PoCL: 16-wide vectors; no barrier (PoCL loses its vectorisation around a barrier in the window loop:
     # 8 GF/s with it, 130 without)
     ("cpu", (), GemmConfig(local_tiles=False, tm=128, tn=64, wm=8, wn=32, contiguous_cols=True, vw=16)),
