@@ -27,6 +27,10 @@ CASES = [
     ("stride3-pad-pair", 1, 11, 14, 9, 20, 3, 3, 3, (0, 2), 1, 1, False),
     ("whole-tiles", 1, 16, 12, 12, 64, 3, 3, 1, 1, 1, 1, True),
     ("kernel-equals-input", 2, 8, 3, 3, 5, 3, 3, 1, 0, 1, 1, True),
+    # the direct kernel with one group (3 x 3 x 3 = 27 products per output), and with stride, padding
+    # and dilation that differ between rows and columns
+    ("rgb-3x3-direct", 2, 3, 11, 9, 6, 3, 3, 1, 1, 1, 1, True),
+    ("depthwise-dilated-asym", 1, 4, 9, 12, 4, 3, 3, (1, 2), (2, 1), (2, 1), 4, True),
 ]
 
 

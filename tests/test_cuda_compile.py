@@ -33,13 +33,18 @@ def library_variants():
                     **config.defines()})
     for dtype in gemm_kernel.DTYPES:
         for has_bias in (False, True):
-            for kr, ks, kcg, kkg, groups in ((3, 3, 1, 1, 32), (3, 3, 1, 2, 8), (7, 7, 3, 64, 1)):
-                yield (f"conv2d_direct-{dtype}-bias{int(has_bias)}-{kr}x{ks}x{kcg}x{kkg}g{groups}", conv_kernel.DIRECT,
+            for kr, ks, kcg, kkg, groups, stride in ((3, 3, 1, 1, 32, 1), (3, 3, 1, 2, 8, 2), (7, 7, 3, 64, 1, 2)):
+                yield (f"conv2d_direct-{dtype}-bias{int(has_bias)}-{kr}x{ks}x{kcg}x{kkg}g{groups}s{stride}",
+                       conv_kernel.DIRECT,
                        {"dtype": dtype, "has_bias": has_bias, "out_nchw": has_bias, "in_nchw": not has_bias,
-                        "kr": kr, "ks": ks, "kcg": kcg, "kkg": kkg, "kgroups": groups})
+                        "padded": has_bias, "kr": kr, "ks": ks, "kcg": kcg, "kkg": kkg, "kgroups": groups,
+                        "ksh": stride, "ksw": stride, "kdh": 1, "kdw": 1})
         yield f"permute-{dtype}", conv_kernel.PERMUTE, {"dtype": dtype}
         yield f"transpose-{dtype}", conv_kernel.TRANSPOSE, {"dtype": dtype}
-        yield f"pad_nhwc-{dtype}", conv_kernel.PAD_NHWC, {"dtype": dtype}
+        for in_nchw in (False, True):
+            for out_nchw in (False, True):
+                yield (f"pad-{dtype}-{'NCHW' if in_nchw else 'NHWC'}-to-{'NCHW' if out_nchw else 'NHWC'}", conv_kernel.PAD,
+                       {"dtype": dtype, "in_nchw": in_nchw, "out_nchw": out_nchw})
     for dtype in ("float32", "float64"):  # xgpu bench device's kernels
         yield f"copy-{dtype}", bench_kernels.TEMPLATE, bench_kernels.defines(dtype)
 

@@ -26,7 +26,7 @@ IGEMM = xgpu.KernelTemplate(_HERE / "conv2d_igemm.mako")
 DIRECT = xgpu.KernelTemplate(_HERE / "conv2d_direct.mako")
 PERMUTE = xgpu.KernelTemplate(_HERE / "permute.mako")
 TRANSPOSE = xgpu.KernelTemplate(_HERE / "transpose.mako")
-PAD_NHWC = xgpu.KernelTemplate(_HERE / "pad_nhwc.mako")
+PAD = xgpu.KernelTemplate(_HERE / "pad.mako")
 LAYOUTS = ("NCHW", "NHWC")
 # below these, an implicit GEMM has too little to reduce over or too few columns to fill its tiles
 MIN_IGEMM_REDUCTION = 32  # Cg * R * S
@@ -115,33 +115,43 @@ def _permute(device, dtype, src: Array, out_shape: tuple[int, int, int, int], st
     return out
 
 
-def _gemm_input(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int]) -> tuple[Array, bool]:
-    """The implicit GEMM's NHWC input, and whether the kernel must still mask the padding.
+def _explicit_padding(device: xgpu.Device) -> bool:
+    """Whether the input gets its padding written into a copy (pad.mako) rather than masked in the kernel:
+    on CPUs, where masks cost the implicit GEMM 20-25% and, across lanes, turn reads into gathers."""
+    return device.type != "gpu"
 
-    CPUs: one pass writes NHWC with the padding as zeros (a masked window costs them 20-25%); GPUs: NCHW
-    is transposed through local-memory tiles and the kernel masks the padding."""
+
+def _pad(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int], out_layout: str) -> Array:
+    """x (in ``layout``) copied to ``out_layout`` with its padding (top, bottom, left, right) as zeros."""
     n, h, wd, c = x.shape if layout == "NHWC" else (x.shape[0], *x.shape[2:], x.shape[1])
-    if device.type == "gpu":
-        if layout == "NHWC":
-            return x, any(pads)
-        out = xgpu.empty((n, h, wd, c), dtype, device)
-        program = xgpu.compile(TRANSPOSE, device, defines={"dtype": dtype})
-        program.transpose(out, x, c, h * wd, global_size=(-(-(h * wd) // 32) * 32, -(-c // 32) * 8, n),
-                          local_size=(32, 8, 1))
-        return out, any(pads)
-    if layout == "NHWC" and not any(pads):
-        return x, False
     hp, wp = h + pads[0] + pads[1], wd + pads[2] + pads[3]
-    out = xgpu.empty((n, hp, wp, c), dtype, device)
-    strides = (h * wd * c, wd * c, c, 1) if layout == "NHWC" else (c * h * wd, wd, 1, h * wd)
-    kernel = xgpu.compile(PAD_NHWC, device, defines={"dtype": dtype}).pad_nhwc
-    # 64 channels x 16 pixels a group: a CPU thread walks 16 pixels of each channel's cache lines
-    # (NCHW N8 C64 56x56 on Intel: 0.43 ms against 1.20 ms with 64 x 4; PoCL 0.65 against 0.76 ms)
-    lanes = min(64, 1 << max(c - 1, 0).bit_length())
-    depth = max(1, min(16, kernel.max_work_group_size // lanes, device.max_work_item_sizes[1]))
-    kernel(out, x, n, h, wd, c, hp, wp, pads[0], pads[2], *strides, global_size=(c, wp, n * hp),
-           local_size=(lanes, depth, 1))
-    return out, False
+    out_nchw = out_layout == "NCHW"
+    out = xgpu.empty((n, c, hp, wp) if out_nchw else (n, hp, wp, c), dtype, device)
+    kernel = xgpu.compile(PAD, device, defines={"dtype": dtype, "in_nchw": layout == "NCHW", "out_nchw": out_nchw}).pad
+    # dimension 0 along the output's rows; 16 of them a group: for NCHW -> NHWC a CPU thread then walks
+    # 16 pixels of each channel's cache lines (Intel N8 C64 56x56: 0.43 ms against 1.20 ms with 64 x 4)
+    gsize = (wp, hp, n * c) if out_nchw else (c, wp, n * hp)
+    lanes = min(64, 1 << max(gsize[0] - 1, 0).bit_length())
+    depth = max(1, min(16, kernel.max_work_group_size // lanes, device.max_work_item_sizes[1], gsize[1]))
+    kernel(out, x, n, h, wd, c, hp, wp, pads[0], pads[2], global_size=gsize, local_size=(lanes, depth, 1))
+    return out
+
+
+def _gemm_input(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int]) -> tuple[Array, bool]:
+    """The implicit GEMM's NHWC input, and whether the kernel must still mask the padding (GPUs: NCHW
+    is transposed through local-memory tiles and the padding masked in the kernel)."""
+    if _explicit_padding(device):
+        if layout == "NHWC" and not any(pads):
+            return x, False
+        return _pad(device, dtype, x, layout, pads, "NHWC"), False
+    if layout == "NHWC":
+        return x, any(pads)
+    n, c, h, wd = x.shape
+    out = xgpu.empty((n, h, wd, c), dtype, device)
+    program = xgpu.compile(TRANSPOSE, device, defines={"dtype": dtype})
+    program.transpose(out, x, c, h * wd, global_size=(-(-(h * wd) // 32) * 32, -(-c // 32) * 8, n),
+                      local_size=(32, 8, 1))
+    return out, any(pads)
 
 
 def _bias_or_dummy(bias, device, dtype, k):
@@ -222,26 +232,35 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
     bias_arr, has_bias = _bias_or_dummy(bias, device, dtype, k)
     g, kg = groups, k // groups
 
-    # weights to (G, R, S, Cg, Kg); the implicit GEMM reads NHWC input, the direct kernel either layout;
-    # both write the requested layout
-    if layout == "NCHW":
-        w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg * cg * r * s, 1, r * s, cg * r * s))
-    else:
-        w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg, cg * k, k, 1))
     chosen = plan(device, dtype, cg, kg, (r, s)) if config is None else ConvPlan("implicit-gemm", config, "forced")
     defines = {"dtype": dtype, "has_bias": has_bias, "out_nchw": layout == "NCHW"}
     shape_args = (n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
     if chosen.kernel == "direct":
+        # input in its own layout, weights as (R, S, Cg, K) (the NHWC weights' order). NCHW on CPUs: the
+        # padding written into a copy, since lanes are pixels there and masked windows would make every
+        # read a gather (depthwise 3x3 N8 C128 56x56 on Intel: 2.1 against 7.5 ms); in NHWC, lanes are
+        # channels, the window is the same for all of them, and masks cost less than the copy (2.4 / 3.6 ms)
         in_nchw = layout == "NCHW"
-        program = xgpu.compile(DIRECT, device, defines={**defines, "in_nchw": in_nchw, "kr": r, "ks": s, "kcg": cg,
-                                                         "kkg": kg, "kgroups": g})
+        masked = any(pads) and not (in_nchw and _explicit_padding(device))
+        if any(pads) and not masked:
+            x = _pad(device, dtype, x, layout, pads, layout)
+            shape_args = (n, *(x.shape[2:] if in_nchw else x.shape[1:3]), c, p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
+        w_k = _permute(device, dtype, w, (1, r * s, cg, k), (0, 1, r * s, cg * r * s)) if in_nchw else w
+        program = xgpu.compile(DIRECT, device, defines={**defines, "in_nchw": in_nchw, "padded": masked,
+                                                         "kr": r, "ks": s, "kcg": cg, "kkg": kg, "kgroups": g,
+                                                         "ksh": sh, "ksw": sw, "kdh": dh, "kdw": dw})
         # dimension 0 is what CPU runtimes vectorise over: output pixels (NCHW) or channels (NHWC);
         # a few hundred work-items a group, since CPU runtimes pay per group
         gsize = (q, p, n * k) if in_nchw else (k, q, n * p)
-        lanes = min(64, 1 << max(gsize[0] - 1, 0).bit_length())
+        lanes = min(128, 1 << max(gsize[0] - 1, 0).bit_length())
         program.conv2d_direct(y, x, w_k, bias_arr, *shape_args, global_size=gsize,
                               local_size=(lanes, max(1, min(512 // lanes, gsize[1])), 1))
     else:
+        # weights to (G, R, S, Cg, Kg): each group's (R * S * Cg) x Kg matrix
+        if layout == "NCHW":
+            w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg * cg * r * s, 1, r * s, cg * r * s))
+        else:
+            w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg, cg * k, k, 1))
         x_nhwc, masked = _gemm_input(device, dtype, x, layout, pads)
         if not masked:  # the input now holds its padding
             shape_args = (n, *x_nhwc.shape[1:], p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
