@@ -165,7 +165,8 @@ def cmd_bench_conv(args: argparse.Namespace, console: Console) -> int:
                 console.print(f"  {kind} on {row['layer']}: not measured: {row[kind]['error']}", markup=False)
     worst = max((r["xgpu"].get("err", 0) for r in rows), default=0)
     console.print(f"  xgpu's worst relative error against a float64 im2col reference: {worst:.1e}; NHWC / GEMM: "
-                  "the implicit-GEMM kernel alone (NHWC in and out) against xgpu's GEMM on the same matrix product",
+                  "the layer in NHWC (no layout change; on CPUs the padding is still copied in) against xgpu's GEMM "
+                  "on the same matrix product",
                   highlight=False)
     return 0
 
