@@ -18,6 +18,9 @@ CASES = [
     ("3x3-pad1", 2, 16, 9, 11, 12, 3, 3, 1, 1, 1, 1, True),
     ("first-layer-7x7-s2", 1, 3, 17, 13, 8, 7, 7, 2, 3, 1, 1, True),
     ("1x1", 2, 13, 5, 7, 17, 1, 1, 1, 0, 1, 1, False),
+    ("1x1-as-gemm", 2, 40, 5, 7, 17, 1, 1, 1, 0, 1, 1, False),
+    ("1x1-bias", 2, 40, 6, 5, 9, 1, 1, 1, 0, 1, 1, True),
+    ("1x1-stride2", 1, 36, 7, 6, 11, 1, 1, 2, 0, 1, 1, False),
     ("depthwise", 2, 8, 10, 9, 8, 3, 3, 1, 1, 1, 8, True),
     ("depthwise-x2", 1, 6, 7, 7, 12, 3, 3, 2, 1, 1, 6, False),
     ("groups2-asym", 2, 16, 12, 10, 10, 3, 2, (2, 1), (1, 2), (2, 1), 2, True),
@@ -106,6 +109,8 @@ def test_plan_is_visible():
     general = plan(dev, np.float32, 64, 64)
     assert general.kernel == "implicit-gemm" and general.config is not None
     assert general.label.startswith("implicit-gemm ")
+    assert plan(dev, np.float32, 40, 17, (1, 1), pointwise=True).kernel == "gemm"
+    assert plan(dev, np.float32, 40, 17, (1, 1)).kernel == "implicit-gemm"  # with bias, stride or padding
 
 
 def test_empty_batch(xgpu_device):

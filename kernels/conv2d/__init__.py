@@ -13,7 +13,7 @@ import numpy as np
 import xgpu
 from xgpu._array import Array, same_device
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
-from xgpu.kernels.gemm import DTYPES, compile_variant, config_for
+from xgpu.kernels.gemm import DTYPES, compile_variant, config_for, gemm, matmul
 from xgpu.kernels.gemm.tuning import GemmConfig, adapt
 
 from .tuning import RULES, window_class
@@ -73,15 +73,19 @@ def all_igemm_variants() -> list[tuple[np.dtype, GemmConfig]]:
 
 
 def plan(device: xgpu.Device, dtype: Any, cin_per_group: int, cout_per_group: int,
-         kernel_size: tuple[int, int] = (3, 3)) -> ConvPlan:
+         kernel_size: tuple[int, int] = (3, 3), *, pointwise: bool = False) -> ConvPlan:
     """Which kernel ``conv2d`` runs for a layer with this kernel size (kH, kW), and which variant (the
-    one ``xgpu tune conv2d`` stored for the window, else the tuning table's)."""
+    one ``xgpu tune conv2d`` stored for the window, else the tuning table's). ``pointwise``: the layer is
+    a plain matrix product (1x1, stride 1, no padding, one group, no bias), which xgpu's GEMM runs."""
     dtype = np.dtype(dtype)
     reduction = cin_per_group * kernel_size[0] * kernel_size[1]
     if reduction < MIN_IGEMM_REDUCTION:
         return ConvPlan("direct", None, f"reduces over {reduction} products per output (< {MIN_IGEMM_REDUCTION})")
     if cout_per_group < MIN_IGEMM_CHANNELS_OUT:
         return ConvPlan("direct", None, f"{cout_per_group} output channels per group (< {MIN_IGEMM_CHANNELS_OUT})")
+    if pointwise and tuple(kernel_size) == (1, 1):
+        return ConvPlan("gemm", None, "1x1, stride 1, no padding, one group, no bias: a matrix product on the data "
+                                      "as it lies, no layout change")
     tuned = tuned_igemm_config(device, dtype, window_class(*kernel_size))
     cfg = tuned or igemm_config(device, dtype)
     if cfg.kc and cin_per_group < MIN_CHANNELS_PER_BARRIER:
@@ -226,13 +230,20 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
                          f"padded input ({hp}x{wp})")
     p, q = (hp - span_h) // sh + 1, (wp - span_w) // sw + 1
     out_shape = (n, k, p, q) if layout == "NCHW" else (n, p, q, k)
-    y = xgpu.empty(out_shape, dtype, device)
-    if y.size == 0:
-        return y
+    if 0 in out_shape:
+        return xgpu.empty(out_shape, dtype, device)
     bias_arr, has_bias = _bias_or_dummy(bias, device, dtype, k)
     g, kg = groups, k // groups
+    pointwise = (r, s, sh, sw, groups, has_bias) == (1, 1, 1, 1, 1, False) and not any(pads)
+    chosen = (plan(device, dtype, cg, kg, (r, s), pointwise=pointwise) if config is None
+              else ConvPlan("implicit-gemm", config, "forced"))
+    log.debug("conv2d %s x %s on %s: %s (%s)", x.shape, w.shape, device.id, chosen.label, chosen.reason)
+    if chosen.kernel == "gemm":
+        if layout == "NCHW":  # y[n] (K x HW) = w (K x C) @ x[n] (C x HW)
+            return matmul(w.reshape(k, c), x.reshape(n, c, h * wd)).reshape(out_shape)
+        return gemm(x.reshape(n * h * wd, c), w.reshape(c, k)).reshape(out_shape)  # (NHW x C) @ (C x K)
+    y = xgpu.empty(out_shape, dtype, device)
 
-    chosen = plan(device, dtype, cg, kg, (r, s)) if config is None else ConvPlan("implicit-gemm", config, "forced")
     defines = {"dtype": dtype, "has_bias": has_bias, "out_nchw": layout == "NCHW"}
     shape_args = (n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
     if chosen.kernel == "direct":
@@ -270,5 +281,4 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         m = n * p * q
         kernel(y, x_nhwc, w_k, bias_arr, *shape_args,
                global_size=(-(-kg // cfg.tn) * tx, -(-m // cfg.tm) * ty, g), local_size=(tx, ty, 1))
-    log.debug("conv2d %s x %s on %s: %s (%s)", x.shape, w.shape, device.id, chosen.label, chosen.reason)
     return y
