@@ -87,6 +87,11 @@ CONV_LAYERS = [
 ]
 
 
+# medians of 7: the layers take milliseconds, and a median of 3 let one stall on this 2-core machine through
+# (a 7x7 first-layer run once read 48 against 103-107 GF/s)
+CONV_REPEATS = 7
+
+
 def conv_operands(layer, dtype: str):
     _name, n, c, h, w, k, r, s, _stride, _pad, groups = layer
     rng = np.random.default_rng(n * c + k)
@@ -150,7 +155,7 @@ def _child_conv(kind: str, spec: str, index: int, dtype: str, quick: bool = Fals
         def go():
             return torch.nn.functional.conv2d(tx, tw, stride=stride, padding=pad, groups=groups)
 
-        seconds = median_time(go, 3)
+        seconds = median_time(go, CONV_REPEATS)
         return {"seconds": seconds, "err": err(go().numpy()), "variant": f"torch {torch.__version__}, 2 threads"}
     import xgpu
     from xgpu.kernels.conv2d import plan
@@ -163,7 +168,7 @@ def _child_conv(kind: str, spec: str, index: int, dtype: str, quick: bool = Fals
         out["y"] = xgpu.conv2d(gx, gw, stride=stride, padding=pad, groups=groups)
         dev.synchronize()
 
-    seconds = median_time(go, 3)
+    seconds = median_time(go, CONV_REPEATS)
     y = out["y"].get()
     chosen = plan(dev, dtype, c // groups, k // groups, (r, s),
                   pointwise=(r, s, stride, pad, groups) == (1, 1, 1, 0, 1))
@@ -173,12 +178,12 @@ def _child_conv(kind: str, spec: str, index: int, dtype: str, quick: bool = Fals
         # product it amounts to, through xgpu's own GEMM
         nx, nw = xgpu.asarray(x.transpose(0, 2, 3, 1), dev), xgpu.asarray(wt.transpose(2, 3, 1, 0), dev)
         nhwc = median_time(lambda: (xgpu.conv2d(nx, nw, stride=stride, padding=pad, layout="NHWC"),
-                                    dev.synchronize()), 3)
+                                    dev.synchronize()), CONV_REPEATS)
         p, q = (h + 2 * pad - r) // stride + 1, (w + 2 * pad - s) // stride + 1
         a = xgpu.asarray(np.ones((n * p * q, c * r * s), dtype), dev)
         b = xgpu.asarray(np.ones((c * r * s, k), dtype), dev)
         cm = xgpu.empty((n * p * q, k), dtype, dev)
-        gemm_s = median_time(lambda: (xgpu.gemm(a, b, cm), dev.synchronize()), 3)
+        gemm_s = median_time(lambda: (xgpu.gemm(a, b, cm), dev.synchronize()), CONV_REPEATS)
         result.update(nhwc_seconds=nhwc, gemm_seconds=gemm_s)
     result["err"] = err(y)
     return result

@@ -14,9 +14,9 @@ import xgpu
 from xgpu._array import Array, same_device
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.kernels.gemm import DTYPES, compile_variant, config_for, gemm, matmul
-from xgpu.kernels.gemm.tuning import GemmConfig, adapt
+from xgpu.kernels.gemm.tuning import GemmConfig, adapt, default_config
 
-from .tuning import RULES, window_class
+from .tuning import DIRECT_VECTOR_RULES, RULES, window_class
 
 __all__ = ["ConvPlan", "conv2d", "plan"]
 
@@ -59,6 +59,14 @@ def tuned_igemm_config(device: xgpu.Device, dtype: np.dtype, window: str) -> Gem
 
     found = lookup("conv2d", device, dtype, window)
     return adapt(GemmConfig(**found), np.dtype(dtype).itemsize, False) if found else None
+
+
+def direct_vector_width(device: xgpu.Device, dtype: np.dtype) -> int:
+    """Output pixels per work-item of the direct kernel in NCHW (conv2d/tuning.py); 1 for float16, which
+    has no vector loads."""
+    if np.dtype(dtype).itemsize == 2:
+        return 1
+    return default_config(device.type, f"{device.platform} {device.name} {device.vendor}", DIRECT_VECTOR_RULES)
 
 
 def all_igemm_variants() -> list[tuple[np.dtype, GemmConfig]]:
@@ -257,12 +265,13 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
             x = _pad(device, dtype, x, layout, pads, layout)
             shape_args = (n, *(x.shape[2:] if in_nchw else x.shape[1:3]), c, p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
         w_k = _permute(device, dtype, w, (1, r * s, cg, k), (0, 1, r * s, cg * r * s)) if in_nchw else w
-        program = xgpu.compile(DIRECT, device, defines={**defines, "in_nchw": in_nchw, "padded": masked,
+        vw = direct_vector_width(device, dtype) if in_nchw and not masked and sw == 1 else 1
+        program = xgpu.compile(DIRECT, device, defines={**defines, "in_nchw": in_nchw, "padded": masked, "vw": vw,
                                                          "kr": r, "ks": s, "kcg": cg, "kkg": kg, "kgroups": g,
                                                          "ksh": sh, "ksw": sw, "kdh": dh, "kdw": dw})
-        # dimension 0 is what CPU runtimes vectorise over: output pixels (NCHW) or channels (NHWC);
-        # a few hundred work-items a group, since CPU runtimes pay per group
-        gsize = (q, p, n * k) if in_nchw else (k, q, n * p)
+        # dimension 0 is what CPU runtimes vectorise over: output pixels (NCHW, vw of them a work-item)
+        # or channels (NHWC); a few hundred work-items a group, since CPU runtimes pay per group
+        gsize = (-(-q // vw), p, n * k) if in_nchw else (k, q, n * p)
         lanes = min(128, 1 << max(gsize[0] - 1, 0).bit_length())
         program.conv2d_direct(y, x, w_k, bias_arr, *shape_args, global_size=gsize,
                               local_size=(lanes, max(1, min(512 // lanes, gsize[1])), 1))

@@ -11,6 +11,8 @@
 ## window may leave the image and is masked (NCHW on CPUs gets the padding written into x instead, pad.mako:
 ## lanes are pixels there, and a clamped address per lane is a gather). Indices are computed whole, with the
 ## lane's term added last: Intel's vectoriser gathers from a pointer that was offset by the lane first.
+## vw > 1 (NCHW, unpadded, stride 1 along rows, float32/float64): each work-item computes vw neighbouring
+## output pixels of a row with vector loads, for compilers that vectorise within a work-item (PoCL).
 <%
     T = ctype(dtype)
     half = T == "half_t"
@@ -18,6 +20,73 @@
     def load(ptr, idx):
         return f"LOAD_HALF({ptr}, {idx})" if half else f"{ptr}[{idx}]"
 %>
+<%def name="group_of_k()">
+% if kgroups == 1:
+        const index_t g = 0;
+% elif kkg == 1:
+        const index_t g = k;
+% else:
+        const index_t g = k / ${kkg};
+% endif
+</%def>
+<%def name="x_index(ih, iw)">\
+% if in_nchw:
+((n * C + g * ${kcg} + c) * H + ${ih}) * W + ${iw}\
+% else:
+((n * H + ${ih}) * W + ${iw}) * C + g * ${kcg} + c\
+% endif
+</%def>
+<%def name="store(ow, value)">
+        {
+            ${ACC} out = ${value};
+% if has_bias:
+            out += (${ACC})${load("bias", "k")};
+% endif
+% if out_nchw:
+            const index_t at = ((n * K + k) * P + oh) * Q + ${ow};
+% else:
+            const index_t at = ((n * P + oh) * Q + ${ow}) * K + k;
+% endif
+% if half:
+            STORE_HALF(y, at, out);
+% else:
+            y[at] = out;
+% endif
+        }
+</%def>
+<%def name="one_output(ow)">
+        ${ACC} acc = (${ACC})0;
+        #pragma unroll
+        for (index_t r = 0; r < ${kr}; ++r) {
+% if padded:
+            // no branches: the padding reads a valid address and counts it zero (vectorisers keep lanes together)
+            const index_t ih_raw = oh * ${ksh} - ph + r * ${kdh};
+            const int row_in = ih_raw >= 0 && ih_raw < H;
+            const index_t ih = row_in ? ih_raw : 0;
+% else:
+            const index_t ih = oh * ${ksh} + r * ${kdh};
+% endif
+            #pragma unroll
+            for (index_t s = 0; s < ${ks}; ++s) {
+% if padded:
+                const index_t iw_raw = ${ow} * ${ksw} - pw + s * ${kdw};
+                const int inside = row_in && iw_raw >= 0 && iw_raw < W;
+                const index_t iw = inside ? iw_raw : 0;
+                const ${ACC} mask = inside ? (${ACC})1 : (${ACC})0;
+% else:
+                // no padding (or padding already written into x): every window lies inside the image
+                const index_t iw = ${ow} * ${ksw} + s * ${kdw};
+% endif
+                const index_t wo = (r * ${ks} + s) * ${kcg} * K;
+                #pragma unroll
+                for (index_t c = 0; c < ${kcg}; ++c) {
+                    const index_t xo = ${x_index("ih", "iw")};
+                    acc = FMA((${ACC})${load("x", "xo")}${" * mask" if padded else ""}, (${ACC})${load("w", "wo + c * K + k")}, acc);
+                }
+            }
+        }
+        ${store(ow, "acc")}
+</%def>
 KERNEL void conv2d_direct(
     GLOBAL_MEM ${T}* RESTRICT y,
     GLOBAL_MEM const ${T}* RESTRICT x,
@@ -29,6 +98,40 @@ KERNEL void conv2d_direct(
     const index_t sh, const index_t sw, const index_t ph, const index_t pw,
     const index_t dh, const index_t dw)
 {
+% if vw > 1:
+    const index_t ow0 = GLOBAL_ID(0) * ${vw};
+    const index_t oh = GLOBAL_ID(1);
+    const index_t nk = GLOBAL_ID(2);
+    if (ow0 < Q && oh < P && nk < N * K) {
+        const index_t n = nk / K, k = nk % K;
+        ${group_of_k()}
+        if (ow0 + ${vw} <= Q) {
+            VEC(${ACC}, ${vw}) acc = VSPLAT(${ACC}, ${vw}, 0);
+            #pragma unroll
+            for (index_t r = 0; r < ${kr}; ++r) {
+                const index_t ih = oh * ${ksh} + r * ${kdh};
+                #pragma unroll
+                for (index_t s = 0; s < ${ks}; ++s) {
+                    const index_t iw = ow0 + s * ${kdw};
+                    const index_t wo = (r * ${ks} + s) * ${kcg} * K;
+                    #pragma unroll
+                    for (index_t c = 0; c < ${kcg}; ++c)
+                        acc = VFMA(VLOAD(${vw}, x, ${x_index("ih", "iw")}), VSPLAT(${ACC}, ${vw}, w[wo + c * K + k]), acc);
+                }
+            }
+            ${ACC} lanes[${vw}];
+            VSTORE(${vw}, acc, lanes, 0);
+            #pragma unroll
+            for (index_t e = 0; e < ${vw}; ++e)
+                ${store("ow0 + e", "lanes[e]")}
+        } else {
+            // the row's last, partial block
+            for (index_t ow = ow0; ow < Q; ++ow) {
+                ${one_output("ow")}
+            }
+        }
+    }
+% else:
 % if in_nchw:
     const index_t ow = GLOBAL_ID(0);
     const index_t oh = GLOBAL_ID(1);
@@ -42,59 +145,8 @@ KERNEL void conv2d_direct(
     if (k < K && ow < Q && nph < N * P) {
         const index_t n = nph / P, oh = nph % P;
 % endif
-% if kgroups == 1:
-        const index_t g = 0;
-% elif kkg == 1:
-        const index_t g = k;
-% else:
-        const index_t g = k / ${kkg};
-% endif
-        ${ACC} acc = (${ACC})0;
-        #pragma unroll
-        for (index_t r = 0; r < ${kr}; ++r) {
-% if padded:
-            // no branches: the padding reads a valid address and counts it zero (vectorisers keep lanes together)
-            const index_t ih_raw = oh * sh - ph + r * dh;
-            const int row_in = ih_raw >= 0 && ih_raw < H;
-            const index_t ih = row_in ? ih_raw : 0;
-% else:
-            const index_t ih = oh * ${ksh} + r * ${kdh};
-% endif
-            #pragma unroll
-            for (index_t s = 0; s < ${ks}; ++s) {
-% if padded:
-                const index_t iw_raw = ow * sw - pw + s * dw;
-                const int inside = row_in && iw_raw >= 0 && iw_raw < W;
-                const index_t iw = inside ? iw_raw : 0;
-                const ${ACC} mask = inside ? (${ACC})1 : (${ACC})0;
-% else:
-                // no padding (or padding already written into x): every window lies inside the image
-                const index_t iw = ow * ${ksw} + s * ${kdw};
-% endif
-                const index_t wo = (r * ${ks} + s) * ${kcg} * K;
-                #pragma unroll
-                for (index_t c = 0; c < ${kcg}; ++c) {
-% if in_nchw:
-                    const index_t xo = ((n * C + g * ${kcg} + c) * H + ih) * W + iw;
-% else:
-                    const index_t xo = ((n * H + ih) * W + iw) * C + g * ${kcg} + c;
-% endif
-                    acc = FMA((${ACC})${load("x", "xo")}${" * mask" if padded else ""}, (${ACC})${load("w", "wo + c * K + k")}, acc);
-                }
-            }
-        }
-% if has_bias:
-        acc += (${ACC})${load("bias", "k")};
-% endif
-% if out_nchw:
-        const index_t at = ((n * K + k) * P + oh) * Q + ow;
-% else:
-        const index_t at = ((n * P + oh) * Q + ow) * K + k;
-% endif
-% if half:
-        STORE_HALF(y, at, acc);
-% else:
-        y[at] = acc;
-% endif
+        ${group_of_k()}
+        ${one_output("ow")}
     }
+% endif
 }
