@@ -46,10 +46,10 @@ def library_variants():
                         "kdw": 2})
         yield f"permute-{dtype}", conv_kernel.PERMUTE, {"dtype": dtype}
         yield f"transpose-{dtype}", conv_kernel.TRANSPOSE, {"dtype": dtype}
-        for in_nchw in (False, True):
-            for out_nchw in (False, True):
-                yield (f"pad-{dtype}-{'NCHW' if in_nchw else 'NHWC'}-to-{'NCHW' if out_nchw else 'NHWC'}", conv_kernel.PAD,
-                       {"dtype": dtype, "in_nchw": in_nchw, "out_nchw": out_nchw})
+        for in_nchw, out_nchw, row_loop in ((0, 0, 0), (0, 0, 1), (1, 0, 0), (1, 0, 1), (0, 1, 0), (1, 1, 0)):
+            yield (f"pad-{dtype}-{'NCHW' if in_nchw else 'NHWC'}-to-{'NCHW' if out_nchw else 'NHWC'}-loop{row_loop}",
+                   conv_kernel.PAD, {"dtype": dtype, "in_nchw": bool(in_nchw), "out_nchw": bool(out_nchw),
+                                     "row_loop": bool(row_loop)})
     for dtype in ("float32", "float64"):  # xgpu bench device's kernels
         yield f"copy-{dtype}", bench_kernels.TEMPLATE, bench_kernels.defines(dtype)
 

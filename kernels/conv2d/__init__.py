@@ -16,7 +16,7 @@ from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.kernels.gemm import DTYPES, compile_variant, config_for, gemm, matmul
 from xgpu.kernels.gemm.tuning import GemmConfig, adapt, default_config
 
-from .tuning import DIRECT_VECTOR_RULES, RULES, window_class
+from .tuning import RULES, TRAITS, ConvTraits, window_class
 
 __all__ = ["ConvPlan", "conv2d", "plan"]
 
@@ -61,12 +61,9 @@ def tuned_igemm_config(device: xgpu.Device, dtype: np.dtype, window: str) -> Gem
     return adapt(GemmConfig(**found), np.dtype(dtype).itemsize, False) if found else None
 
 
-def direct_vector_width(device: xgpu.Device, dtype: np.dtype) -> int:
-    """Output pixels per work-item of the direct kernel in NCHW (conv2d/tuning.py); 1 for float16, which
-    has no vector loads."""
-    if np.dtype(dtype).itemsize == 2:
-        return 1
-    return default_config(device.type, f"{device.platform} {device.name} {device.vendor}", DIRECT_VECTOR_RULES)
+def traits(device: xgpu.Device) -> ConvTraits:
+    """How conv2d lays data out for the kernels on ``device`` (conv2d/tuning.py)."""
+    return default_config(device.type, f"{device.platform} {device.name} {device.vendor}", TRAITS)
 
 
 def all_igemm_variants() -> list[tuple[np.dtype, GemmConfig]]:
@@ -127,22 +124,18 @@ def _permute(device, dtype, src: Array, out_shape: tuple[int, int, int, int], st
     return out
 
 
-def _explicit_padding(device: xgpu.Device) -> bool:
-    """Whether the input gets its padding written into a copy (pad.mako) rather than masked in the kernel:
-    on CPUs, where masks cost the implicit GEMM 20-25% and, across lanes, turn reads into gathers."""
-    return device.type != "gpu"
-
-
 def _pad(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int], out_layout: str) -> Array:
     """x (in ``layout``) copied to ``out_layout`` with its padding (top, bottom, left, right) as zeros."""
     n, h, wd, c = x.shape if layout == "NHWC" else (x.shape[0], *x.shape[2:], x.shape[1])
     hp, wp = h + pads[0] + pads[1], wd + pads[2] + pads[3]
     out_nchw = out_layout == "NCHW"
     out = xgpu.empty((n, c, hp, wp) if out_nchw else (n, hp, wp, c), dtype, device)
-    kernel = xgpu.compile(PAD, device, defines={"dtype": dtype, "in_nchw": layout == "NCHW", "out_nchw": out_nchw}).pad
+    row_loop = traits(device).pad_row_loop and not out_nchw
+    kernel = xgpu.compile(PAD, device, defines={"dtype": dtype, "in_nchw": layout == "NCHW", "out_nchw": out_nchw,
+                                                 "row_loop": row_loop}).pad
     # dimension 0 along the output's rows; 16 of them a group: for NCHW -> NHWC a CPU thread then walks
     # 16 pixels of each channel's cache lines (Intel N8 C64 56x56: 0.43 ms against 1.20 ms with 64 x 4)
-    gsize = (wp, hp, n * c) if out_nchw else (c, wp, n * hp)
+    gsize = (wp, hp, n * c) if out_nchw else (c, 1 if row_loop else wp, n * hp)
     lanes = min(64, 1 << max(gsize[0] - 1, 0).bit_length())
     depth = max(1, min(16, kernel.max_work_group_size // lanes, device.max_work_item_sizes[1], gsize[1]))
     kernel(out, x, n, h, wd, c, hp, wp, pads[0], pads[2], global_size=gsize, local_size=(lanes, depth, 1))
@@ -152,7 +145,7 @@ def _pad(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int], 
 def _gemm_input(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int]) -> tuple[Array, bool]:
     """The implicit GEMM's NHWC input, and whether the kernel must still mask the padding (GPUs: NCHW
     is transposed through local-memory tiles and the padding masked in the kernel)."""
-    if _explicit_padding(device):
+    if traits(device).pad_copy:
         if layout == "NHWC" and not any(pads):
             return x, False
         return _pad(device, dtype, x, layout, pads, "NHWC"), False
@@ -260,12 +253,13 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         # read a gather (depthwise 3x3 N8 C128 56x56 on Intel: 2.1 against 7.5 ms); in NHWC, lanes are
         # channels, the window is the same for all of them, and masks cost less than the copy (2.4 / 3.6 ms)
         in_nchw = layout == "NCHW"
-        masked = any(pads) and not (in_nchw and _explicit_padding(device))
+        masked = any(pads) and not (in_nchw and traits(device).pad_copy)
         if any(pads) and not masked:
             x = _pad(device, dtype, x, layout, pads, layout)
             shape_args = (n, *(x.shape[2:] if in_nchw else x.shape[1:3]), c, p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
         w_k = _permute(device, dtype, w, (1, r * s, cg, k), (0, 1, r * s, cg * r * s)) if in_nchw else w
-        vw = direct_vector_width(device, dtype) if in_nchw and not masked and sw == 1 else 1
+        # pixel vectors: NCHW rows read with unit stride, float32/float64 (float16 has no vector loads)
+        vw = traits(device).direct_vw if in_nchw and not masked and sw == 1 and dtype.itemsize > 2 else 1
         program = xgpu.compile(DIRECT, device, defines={**defines, "in_nchw": in_nchw, "padded": masked, "vw": vw,
                                                          "kr": r, "ks": s, "kcg": cg, "kkg": kg, "kgroups": g,
                                                          "ksh": sh, "ksw": sw, "kdh": dh, "kdw": dw})

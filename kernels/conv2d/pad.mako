@@ -3,12 +3,14 @@
 ## vectorisers turn into gathers). Measured on the Intel CPU runtime: the implicit-GEMM kernel on N8 C64
 ## 56x56 K64 3x3 206 against 164 GF/s; docs/benchmarks.md.
 ## in: x, (N, H, W, C), or with in_nchw (N, C, H, W); out: (N, Hp, Wp, C), or with out_nchw (N, C, Hp, Wp).
-## Neighbouring work-items write neighbouring elements; one division per row:
-##   NHWC out: work-item (c, wp, n * Hp + hp);  NCHW out: work-item (wp, hp, n * C + c).
+## Neighbouring work-items write neighbouring elements, one division per work-item:
+##   NHWC out: work-item (c, wp, n * Hp + hp), or with row_loop (c, 0, n * Hp + hp) walking the row's
+##             pixels (for runtimes that run work-items one by one: PoCL);
+##   NCHW out: work-item (wp, hp, n * C + c).
 ## The layouts are compile-time, so that CPU vectorisers see unit strides (with strides passed as
 ## arguments, Intel's runtime gathers every load: 1.9 against 0.45 ms for 3.2 M floats, NCHW to NCHW).
 ## A copy needs no arithmetic: float16 moves as the 16-bit integer of the same bits.
-## Defines: dtype, in_nchw, out_nchw.
+## Defines: dtype, in_nchw, out_nchw, row_loop.
 <% T = "unsigned short" if ctype(dtype) == "half_t" else ctype(dtype) %>
 KERNEL void pad(
     GLOBAL_MEM ${T}* RESTRICT out,
@@ -25,11 +27,19 @@ KERNEL void pad(
         const index_t at = (nc * Hp + hp) * Wp + wp;
 % else:
     const index_t c = GLOBAL_ID(0);
-    const index_t wp = GLOBAL_ID(1);
     const index_t nh = GLOBAL_ID(2);
+% if row_loop:
+    if (c < C && nh < N * Hp) {
+        const index_t n = nh / Hp, h = nh % Hp - pt;
+        for (index_t wp = 0; wp < Wp; ++wp) {
+            const index_t w = wp - pl;
+            const index_t at = (nh * Wp + wp) * C + c;
+% else:
+    const index_t wp = GLOBAL_ID(1);
     if (c < C && wp < Wp && nh < N * Hp) {
         const index_t n = nh / Hp, h = nh % Hp - pt, w = wp - pl;
         const index_t at = (nh * Wp + wp) * C + c;
+% endif
 % endif
         const int inside = h >= 0 && h < H && w >= 0 && w < W;
 % if in_nchw:
@@ -38,5 +48,8 @@ KERNEL void pad(
         const index_t from = ((n * H + h) * W + w) * C + c;
 % endif
         out[at] = inside ? in[from] : (${T})0;
+% if row_loop and not out_nchw:
+        }
+% endif
     }
 }

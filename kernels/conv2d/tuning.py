@@ -6,13 +6,16 @@ than every ``kc`` steps of K. Figures: docs/benchmarks.md.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from xgpu.kernels.gemm.tuning import GemmConfig
 
 RULES: list[tuple[str | None, tuple[str, ...], GemmConfig]] = [
     (None, ("oclgrind",), GemmConfig(local_tiles=False, tm=16, tn=16, wm=2, wn=2)),
     # Intel's CPU runtime: strided columns, 4x4 per work-item (16 accumulators: 8x4 runs out of AVX-512
-    # registers), the window walked in step by the group (NCHW, measured here: 150-153 GF/s on N8 C64
-    # 56x56 K64 3x3 and 170-178 on N32 C256 14x14 K256 3x3, against 146/172 for 8x4; docs/benchmarks.md)
+    # registers), the window walked in step by the group (NCHW, measured here: 176-179 GF/s on N8 C64
+    # 56x56 K64 3x3 and 199-203 on N32 C256 14x14 K256 3x3, against 170-174/193-203 for 128x64 tiles
+    # and 146/172 for 8x4 blocks; docs/benchmarks.md)
     ("cpu", ("intel",), GemmConfig(local_tiles=False, tm=64, tn=64, wm=4, wn=4, kc=1)),
     # PoCL: 16-wide vectors; no barrier (PoCL loses its vectorisation around a barrier in the window loop:
     # 8 GF/s with it, 130 without)
@@ -23,14 +26,27 @@ RULES: list[tuple[str | None, tuple[str, ...], GemmConfig]] = [
 ]
 
 
-# The direct kernel's output pixels per work-item in NCHW (vectors along a row; 1: one pixel, and the
-# runtime vectorises across work-items). PoCL vectorises within a work-item (depthwise 3x3 N8 C128 56x56
-# float32: 2.5 ms with 8, 3.0 with 16, 20 with 1); Intel's runtime across them (1.7 ms with 1, 3.1 with 8).
-DIRECT_VECTOR_RULES: list[tuple[str | None, tuple[str, ...], int]] = [
-    (None, ("oclgrind",), 1),
-    ("cpu", ("intel",), 1),
-    ("cpu", (), 8),
-    (None, (), 1),
+@dataclass(frozen=True)
+class ConvTraits:
+    """How conv2d lays data out for the kernels on a device class (the implicit GEMM's variant aside)."""
+
+    pad_copy: bool = False  # write the padding into a copy of the input rather than mask window reads
+    pad_row_loop: bool = False  # that copy (NHWC out): one work-item per row of pixels, not per element
+    direct_vw: int = 1  # the direct kernel in NCHW: output pixels per work-item, in vectors along a row
+
+
+# Measured here (docs/benchmarks.md). pad_copy: masks cost the implicit GEMM 20-25% on both CPU runtimes,
+# and a masked read per pixel lane is a gather in the direct kernel; GPUs and Oclgrind mask (a copy costs
+# traffic a mask does not; Oclgrind then checks the masked paths). pad_row_loop: PoCL runs work-items one
+# by one, and a row loop saves it the per-element division (N8 C64 56x56 NCHW -> NHWC: 0.69 against
+# 1.9 ms), while Intel's runtime, vectorising across elements, slows down (0.97 against 0.80 ms).
+# direct_vw: PoCL vectorises within a work-item (depthwise 3x3 N8 C128 56x56: 2.5 ms with 8 pixels,
+# 3.0 with 16, 20 with 1); Intel's runtime across work-items (1.7 ms with 1, 3.1 with 8).
+TRAITS: list[tuple[str | None, tuple[str, ...], ConvTraits]] = [
+    (None, ("oclgrind",), ConvTraits()),
+    ("cpu", ("intel",), ConvTraits(pad_copy=True)),
+    ("cpu", (), ConvTraits(pad_copy=True, pad_row_loop=True, direct_vw=8)),
+    (None, (), ConvTraits()),
 ]
 
 
