@@ -37,3 +37,14 @@ def rng():
 
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def checker():
+    """The device that checks every memory access (Oclgrind)."""
+    found = [d for d in xgpu.devices() if d.checks_memory]
+    if not found:
+        if "oclgrind" in os.environ.get("XGPU_REQUIRE_DEVICES", ""):
+            pytest.fail("Oclgrind is required here but no device checks memory accesses")
+        pytest.skip("no device here checks memory accesses: apt-get install oclgrind")
+    return found[0]

@@ -7,7 +7,9 @@ import pytest
 
 import xgpu
 from xgpu.errors import DeviceMismatchError, InvalidArgumentError, ShapeError, UnsupportedDtypeError
+from xgpu.kernels import conv2d as conv_module
 from xgpu.kernels.conv2d import all_igemm_variants, conv2d, plan
+from xgpu.kernels.conv2d.tuning import ConvTraits
 from xgpu.reference import conv2d_reference
 from xgpu.testing import assert_close
 
@@ -99,6 +101,26 @@ def test_every_implicit_gemm_variant(xgpu_device, dtype, config, rng):
     c = 8 if xgpu_device.is_simulator else 24
     case = ("variant", 1, c, hw, hw, k, 3, 3, 1, 1, 1, 1, True)
     run_case(xgpu_device, case, dtype, "NCHW", rng, config=config)
+
+
+CPU_TRAITS = {"intel-like": ConvTraits(pad_copy=True),
+              "pocl-like": ConvTraits(pad_copy=True, pad_row_loop=True, direct_vw=8)}
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("traits", CPU_TRAITS.values(), ids=CPU_TRAITS.keys())
+def test_cpu_layout_paths_under_the_memory_checker(checker, traits, layout, monkeypatch, rng):
+    # the CPU runtimes' paths (padding copies, unmasked kernels, pixel vectors in the direct kernel),
+    # run where every memory access is checked: Oclgrind itself takes the GPUs' masked paths
+    monkeypatch.setattr(conv_module, "traits", lambda device: traits)
+    copies = []
+    pad = conv_module._pad
+    monkeypatch.setattr(conv_module, "_pad", lambda *args: copies.append(args[3]) or pad(*args))
+    for case in CASES:
+        if case[0] in ("3x3-pad1", "depthwise", "rgb-3x3-direct", "same-even-kernel", "stride3-pad-pair",
+                       "depthwise-dilated-asym"):
+            run_case(checker, case, np.float32, layout, rng)
+    assert len(copies) >= 3  # the padding was copied in rather than masked (NHWC: for the implicit GEMM only)
 
 
 def test_plan_is_visible():
