@@ -36,6 +36,9 @@ CASES = [
     # and dilation that differ between rows and columns
     ("rgb-3x3-direct", 2, 3, 11, 9, 6, 3, 3, 1, 1, 1, 1, True),
     ("depthwise-dilated-asym", 1, 4, 9, 12, 4, 3, 3, (1, 2), (2, 1), (2, 1), 4, True),
+    # more output channels than one vector of them and a partial one (the direct kernel on PoCL)
+    ("depthwise-c20", 1, 20, 7, 6, 20, 3, 3, 1, 1, 1, 20, True),
+    ("rgb-3x3-s2-k19", 1, 3, 9, 8, 19, 3, 3, 2, 1, 1, 1, False),
 ]
 
 
@@ -118,7 +121,7 @@ def test_cpu_layout_paths_under_the_memory_checker(checker, traits, layout, monk
     monkeypatch.setattr(conv_module, "_pad", lambda *args: copies.append(args[3]) or pad(*args))
     for case in CASES:
         if case[0] in ("3x3-pad1", "depthwise", "rgb-3x3-direct", "same-even-kernel", "stride3-pad-pair",
-                       "depthwise-dilated-asym"):
+                       "depthwise-dilated-asym", "depthwise-c20", "rgb-3x3-s2-k19", "1x1"):
             run_case(checker, case, np.float32, layout, rng)
     assert len(copies) >= 3  # the padding was copied in rather than masked (NHWC: for the implicit GEMM only)
 

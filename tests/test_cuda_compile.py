@@ -39,11 +39,13 @@ def library_variants():
                        {"dtype": dtype, "has_bias": has_bias, "out_nchw": has_bias, "in_nchw": not has_bias,
                         "padded": has_bias, "vw": 1, "kr": kr, "ks": ks, "kcg": kcg, "kkg": kkg, "kgroups": groups,
                         "ksh": stride, "ksw": stride, "kdh": 1, "kdw": 1})
-            if dtype.itemsize > 2:  # pixel vectors along NCHW rows (PoCL)
-                yield (f"conv2d_direct-{dtype}-bias{int(has_bias)}-vw8", conv_kernel.DIRECT,
-                       {"dtype": dtype, "has_bias": has_bias, "out_nchw": True, "in_nchw": True, "padded": False,
-                        "vw": 8, "kr": 3, "ks": 3, "kcg": 2, "kkg": 1, "kgroups": 4, "ksh": 2, "ksw": 1, "kdh": 1,
-                        "kdw": 2})
+            if dtype.itemsize > 2:  # pixel vectors along NCHW rows, channel vectors in NHWC (PoCL)
+                for in_nchw, kcg, kgroups in ((True, 2, 4), (False, 1, 16), (False, 3, 1)):
+                    yield (f"conv2d_direct-{dtype}-bias{int(has_bias)}-vw8-{'NCHW' if in_nchw else 'NHWC'}g{kgroups}",
+                           conv_kernel.DIRECT,
+                           {"dtype": dtype, "has_bias": has_bias, "out_nchw": in_nchw, "in_nchw": in_nchw,
+                            "padded": not in_nchw, "vw": 8, "kr": 3, "ks": 3, "kcg": kcg, "kkg": 1, "kgroups": kgroups,
+                            "ksh": 2, "ksw": 1, "kdh": 1, "kdw": 2})
         yield f"permute-{dtype}", conv_kernel.PERMUTE, {"dtype": dtype}
         yield f"transpose-{dtype}", conv_kernel.TRANSPOSE, {"dtype": dtype}
         for in_nchw, out_nchw, row_loop in ((0, 0, 0), (0, 0, 1), (1, 0, 0), (1, 0, 1), (0, 1, 0), (1, 1, 0)):

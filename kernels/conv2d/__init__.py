@@ -258,14 +258,16 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
             x = _pad(device, dtype, x, layout, pads, layout)
             shape_args = (n, *(x.shape[2:] if in_nchw else x.shape[1:3]), c, p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
         w_k = _permute(device, dtype, w, (1, r * s, cg, k), (0, 1, r * s, cg * r * s)) if in_nchw else w
-        # pixel vectors: NCHW rows read with unit stride, float32/float64 (float16 has no vector loads)
-        vw = traits(device).direct_vw if in_nchw and not masked and sw == 1 and dtype.itemsize > 2 else 1
+        # vectors (float32/float64: float16 has no vector loads) of pixels along NCHW rows read with unit
+        # stride, or of NHWC channels that read one input channel (one group) or neighbouring ones (depthwise)
+        vectors = (not masked and sw == 1) if in_nchw else (g == 1 or (cg, kg) == (1, 1))
+        vw = traits(device).direct_vw if vectors and dtype.itemsize > 2 else 1
         program = xgpu.compile(DIRECT, device, defines={**defines, "in_nchw": in_nchw, "padded": masked, "vw": vw,
                                                          "kr": r, "ks": s, "kcg": cg, "kkg": kg, "kgroups": g,
                                                          "ksh": sh, "ksw": sw, "kdh": dh, "kdw": dw})
-        # dimension 0 is what CPU runtimes vectorise over: output pixels (NCHW, vw of them a work-item)
-        # or channels (NHWC); a few hundred work-items a group, since CPU runtimes pay per group
-        gsize = (-(-q // vw), p, n * k) if in_nchw else (k, q, n * p)
+        # dimension 0 is what CPU runtimes vectorise over: output pixels (NCHW) or channels (NHWC), vw of
+        # them a work-item; a few hundred work-items a group, since CPU runtimes pay per group
+        gsize = (-(-q // vw), p, n * k) if in_nchw else (-(-k // vw), q, n * p)
         lanes = min(128, 1 << max(gsize[0] - 1, 0).bit_length())
         program.conv2d_direct(y, x, w_k, bias_arr, *shape_args, global_size=gsize,
                               local_size=(lanes, max(1, min(512 // lanes, gsize[1])), 1))

@@ -11,8 +11,9 @@
 ## window may leave the image and is masked (NCHW on CPUs gets the padding written into x instead, pad.mako:
 ## lanes are pixels there, and a clamped address per lane is a gather). Indices are computed whole, with the
 ## lane's term added last: Intel's vectoriser gathers from a pointer that was offset by the lane first.
-## vw > 1 (NCHW, unpadded, stride 1 along rows, float32/float64): each work-item computes vw neighbouring
-## output pixels of a row with vector loads, for compilers that vectorise within a work-item (PoCL).
+## vw > 1 (float32/float64), for compilers that vectorise within a work-item (PoCL): each work-item
+## computes vw neighbouring output pixels of a row with vector loads (NCHW, unpadded, stride 1 along
+## rows), or vw neighbouring output channels of one pixel (NHWC, one group or depthwise with Kg = 1).
 <%
     T = ctype(dtype)
     half = T == "half_t"
@@ -36,16 +37,16 @@
 ((n * H + ${ih}) * W + ${iw}) * C + g * ${kcg} + c\
 % endif
 </%def>
-<%def name="store(ow, value)">
+<%def name="store(ow, value, k='k')">
         {
             ${ACC} out = ${value};
 % if has_bias:
-            out += (${ACC})${load("bias", "k")};
+            out += (${ACC})${load("bias", k)};
 % endif
 % if out_nchw:
-            const index_t at = ((n * K + k) * P + oh) * Q + ${ow};
+            const index_t at = ((n * K + ${k}) * P + oh) * Q + ${ow};
 % else:
-            const index_t at = ((n * P + oh) * Q + ${ow}) * K + k;
+            const index_t at = ((n * P + oh) * Q + ${ow}) * K + ${k};
 % endif
 % if half:
             STORE_HALF(y, at, out);
@@ -98,7 +99,50 @@ KERNEL void conv2d_direct(
     const index_t sh, const index_t sw, const index_t ph, const index_t pw,
     const index_t dh, const index_t dw)
 {
-% if vw > 1:
+% if vw > 1 and not in_nchw:
+    const index_t k0 = GLOBAL_ID(0) * ${vw};
+    const index_t ow = GLOBAL_ID(1);
+    const index_t nph = GLOBAL_ID(2);
+    if (k0 < K && ow < Q && nph < N * P) {
+        const index_t n = nph / P, oh = nph % P;
+        if (k0 + ${vw} <= K) {
+            // vw output channels of one pixel: the window is the same for all of them, so the padding
+            // is a branch; x is read as one channel for all (one group) or vw channels (depthwise)
+            VEC(${ACC}, ${vw}) acc = VSPLAT(${ACC}, ${vw}, 0);
+            #pragma unroll
+            for (index_t r = 0; r < ${kr}; ++r) {
+                const index_t ih = oh * ${ksh} - ph + r * ${kdh};
+                #pragma unroll
+                for (index_t s = 0; s < ${ks}; ++s) {
+                    const index_t iw = ow * ${ksw} - pw + s * ${kdw};
+                    if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
+                        const index_t wo = (r * ${ks} + s) * ${kcg} * K;
+                        #pragma unroll
+                        for (index_t c = 0; c < ${kcg}; ++c) {
+% if kgroups == 1:
+                            const VEC(${ACC}, ${vw}) a = VSPLAT(${ACC}, ${vw}, x[((n * H + ih) * W + iw) * C + c]);
+% else:
+                            const VEC(${ACC}, ${vw}) a = VLOAD(${vw}, x, ((n * H + ih) * W + iw) * C + k0);
+% endif
+                            acc = VFMA(a, VLOAD(${vw}, w, wo + c * K + k0), acc);
+                        }
+                    }
+                }
+            }
+            ${ACC} lanes[${vw}];
+            VSTORE(${vw}, acc, lanes, 0);
+            #pragma unroll
+            for (index_t e = 0; e < ${vw}; ++e)
+                ${store("ow", "lanes[e]", "k0 + e")}
+        } else {
+            // the last, partial block of channels
+            for (index_t k = k0; k < K; ++k) {
+                ${group_of_k()}
+                ${one_output("ow")}
+            }
+        }
+    }
+% elif vw > 1:
     const index_t ow0 = GLOBAL_ID(0) * ${vw};
     const index_t oh = GLOBAL_ID(1);
     const index_t nk = GLOBAL_ID(2);
