@@ -32,7 +32,7 @@ class ConvTraits:
 
     pad_copy: bool = False  # write the padding into a copy of the input rather than mask window reads
     pad_row_loop: bool = False  # that copy (NHWC out): one work-item per row of pixels, not per element
-    direct_vw: int = 1  # the direct kernel in NCHW: output pixels per work-item, in vectors along a row
+    direct_vw: int = 1  # the direct kernel: output pixels (NCHW) or channels (NHWC) per work-item, in vectors
 
 
 # Measured here (docs/benchmarks.md). pad_copy: masks cost the implicit GEMM 20-25% on both CPU runtimes,
@@ -40,8 +40,9 @@ class ConvTraits:
 # traffic a mask does not; Oclgrind then checks the masked paths). pad_row_loop: PoCL runs work-items one
 # by one, and a row loop saves it the per-element division (N8 C64 56x56 NCHW -> NHWC: 0.69 against
 # 1.9 ms), while Intel's runtime, vectorising across elements, slows down (0.97 against 0.80 ms).
-# direct_vw: PoCL vectorises within a work-item (depthwise 3x3 N8 C128 56x56: 2.5 ms with 8 pixels,
-# 3.0 with 16, 20 with 1); Intel's runtime across work-items (1.7 ms with 1, 3.1 with 8).
+# direct_vw: PoCL vectorises within a work-item (depthwise 3x3 N8 C128 56x56, NCHW: 2.5 ms with 8 pixels,
+# 3.0 with 16, 20 with 1; NHWC: 4.7 against 15.7 ms with 8 channels); Intel's runtime vectorises across
+# work-items (NCHW 1.7 ms with 1, 3.1 with 8).
 TRAITS: list[tuple[str | None, tuple[str, ...], ConvTraits]] = [
     (None, ("oclgrind",), ConvTraits()),
     ("cpu", ("intel",), ConvTraits(pad_copy=True)),
