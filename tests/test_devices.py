@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -124,3 +126,13 @@ def test_devices_default_from_env_is_explained():
     last = xgpu.devices()[-1]
     out = run_xgpu("devices", env={"XGPU_DEVICE": last.id}).stdout
     assert f"* default device: {last.id} (XGPU_DEVICE={last.id})" in out
+
+
+@pytest.mark.parametrize("given,expected", [(None, "1"), ("0", "0")])
+def test_pocl_threads_are_pinned_unless_told_otherwise(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "POCL_AFFINITY"}
+    if given is not None:
+        env["POCL_AFFINITY"] = given
+    code = "import os, xgpu; xgpu.devices(); print(os.environ['POCL_AFFINITY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected

@@ -81,6 +81,14 @@ def _arm_oclgrind() -> str | None:
     return path
 
 
+def _pin_pocl() -> None:
+    """PoCL's worker threads, free to move between cores, made its timings jump from call to call (the
+    first 3x3 ResNet layer: 11-19 ms on 2 cores); pinned, one per core, they hold 11.2-12.0 ms, and a
+    256^3 GEMM runs at 78-81 instead of 50-54 GF/s. PoCL reads this when it starts; a value the user
+    set (POCL_AFFINITY=0 turns pinning off) is left alone."""
+    os.environ.setdefault("POCL_AFFINITY", "1")
+
+
 _AT_LINE = re.compile(r"At line (\d+) \(column \d+\) of (.+?):\s*$", re.M)
 _KERNEL = re.compile(r"^\s*Kernel: (\S+)", re.M)
 
@@ -348,6 +356,7 @@ class OpenCLBackend(Backend):
             raise BackendUnavailableError(f"pyopencl is not installed ({exc}): pip install pyopencl") from exc
         self._version = f"pyopencl {cl.VERSION_TEXT}"
         log = _arm_oclgrind()
+        _pin_pocl()
         try:
             platforms = cl.get_platforms()
         except cl.Error as exc:
