@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import xgpu
+from xgpu import errors
 from xgpu.errors import CompileError, TemplateError
 
 from .conftest import ROOT, run_xgpu
@@ -231,3 +232,16 @@ def test_same_template_object_is_not_rendered_twice(xgpu_device, monkeypatch):
     first = xgpu.compile(template, xgpu_device, defines={"v": "1.0f"})
     monkeypatch.setattr(xgpu.KernelTemplate, "render", lambda *a, **k: pytest.fail("rendered again"))
     assert xgpu.compile(template, xgpu_device, defines={"v": "1.0f"}) is first
+
+
+def test_scalar_argument_types_are_checked_on_every_launch(xgpu_device, rng):
+    # the backend tells pyopencl the scalars' types (so that it packs them itself) and keeps that per
+    # kernel: a launch with another type must still be refused, and the next right one must still work
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    program = xgpu.compile(USER_KERNEL, xgpu_device, defines={"dtype": np.float32})
+    out = xgpu.asarray(np.full(x.shape, np.nan, np.float32), xgpu_device)
+    gx = xgpu.asarray(x, xgpu_device)
+    with pytest.raises(errors.XgpuError, match="arg"):
+        program.affine(out, gx, np.float64(1.5), np.float32(-2), 3, 5, global_size=(5, 3))
+    program.affine(out, gx, np.float32(1.5), np.float32(-2), 3, 5, global_size=(5, 3)).wait()
+    np.testing.assert_allclose(out.get(), 1.5 * x.astype(np.float64) - 2, rtol=1e-6, atol=1e-6)
