@@ -14,7 +14,7 @@ import xgpu
 from xgpu._array import Array, same_device
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.kernels.gemm import DTYPES, compile_variant, config_for, gemm, matmul
-from xgpu.kernels.gemm.tuning import GemmConfig, adapt, default_config
+from xgpu.kernels.gemm.tuning import GemmConfig, adapt, rule_for
 
 from .tuning import RULES, TRAITS, ConvTraits, window_class
 
@@ -63,7 +63,7 @@ def tuned_igemm_config(device: xgpu.Device, dtype: np.dtype, window: str) -> Gem
 
 def traits(device: xgpu.Device) -> ConvTraits:
     """How conv2d lays data out for the kernels on ``device`` (conv2d/tuning.py)."""
-    return default_config(device.type, f"{device.platform} {device.name} {device.vendor}", TRAITS)
+    return rule_for(device, TRAITS)
 
 
 def all_igemm_variants() -> list[tuple[np.dtype, GemmConfig]]:

@@ -12,7 +12,7 @@ import xgpu
 from xgpu._array import Array, same_device
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 
-from .tuning import RULES, GemmConfig, acc_itemsize, adapt, default_config, shape_class
+from .tuning import RULES, GemmConfig, acc_itemsize, adapt, rule_for, shape_class
 
 __all__ = ["GemmConfig", "gemm", "matmul"]
 
@@ -24,7 +24,7 @@ DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
 def config_for(device: xgpu.Device, dtype: np.dtype, trans_b: bool = False, rules=None) -> GemmConfig:
     """The variant the library picks for ``device``, ``dtype`` and layout (before fitting to limits),
     from ``rules`` (the GEMM's tuning table by default)."""
-    base = default_config(device.type, f"{device.platform} {device.name} {device.vendor}", rules)
+    base = rule_for(device, rules or RULES)
     return adapt(base, np.dtype(dtype).itemsize, trans_b)
 
 

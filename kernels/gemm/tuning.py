@@ -7,8 +7,11 @@ words all appear in the device's platform/name (case-insensitive) and whose ``ty
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -101,10 +104,17 @@ def adapt(config: GemmConfig, itemsize: int, trans_b: bool) -> GemmConfig:
     return config
 
 
-def default_config(device_type: str, description: str, rules=None) -> GemmConfig:
-    """The first rule of ``rules`` (the GEMM's by default) that fits the device."""
+def default_config(device_type: str, description: str,
+                   rules: Sequence[tuple[str | None, tuple[str, ...], T]] | None = None) -> T:
+    """The value of the first rule of ``rules`` (the GEMM's by default) that fits the device: a rule is
+    (device type or None, words the description must contain, value)."""
     text = description.lower()
-    for kind, words, config in rules or RULES:
+    for kind, words, value in rules or RULES:
         if (kind is None or kind == device_type) and all(w in text for w in words):
-            return config
+            return value
     raise AssertionError("the last rule matches every device")
+
+
+def rule_for(device: Any, rules: Sequence[tuple[str | None, tuple[str, ...], T]]) -> T:
+    """``default_config`` for a device: its type, and its platform, name and vendor as the description."""
+    return default_config(device.type, f"{device.platform} {device.name} {device.vendor}", rules)
