@@ -100,6 +100,7 @@ KERNEL void conv2d_direct(
     const index_t dh, const index_t dw)
 {
 % if vw > 1 and not in_nchw:
+<% assert kgroups == 1 or (kcg, kkg) == (1, 1), "NHWC channel vectors need one group or a depthwise layer" %>\
     const index_t k0 = GLOBAL_ID(0) * ${vw};
     const index_t ow = GLOBAL_ID(1);
     const index_t nph = GLOBAL_ID(2);

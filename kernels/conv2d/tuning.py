@@ -38,8 +38,8 @@ class ConvTraits:
 # Measured here (docs/benchmarks.md). pad_copy: masks cost the implicit GEMM 20-25% on both CPU runtimes,
 # and a masked read per pixel lane is a gather in the direct kernel; GPUs and Oclgrind mask (a copy costs
 # traffic a mask does not; Oclgrind then checks the masked paths). pad_row_loop: PoCL runs work-items one
-# by one, and a row loop saves it the per-element division (N8 C64 56x56 NCHW -> NHWC: 0.69 against
-# 1.9 ms), while Intel's runtime, vectorising across elements, slows down (0.97 against 0.80 ms).
+# by one, and a row loop saves it the per-element division (N8 C64 56x56 NCHW -> NHWC: 0.83 against
+# 1.98 ms), while Intel's runtime, vectorising across elements, slows down (1.23 against 0.80 ms).
 # direct_vw: PoCL vectorises within a work-item (depthwise 3x3 N8 C128 56x56, NCHW: 2.5 ms with 8 pixels,
 # 3.0 with 16, 20 with 1; NHWC: 4.7 against 15.7 ms with 8 channels); Intel's runtime vectorises across
 # work-items (NCHW 1.7 ms with 1, 3.1 with 8).
