@@ -74,7 +74,7 @@
             }
 </%def>
 <%def name="store(row, col, value)">
-            if (${row} < M && ${col} < N) {
+            if (${row} < M && ${col} < N && ${row} >= own_row && ${col} >= own_col) {
                 const index_t at = ${row} * ldc + ${col};
                 ${ACC} out = alpha * (${value});
                 if (beta != (${ACC})0)  // beta = 0 never reads C, which may hold garbage or NaN
@@ -165,8 +165,18 @@ KERNEL void gemm(
     A += batch * stride_a;
     B += batch * stride_b;
     C += batch * stride_c;
-    const index_t row0 = GROUP_ID(1) * ${tm};
-    const index_t col0 = GROUP_ID(0) * ${tn};
+    // the rows and columns of C this work-group owns (and alone stores)
+    const index_t own_row = GROUP_ID(1) * ${tm};
+    const index_t own_col = GROUP_ID(0) * ${tn};
+% if local_tiles:
+    const index_t row0 = own_row, col0 = own_col;
+% else:
+    // an edge tile of a matrix at least one tile large is computed as the whole tile that ends at the
+    // matrix's edge, on the fast path (Intel CPU runtime: a clamped edge tile costs about 4 whole ones)
+    const int shifted = M >= ${tm} && N >= ${tn};
+    const index_t row0 = shifted ? MIN(own_row, M - ${tm}) : own_row;
+    const index_t col0 = shifted ? MIN(own_col, N - ${tn}) : own_col;
+% endif
 
 % if local_tiles:
     ${scalar_acc()}
