@@ -3,14 +3,14 @@ local-memory tiles, which the implicit GEMM does not use), timed and checked on 
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 
 import xgpu
 from xgpu._bench import CONV_LAYERS, conv_flops, conv_operands, median_time
 from xgpu.autotune import Tunable
-from xgpu.kernels.gemm.autotune import _valid, compile_in_child
+from xgpu.kernels.gemm.autotune import _valid, variant_tunable
 from xgpu.kernels.gemm.autotune import neighbours as gemm_neighbours
 from xgpu.kernels.gemm.tuning import acc_itemsize
 from xgpu.reference import conv2d_reference
@@ -61,14 +61,6 @@ def tunable(device: xgpu.Device, dtype="float32", batch: int | None = None, seed
         assert_close(out[0].get(), reference, dtype=dtype, terms=c * r * r, what="tuning layer")
         return flops / seconds / 1e9
 
-    return Tunable(
-        kernel="conv2d",
-        shape_class=window_class(r, r),
-        shape=f"N{n} C{c} {h}x{h} K{k} {r}x{r} pad {pad} {dtype.name}",
-        default=igemm_config(device, dtype),
-        neighbours=lambda cfg: neighbours(cfg, device, dtype),
-        measure=measure,
-        label=lambda cfg: cfg.label,
-        as_dict=asdict,
-        compile=lambda cfg, timeout: compile_in_child("conv2d", device, dtype, cfg, timeout),
-    )
+    return variant_tunable("conv2d", device, dtype, window_class(r, r),
+                           f"N{n} C{c} {h}x{h} K{k} {r}x{r} pad {pad} {dtype.name}", igemm_config(device, dtype),
+                           neighbours, measure)

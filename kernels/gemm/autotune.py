@@ -112,16 +112,24 @@ def tunable(device: xgpu.Device, dtype="float32", size: int = 2048, seed: int = 
         assert_close(dc.get(), reference, dtype=dtype, terms=size, what=f"{size}^3 product")
         return 2 * size**3 / seconds / 1e9
 
+    return variant_tunable("gemm", device, dtype, shape_class(size, size, size), f"{size}x{size}x{size} {dtype.name}",
+                           config_for(device, dtype), neighbours, measure)
+
+
+def variant_tunable(kernel: str, device: xgpu.Device, dtype: np.dtype, shape_class: str, shape: str,
+                    default: GemmConfig, neighbours, measure) -> Tunable:
+    """A search space over GemmConfig variants (the GEMM's, or a kernel built on its tiling):
+    ``neighbours(cfg, device, dtype)``, each candidate compiled in a child (``compile_in_child``)."""
     return Tunable(
-        kernel="gemm",
-        shape_class=shape_class(size, size, size),
-        shape=f"{size}x{size}x{size} {dtype.name}",
-        default=config_for(device, dtype),
+        kernel=kernel,
+        shape_class=shape_class,
+        shape=shape,
+        default=default,
         neighbours=lambda cfg: neighbours(cfg, device, dtype),
         measure=measure,
         label=lambda cfg: cfg.label,
         as_dict=asdict,
-        compile=lambda cfg, timeout: compile_in_child("gemm", device, dtype, cfg, timeout),
+        compile=lambda cfg, timeout: compile_in_child(kernel, device, dtype, cfg, timeout),
     )
 
 
