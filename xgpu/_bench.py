@@ -158,7 +158,7 @@ def _child_conv(kind: str, spec: str, index: int, dtype: str, quick: bool = Fals
         seconds = median_time(go, CONV_REPEATS)
         return {"seconds": seconds, "err": err(go().numpy()), "variant": f"torch {torch.__version__}, 2 threads"}
     import xgpu
-    from xgpu.kernels.conv2d import plan
+    from xgpu.kernels.conv2d import is_pointwise, plan
 
     dev = xgpu.get_device(spec)
     gx, gw = xgpu.asarray(x, dev), xgpu.asarray(wt, dev)
@@ -171,7 +171,7 @@ def _child_conv(kind: str, spec: str, index: int, dtype: str, quick: bool = Fals
     seconds = median_time(go, CONV_REPEATS)
     y = out["y"].get()
     chosen = plan(dev, dtype, c // groups, k // groups, (r, s),
-                  pointwise=(r, s, stride, pad, groups) == (1, 1, 1, 0, 1))
+                  pointwise=is_pointwise((r, s), (stride, stride), (pad,) * 4, groups, False))
     result = {"seconds": seconds, "variant": chosen.label}
     if chosen.kernel == "implicit-gemm" and groups == 1:
         # the same layer in NHWC (no layout change: the implicit-GEMM kernel alone) and the matrix

@@ -98,6 +98,13 @@ def plan(device: xgpu.Device, dtype: Any, cin_per_group: int, cout_per_group: in
     return ConvPlan("implicit-gemm", cfg, "general case" + (", tuned variant (xgpu tune conv2d)" if tuned else ""))
 
 
+def is_pointwise(kernel_size: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int], groups: int,
+                 has_bias: bool) -> bool:
+    """Whether a layer is a plain matrix product (1x1, stride 1, no padding, one group, no bias): ``plan``'s
+    ``pointwise``."""
+    return (*kernel_size, *stride, groups, has_bias) == (1, 1, 1, 1, 1, False) and not any(pads)
+
+
 def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         pair = (int(value), int(value))
@@ -124,13 +131,15 @@ def _permute(device, dtype, src: Array, out_shape: tuple[int, int, int, int], st
     return out
 
 
-def _pad(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int], out_layout: str) -> Array:
-    """x (in ``layout``) copied to ``out_layout`` with its padding (top, bottom, left, right) as zeros."""
+def _pad(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int], out_layout: str,
+         row_loop: bool) -> Array:
+    """x (in ``layout``) copied to ``out_layout`` with its padding (top, bottom, left, right) as zeros;
+    ``row_loop``: work-items walk rows of pixels (NHWC out; ConvTraits.pad_row_loop)."""
     n, h, wd, c = x.shape if layout == "NHWC" else (x.shape[0], *x.shape[2:], x.shape[1])
     hp, wp = h + pads[0] + pads[1], wd + pads[2] + pads[3]
     out_nchw = out_layout == "NCHW"
     out = xgpu.empty((n, c, hp, wp) if out_nchw else (n, hp, wp, c), dtype, device)
-    row_loop = traits(device).pad_row_loop and not out_nchw
+    row_loop = row_loop and not out_nchw
     kernel = xgpu.compile(PAD, device, defines={"dtype": dtype, "in_nchw": layout == "NCHW", "out_nchw": out_nchw,
                                                  "row_loop": row_loop}).pad
     # dimension 0 along the output's rows, up to 64 rows a group: for NCHW -> NHWC a CPU thread then
@@ -143,13 +152,14 @@ def _pad(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int], 
     return out
 
 
-def _gemm_input(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int]) -> tuple[Array, bool]:
+def _gemm_input(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int],
+                tr: ConvTraits) -> tuple[Array, bool]:
     """The implicit GEMM's NHWC input, and whether the kernel must still mask the padding (GPUs: NCHW
     is transposed through local-memory tiles and the padding masked in the kernel)."""
-    if traits(device).pad_copy:
+    if tr.pad_copy:
         if layout == "NHWC" and not any(pads):
             return x, False
-        return _pad(device, dtype, x, layout, pads, "NHWC"), False
+        return _pad(device, dtype, x, layout, pads, "NHWC", tr.pad_row_loop), False
     if layout == "NHWC":
         return x, any(pads)
     n, c, h, wd = x.shape
@@ -236,7 +246,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         return xgpu.empty(out_shape, dtype, device)
     bias_arr, has_bias = _bias_or_dummy(bias, device, dtype, k)
     g, kg = groups, k // groups
-    pointwise = (r, s, sh, sw, groups, has_bias) == (1, 1, 1, 1, 1, False) and not any(pads)
+    pointwise = is_pointwise((r, s), (sh, sw), pads, groups, has_bias)
     chosen = (plan(device, dtype, cg, kg, (r, s), pointwise=pointwise) if config is None
               else ConvPlan("implicit-gemm", config, "forced"))
     log.debug("conv2d %s x %s on %s: %s (%s)", x.shape, w.shape, device.id, chosen.label, chosen.reason)
@@ -245,6 +255,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
             return matmul(w.reshape(k, c), x.reshape(n, c, h * wd)).reshape(out_shape)
         return gemm(x.reshape(n * h * wd, c), w.reshape(c, k)).reshape(out_shape)  # (NHW x C) @ (C x K)
     y = xgpu.empty(out_shape, dtype, device)
+    tr = traits(device)
 
     defines = {"dtype": dtype, "has_bias": has_bias, "out_nchw": layout == "NCHW"}
     shape_args = (n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
@@ -254,15 +265,15 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         # read a gather (depthwise 3x3 N8 C128 56x56 on Intel: 2.1 against 7.5 ms); in NHWC, lanes are
         # channels, the window is the same for all of them, and masks cost less than the copy (2.4 / 3.6 ms)
         in_nchw = layout == "NCHW"
-        masked = any(pads) and not (in_nchw and traits(device).pad_copy)
+        masked = any(pads) and not (in_nchw and tr.pad_copy)
         if any(pads) and not masked:
-            x = _pad(device, dtype, x, layout, pads, layout)
+            x = _pad(device, dtype, x, layout, pads, layout, tr.pad_row_loop)
             shape_args = (n, *(x.shape[2:] if in_nchw else x.shape[1:3]), c, p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
         w_k = _permute(device, dtype, w, (1, r * s, cg, k), (0, 1, r * s, cg * r * s)) if in_nchw else w
         # vectors (float32/float64: float16 has no vector loads) of pixels along NCHW rows read with unit
         # stride, or of NHWC channels that read one input channel (one group) or neighbouring ones (depthwise)
         vectors = (not masked and sw == 1) if in_nchw else (g == 1 or (cg, kg) == (1, 1))
-        vw = traits(device).direct_vw if vectors and dtype.itemsize > 2 else 1
+        vw = tr.direct_vw if vectors and dtype.itemsize > 2 else 1
         program = xgpu.compile(DIRECT, device, defines={**defines, "in_nchw": in_nchw, "padded": masked, "vw": vw,
                                                          "kr": r, "ks": s, "kcg": cg, "kkg": kg, "kgroups": g,
                                                          "ksh": sh, "ksw": sw, "kdh": dh, "kdw": dw})
@@ -278,7 +289,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
             w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg * cg * r * s, 1, r * s, cg * r * s))
         else:
             w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg, cg * k, k, 1))
-        x_nhwc, masked = _gemm_input(device, dtype, x, layout, pads)
+        x_nhwc, masked = _gemm_input(device, dtype, x, layout, pads, tr)
         if not masked:  # the input now holds its padding
             shape_args = (n, *x_nhwc.shape[1:], p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
         kernel, cfg = compile_variant(IGEMM, "conv2d_igemm", device, chosen.config, {**defines, "padded": masked},
