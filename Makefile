@@ -9,7 +9,7 @@ setup:
 
 demo: setup
 	$(VENV)/bin/xgpu devices
-	$(PY) -m xgpu.demo
+	$(PY) -m xgpu.tools.demo
 
 # set-up installs these three OpenCL implementations: the tests check that each is listed
 XGPU_REQUIRE_DEVICES ?= pocl,intel,oclgrind

@@ -100,8 +100,8 @@ def _bind(run, dtype):
     return lambda device, rng: run(device, rng, dtype)
 
 
-@xgpu.hookimpl
-def xgpu_register_parity_cases(register):
+def register_cases(register) -> None:
+    """Add the library's GEMM and conv2d cases to the parity matrix (called by :mod:`xgpu.kernels.plugin`)."""
     for name, (quick, (m, n, k), opts) in GEMM_CASES.items():
         run, work = _gemm_case(m, n, k, **opts)
         for dtype in DTYPES:

@@ -19,7 +19,7 @@ def run_xgpu(*args: str, env: dict[str, str] | None = None, check: bool = True) 
     """Run the installed ``xgpu`` command in a fresh process."""
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
-        [sys.executable, "-m", "xgpu.cli", *args], capture_output=True, text=True, env=full_env, timeout=300
+        [sys.executable, "-m", "xgpu.tools.cli", *args], capture_output=True, text=True, env=full_env, timeout=300
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"xgpu {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")

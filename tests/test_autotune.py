@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 import xgpu
-from xgpu import autotune
-from xgpu.autotune import Tunable, TuningWarning, tune
+from xgpu import tuning as autotune
 from xgpu.errors import InvalidArgumentError, XgpuError
 from xgpu.kernels.gemm import _kernel, config_for
 from xgpu.kernels.gemm.autotune import neighbours
 from xgpu.kernels.gemm.tuning import GemmConfig
+from xgpu.tools.tune import Tunable, tune
+from xgpu.tuning import TuningWarning
 
 from .conftest import run_xgpu
 

@@ -8,7 +8,7 @@ import pytest
 
 import xgpu
 from xgpu import hookspecs
-from xgpu.cli import build_parser
+from xgpu.tools.cli import build_parser
 
 from .conftest import ROOT
 

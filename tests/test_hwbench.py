@@ -8,8 +8,8 @@ import sys
 import pytest
 
 import xgpu
-from xgpu import _hwbench
 from xgpu.errors import InvalidArgumentError
+from xgpu.tools import hwbench as _hwbench
 
 from .conftest import run_xgpu
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import xgpu
-from xgpu import cli
+from xgpu.tools import cli
 from xgpu.errors import InvalidArgumentError
-from xgpu.parity import REPORT_FORMAT, collect_cases, load_report, merge_reports, run_parity
+from xgpu.tools.parity import REPORT_FORMAT, collect_cases, load_report, merge_reports, run_parity
 
 from .conftest import run_xgpu
 

@@ -59,7 +59,8 @@ class HostBackend(Backend):
     language = "opencl"
 
     def prelude(self):
-        return "/* hostmem */"
+        # a prelude must define every neutral word; this backend never compiles, so empty ones do
+        return "/* hostmem */\n" + "\n".join(f"#define {w}" for w in xgpu.REQUIRED_WORDS)
 
     def devices(self):
         return [HostDevice(0), HostDevice(1)]
@@ -151,7 +152,7 @@ PLUGIN_MODULE = textwrap.dedent(
         name = "tpu"
         language = "opencl"
         def prelude(self):
-            return ""
+            return "\\n".join(f"#define {w}" for w in xgpu.REQUIRED_WORDS)
         def devices(self):
             raise BackendUnavailableError("no TPU in this machine")
 
@@ -181,7 +182,8 @@ def test_entry_point_plugin_loads_like_the_builtins(installed_plugin):
     }
     plugins = {row["name"]: row for row in json.loads(run_xgpu("plugins", "--json", env=installed_plugin).stdout)}
     assert plugins["tpu"]["package"] == "xgpu-tpu-backend" and plugins["tpu"]["version"] == "0.3"
-    assert plugins["opencl"]["hooks"] == ["xgpu_register_backends"]
+    assert plugins["opencl"]["hooks"] == ["xgpu_register_backends", "xgpu_register_bench_peers"]
+    assert all(row["status"] == "ok" for row in plugins.values())
 
 
 def test_disable_plugins(installed_plugin):

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _plugins
 from ._pool import MemoryPool
-from .errors import BackendUnavailableError, DeviceNotFoundError, InvalidArgumentError
+from .errors import BackendUnavailableError, DeviceNotFoundError, InvalidArgumentError, XgpuError
 
 if TYPE_CHECKING:
     from .backend import Backend, DeviceImpl
@@ -161,6 +161,23 @@ def reset() -> None:
     global _state
     with _state_lock:
         _state = None
+
+
+_plugins.on_change.append(reset)
+
+
+def default_backend() -> str:
+    """The backend that rendering and offline compiling use when none is named: the default device's,
+    or (with no device at all) the first registered backend by name."""
+    state = _get_state()
+    try:
+        return default_device_reason()[0].backend
+    except XgpuError:
+        if not state.backends:
+            raise BackendUnavailableError(
+                f"no backend is registered; check {_plugins.DISABLE_ENV} and the installed plugin packages"
+            ) from None
+        return sorted(state.backends)[0]
 
 
 def devices() -> list[Device]:

@@ -13,12 +13,20 @@ import numpy as np
 from . import _cache
 from ._array import INDEX_MAX, Array
 from .backend import DeviceImpl as DeviceImplBase
-from .errors import CompileError, DeviceMismatchError, InvalidArgumentError, LaunchError, MemoryCheckError
+from .errors import (
+    BackendUnavailableError,
+    CompileError,
+    DeviceMismatchError,
+    InvalidArgumentError,
+    LaunchError,
+    MemoryCheckError,
+)
 from .template import KernelTemplate, RenderedSource
 
 if TYPE_CHECKING:
     from ._devices import Device
     from .backend import Diagnostic, EventImpl, KernelImpl, OfflineBuild, ProgramImpl
+    from .hookspecs import Target
 
 TemplateLike = KernelTemplate | str | os.PathLike
 
@@ -41,32 +49,75 @@ def as_template(template: TemplateLike) -> KernelTemplate:
     )
 
 
-def render(template: TemplateLike, backend: str = "opencl", defines: dict[str, Any] | None = None) -> RenderedSource:
-    """Render ``template`` for a backend by name; needs no device, only the backend's prelude."""
+def render(template: TemplateLike, backend: str | None = None, defines: dict[str, Any] | None = None) -> RenderedSource:
+    """Render ``template`` for a backend by name (by default the default device's backend); needs no
+    device, only the backend's prelude."""
     from ._devices import backend as get_backend
+    from ._devices import default_backend
 
-    b = get_backend(backend)
+    b = get_backend(backend or default_backend())
     return as_template(template).render(b.prelude(), b.language, **(defines or {}))
+
+
+def offline_targets() -> dict[str, Target]:
+    """Every offline compile target the registered backends offer, by name (``nvidia:sm_90``...)."""
+    from ._plugins import call_each
+    from .hookspecs import TargetRegistry
+
+    return call_each("xgpu_register_targets", TargetRegistry()).targets
+
+
+def resolve_target(target: str | None, backend: str | None = None) -> Target:
+    """The registered target that ``target`` names: ``vendor:arch``, a bare architecture (``sm_90``), or
+    None for ``backend``'s default target (or, with no backend named, the first backend's default)."""
+    targets = offline_targets()
+    mine = [t for t in targets.values() if backend is None or t.backend == backend]
+    if not mine:
+        offered = ", ".join(sorted(targets)) or "none"
+        raise InvalidArgumentError(
+            f"no offline compile target is registered{f' for backend {backend!r}' if backend else ''} "
+            f"(registered: {offered}); `xgpu targets` lists them"
+        )
+    if target is None:
+        defaults = sorted((t for t in mine if t.default), key=lambda t: (t.backend, t.name))
+        if not defaults:
+            raise InvalidArgumentError(f"backend {backend!r} declares no default offline target: name one with "
+                                       f"target= ({', '.join(sorted(t.name for t in mine))})")
+        found = defaults[0]
+    else:
+        matches = [t for t in mine if t.name == target or (":" not in target and t.arch == target)]
+        if not matches:
+            raise InvalidArgumentError(
+                f"unknown offline target {target!r}; known: {', '.join(sorted(t.name for t in mine))} "
+                "(`xgpu targets` lists them with their toolchains)"
+            )
+        found = matches[0]
+    if not found.available:
+        raise BackendUnavailableError(f"offline target {found.name} is unavailable: {found.reason}")
+    return found
 
 
 def compile_offline(
     template: TemplateLike,
-    backend: str = "cuda",
+    backend: str | None = None,
     target: str | None = None,
     *,
     defines: dict[str, Any] | None = None,
     options: tuple[str, ...] | list[str] = (),
 ) -> OfflineBuild:
-    """Render ``template`` and compile it for ``target`` (``sm_80``...) with no device present.
+    """Render ``template`` and compile it for an offline ``target`` with no device present.
 
-    Only backends whose compiler runs without a device support this (CUDA through NVRTC).
+    ``target`` is a registered target name (``nvidia:sm_90``; ``xgpu targets`` lists them) or a bare
+    architecture (``sm_90``); without one, the default target of ``backend`` (or of the first backend
+    that declares one) is used.
     """
     from ._devices import backend as get_backend
 
-    b = get_backend(backend)
+    found = resolve_target(target, backend)
+    b = get_backend(found.backend)
     rendered = as_template(template).render(b.prelude(), b.language, **(defines or {}))
     try:
-        return b.compile_offline(rendered.text, target, tuple(options))
+        return b.compile_offline(rendered.text, found.arch, tuple(options))
     except NotImplementedError as exc:
         raise InvalidArgumentError(f"{exc}; pick a device and use xgpu.compile instead") from None
     except CompileError as exc:

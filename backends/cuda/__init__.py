@@ -1,7 +1,7 @@
 """The CUDA backend: NVRTC compiles (no GPU needed); pycuda runs kernels on NVIDIA GPUs.
 
 Every template renders to CUDA C on any machine and compiles offline with NVRTC
-(``xgpu compile --backend cuda --arch sm_80``). With pycuda and an NVIDIA driver, devices
+(``xgpu compile --target nvidia:sm_80``; ``xgpu targets`` lists the architectures). With pycuda and an NVIDIA driver, devices
 ``cuda:0``... run kernels (``_runtime.py``); without them the backend lists no devices and says why.
 """
 
@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import xgpu
-from xgpu.backend import Backend, DeviceImpl, OfflineBuild
 from xgpu.errors import BackendUnavailableError
+from xgpu.plugin import Backend, DeviceImpl, OfflineBuild, hookimpl
 
-from ._nvrtc import CudaBinary, compile_cuda, nvrtc_version, ptxas_report
+from ._nvrtc import CudaBinary, compile_cuda, nvrtc_version, ptxas_report, supported_archs
 
 __all__ = ["CudaBackend", "CudaBinary", "compile_cuda", "nvrtc_version", "ptxas_report"]
 
 _PRELUDE_FILE = Path(__file__).with_name("prelude.mako")
+#: the offline target ``xgpu compile`` uses when none is named (A100-class)
+DEFAULT_ARCH = "sm_80"
+#: what is offered when NVRTC is missing (listed as unavailable, with the reason)
+_KNOWN_ARCHS = (75, 80, 86, 89, 90)
 
 
 class CudaBackend(Backend):
@@ -41,7 +44,7 @@ class CudaBackend(Backend):
             return ""
 
     def compile_offline(self, source: str, target: str | None, options: tuple[str, ...]) -> OfflineBuild:
-        arch = target or "sm_80"
+        arch = target or DEFAULT_ARCH
         binary = ptxas_report(compile_cuda(source, arch, options), arch) if arch.startswith("sm_") else (
             compile_cuda(source, arch, options)
         )
@@ -57,6 +60,21 @@ class CudaBackend(Backend):
 _backend = CudaBackend()
 
 
-@xgpu.hookimpl
+@hookimpl
 def xgpu_register_backends(register):
     register.add_backend(_backend)
+
+
+@hookimpl
+def xgpu_register_targets(register):
+    try:
+        archs, available, reason = supported_archs(), True, ""
+        toolchain = nvrtc_version()
+    except BackendUnavailableError as exc:
+        archs, available, reason, toolchain = list(_KNOWN_ARCHS), False, str(exc), "NVRTC"
+    for number in archs:
+        for kind in ("sm", "compute"):
+            arch = f"{kind}_{number}"
+            register.add(f"nvidia:{arch}", backend="cuda", available=available, reason=reason,
+                         toolchain=toolchain + (" + ptxas" if kind == "sm" else " (PTX)"),
+                         default=arch == DEFAULT_ARCH)

@@ -18,7 +18,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from xgpu.backend import BufferImpl, DeviceImpl, DeviceInfo, EventImpl, KernelImpl, ProgramImpl
 from xgpu.errors import (
     BackendUnavailableError,
     CompileError,
@@ -26,6 +25,7 @@ from xgpu.errors import (
     LaunchError,
     OutOfMemoryError,
 )
+from xgpu.plugin import BufferImpl, DeviceImpl, DeviceInfo, EventImpl, KernelImpl, ProgramImpl
 
 from ._nvrtc import compile_cuda, supported_archs
 

@@ -17,9 +17,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import xgpu
-from xgpu._paths import cache_dir
-from xgpu.backend import (
+from xgpu.errors import (
+    BackendUnavailableError,
+    CompileError,
+    DeviceError,
+    LaunchError,
+    OutOfMemoryError,
+)
+from xgpu.plugin import (
     Backend,
     BufferImpl,
     DeviceImpl,
@@ -28,13 +33,8 @@ from xgpu.backend import (
     EventImpl,
     KernelImpl,
     ProgramImpl,
-)
-from xgpu.errors import (
-    BackendUnavailableError,
-    CompileError,
-    DeviceError,
-    LaunchError,
-    OutOfMemoryError,
+    cache_dir,
+    hookimpl,
 )
 
 from ._icd import ensure_vendor_folder
@@ -389,6 +389,12 @@ class OpenCLBackend(Backend):
 _backend = OpenCLBackend()
 
 
-@xgpu.hookimpl
+@hookimpl
 def xgpu_register_backends(register):
     register.add_backend(_backend)
+
+
+@hookimpl
+def xgpu_register_bench_peers(register):
+    for name in ("clblast", "reikna"):
+        register.add(name, backend="opencl", module="xgpu.backends.opencl.peers")

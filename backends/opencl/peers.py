@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from xgpu._bench import gemm_operands, median_time, relative_error
+from xgpu.tools.bench import gemm_operands, median_time, relative_error
 
 PEERS = ["clblast", "reikna"]
 
@@ -18,7 +18,7 @@ PEERS = ["clblast", "reikna"]
 def _queue(platform: str, name: str):
     import pyopencl as cl
 
-    from xgpu._paths import cache_dir
+    from xgpu.plugin import cache_dir
 
     from ._icd import ensure_vendor_folder
 

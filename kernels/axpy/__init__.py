@@ -8,6 +8,7 @@ import numpy as np
 
 import xgpu
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
+from xgpu.plugin import same_device
 
 TEMPLATE = xgpu.KernelTemplate(Path(__file__).with_name("axpy.mako"))
 _DTYPES = (np.float16, np.float32, np.float64)
@@ -32,7 +33,7 @@ def _program(device: xgpu.Device, dtype: np.dtype) -> tuple[xgpu.Program, int]:
 def axpy(alpha: float, x: xgpu.Array, y: xgpu.Array, *, incx: int = 1, incy: int = 1) -> float:
     """``y[::incy] += alpha * x[::incx]`` in place (over as many elements as both hold);
     returns the sum of the updated elements of y, reduced in local memory on the device."""
-    device = xgpu._array.same_device(x, y)
+    device = same_device(x, y)
     if x.dtype != y.dtype:
         raise UnsupportedDtypeError(f"x is {x.dtype} but y is {y.dtype}: give both the same dtype")
     dtype = x.dtype

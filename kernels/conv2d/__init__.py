@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 import xgpu
-from xgpu._array import Array, same_device
+from xgpu import Array
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.kernels.gemm import DTYPES, compile_variant, config_for, gemm, matmul
 from xgpu.kernels.gemm.tuning import GemmConfig, adapt, rule_for
+from xgpu.plugin import same_device
 
 from .tuning import RULES, TRAITS, ConvTraits, window_class
 
@@ -55,7 +56,7 @@ def igemm_config(device: xgpu.Device, dtype: np.dtype) -> GemmConfig:
 
 def tuned_igemm_config(device: xgpu.Device, dtype: np.dtype, window: str) -> GemmConfig | None:
     """The variant ``xgpu tune conv2d`` stored for this device, dtype and filter ``window`` (``"window 3x3"``)."""
-    from xgpu.autotune import lookup
+    from xgpu.tuning import lookup
 
     found = lookup("conv2d", device, dtype, window)
     return adapt(GemmConfig(**found), np.dtype(dtype).itemsize, False) if found else None

@@ -8,13 +8,13 @@ from dataclasses import replace
 import numpy as np
 
 import xgpu
-from xgpu._bench import CONV_LAYERS, conv_flops, conv_operands, median_time
-from xgpu.autotune import Tunable
 from xgpu.kernels.gemm.autotune import _valid, variant_tunable
 from xgpu.kernels.gemm.autotune import neighbours as gemm_neighbours
 from xgpu.kernels.gemm.tuning import acc_itemsize
 from xgpu.reference import conv2d_reference
 from xgpu.testing import assert_close
+from xgpu.tools.bench import CONV_LAYERS, conv_flops, conv_operands, median_time
+from xgpu.tools.tune import Tunable
 
 from . import conv2d, igemm_config
 from .tuning import RULES, window_class

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 import xgpu
-from xgpu._array import Array, same_device
+from xgpu import Array
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
+from xgpu.plugin import same_device
 
 from .tuning import RULES, GemmConfig, acc_itemsize, adapt, rule_for, shape_class
 
@@ -90,7 +91,7 @@ _kernels: dict[tuple, tuple[Any, GemmConfig]] = {}
 
 def tuned_config(device: xgpu.Device, dtype: np.dtype, trans_b: bool, shape_class: str) -> GemmConfig | None:
     """The variant ``xgpu tune gemm`` stored for this device, dtype and shape class, fitted to the layout."""
-    from xgpu.autotune import lookup
+    from xgpu.tuning import lookup
 
     found = lookup("gemm", device, dtype, shape_class)
     return adapt(GemmConfig(**found), np.dtype(dtype).itemsize, trans_b) if found else None

@@ -12,10 +12,10 @@ from dataclasses import asdict, replace
 import numpy as np
 
 import xgpu
-from xgpu._bench import gemm_operands, median_time
-from xgpu.autotune import BudgetExceeded, Tunable
 from xgpu.reference import gemm_reference
 from xgpu.testing import assert_close
+from xgpu.tools.bench import gemm_operands, median_time
+from xgpu.tools.tune import BudgetExceeded, Tunable
 
 from . import _fits, compile_variant, config_for, gemm
 from .tuning import RULES, GemmConfig, acc_itemsize, shape_class
@@ -56,9 +56,9 @@ def neighbours(cfg: GemmConfig, device: xgpu.Device, dtype: np.dtype, families=R
 def compile_in_child(kernel: str, device: xgpu.Device, dtype: np.dtype, cfg: GemmConfig, timeout_s: float) -> None:
     """Compile a variant in a child process that fills the on-disk compile cache, so that a compile
     that would overrun the budget can be stopped; the caller then loads the binary from the cache."""
-    from xgpu import _cache
+    from xgpu.plugin import disk_cache_enabled
 
-    if not _cache.enabled():
+    if not disk_cache_enabled():
         return  # nothing to hand over: the caller compiles in-process (and may overrun the budget)
     if timeout_s <= 0:
         raise BudgetExceeded(f"no time left to compile {cfg.label}")

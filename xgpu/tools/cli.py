@@ -13,9 +13,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from . import _devices, _plugins, _program
-from .errors import InvalidArgumentError, UnsupportedDtypeError, XgpuError
-from .template import parse_define
+from xgpu import _devices, _plugins, _program
+from xgpu.errors import InvalidArgumentError, UnsupportedDtypeError, XgpuError
+from xgpu.template import parse_define
 
 
 def _size(n: int) -> str:
@@ -86,10 +86,11 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     table = Table(title="xgpu plugins", title_justify="left")
-    for col in ("name", "package", "version", "hooks"):
-        table.add_column(col)
+    for col in ("name", "package", "version", "status", "hooks"):
+        table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(str(row["name"]), str(row["package"]), str(row["version"]), ", ".join(row["hooks"]))
+        status = "ok" if row["status"] == "ok" else f"broken: {row['reason']}"
+        table.add_row(str(row["name"]), str(row["package"]), str(row["version"]), status, ", ".join(row["hooks"]))
     console.print(table)
     blocked = sorted(_plugins.disabled_plugins())
     if blocked:
@@ -111,15 +112,38 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
         if program.build_log:
             console.print(program.build_log, highlight=False, markup=False)
         return 0
-    build = _program.compile_offline(args.file, args.backend, args.arch, defines=defines, options=args.option or ())
-    console.print(f"compiled {args.file} for {args.backend} {build.target}: ok ({len(build.binary)} bytes)")
-    for kernel, res in build.resources.items():
-        console.print(
-            f"  {kernel}: {res['registers']} registers, {res['shared_bytes']} bytes shared memory, "
-            f"{res['spill_bytes']} bytes spilled"
-        )
-    if build.log:
-        console.print(build.log, highlight=False, markup=False)
+    wanted = list(args.target or []) + ([args.arch] if args.arch else [])
+    if wanted == ["all"]:
+        wanted = [t.name for t in _program.offline_targets().values()
+                  if t.available and (args.backend is None or t.backend == args.backend)]
+    for target in wanted or [None]:
+        found = _program.resolve_target(target, args.backend)
+        build = _program.compile_offline(args.file, found.backend, found.name, defines=defines,
+                                         options=args.option or ())
+        console.print(f"compiled {args.file} for {found.name} ({found.toolchain}): ok ({len(build.binary)} bytes)",
+                      highlight=False)
+        for kernel, res in build.resources.items():
+            console.print(
+                f"  {kernel}: {res['registers']} registers, {res['shared_bytes']} bytes shared memory, "
+                f"{res['spill_bytes']} bytes spilled", highlight=False
+            )
+        if build.log:
+            console.print(build.log, highlight=False, markup=False)
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace, console: Console) -> int:
+    targets = sorted(_program.offline_targets().values(), key=lambda t: (t.backend, t.name))
+    if args.json:
+        print(json.dumps([{**t.__dict__, "arch": t.arch} for t in targets], indent=2))
+        return 0
+    table = Table(title="offline compile targets", title_justify="left")
+    for col in ("target", "backend", "toolchain", "status"):
+        table.add_column(col, overflow="fold")
+    for t in targets:
+        status = ("available" if t.available else f"unavailable: {t.reason}") + (" (default)" if t.default else "")
+        table.add_row(t.name, t.backend, t.toolchain, status)
+    console.print(table)
     return 0
 
 
@@ -134,7 +158,7 @@ def _with_progress(work):
 
 
 def cmd_bench_conv(args: argparse.Namespace, console: Console) -> int:
-    from . import _bench
+    from xgpu.tools import bench as _bench
 
     device = _devices.get_device(args.device)
     dtype = str(np.dtype(args.dtype))
@@ -172,7 +196,7 @@ def cmd_bench_conv(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
-    from . import _bench
+    from xgpu.tools import bench as _bench
 
     device = _devices.get_device(args.device)
     dtype = str(np.dtype(args.dtype))
@@ -214,7 +238,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_cache(args: argparse.Namespace, console: Console) -> int:
-    from . import _cache
+    from xgpu import _cache
 
     if args.action == "clear":
         removed = _cache.clear()
@@ -232,7 +256,7 @@ def cmd_cache(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_bench_cache(args: argparse.Namespace, console: Console) -> int:
-    from . import _bench
+    from xgpu.tools import bench as _bench
 
     device = _devices.get_device(args.device)
     result = _bench.bench_cache(device, args.size)
@@ -247,7 +271,7 @@ def cmd_bench_cache(args: argparse.Namespace, console: Console) -> int:
 
 
 def _matrix_table(matrix, title: str) -> Table:
-    from .parity import cell_text
+    from xgpu.tools.parity import cell_text
 
     table = Table(title=title, title_justify="left")
     for col in ("kernel", "case", "dtype"):
@@ -288,7 +312,7 @@ def _check_writable(*paths: str | Path | None) -> None:
 
 
 def _write_outputs(matrix, args: argparse.Namespace, console: Console) -> None:
-    from .parity import html_matrix, markdown_matrix
+    from xgpu.tools.parity import html_matrix, markdown_matrix
 
     if getattr(args, "html", None):
         Path(args.html).write_text(html_matrix(matrix))
@@ -301,7 +325,7 @@ def _write_outputs(matrix, args: argparse.Namespace, console: Console) -> None:
 def cmd_parity(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .parity import collect_cases, machine_info, merge_reports, run_parity
+    from xgpu.tools.parity import collect_cases, machine_info, merge_reports, run_parity
 
     devices = _devices.select_devices(args.device or (), args.backend or (), args.exclude or ())
     if not devices:
@@ -333,7 +357,7 @@ def cmd_parity(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_parity_merge(args: argparse.Namespace, console: Console) -> int:
-    from .parity import load_report, merge_reports
+    from xgpu.tools.parity import load_report, merge_reports
 
     _check_writable(args.html, args.markdown)
     matrix = merge_reports([load_report(p) for p in args.reports])
@@ -345,7 +369,7 @@ def cmd_parity_merge(args: argparse.Namespace, console: Console) -> int:
 def cmd_bench_device(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    from . import _hwbench as hw
+    from xgpu.tools import hwbench as hw
 
     if args.all:
         devices = _devices.devices()
@@ -391,24 +415,32 @@ def cmd_bench_device(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def tunables() -> dict[str, Any]:
+    """The kernels ``xgpu tune`` can search, as plugins registered them: name -> factory."""
+    from xgpu.hookspecs import TunableRegistry
+
+    return _plugins.call_each("xgpu_register_tunables", TunableRegistry()).factories
+
+
 def cmd_tune(args: argparse.Namespace, console: Console) -> int:
-    from . import autotune
+    from xgpu import tuning
+    from xgpu.tools import tune as search
 
     if args.clear:
-        n = autotune.clear()
-        console.print(f"forgot {n} tuning result(s) ({autotune.store_path()})", highlight=False)
+        n = tuning.clear()
+        console.print(f"forgot {n} tuning result(s) ({tuning.store_path()})", highlight=False)
         return 0
     if args.show or not args.kernel:
-        found = autotune.entries()
+        found = tuning.entries()
         if args.json:
-            print(json.dumps({"path": str(autotune.store_path()), "entries": found}, indent=2))
+            print(json.dumps({"path": str(tuning.store_path()), "entries": found}, indent=2))
             return 0
-        table = Table(title=f"tuning results in {autotune.store_path()}", title_justify="left")
+        table = Table(title=f"tuning results in {tuning.store_path()}", title_justify="left")
         for col in ("kernel", "device", "dtype", "shape class", "variant", "GF/s", "default GF/s", "tuned", "applies"):
             table.add_column(col)
         devices = _devices.devices()
         for e in found:
-            current = autotune.is_current(e, devices)
+            current = tuning.is_current(e, devices)
             table.add_row(e["kernel"], f"{e.get('device_id', '?')} {e['device'].get('name', '')}", e["dtype"],
                           e["shape_class"], e.get("label", ""), f"{e.get('gflops', 0):.1f}",
                           f"{e.get('default_gflops', 0):.1f}", e.get("tuned", ""),
@@ -419,6 +451,9 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
         return 0
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    known = tunables()
+    if args.kernel not in known:
+        raise InvalidArgumentError(f"no tunable kernel named {args.kernel!r}; known: {', '.join(sorted(known))}")
     device = _devices.get_device(args.device)
     if device.is_simulator:
         raise InvalidArgumentError(f"{device.id} ({device.name}) is a simulator: its timings say nothing about "
@@ -427,14 +462,7 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
         raise UnsupportedDtypeError(f"{device.id} ({device.name}) does not support {args.dtype}")
     if args.budget <= 0:
         raise InvalidArgumentError(f"--budget must be a positive number of seconds, not {args.budget}")
-    if args.kernel == "gemm":
-        from .kernels.gemm.autotune import tunable
-
-        t = tunable(device, args.dtype, args.size or 2048)
-    else:
-        from .kernels.conv2d.autotune import tunable
-
-        t = tunable(device, args.dtype, args.size)
+    t = known[args.kernel](device, args.dtype, args.size)
     console.print(f"tuning {t.kernel} on {device.id} ({device.name}), {t.shape}, budget {args.budget:.0f} s; "
                   f"default {t.label(t.default)}", highlight=False)
     lines: list[str] = []
@@ -448,8 +476,8 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
             progress.console.print(text, highlight=False, markup=False)
             progress.update(task, completed=min(elapsed, args.budget), description=f"{len(lines)} tried, last {label}")
 
-        result = autotune.tune(t, args.budget, progress=step)
-    entry = autotune.record(t.kernel, device, args.dtype, t.shape_class, t.as_dict(result.best),
+        result = search.tune(t, args.budget, progress=step)
+    entry = tuning.record(t.kernel, device, args.dtype, t.shape_class, t.as_dict(result.best),
                             label=t.label(result.best), gflops=round(result.best_gflops, 2),
                             default_label=t.label(result.default), default_gflops=round(result.default_gflops, 2),
                             shape=t.shape, candidates=len(result.tried), seconds=round(result.seconds, 1))
@@ -459,7 +487,7 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
     console.print(f"default {t.label(result.default)}: {result.default_gflops:.1f} GF/s\n"
                   f"best    {t.label(result.best)}: {result.best_gflops:.1f} GF/s ({result.speedup:.2f}x the default)",
                   highlight=False)
-    console.print(f"stored for {device.id}, {entry['dtype']}, {t.shape_class} in {autotune.store_path()}: "
+    console.print(f"stored for {device.id}, {entry['dtype']}, {t.shape_class} in {tuning.store_path()}: "
                   "used from now on (xgpu tune --show lists it, --clear forgets it)", highlight=False)
     if args.json:
         print(json.dumps({**entry, "tried": result.tried, "stop": result.stop}, indent=2))
@@ -481,15 +509,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="print a template rendered for a backend (no device needed)")
     p.add_argument("file", help="the .mako template")
-    p.add_argument("--backend", default="opencl", help="opencl or cuda (default: opencl)")
+    p.add_argument("--backend", help="a registered backend, such as opencl or cuda (default: the default device's)")
     p.add_argument("--define", "-D", action="append", metavar="NAME=VALUE", help="a template variable")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("compile", help="compile a template for a device, or offline for a CUDA architecture")
+    p = sub.add_parser("targets", help="list the offline compile targets the backends offer, with their toolchains")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_targets)
+
+    p = sub.add_parser("compile", help="compile a template for a device, or offline for a target (xgpu targets)")
     p.add_argument("file", help="the .mako template")
     p.add_argument("--device", help="compile on this device (any device spec)")
-    p.add_argument("--backend", default="cuda", help="offline: the backend (default: cuda)")
-    p.add_argument("--arch", default="sm_80", help="offline: the target architecture (default: sm_80)")
+    p.add_argument("--target", action="append", metavar="VENDOR:ARCH",
+                   help="offline target, such as nvidia:sm_90 (repeatable; 'all': every available target; "
+                        "default: the default target of --backend or of the first backend that declares one)")
+    p.add_argument("--backend", help="offline: the backend whose default target is used")
+    p.add_argument("--arch", help="offline: an architecture, the same as --target (sm_90 = nvidia:sm_90)")
     p.add_argument("--define", "-D", action="append", metavar="NAME=VALUE", help="a template variable")
     p.add_argument("--option", action="append", help="a compiler option (repeatable)")
     p.set_defaults(func=cmd_compile)
@@ -536,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_parity)
 
     p = sub.add_parser("tune", help="search a kernel's variants on a device within a time budget; store the best")
-    p.add_argument("kernel", nargs="?", choices=("gemm", "conv2d"), help="the kernel to tune")
+    p.add_argument("kernel", nargs="?", help="the kernel to tune (gemm, conv2d, or one a plugin registers)")
     p.add_argument("--device", help="device spec (default: the default device)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64", "float16"), help="default: float32")
     p.add_argument("--budget", type=float, default=120.0, metavar="SECONDS", help="time budget (default: 120)")
@@ -574,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     # piped output gets a wide table rather than rich's 80-column default
     console = Console() if sys.stdout.isatty() else Console(width=200)
     if args.version:
-        from . import __version__
+        from xgpu import __version__
 
         print(f"xgpu {__version__}")
         return 0

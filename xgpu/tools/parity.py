@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidArgumentError, XgpuError
-from .testing import compare, tolerance
+from xgpu._plugins import call_each
+from xgpu.errors import InvalidArgumentError, XgpuError
+from xgpu.hookspecs import CaseRegistry, ParityCase
+from xgpu.testing import compare, tolerance
 
 __all__ = [
     "REPORT_FORMAT",
@@ -42,42 +44,9 @@ DTYPES = ("float32", "float64", "float16")
 SIMULATOR_WORK = 2_000_000
 
 
-@dataclass(frozen=True)
-class ParityCase:
-    """One row of the matrix: ``run(device, rng)`` returns ``(result, float64 reference, terms)``,
-    where ``terms`` is how many products each element sums (it scales the tolerance)."""
-
-    kernel: str
-    case: str
-    dtype: str
-    run: Callable[[Any, np.random.Generator], tuple[np.ndarray, np.ndarray, int]]
-    work: int = 0  # floating-point operations, to keep large cases off simulators
-    quick: bool = True  # part of ``--quick``
-
-    @property
-    def key(self) -> str:
-        return f"{self.kernel} | {self.case} | {self.dtype}"
-
-
-class CaseRegistry:
-    """Passed to ``xgpu_register_parity_cases``: ``register.add(kernel, case, dtype, run, work=, quick=)``."""
-
-    def __init__(self) -> None:
-        self.cases: list[ParityCase] = []
-
-    def add(self, kernel: str, case: str, dtype: str, run: Callable, *, work: int = 0, quick: bool = True) -> None:
-        dtype = np.dtype(dtype).name
-        if any(c.kernel == kernel and c.case == case and c.dtype == dtype for c in self.cases):
-            raise InvalidArgumentError(f"parity case {kernel} | {case} | {dtype} is registered twice")
-        self.cases.append(ParityCase(kernel, case, dtype, run, work, quick))
-
-
 def collect_cases(quick: bool = False, kernels: Iterable[str] = ()) -> list[ParityCase]:
     """Every registered case (``quick``: the quick grid only), optionally of some kernels only."""
-    from ._plugins import plugin_manager
-
-    registry = CaseRegistry()
-    plugin_manager().hook.xgpu_register_parity_cases(register=registry)
+    registry = call_each("xgpu_register_parity_cases", CaseRegistry())
     wanted = set(kernels)
     known = {c.kernel for c in registry.cases}
     if wanted - known:
@@ -127,7 +96,7 @@ def device_info(device: Any) -> dict[str, Any]:
 def run_parity(devices: list[Any], cases: list[ParityCase], *, seed: int = 0,
                progress: Callable[[ParityCase, Any, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run each case on each device; return the report (what ``xgpu parity`` writes as JSON)."""
-    from . import __version__
+    from xgpu import __version__
 
     results = []
     for device in devices:

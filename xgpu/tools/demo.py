@@ -1,4 +1,4 @@
-"""``python -m xgpu.demo``: one template kernel on the default device, checked against numpy."""
+"""``python -m xgpu.tools.demo``: one template kernel on the default device, checked against numpy."""
 
 from __future__ import annotations
 

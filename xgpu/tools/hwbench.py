@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ._bench import CONV_LAYERS, conv_flops, conv_operands, gemm_operands, median_time
-from .errors import InvalidArgumentError
+from xgpu.errors import InvalidArgumentError
+from xgpu.tools.bench import CONV_LAYERS, conv_flops, conv_operands, gemm_operands, median_time
 
 GEMM_N = 1024
 CONV_LAYER = CONV_LAYERS[0]  # N8 C64 56x56 K64 3x3 pad 1: ResNet's second stage

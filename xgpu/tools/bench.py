@@ -8,8 +8,6 @@ process: some OpenCL runtimes misbehave with a second context for a device in on
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -207,7 +205,7 @@ def bench_cache(device, n: int) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as folder:
         env = {**os.environ, "XGPU_CACHE_DIR": folder, "XGPU_CACHE": "1"}
-        args = ["-m", "xgpu._bench", "--child", "first-gemm", device.id, str(n)]
+        args = ["-m", "xgpu.tools.bench", "--child", "first-gemm", device.id, str(n)]
         cold = _run_child(args, env)
         warm = _run_child(args, env)
     if "seconds" not in cold or "seconds" not in warm:
@@ -239,7 +237,7 @@ def bench_conv2d(device, dtype: str, progress=None, quick: bool = False) -> list
         for kind, env in (("xgpu", None), ("torch", None), ("numpy", numpy_env)):
             if progress:
                 progress(f"{layer[0]}: {kind}")
-            result = _run_child(["-m", "xgpu._bench", "--child", "conv", kind, device.id, str(index), dtype,
+            result = _run_child(["-m", "xgpu.tools.bench", "--child", "conv", kind, device.id, str(index), dtype,
                                  "quick" if quick else "full"], env)
             for key in ("seconds", "nhwc_seconds", "gemm_seconds"):
                 if key in result:
@@ -261,19 +259,18 @@ def _run_child(args: list[str], env: dict[str, str] | None = None) -> dict[str, 
 
 def bench_gemm(device, sizes, dtype: str, progress=None) -> list[dict[str, Any]]:
     """One row per size: seconds and GF/s of every contender (or its error), measured in this run."""
-    peers_module = f"xgpu.backends.{device.backend}.peers"
-    has_peers = importlib.util.find_spec(peers_module) is not None
-    peer_names: list[str] = []
-    if has_peers:
-        peer_names = importlib.import_module(peers_module).PEERS
+    from xgpu._plugins import call_each
+    from xgpu.hookspecs import PeerRegistry
+
+    peers = call_each("xgpu_register_bench_peers", PeerRegistry()).for_backend(device.backend, "gemm")
     numpy_env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
     rows = []
     for n in sizes:
         flops = 2 * n**3
         row: dict[str, Any] = {"n": n, "dtype": dtype, "device": device.id}
-        jobs = [("xgpu", ["-m", "xgpu._bench", "--child", "xgpu", device.id, str(n), dtype], None),
-                ("numpy", ["-m", "xgpu._bench", "--child", "numpy", "-", str(n), dtype], numpy_env)]
-        jobs += [(p, ["-m", peers_module, p, device.platform, device.name, str(n), dtype], None) for p in peer_names]
+        jobs = [("xgpu", ["-m", "xgpu.tools.bench", "--child", "xgpu", device.id, str(n), dtype], None),
+                ("numpy", ["-m", "xgpu.tools.bench", "--child", "numpy", "-", str(n), dtype], numpy_env)]
+        jobs += [(p.name, ["-m", p.module, p.name, device.platform, device.name, str(n), dtype], None) for p in peers]
         for name, args, env in jobs:
             if progress:
                 progress(f"n={n}: {name}")

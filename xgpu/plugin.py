@@ -1,0 +1,60 @@
+"""Everything a plugin author uses, in one module: the hook marker, the registries the hooks are
+handed, the backend contract, and the few helpers the built-in kernels and backends need.
+
+``kernels/`` and ``backends/`` import from here (and from the public ``xgpu`` namespace), never from
+a private ``xgpu._*`` module. See docs/plugins.md for a complete minimal backend.
+"""
+
+from __future__ import annotations
+
+from ._array import same_device
+from ._cache import enabled as disk_cache_enabled
+from ._paths import cache_dir
+from .backend import (
+    Backend,
+    BufferImpl,
+    DeviceImpl,
+    DeviceInfo,
+    Diagnostic,
+    EventImpl,
+    KernelImpl,
+    OfflineBuild,
+    ProgramImpl,
+)
+from .hookspecs import (
+    BackendRegistry,
+    CaseRegistry,
+    ParityCase,
+    Peer,
+    PeerRegistry,
+    Target,
+    TargetRegistry,
+    TunableRegistry,
+    hookimpl,
+)
+from .template import REQUIRED_WORDS
+
+__all__ = [
+    "REQUIRED_WORDS",
+    "Backend",
+    "BackendRegistry",
+    "BufferImpl",
+    "CaseRegistry",
+    "DeviceImpl",
+    "DeviceInfo",
+    "Diagnostic",
+    "EventImpl",
+    "KernelImpl",
+    "OfflineBuild",
+    "ParityCase",
+    "Peer",
+    "PeerRegistry",
+    "ProgramImpl",
+    "Target",
+    "TargetRegistry",
+    "TunableRegistry",
+    "cache_dir",
+    "disk_cache_enabled",
+    "hookimpl",
+    "same_device",
+]
