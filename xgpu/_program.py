@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
@@ -160,13 +161,56 @@ def compile(
     return program
 
 
-def cache_key(rendered_text: str, dev: Device, options: tuple[str, ...]) -> str:
-    """The disk-cache key: everything that can change the binary."""
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*(?:"([^"\n]+)"|<([^>\n]+)>)', re.M)
+
+
+def included_files(text: str, options: tuple[str, ...]) -> dict[str, str] | None:
+    """SHA-256 of every file a C ``#include`` in ``text`` reaches (recursively), searched as the compiler
+    searches: the including file's folder (the working folder for the program text), then each ``-I``
+    folder. None when a quoted include cannot be found: such a program is compiled uncached, never stale."""
+    dirs: list[str] = []
+    opts = list(options)
+    for i, opt in enumerate(opts):
+        if opt == "-I" and i + 1 < len(opts):
+            dirs.append(opts[i + 1])
+        elif opt.startswith("-I") and len(opt) > 2:
+            dirs.append(opt[2:])
+    found: dict[str, str] = {}
+    todo = [(text, os.getcwd())]
+    while todo:
+        source, here = todo.pop()
+        for m in _INCLUDE.finditer(source):
+            name = m.group(1) or m.group(2)
+            where = ([here] if m.group(1) else []) + dirs
+            path = next((os.path.join(d, name) for d in where if os.path.isfile(os.path.join(d, name))), None)
+            if path is None:
+                if m.group(1):
+                    return None
+                continue  # a system header of the compiler's own: its version is in the key
+            path = os.path.realpath(path)
+            if path in found:
+                continue
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                return None
+            found[path] = hashlib.sha256(data).hexdigest()
+            todo.append((data.decode(errors="replace"), os.path.dirname(path)))
+    return found
+
+
+def cache_key(rendered_text: str, dev: Device, options: tuple[str, ...]) -> str | None:
+    """The disk-cache key: everything that can change the binary (None: not cacheable)."""
     from . import __version__
 
     return _cache.make_key(
         source=rendered_text,
+    includes = included_files(rendered_text, options) if "include" in rendered_text else {}
+    if includes is None:
+        return None
         options=list(options),
+        includes=includes,
         backend=dev.backend,
         compiler=dev._backend.version(),
         device={k: getattr(dev, k) for k in ("name", "vendor", "platform", "type", "driver_version")},

@@ -356,7 +356,11 @@ class OpenCLBackend(Backend):
         return self._version
 
     def devices(self) -> list[OpenCLDevice]:
-        ensure_vendor_folder(cache_dir())
+        try:
+            root = cache_dir()
+        except OSError:  # listing devices never depends on the cache folder: a private temporary one is used
+            root = None
+        ensure_vendor_folder(root)
         try:
             cl = _cl()
         except ImportError as exc:

@@ -241,8 +241,14 @@ def cmd_cache(args: argparse.Namespace, console: Console) -> int:
     from xgpu import _cache
 
     if args.action == "clear":
-        removed = _cache.clear()
-        console.print(f"removed {removed} cached binaries from {_cache.binaries_dir()}", highlight=False)
+        report = _cache.clear_report()
+        console.print(f"removed {report['removed']} cached binaries from {report['location']}", highlight=False)
+        if report["temporary_removed"]:
+            console.print(f"removed {report['temporary_removed']} temporary file(s) that killed writers left",
+                          highlight=False)
+        if report["left"]:
+            console.print(f"left {len(report['left'])} file(s) xgpu did not write: {', '.join(report['left'])}",
+                          highlight=False, markup=False)
         return 0
     data = _cache.info()
     if args.json:
@@ -251,7 +257,14 @@ def cmd_cache(args: argparse.Namespace, console: Console) -> int:
     state = "on" if data["enabled"] else "off (XGPU_CACHE=0)"
     console.print(f"location: {data['location']}\nenabled: {state}\nentries: {data['entries']}\n"
                   f"size: {_size(data['bytes'])} of {_size(data['max_bytes'])} (least recently used evicted past it)",
-                  highlight=False)
+                  highlight=False, markup=False)
+    if data["temporary"]:
+        stale = sum(1 for t in data["temporary"] if t["stale"])
+        console.print(f"temporary files: {len(data['temporary'])} ({stale} left by killed writers, removed by the "
+                      "next write or `xgpu cache clear`)", highlight=False, markup=False)
+    if data["foreign"]:
+        console.print(f"not xgpu's (never counted or deleted): {', '.join(data['foreign'])}", highlight=False,
+                      markup=False)
     return 0
 
 

@@ -1,0 +1,372 @@
+"""Adversarial tests (issue 14): what a careful user or a hostile neighbour tries, and how each ends.
+
+Classes: security (run nothing another user placed), data loss (touch only what xgpu wrote), silently
+wrong answers, failures that hide a device, clear messages. Tests that involve devices run on every
+device the suite finds (``xgpu_device``).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xgpu
+from xgpu import _cache, _paths
+
+from .conftest import run_xgpu
+
+SOURCE = """
+KERNEL void fill(GLOBAL_MEM float* y, const index_t n)
+{
+    const index_t i = GLOBAL_ID(0);
+    if (i < n)
+        y[i] = ${value};
+}
+"""
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("XGPU_CACHE_DIR", str(folder))
+    monkeypatch.setenv("XGPU_CACHE", "1")
+    monkeypatch.setattr(_cache, "stats", _cache.CacheStats())
+    monkeypatch.setattr(_cache, "_refused", set())
+    monkeypatch.setattr(_cache, "_warned", set())
+    return folder
+
+
+def run_fill(device, value, options=(), source=SOURCE):
+    device._programs.clear()  # ask the disk cache again
+    program = xgpu.compile(source, device, defines={"value": value}, options=options)
+    y = xgpu.zeros(5, np.float32, device)
+    program.fill(y, 5, global_size=5)
+    return y.get().tolist()
+
+
+def fill_key(device, value, options=()):
+    from xgpu._program import cache_key
+
+    rendered = xgpu.render(SOURCE, device.backend, defines={"value": value})
+    return cache_key(rendered.text, device, tuple(options))
+
+
+# ------------------------------------------------------------------------------------------------
+# Security: cache entries are regular files of the user's, opened without following links
+
+
+def test_symlinked_entry_is_not_followed(cache_dir, xgpu_device, tmp_path):
+    run_fill(xgpu_device, "1.0f")
+    (entry,) = _cache.entries()
+    elsewhere = tmp_path / "someone-elses.bin"
+    elsewhere.write_bytes(entry.read_bytes())  # a valid entry another user could overwrite
+    entry.unlink()
+    entry.symlink_to(elsewhere)
+    with pytest.warns(_cache.CacheWarning, match="symbolic link"):
+        assert run_fill(xgpu_device, "1.0f") == [1.0] * 5
+    assert _cache.stats.hits == 0
+    assert entry.is_symlink() and elsewhere.exists()  # left alone, not replaced, target untouched
+
+
+def test_fifo_at_entry_path_does_not_hang(cache_dir, xgpu_device):
+    key = fill_key(xgpu_device, "2.0f")
+    folder = _cache.usable_dir()
+    os.mkfifo(folder / f"{key}.bin")
+    done = []
+
+    def work():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", _cache.CacheWarning)
+            done.append(run_fill(xgpu_device, "2.0f"))
+
+    t = threading.Thread(target=work, daemon=True)
+    t.start()
+    t.join(120)
+    assert done == [[2.0] * 5], "compile hung on a FIFO at the entry's path"
+    assert stat.S_ISFIFO(os.lstat(folder / f"{key}.bin").st_mode)  # left alone
+
+
+def test_group_writable_entry_is_not_loaded(cache_dir, xgpu_device):
+    run_fill(xgpu_device, "3.0f")
+    (entry,) = _cache.entries()
+    os.chmod(entry, 0o666)
+    with pytest.warns(_cache.CacheWarning, match="writable by others"):
+        assert run_fill(xgpu_device, "3.0f") == [3.0] * 5
+    assert _cache.stats.hits == 0
+
+
+def test_symlinked_cache_folder_is_refused(tmp_path, monkeypatch):
+    real = tmp_path / "real"
+    (real / "binaries").mkdir(parents=True, mode=0o700)
+    os.chmod(real, 0o700)
+    link = tmp_path / "link"
+    link.mkdir(mode=0o700)
+    os.symlink(real / "binaries", link / "binaries")
+    monkeypatch.setenv("XGPU_CACHE_DIR", str(link))
+    monkeypatch.setattr(_cache, "_refused", set())
+    with pytest.warns(_cache.CacheWarning, match="symbolic link"):
+        assert _cache.usable_dir() is None
+
+
+def test_foreign_owner_hint_says_chown():
+    assert "chown" in _cache._fix_hint(Path("/x/binaries"), "it is owned by uid 0, not by you (uid 1)")
+    assert "chmod 700" in _cache._fix_hint(Path("/x/binaries"), "it is writable by others (mode drwxrwxrwx)")
+
+
+# ------------------------------------------------------------------------------------------------
+# Never a silently wrong answer: an entry's key is verified
+
+
+def test_swapped_entries_are_never_run(cache_dir, xgpu_device):
+    run_fill(xgpu_device, "4.0f")
+    run_fill(xgpu_device, "5.0f")
+    a, b = (_cache.usable_dir() / f"{fill_key(xgpu_device, v)}.bin" for v in ("4.0f", "5.0f"))
+    da, db = a.read_bytes(), b.read_bytes()
+    a.write_bytes(db)
+    b.write_bytes(da)
+    with pytest.warns(_cache.CacheWarning, match="another key"):
+        assert run_fill(xgpu_device, "4.0f") == [4.0] * 5
+        assert run_fill(xgpu_device, "5.0f") == [5.0] * 5
+    assert _cache.stats.rebuilt == 2
+    # rebuilt: the next run hits
+    assert run_fill(xgpu_device, "4.0f") == [4.0] * 5 and _cache.stats.hits == 1
+
+
+def test_edited_c_header_is_not_stale(cache_dir, xgpu_device, tmp_path):
+    header = tmp_path / "value.h"
+    header.write_text("#define VALUE 6.0f\n")
+    source = '#include "value.h"\n' + SOURCE
+    options = ("-I", str(tmp_path))
+    assert run_fill(xgpu_device, "VALUE", options, source) == [6.0] * 5
+    header.write_text("#define VALUE 7.0f\n")
+    assert run_fill(xgpu_device, "VALUE", options, source) == [7.0] * 5
+    assert _cache.stats.hits == 0
+
+
+def test_unfindable_include_compiles_uncached(tmp_path):
+    from xgpu._program import included_files
+
+    assert included_files('#include "nowhere-to-be-found.h"\n', ()) is None
+    (tmp_path / "a.h").write_text('#include "b.h"\n')
+    (tmp_path / "b.h").write_text("#define B 1\n")
+    found = included_files('#include "a.h"\n#include <stdint.h>\n', (f"-I{tmp_path}",))
+    assert sorted(Path(p).name for p in found) == ["a.h", "b.h"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Data loss: only what xgpu wrote is counted, evicted or deleted
+
+
+def _plant_foreign(folder: Path) -> list[Path]:
+    planted = [folder / "firmware.bin", folder / ("0" * 64 + ".bin"), folder / "notes.txt"]
+    planted[0].write_bytes(b"\x7fELF precious firmware" * 100)
+    planted[1].write_bytes(b"not xgpu's, named like an entry")
+    planted[2].write_text("keep me")
+    return planted
+
+
+def test_clear_and_info_leave_foreign_files(cache_dir, xgpu_device):
+    run_fill(xgpu_device, "1.0f")
+    folder = _cache.usable_dir()
+    planted = _plant_foreign(folder)
+    data = _cache.info()
+    assert data["entries"] == 1
+    assert sorted(data["foreign"]) == sorted(p.name for p in planted)
+    report = _cache.clear_report()
+    assert report["removed"] == 1 and sorted(report["left"]) == sorted(p.name for p in planted)
+    assert all(p.exists() for p in planted) and not _cache.entries()
+
+
+def test_cli_clear_reports_what_it_left(cache_dir, xgpu_device):
+    run_fill(xgpu_device, "1.0f")
+    _plant_foreign(_cache.usable_dir())
+    env = {"XGPU_CACHE_DIR": str(cache_dir)}
+    info = run_xgpu("cache", "info", env=env).stdout
+    assert "entries: 1" in info and "firmware.bin" in info
+    out = run_xgpu("cache", "clear", env=env).stdout
+    assert "removed 1" in out and "firmware.bin" in out and "left" in out
+    assert (_cache.binaries_dir() / "firmware.bin").exists()
+
+
+def test_eviction_spares_foreign_files(cache_dir, xgpu_device, monkeypatch):
+    folder = _cache.usable_dir()
+    planted = _plant_foreign(folder)
+    for p in planted:
+        os.utime(p, (1, 1))  # the oldest files in the folder
+    monkeypatch.setenv("XGPU_CACHE_MAX_BYTES", "1")
+    run_fill(xgpu_device, "1.0f")
+    run_fill(xgpu_device, "2.0f")
+    assert all(p.exists() for p in planted)
+    assert len(_cache.entries()) <= 1
+
+
+def test_damaged_foreign_file_is_not_deleted(cache_dir, xgpu_device):
+    key = fill_key(xgpu_device, "9.0f")
+    folder = _cache.usable_dir()
+    path = folder / f"{key}.bin"
+    path.write_bytes(b"somebody's data under an xgpu name")
+    with pytest.warns(_cache.CacheWarning, match="not an xgpu cache entry"):
+        assert run_fill(xgpu_device, "9.0f") == [9.0] * 5
+    assert path.read_bytes() == b"somebody's data under an xgpu name"
+
+
+def test_killed_writers_temporary_files(cache_dir, xgpu_device):
+    folder = _cache.usable_dir()
+    stale = folder / f"{_cache.TMP_PREFIX}deadbeef-1234.tmp"
+    stale.write_bytes(_cache.MAGIC + b"half written")
+    os.utime(stale, (1, 1))
+    fresh = folder / f"{_cache.TMP_PREFIX}cafe-5678.tmp"
+    fresh.write_bytes(b"")  # a live writer's, just created
+    foreign = folder / f"{_cache.TMP_PREFIX}other.tmp"
+    foreign.write_bytes(b"not ours")
+    os.utime(foreign, (1, 1))
+    shown = {t["name"]: t["stale"] for t in _cache.info()["temporary"]}
+    assert shown == {stale.name: True, fresh.name: False}
+    run_fill(xgpu_device, "1.0f")  # a later writer cleans up
+    assert not stale.exists() and fresh.exists() and foreign.exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# A cache that cannot be used: one warning, and xgpu runs uncached; devices are listed regardless
+
+
+def _cache_env_child(cache_value: str, extra: str = "") -> subprocess.CompletedProcess:
+    code = textwrap.dedent(f"""
+        import sys, warnings, numpy as np, xgpu
+        warnings.simplefilter("always")
+        {extra}
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            for d in xgpu.devices():
+                p = xgpu.compile(sys.argv[1], d, defines={{"value": "1.0f"}})
+                y = xgpu.zeros(5, np.float32, d)
+                p.fill(y, 5, global_size=5)
+                assert y.get().tolist() == [1.0] * 5, d.id
+        cache = [str(w.message) for w in seen if issubclass(w.category, xgpu._cache.CacheWarning)]
+        print(len(xgpu.devices()), len(cache))
+        for c in cache: print(c)
+    """)
+    env = {**os.environ, "XGPU_CACHE_DIR": cache_value}
+    return subprocess.run([sys.executable, "-c", code, SOURCE], capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.parametrize("kind", ["file", "read-only"])
+def test_unusable_cache_folder_keeps_every_device(tmp_path, kind):
+    expected = len(xgpu.devices())
+    target = tmp_path / "c"
+    if kind == "file":
+        target.write_text("a file where the folder should be")
+    else:
+        target.mkdir(mode=0o700)
+        (target / "binaries").mkdir(mode=0o700)
+        os.chmod(target / "binaries", 0o500)
+        os.chmod(target, 0o500)
+    try:
+        proc = _cache_env_child(str(target))
+    finally:
+        if kind != "file":
+            os.chmod(target, 0o700)
+            os.chmod(target / "binaries", 0o700)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first = proc.stdout.split("\n")[0].split()
+    assert int(first[0]) == expected
+    if os.geteuid() != 0 or kind == "file":  # root can write a read-only folder
+        assert int(first[1]) == 1, proc.stdout  # one warning, not one per compile
+
+
+def test_cache_dir_expands_tilde(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XGPU_CACHE_DIR", "~/xgpu-cache")
+    assert _paths.cache_root() == tmp_path / "xgpu-cache"
+
+
+@pytest.mark.parametrize("value,expected", [("abc", _cache.DEFAULT_MAX_BYTES), ("-5", _cache.DEFAULT_MAX_BYTES),
+                                            ("1GB", 10**9), ("512MiB", 512 << 20), ("12345", 12345)])
+def test_cache_max_bytes_is_validated(monkeypatch, value, expected):
+    monkeypatch.setenv("XGPU_CACHE_MAX_BYTES", value)
+    monkeypatch.setattr(_paths, "_warned", set())
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert _cache.max_bytes() == expected
+    named = [w for w in seen if "XGPU_CACHE_MAX_BYTES" in str(w.message)]
+    assert len(named) == (0 if expected != _cache.DEFAULT_MAX_BYTES else 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Security: the OpenCL vendor folder (files that make the ICD loader load a library)
+
+
+@pytest.fixture
+def icd(monkeypatch, tmp_path):
+    from xgpu.backends.opencl import _icd
+
+    monkeypatch.delenv("OCL_ICD_VENDORS", raising=False)
+    monkeypatch.setattr(_icd, "SYSTEM_VENDORS", tmp_path / "no-system-vendors")
+    wanted = {"intel-cpu-runtime.icd": "/opt/intel/libintelocl.so", "oclgrind.icd": "/usr/lib/liboclgrind-rt-icd.so"}
+    monkeypatch.setattr(_icd, "vendor_entries", lambda: dict(wanted))
+    root = tmp_path / "cache"
+    root.mkdir(mode=0o700)
+    yield _icd, root, wanted
+    monkeypatch.delenv("OCL_ICD_VENDORS", raising=False)
+
+
+def _digest(wanted):
+    import hashlib
+
+    return hashlib.sha256(repr(sorted(wanted.items())).encode()).hexdigest()[:16]
+
+
+def test_vendor_folder_is_private_and_reused(icd):
+    _icd, root, wanted = icd
+    folder = Path(_icd.ensure_vendor_folder(root))
+    assert folder.parent == root and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert sorted(os.listdir(folder)) == sorted(wanted)
+    assert all(stat.S_IMODE((folder / n).stat().st_mode) == 0o600 for n in wanted)
+    os.environ.pop("OCL_ICD_VENDORS")
+    assert _icd.ensure_vendor_folder(root) == str(folder)  # verified, reused
+
+
+@pytest.mark.parametrize("plant", ["extra-icd", "changed-library", "symlink", "group-writable", "unsafe-root"])
+def test_planted_vendor_folder_is_never_used(icd, tmp_path, plant):
+    _icd, root, wanted = icd
+    predictable = root / f"icd-{_digest(wanted)}"
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "evil.icd").write_text("/tmp/libevil.so\n")
+    if plant == "symlink":
+        predictable.symlink_to(evil)
+    elif plant == "unsafe-root":
+        os.chmod(root, 0o777)
+    else:
+        predictable.mkdir(mode=0o700)
+        for name, lib in wanted.items():
+            (predictable / name).write_text(lib + "\n")
+            os.chmod(predictable / name, 0o600)
+        if plant == "extra-icd":
+            (predictable / "evil.icd").write_text("/tmp/libevil.so\n")
+        elif plant == "changed-library":
+            (predictable / "oclgrind.icd").write_text("/tmp/libevil.so\n")
+        else:
+            os.chmod(predictable, 0o770)
+    with pytest.warns(RuntimeWarning, match="private folder"):
+        used = Path(_icd.ensure_vendor_folder(root))
+    assert used != predictable and used.resolve() != evil
+    assert sorted(os.listdir(used)) == sorted(wanted)
+    assert all((used / n).read_text() == lib + "\n" for n, lib in wanted.items())
+    assert stat.S_IMODE(os.lstat(used).st_mode) == 0o700 and os.lstat(used).st_uid == os.getuid()
+    assert (evil / "evil.icd").exists()  # never deleted either
+
+
+def test_vendor_folder_without_a_cache(icd):
+    _icd, _root, wanted = icd
+    folder = Path(_icd.ensure_vendor_folder(None))
+    assert sorted(os.listdir(folder)) == sorted(wanted) and stat.S_IMODE(folder.stat().st_mode) == 0o700
