@@ -32,6 +32,7 @@ from xgpu.plugin import (
     Diagnostic,
     EventImpl,
     KernelImpl,
+    OfflineBuild,
     ProgramImpl,
     cache_dir,
     hookimpl,
@@ -355,6 +356,12 @@ class OpenCLBackend(Backend):
     def version(self) -> str:
         return self._version
 
+    def compile_offline(self, source: str, target: str | None, options: tuple[str, ...]) -> OfflineBuild:
+        """AMD (``gfx90a``: clang + ROCm device libs) or Intel (``dg2``: ocloc) GPUs, with none present."""
+        from .targets import compile_target
+
+        return compile_target(source, target, options)
+
     def devices(self) -> list[OpenCLDevice]:
         try:
             root = cache_dir()
@@ -396,6 +403,13 @@ _backend = OpenCLBackend()
 @hookimpl
 def xgpu_register_backends(register):
     register.add_backend(_backend)
+
+
+@hookimpl
+def xgpu_register_targets(register):
+    from .targets import register_targets
+
+    register_targets(register)
 
 
 @hookimpl
