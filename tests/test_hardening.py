@@ -7,12 +7,14 @@ device the suite finds (``xgpu_device``).
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -370,3 +372,136 @@ def test_vendor_folder_without_a_cache(icd):
     _icd, _root, wanted = icd
     folder = Path(_icd.ensure_vendor_folder(None))
     assert sorted(os.listdir(folder)) == sorted(wanted) and stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+# ------------------------------------------------------------------------------------------------
+# Reports: Markdown and HTML writers escape what they are given; merges keep every result
+
+
+def _report(host="box", results=None, devices=None):
+    from xgpu.tools.parity import REPORT_FORMAT
+
+    return {"format": REPORT_FORMAT, "xgpu": "0", "created": "", "machine": {"hostname": host, "platform": "p"},
+            "devices": devices if devices is not None else [
+                {"id": "opencl:0:0", "name": "A", "platform": "PA", "vendor": "", "driver_version": "1"},
+                {"id": "opencl:1:0", "name": "B", "platform": "PB", "vendor": "", "driver_version": "1"}],
+            "results": results if results is not None else []}
+
+
+def _result(device, status="pass", case="c", err=1e-7, detail=""):
+    return {"kernel": "k", "case": case, "dtype": "float32", "device": device, "status": status,
+            "max_error": err, "detail": detail}
+
+
+HOSTILE = ["a | b", "<script>alert(1)</script>", "**bold** _it_ `code` [link](http://x)", "x' onmouseover='alert(1)",
+           'y" onmouseover="alert(1)', "line\nbreak", "&amp; \\| pipe"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_markdown_cells_stay_in_their_column(name):
+    from xgpu.tools.parity import markdown_matrix, merge_reports
+
+    r = _report(results=[_result("opencl:0:0", "pass", case=name), _result("opencl:1:0", "fail", case=name,
+                                                                          detail=name)])
+    text = markdown_matrix(merge_reports([r]))
+    header = next(ln for ln in text.splitlines() if ln.startswith("| kernel"))
+    row = next(ln for ln in text.splitlines() if ln.startswith("| **k**"))
+    unescaped_pipes = lambda ln: len([i for i, ch in enumerate(ln) if ch == "|" and ln[i - 1] != "\\"])  # noqa: E731
+    assert unescaped_pipes(row) == unescaped_pipes(header)
+    assert row.rstrip().endswith("**FAIL 1.0e-07** |")  # the FAIL is in the second device's column
+    assert "<script" not in text and "<" not in text.split("## Machines")[0].replace("&lt;", "")
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_html_escapes_every_attribute_and_text(name):
+    import html.parser
+
+    from xgpu.tools.parity import html_matrix, merge_reports
+
+    devices = [{"id": "opencl:0:0", "name": name, "platform": name, "vendor": name, "driver_version": name}]
+    r = _report(results=[_result("opencl:0:0", "fail", case=name, detail=name)], devices=devices)
+    r["machine"]["platform"] = name
+    page = html_matrix(merge_reports([r]))
+    seen = []
+
+    class Collect(html.parser.HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            seen.append((tag, attrs))
+
+    Collect().feed(page)
+    assert {t for t, _ in seen} <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "table",
+                                    "tr", "th", "td", "ul", "li"}
+    assert all(a in ("charset", "class", "title") for _, attrs in seen for a, _v in attrs)
+    assert any(v == name for _, attrs in seen for a, v in attrs if a == "title")  # shown, as text
+
+
+def test_html_status_cannot_become_an_attribute():
+    from xgpu.tools.parity import Matrix, html_matrix
+
+    cell = _result("opencl:0:0", "fail")
+    cell["status"] = "x' onmouseover='alert(1)"
+    col = {"key": "box/opencl:0:0", "label": "L", "machine": {"platform": ""}, "device": {"id": "opencl:0:0"}}
+    page = html_matrix(Matrix([col], [("k", "c", "float32")], {(("k", "c", "float32"), col["key"]): cell}, []))
+    assert "onmouseover=" not in page.replace("onmouseover='", "")  # only inside an escaped value
+    assert "x&#x27; onmouseover" not in page or 'class="fail"' in page
+
+
+def test_merge_refuses_a_result_it_cannot_place(tmp_path):
+    r = _report(results=[_result("opencl:0:0"), _result("opencl:9:9", "fail")])
+    (tmp_path / "r.json").write_text(json.dumps(r))
+    proc = run_xgpu("parity", "merge", str(tmp_path / "r.json"), check=False)
+    assert proc.returncode != 0 and "opencl:9:9" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_merge_keeps_every_failure_and_one_column_per_device(tmp_path):
+    from xgpu.tools.parity import merge_reports
+
+    a = _report(results=[_result("opencl:0:0", "fail", err=0.5), _result("opencl:1:0")])
+    b = _report(results=[_result("opencl:0:0", "pass"), _result("opencl:1:0")])  # the same host, run again
+    m = merge_reports([a, b])
+    assert len(m.columns) == 2  # the same device of the same host is one column
+    assert m.counts()["fail"] == 1 and m.cells[(("k", "c", "float32"), "box/opencl:0:0")]["status"] == "fail"
+    for i, rep in enumerate((a, b)):
+        (tmp_path / f"{i}.json").write_text(json.dumps(rep))
+    proc = run_xgpu("parity", "merge", str(tmp_path / "0.json"), str(tmp_path / "1.json"), check=False)
+    assert proc.returncode == 1
+
+
+@pytest.mark.parametrize("damage", [
+    lambda r: r.pop("results"), lambda r: r.update(devices="x"), lambda r: r["results"][0].pop("status"),
+    lambda r: r["results"][0].update(status="maybe"), lambda r: r["results"][0].update(max_error="big"),
+    lambda r: r["results"][0].update(kernel=None), lambda r: r["devices"][0].pop("id"),
+    lambda r: r.update(machine=[]), lambda r: r["results"].append(7),
+])
+def test_damaged_report_is_one_error_line(tmp_path, damage):
+    r = _report(results=[_result("opencl:0:0")])
+    damage(r)
+    (tmp_path / "r.json").write_text(json.dumps(r))
+    proc = run_xgpu("parity", "merge", str(tmp_path / "r.json"), "--html", str(tmp_path / "m.html"), check=False)
+    assert proc.returncode == 1 and proc.stderr.count("error:") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "m.html").exists()
+
+
+def test_outputs_are_checked_before_and_foreign_files_kept(tmp_path):
+    r = _report(results=[_result("opencl:0:0")])
+    (tmp_path / "r.json").write_text(json.dumps(r))
+    (tmp_path / "folder.html").mkdir()
+    proc = run_xgpu("parity", "merge", str(tmp_path / "r.json"), "--html", str(tmp_path / "folder.html"), check=False)
+    assert proc.returncode == 1 and "is a folder" in proc.stderr and "Traceback" not in proc.stderr
+    mine = tmp_path / "thesis.md"
+    mine.write_text("# My thesis\n")
+    proc = run_xgpu("parity", "merge", str(tmp_path / "r.json"), "--markdown", str(mine), check=False)
+    assert proc.returncode == 1 and "not a report xgpu wrote" in proc.stderr
+    assert mine.read_text() == "# My thesis\n"
+    out = tmp_path / "m.md"
+    run_xgpu("parity", "merge", str(tmp_path / "r.json"), "--markdown", str(out))
+    run_xgpu("parity", "merge", str(tmp_path / "r.json"), "--markdown", str(out))  # its own: overwritten
+    assert out.read_text().startswith("# xgpu parity")
+
+
+def test_parity_output_onto_a_folder_fails_before_the_run(tmp_path):
+    (tmp_path / "out").mkdir()
+    start = time.monotonic()
+    proc = run_xgpu("parity", "--quick", "-o", str(tmp_path / "out"), check=False)
+    assert proc.returncode == 1 and "is a folder" in proc.stderr and "Traceback" not in proc.stderr
+    assert time.monotonic() - start < 120  # refused before any case ran (no timing assertion on kernels)

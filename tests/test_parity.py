@@ -88,7 +88,7 @@ def test_divergent_case_is_highlighted_and_fails(planted, tmp_path, monkeypatch)
     html, md = tmp_path / "m.html", tmp_path / "m.md"
     code = cli.main(["parity", "--kernel", "planted", "-o", "r.json", "--html", str(html), "--markdown", str(md)])
     assert code == 1  # a failing case makes the exit status non-zero
-    assert "class='divergent'" in html.read_text()
+    assert 'class="divergent"' in html.read_text()
     assert "| **planted** | **off by one on one device** |" in md.read_text()
 
 
@@ -116,7 +116,7 @@ def test_merge_two_machines_into_html_and_markdown(tmp_path):
     assert f"lab-nvidia-box/{dev.id}" in text and "FAIL 5.0e-01" in text and "planted failure" in text
     assert text.count("**") >= 2  # the divergent row is bold
     page = html.read_text()
-    assert page.startswith("<!DOCTYPE html>") and "class='fail'" in page and "class='divergent'" in page
+    assert page.startswith("<!DOCTYPE html>") and 'class="fail"' in page and 'class="divergent"' in page
     assert "lab-nvidia-box" in proc.stdout
 
 

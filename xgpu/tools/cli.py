@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.table import Table
 
 from xgpu import _devices, _plugins, _program
@@ -290,14 +292,14 @@ def _matrix_table(matrix, title: str) -> Table:
     for col in ("kernel", "case", "dtype"):
         table.add_column(col)
     for c in matrix.columns:
-        table.add_column(c["label"])
+        table.add_column(escape(str(c["label"])))
     style = {"pass": "green", "fail": "bold red", "skip": "dim"}
     for row in matrix.rows:
         cells = []
         for c in matrix.columns:
             cell = matrix.cells.get((row, c["key"]))
             cells.append(f"[{style[cell['status']]}]{cell_text(cell)}[/]" if cell else "-")
-        table.add_row(*row, *cells, style="on dark_red" if matrix.divergent(row) else None)
+        table.add_row(*(escape(str(x)) for x in row), *cells, style="on dark_red" if matrix.divergent(row) else None)
     return table
 
 
@@ -319,7 +321,10 @@ def _check_writable(*paths: str | Path | None) -> None:
     for path in paths:
         if path is None:
             continue
-        folder = Path(path).resolve().parent
+        target = Path(path)
+        if target.is_dir():
+            raise InvalidArgumentError(f"cannot write {path}: it is a folder; name a file (e.g. {target / 'parity.json'})")
+        folder = target.resolve().parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise InvalidArgumentError(f"cannot write {path}: {folder} is not a folder you can write to")
 
@@ -328,11 +333,11 @@ def _write_outputs(matrix, args: argparse.Namespace, console: Console) -> None:
     from xgpu.tools.parity import html_matrix, markdown_matrix
 
     if getattr(args, "html", None):
-        Path(args.html).write_text(html_matrix(matrix))
-        console.print(f"HTML matrix: {args.html}", highlight=False)
+        _write_atomic(args.html, html_matrix(matrix))
+        console.print(f"HTML matrix: {args.html}", highlight=False, markup=False)
     if getattr(args, "markdown", None):
-        Path(args.markdown).write_text(markdown_matrix(matrix))
-        console.print(f"Markdown matrix: {args.markdown}", highlight=False)
+        _write_atomic(args.markdown, markdown_matrix(matrix))
+        console.print(f"Markdown matrix: {args.markdown}", highlight=False, markup=False)
 
 
 def cmd_parity(args: argparse.Namespace, console: Console) -> int:
@@ -343,6 +348,8 @@ def cmd_parity(args: argparse.Namespace, console: Console) -> int:
     devices = _devices.select_devices(args.device or (), args.backend or (), args.exclude or ())
     if not devices:
         raise InvalidArgumentError("no device selected: see `xgpu devices` for the ids and names to select by")
+    from rich.markup import escape
+
     cases = collect_cases(quick=args.quick, kernels=args.kernel or ())
     if args.dtype:
         try:
@@ -360,7 +367,7 @@ def cmd_parity(args: argparse.Namespace, console: Console) -> int:
             progress.update(task, advance=1, description=f"{device.id} {case.kernel} {case.case} {case.dtype}")
 
         report = run_parity(devices, cases, seed=args.seed, progress=step)
-    output.write_text(json.dumps(report, indent=1))
+    _write_atomic(output, json.dumps(report, indent=1))
     matrix = merge_reports([report])
     _print_matrix(matrix, console, f"xgpu parity ({'quick' if args.quick else 'full'} grid)")
     console.print(f"JSON report: {output} (merge reports of several machines: xgpu parity merge A.json B.json)",
@@ -373,6 +380,9 @@ def cmd_parity_merge(args: argparse.Namespace, console: Console) -> int:
     from xgpu.tools.parity import load_report, merge_reports
 
     _check_writable(args.html, args.markdown)
+_OUTPUT_MARKS = {".json": '"format": "xgpu-parity/', ".html": "<title>xgpu parity</title>", ".md": "# xgpu parity"}
+
+
     matrix = merge_reports([load_report(p) for p in args.reports])
     _print_matrix(matrix, console, f"xgpu parity: {len(args.reports)} report(s) merged")
     _write_outputs(matrix, args, console)
@@ -382,6 +392,32 @@ def cmd_parity_merge(args: argparse.Namespace, console: Console) -> int:
 def cmd_bench_device(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+        if target.exists() or target.is_symlink():
+            try:
+                head = target.open("rb").read(4096).decode(errors="replace") if target.is_file() else ""
+            except OSError:
+                head = ""
+            marks = [m for m in _OUTPUT_MARKS.values() if m in head]
+            if not marks:
+                raise InvalidArgumentError(
+                    f"{path} exists and is not a report xgpu wrote: it is left alone; remove it or name another file"
+                )
+
+
+def _write_atomic(path: str | Path, text: str) -> None:
+    """Write a whole file or nothing: a temporary file beside it, renamed into place."""
+    import tempfile
+
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     from xgpu.tools import hwbench as hw
 
     if args.all:
@@ -639,3 +675,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+    except BrokenPipeError:  # `xgpu ... | head`: the reader left; say so once, without a traceback
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("error: the output pipe was closed", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError, MarkupError) as exc:
+        # no traceback for a file or a value the command could not use: one line naming it
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

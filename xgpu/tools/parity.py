@@ -12,10 +12,11 @@ import html
 import json
 import math
 import platform
+import re
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,46 @@ def load_report(path: str | Path) -> dict[str, Any]:
     for key in ("machine", "devices", "results"):
         if key not in data:
             raise InvalidArgumentError(f"{path}: parity report without {key!r}")
+    check_report(data, str(path))
     return data
+
+
+STATUSES = ("pass", "fail", "skip")
+
+
+def check_report(data: dict[str, Any], where: str = "report") -> None:
+    """Every field the writers read, with its type: a report of the right tag but the wrong shape is
+    refused with the field named, instead of failing half-way through a merge."""
+    def bad(what: str) -> InvalidArgumentError:
+        return InvalidArgumentError(f"{where}: {what} (a report `xgpu parity` wrote has it; was the file edited?)")
+
+    if not isinstance(data.get("machine"), dict):
+        raise bad("'machine' is not an object")
+    if not isinstance(data.get("devices"), list) or not isinstance(data.get("results"), list):
+        raise bad("'devices' and 'results' must be lists")
+    if not isinstance(data.get("xgpu", ""), str):
+        raise bad("'xgpu' is not a string")
+    ids = set()
+    for i, d in enumerate(data["devices"]):
+        if not isinstance(d, dict) or not isinstance(d.get("id"), str) or not isinstance(d.get("name", ""), str):
+            raise bad(f"devices[{i}] has no string 'id' and 'name'")
+        ids.add(d["id"])
+    for i, r in enumerate(data["results"]):
+        if not isinstance(r, dict):
+            raise bad(f"results[{i}] is not an object")
+        for key in ("kernel", "case", "dtype", "device"):
+            if not isinstance(r.get(key), str):
+                raise bad(f"results[{i}] has no string {key!r}")
+        if r.get("status") not in STATUSES:
+            raise bad(f"results[{i}] has status {r.get('status')!r}, not one of {', '.join(STATUSES)}")
+        err = r.get("max_error")
+        if err is not None and (isinstance(err, bool) or not isinstance(err, (int, float))):
+            raise bad(f"results[{i}] has a max_error that is not a number: {err!r}")
+        if not isinstance(r.get("detail", ""), str):
+            raise bad(f"results[{i}] has a detail that is not a string")
+        if r["device"] not in ids:
+            raise bad(f"results[{i}] ({r['kernel']} {r['case']} {r['dtype']}, {r['status']}) names device "
+                      f"{r['device']!r}, which is not in the report's device list ({', '.join(sorted(ids)) or 'none'})")
 
 
 @dataclass
@@ -139,6 +179,8 @@ class Matrix:
     rows: list[tuple[str, str, str]]
     cells: dict[tuple[tuple[str, str, str], str], dict[str, Any]]
     reports: list[dict[str, Any]]
+    #: Every result of every report merged (a cell shows one; a failure always wins its cell).
+    results: list[dict[str, Any]] = field(default_factory=list)
 
     def divergent(self, row: tuple[str, str, str]) -> bool:
         """Passes on some device and fails on another: the cases a lab most needs to see."""
@@ -146,8 +188,9 @@ class Matrix:
         return {"pass", "fail"} <= states
 
     def counts(self) -> dict[str, int]:
+        """Results by status: every result given, also those that share a cell."""
         out = {"pass": 0, "fail": 0, "skip": 0}
-        for cell in self.cells.values():
+        for cell in self.results or self.cells.values():
             out[cell["status"]] = out.get(cell["status"], 0) + 1
         return out
 
@@ -159,18 +202,37 @@ def merge_reports(reports: list[dict[str, Any]]) -> Matrix:
     cells: dict[tuple[tuple[str, str, str], str], dict[str, Any]] = {}
     hosts = [r["machine"].get("hostname", "?") for r in reports]
     for i, report in enumerate(reports):
-        host = hosts[i] if hosts.count(hosts[i]) == 1 else f"{hosts[i]}#{i + 1}"
-        devs = {d["id"]: d for d in report["devices"]}
+        check_report(report, f"report {i + 1} ({hosts[i]})")
+        host = hosts[i]
+        multi = len(reports) > 1
+        keys: dict[str, str] = {}
         for d in report["devices"]:
             key = f"{host}/{d['id']}"
-            label = (f"{host}/" if len(reports) > 1 else "") + f"{d['id']} {d.get('platform') or d['name']}"
-            columns.append({"key": key, "label": label, "machine": report["machine"], "device": d})
+            n = 2
+            while key in by_key and by_key[key]["ident"] != ident:
+                key, n = f"{host}#{n}/{d['id']}", n + 1
+            keys[d["id"]] = key
+            if key not in by_key:
+                label = (f"{key.rsplit('/', 1)[0]}/" if multi else "") + f"{d['id']} {d.get('platform') or d['name']}"
+                by_key[key] = {"key": key, "label": label, "machine": report["machine"], "device": d, "ident": ident}
+                columns.append(by_key[key])
         for r in report["results"]:
+            # the same device (id, name, platform, driver) of the same host, reported twice: one column
+            ident = (d["id"], d.get("name", ""), d.get("platform", ""), d.get("driver_version", ""))
             row = (r["kernel"], r["case"], r["dtype"])
             rows.setdefault(row)
-            if r["device"] in devs:
-                cells[(row, f"{host}/{r['device']}")] = r
-    return Matrix(columns, list(rows), cells, reports)
+            results.append(r)
+            where = (row, keys[r["device"]])
+            earlier = cells.get(where)
+            # a cell reported twice shows the worse outcome: a failure is never hidden by a later pass
+            if earlier is None or _RANK[r["status"]] >= _RANK[earlier["status"]]:
+                cells[where] = r
+    for c in columns:
+        c.pop("ident", None)
+    return Matrix(columns, list(rows), cells, reports, results)
+
+
+_RANK = {"skip": 0, "pass": 1, "fail": 2}
 
 
 def cell_text(cell: dict[str, Any] | None) -> str:
@@ -191,14 +253,25 @@ def markdown_matrix(m: Matrix) -> str:
     """The matrix as a Markdown table; divergent rows are marked, failures and skips explained below."""
     counts = m.counts()
     out = ["# xgpu parity", "",
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def md_escape(text: Any) -> str:
+    """Text safe inside a Markdown table cell: no HTML (``<`` ``>`` ``&`` as entities), no emphasis, links
+    or code, a ``|`` that cannot end the cell, and one line."""
+    t = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    t = _MD_SPECIAL.sub(r"\\\1", t)
+    return " ".join(t.split())
+
+
            f"{len(m.reports)} report(s), {len(m.columns)} device(s): {counts['pass']} pass, {counts['fail']} fail, "
            f"{counts['skip']} skip. Cells give the normwise relative error against a float64 reference; "
            "**bold** rows pass on one device and fail on another.", ""]
-    out.append("| kernel | case | dtype | " + " | ".join(c["label"].replace("|", "/") for c in m.columns) + " |")
+    out.append("| kernel | case | dtype | " + " | ".join(md_escape(c["label"]) for c in m.columns) + " |")
     out.append("|---|---|---|" + "---|" * len(m.columns))
     for row in m.rows:
-        texts = [cell_text(m.cells.get((row, c["key"]))) for c in m.columns]
-        head = list(row)
+        texts = [md_escape(cell_text(m.cells.get((row, c["key"])))) for c in m.columns]
+        head = [md_escape(h) for h in row]
         if m.divergent(row):
             head = [f"**{h}**" for h in head]
             texts = [f"**{t}**" for t in texts]
@@ -208,13 +281,15 @@ def markdown_matrix(m: Matrix) -> str:
     if notes:
         out += ["", "## Failures and skips", ""]
         for row, c, cell in notes:
-            out.append(f"- {cell['status']}: {' | '.join(row)} on {c['label']}: {_first_line(cell.get('detail', ''))}")
+            out.append(f"- {md_escape(cell['status'])}: {md_escape(' / '.join(row))} on {md_escape(c['label'])}: "
+                       f"{md_escape(_first_line(cell.get('detail', '')))}")
     out += ["", "## Machines and devices", ""]
     for c in m.columns:
         d, mach = c["device"], c["machine"]
-        out.append(f"- {c['label']}: {d.get('vendor', '')} / {d.get('platform', '')}, driver {d.get('driver_version', '')}"
-                   f", {d.get('backend_version', '')}; {mach.get('platform', '')}, xgpu "
-                   f"{next((r['xgpu'] for r in m.reports if r['machine'] is mach), '?')}")
+        version = next((r.get("xgpu", "?") for r in m.reports if r["machine"] is mach), "?")
+        out.append(md_escape(f"- {c['label']}: {d.get('vendor', '')} / {d.get('platform', '')}, driver "
+                             f"{d.get('driver_version', '')}, {d.get('backend_version', '')}; "
+                             f"{mach.get('platform', '')}, xgpu {version}"))
     return "\n".join(out) + "\n"
 
 
@@ -234,16 +309,18 @@ def html_matrix(m: Matrix) -> str:
              f"{counts['fail']} fail, {counts['skip']} skip. Cells: normwise relative error against a float64 "
              "reference. Rows outlined in red pass on one device and fail on another.</p>",
              "<table><tr><th>kernel</th><th>case</th><th>dtype</th>"]
-    parts += [f"<th title='{e(c['device'].get('driver_version', ''))}'>{e(c['label'])}</th>" for c in m.columns]
+    parts += [f'<th title="{e(str(c["device"].get("driver_version", "")))}">{e(str(c["label"]))}</th>'
+              for c in m.columns]
     parts.append("</tr>")
     for row in m.rows:
-        parts.append(f"<tr class='{'divergent' if m.divergent(row) else ''}'>")
-        parts += [f"<td>{e(x)}</td>" for x in row]
+        parts.append(f'<tr class="{"divergent" if m.divergent(row) else ""}">')
+        parts += [f"<td>{e(str(x))}</td>" for x in row]
         for c in m.columns:
             cell = m.cells.get((row, c["key"]))
             status = cell["status"] if cell else "skip"
-            detail = e(cell.get("detail", "") if cell else "not run")
-            parts.append(f"<td class='{status}' title='{detail}'>{e(cell_text(cell))}</td>")
+            status = status if status in STATUSES else "fail"  # a class name from a fixed list only
+            detail = e(str(cell.get("detail", "")) if cell else "not run", quote=True)
+            parts.append(f'<td class="{status}" title="{detail}">{e(cell_text(cell))}</td>')
         parts.append("</tr>")
     parts.append("</table><h2>Machines and devices</h2><ul>")
     for c in m.columns:
