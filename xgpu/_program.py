@@ -204,13 +204,13 @@ def cache_key(rendered_text: str, dev: Device, options: tuple[str, ...]) -> str 
     """The disk-cache key: everything that can change the binary (None: not cacheable)."""
     from . import __version__
 
-    return _cache.make_key(
-        source=rendered_text,
     includes = included_files(rendered_text, options) if "include" in rendered_text else {}
     if includes is None:
         return None
-        options=list(options),
+    return _cache.make_key(
         includes=includes,
+        source=rendered_text,
+        options=list(options),
         backend=dev.backend,
         compiler=dev._backend.version(),
         device={k: getattr(dev, k) for k in ("name", "vendor", "platform", "type", "driver_version")},
