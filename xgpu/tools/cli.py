@@ -286,6 +286,8 @@ def cmd_bench_cache(args: argparse.Namespace, console: Console) -> int:
 
 
 def _matrix_table(matrix, title: str) -> Table:
+    from rich.markup import escape
+
     from xgpu.tools.parity import cell_text
 
     table = Table(title=title, title_justify="left")
@@ -316,8 +318,12 @@ def _print_matrix(matrix, console: Console, title: str) -> None:
                 console.print("  " + cell.get("detail", "").replace("\n", "\n  "), markup=False, highlight=False)
 
 
+_OUTPUT_MARKS = {".json": '"format": "xgpu-parity/', ".html": "<title>xgpu parity</title>", ".md": "# xgpu parity"}
+
+
 def _check_writable(*paths: str | Path | None) -> None:
-    """Refuse an output file that cannot be written before the work that fills it starts, not after."""
+    """Refuse an output file that cannot be written before the work that fills it starts, not after: a
+    folder at its path, a folder that is not writable, or a file there that xgpu did not write."""
     for path in paths:
         if path is None:
             continue
@@ -327,6 +333,32 @@ def _check_writable(*paths: str | Path | None) -> None:
         folder = target.resolve().parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise InvalidArgumentError(f"cannot write {path}: {folder} is not a folder you can write to")
+        if target.exists() or target.is_symlink():
+            try:
+                head = target.open("rb").read(4096).decode(errors="replace") if target.is_file() else ""
+            except OSError:
+                head = ""
+            marks = [m for m in _OUTPUT_MARKS.values() if m in head]
+            if not marks:
+                raise InvalidArgumentError(
+                    f"{path} exists and is not a report xgpu wrote: it is left alone; remove it or name another file"
+                )
+
+
+def _write_atomic(path: str | Path, text: str) -> None:
+    """Write a whole file or nothing: a temporary file beside it, renamed into place."""
+    import tempfile
+
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _write_outputs(matrix, args: argparse.Namespace, console: Console) -> None:
@@ -348,8 +380,6 @@ def cmd_parity(args: argparse.Namespace, console: Console) -> int:
     devices = _devices.select_devices(args.device or (), args.backend or (), args.exclude or ())
     if not devices:
         raise InvalidArgumentError("no device selected: see `xgpu devices` for the ids and names to select by")
-    from rich.markup import escape
-
     cases = collect_cases(quick=args.quick, kernels=args.kernel or ())
     if args.dtype:
         try:
@@ -380,9 +410,6 @@ def cmd_parity_merge(args: argparse.Namespace, console: Console) -> int:
     from xgpu.tools.parity import load_report, merge_reports
 
     _check_writable(args.html, args.markdown)
-_OUTPUT_MARKS = {".json": '"format": "xgpu-parity/', ".html": "<title>xgpu parity</title>", ".md": "# xgpu parity"}
-
-
     matrix = merge_reports([load_report(p) for p in args.reports])
     _print_matrix(matrix, console, f"xgpu parity: {len(args.reports)} report(s) merged")
     _write_outputs(matrix, args, console)
@@ -392,32 +419,6 @@ _OUTPUT_MARKS = {".json": '"format": "xgpu-parity/', ".html": "<title>xgpu parit
 def cmd_bench_device(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-        if target.exists() or target.is_symlink():
-            try:
-                head = target.open("rb").read(4096).decode(errors="replace") if target.is_file() else ""
-            except OSError:
-                head = ""
-            marks = [m for m in _OUTPUT_MARKS.values() if m in head]
-            if not marks:
-                raise InvalidArgumentError(
-                    f"{path} exists and is not a report xgpu wrote: it is left alone; remove it or name another file"
-                )
-
-
-def _write_atomic(path: str | Path, text: str) -> None:
-    """Write a whole file or nothing: a temporary file beside it, renamed into place."""
-    import tempfile
-
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     from xgpu.tools import hwbench as hw
 
     if args.all:
@@ -671,10 +672,6 @@ def main(argv: list[str] | None = None) -> int:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {type(exc).__name__}: ", end="")
         print(exc, file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
     except BrokenPipeError:  # `xgpu ... | head`: the reader left; say so once, without a traceback
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -684,3 +681,7 @@ if __name__ == "__main__":  # pragma: no cover
         # no traceback for a file or a value the command could not use: one line naming it
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -201,12 +201,16 @@ def merge_reports(reports: list[dict[str, Any]]) -> Matrix:
     rows: dict[tuple[str, str, str], None] = {}
     cells: dict[tuple[tuple[str, str, str], str], dict[str, Any]] = {}
     hosts = [r["machine"].get("hostname", "?") for r in reports]
+    results: list[dict[str, Any]] = []
+    by_key: dict[str, dict[str, Any]] = {}
     for i, report in enumerate(reports):
         check_report(report, f"report {i + 1} ({hosts[i]})")
         host = hosts[i]
         multi = len(reports) > 1
         keys: dict[str, str] = {}
         for d in report["devices"]:
+            # the same device (id, name, platform, driver) of the same host, reported twice: one column
+            ident = (d["id"], d.get("name", ""), d.get("platform", ""), d.get("driver_version", ""))
             key = f"{host}/{d['id']}"
             n = 2
             while key in by_key and by_key[key]["ident"] != ident:
@@ -217,8 +221,6 @@ def merge_reports(reports: list[dict[str, Any]]) -> Matrix:
                 by_key[key] = {"key": key, "label": label, "machine": report["machine"], "device": d, "ident": ident}
                 columns.append(by_key[key])
         for r in report["results"]:
-            # the same device (id, name, platform, driver) of the same host, reported twice: one column
-            ident = (d["id"], d.get("name", ""), d.get("platform", ""), d.get("driver_version", ""))
             row = (r["kernel"], r["case"], r["dtype"])
             rows.setdefault(row)
             results.append(r)
@@ -249,10 +251,6 @@ def _first_line(text: str) -> str:
     return (text or "").strip().splitlines()[0] if (text or "").strip() else ""
 
 
-def markdown_matrix(m: Matrix) -> str:
-    """The matrix as a Markdown table; divergent rows are marked, failures and skips explained below."""
-    counts = m.counts()
-    out = ["# xgpu parity", "",
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 
 
@@ -264,6 +262,10 @@ def md_escape(text: Any) -> str:
     return " ".join(t.split())
 
 
+def markdown_matrix(m: Matrix) -> str:
+    """The matrix as a Markdown table; divergent rows are marked, failures and skips explained below."""
+    counts = m.counts()
+    out = ["# xgpu parity", "",
            f"{len(m.reports)} report(s), {len(m.columns)} device(s): {counts['pass']} pass, {counts['fail']} fail, "
            f"{counts['skip']} skip. Cells give the normwise relative error against a float64 reference; "
            "**bold** rows pass on one device and fail on another.", ""]
