@@ -118,20 +118,30 @@ def cmd_compile(args: argparse.Namespace, console: Console) -> int:
     if wanted == ["all"]:
         wanted = [t.name for t in _program.offline_targets().values()
                   if t.available and (args.backend is None or t.backend == args.backend)]
+    failed = 0
     for target in wanted or [None]:
         found = _program.resolve_target(target, args.backend)
-        build = _program.compile_offline(args.file, found.backend, found.name, defines=defines,
-                                         options=args.option or ())
+        try:
+            build = _program.compile_offline(args.file, found.backend, found.name, defines=defines,
+                                             options=args.option or ())
+        except XgpuError as exc:
+            if len(wanted) < 2:
+                raise
+            failed += 1  # one target's failure (float64 on a GPU without it, say) does not hide the others
+            console.print(f"{found.name}: failed: {exc}", highlight=False, markup=False)
+            continue
         console.print(f"compiled {args.file} for {found.name} ({found.toolchain}): ok ({len(build.binary)} bytes)",
                       highlight=False)
         for kernel, res in build.resources.items():
+            common = ("registers", "shared_bytes", "spill_bytes")
+            vendor = ", ".join(f"{k}={v}" for k, v in res.items() if k not in common)  # vendor keys (docs/offline.md)
             console.print(
                 f"  {kernel}: {res['registers']} registers, {res['shared_bytes']} bytes shared memory, "
-                f"{res['spill_bytes']} bytes spilled", highlight=False
+                f"{res['spill_bytes']} bytes spilled" + (f"; {vendor}" if vendor else ""), highlight=False
             )
         if build.log:
             console.print(build.log, highlight=False, markup=False)
-    return 0
+    return 1 if failed else 0
 
 
 def cmd_targets(args: argparse.Namespace, console: Console) -> int:
