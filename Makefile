@@ -11,8 +11,8 @@ demo: setup
 	$(VENV)/bin/xgpu devices
 	$(PY) -m xgpu.tools.demo
 
-# set-up installs these three OpenCL implementations: the tests check that each is listed
-XGPU_REQUIRE_DEVICES ?= pocl,intel,oclgrind
+# set-up installs these four OpenCL implementations (rusticl: Mesa's, on llvmpipe): the tests check that each is listed
+XGPU_REQUIRE_DEVICES ?= pocl,intel,oclgrind,rusticl
 export XGPU_REQUIRE_DEVICES
 
 test: setup

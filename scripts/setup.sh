@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything xgpu needs on a fresh Debian machine, idempotently:
-#   - the OpenCL implementations that run on a CPU (PoCL, Oclgrind) and clinfo, from Debian;
+#   - the OpenCL implementations that run on a CPU (PoCL, Oclgrind, Mesa's rusticl) and clinfo, from Debian;
+#   - the GPU compilers that run without a GPU, for `xgpu compile --target` (docs/offline.md): clang-15,
+#     lld-15 and rocm-device-libs (AMD), intel-opencl-icd's ocloc (Intel; its GPU runtime lists no
+#     platform on a machine without an Intel GPU);
 #   - a virtual environment at .venv/ with xgpu (editable), Intel's CPU OpenCL runtime and NVRTC.
 # Quick when nothing is missing: each step checks before it acts.
 set -euo pipefail
@@ -8,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 VENV=.venv
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(pocl-opencl-icd oclgrind clinfo)
+APT_PACKAGES=(pocl-opencl-icd oclgrind clinfo clang-15 lld-15 rocm-device-libs intel-opencl-icd mesa-opencl-icd)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -50,4 +53,9 @@ if [ -w "$VENDORS" ] || { [ ! -e "$VENDORS" ] && [ "$(id -u)" -eq 0 ]; }; then
     if [ -f "$oclgrind_lib" ] && ! grep -qs oclgrind "$VENDORS"/*.icd; then
         echo "$oclgrind_lib" > "$VENDORS/oclgrind.icd"
     fi
+fi
+# mesa-opencl-icd brings rusticl (xgpu enables it with RUSTICL_ENABLE=llvmpipe) and Mesa's older Clover,
+# which lists a platform with no devices here: leave Clover out of the ICD folder.
+if [ -w "$VENDORS/mesa.icd" ] && grep -qs libMesaOpenCL "$VENDORS/mesa.icd"; then
+    rm -f "$VENDORS/mesa.icd"
 fi

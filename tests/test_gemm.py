@@ -81,8 +81,14 @@ def test_every_variant_on_every_device(xgpu_device, dtype, trans_a, trans_b, con
     a, b = operands(rng, m, n, k, dtype, trans_a, trans_b)
     c0 = rng.uniform(-1, 1, (m, n)).astype(dtype)
     c = xgpu.asarray(c0, xgpu_device)
-    gemm(xgpu.asarray(a, xgpu_device), xgpu.asarray(b, xgpu_device), c, alpha=0.75, beta=-1.5,
-         trans_a=trans_a, trans_b=trans_b, config=config)
+    try:
+        gemm(xgpu.asarray(a, xgpu_device), xgpu.asarray(b, xgpu_device), c, alpha=0.75, beta=-1.5,
+             trans_a=trans_a, trans_b=trans_b, config=config)
+    except xgpu.errors.LaunchError as exc:
+        if "the compiled kernel" not in str(exc):
+            raise
+        # rusticl allows 32 work-items per compiled kernel, whatever the device's maximum
+        pytest.skip(str(exc))
     assert_close(c.get(), reference(a, b, trans_a, trans_b, 0.75, -1.5, c0), dtype=dtype, terms=k)
 
 

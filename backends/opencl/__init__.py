@@ -42,6 +42,9 @@ from ._icd import ensure_vendor_folder
 
 _PRELUDE_FILE = Path(__file__).with_name("prelude.mako")
 _SIMULATORS = ("oclgrind",)
+# Mesa's llvmpipe (under rusticl) is a GPU driver run in software, a few GF/s: like a simulator it is never
+# the default device and gets small sizes in tests and the parity matrix, but it checks nothing
+_SOFTWARE_GPUS = ("llvmpipe",)
 # short names people use for platforms whose full names do not contain them
 _PLATFORM_ALIASES = {"portable computing language": ("pocl",), "clover": ("mesa",), "rusticl": ("mesa",)}
 
@@ -88,6 +91,13 @@ def _pin_pocl() -> None:
     256^3 GEMM runs at 78-81 instead of 50-54 GF/s. PoCL reads this when it starts; a value the user
     set (POCL_AFFINITY=0 turns pinning off) is left alone."""
     os.environ.setdefault("POCL_AFFINITY", "1")
+
+
+def _enable_rusticl() -> None:
+    """Mesa's rusticl lists a device only for the drivers named in RUSTICL_ENABLE: on a machine without
+    a GPU that is llvmpipe, Mesa's software rasteriser (OpenCL 3.0, no float64, no float16). Read when
+    its ICD loads; a value the user set is left alone."""
+    os.environ.setdefault("RUSTICL_ENABLE", "llvmpipe")
 
 
 _AT_LINE = re.compile(r"At line (\d+) \(column \d+\) of (.+?):\s*$", re.M)
@@ -227,7 +237,7 @@ class OpenCLDevice(DeviceImpl):
             fp64=bool(dev.double_fp_config) or "cl_khr_fp64" in extensions,
             fp16_storage=True,  # vload_half/vstore_half are core OpenCL C
             fp16_arithmetic="cl_khr_fp16" in extensions,
-            is_simulator=simulator,
+            is_simulator=simulator or any(s in name.lower() for s in _SOFTWARE_GPUS),
             checks_memory=self._log is not None,
             aliases=_PLATFORM_ALIASES.get(platform.name.strip().lower(), ()),
             extra={
@@ -375,6 +385,7 @@ class OpenCLBackend(Backend):
         self._version = f"pyopencl {cl.VERSION_TEXT}"
         log = _arm_oclgrind()
         _pin_pocl()
+        _enable_rusticl()
         try:
             platforms = cl.get_platforms()
         except cl.Error as exc:

@@ -7,6 +7,9 @@ Two implementations we support are not announced there by their packages:
   its library lies in ``<prefix>/lib/libintelocl.so``.
 * Debian's Oclgrind ships ``liboclgrind-rt-icd.so`` but no ICD file.
 
+Mesa's Clover (``mesa.icd``, installed beside rusticl) lists a platform with no devices without a GPU:
+it is left out.
+
 Unless the user set ``OCL_ICD_VENDORS`` themselves, we write a folder holding the system's ICD
 files plus those two (where installed) and point ``OCL_ICD_VENDORS`` at it, before the loader
 first runs. File names sort in a fixed order, so platform numbers are stable.
@@ -31,6 +34,9 @@ OCLGRIND_LIBRARIES = (
     "/usr/local/lib/liboclgrind-rt-icd.so",
 )
 
+#: ICD libraries never listed: Mesa's Clover (no devices without a GPU; rusticl replaces it)
+LEFT_OUT = ("libMesaOpenCL.so.1", "libMesaOpenCL.so")
+
 
 def _library_exists(library: str) -> bool:
     # a bare soname ("libpocl.so.2") is found by the dynamic linker: trust it
@@ -46,7 +52,7 @@ def vendor_entries() -> dict[str, str]:
                 library = icd.read_text().strip()
             except OSError:
                 continue
-            if library and _library_exists(library):
+            if library and _library_exists(library) and Path(library).name not in LEFT_OUT:
                 entries[icd.name] = library
     names = {Path(lib).name for lib in entries.values()}
     for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
@@ -154,8 +160,8 @@ def ensure_vendor_folder(cache_root: Path | None) -> str | None:
         return None
     entries = vendor_entries()
     system = {icd.name for icd in SYSTEM_VENDORS.glob("*.icd")} if SYSTEM_VENDORS.is_dir() else set()
-    if set(entries) <= system:
-        return None  # nothing to add: the loader's own folder is complete
+    if set(entries) == system:
+        return None  # nothing to add or leave out: the loader's own folder is complete
     digest = hashlib.sha256(repr(sorted(entries.items())).encode()).hexdigest()[:16]
     folder: Path | None = None
     problem, refused = "no cache folder", False
