@@ -83,12 +83,6 @@ def test_bad_arch_is_a_clear_error():
                              defines=axpy_kernel._render_defines(np.dtype(np.float32), 256))
 
 
-def test_opencl_cannot_compile_offline():
-    with pytest.raises(xgpu.errors.InvalidArgumentError, match="no offline compile target is registered for backend .opencl."):
-        xgpu.compile_offline(axpy_kernel.TEMPLATE, "opencl", None,
-                             defines=axpy_kernel._render_defines(np.dtype(np.float32), 256))
-
-
 def test_cli_compile_reports_resources(tmp_path):
     path = tmp_path / "k.mako"
     path.write_text(axpy_kernel.TEMPLATE.path.read_text())
