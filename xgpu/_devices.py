@@ -54,6 +54,7 @@ class Device:
         self.is_simulator = info.is_simulator
         self.checks_memory = info.checks_memory
         self.extra = dict(info.extra)
+        self.features = dict(info.features)
         self.aliases = info.aliases
         self._pool = MemoryPool(impl, info.global_mem_bytes)
         self._programs: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -65,12 +66,16 @@ class Device:
     def __str__(self) -> str:
         return self.id
 
-    def supports(self, dtype: Any, *, arithmetic: bool = False) -> bool:
+    def supports(self, dtype: Any, *, arithmetic: bool = False) -> bool | str:
         """Can kernels on this device use ``dtype``?
 
         For ``float16``: every device can store it (load/store through float, as the library's
         kernels do); ``arithmetic=True`` asks whether the device computes in half precision too.
+        An operation such as ``"atomic:float32:add"`` (``atomic:<dtype>:<add|sub|min|max|and|or|xor|
+        xchg|cas>``) answers ``"native"``, ``"emulated"`` (a compare-and-swap loop) or False.
         """
+        if isinstance(dtype, str) and dtype.startswith("atomic:"):
+            return self.features.get(dtype, False)
         try:
             dt = np.dtype(dtype)
         except TypeError:
@@ -79,7 +84,8 @@ class Device:
             return self.fp64
         if dt == np.float16:
             return self.fp16_arithmetic if arithmetic else self.fp16_storage
-        return dt in (np.float32, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32)
+        return dt in (np.float32, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
+                      np.bool_)
 
     def synchronize(self) -> None:
         """Wait for all work queued on this device."""

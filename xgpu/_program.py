@@ -57,7 +57,8 @@ def render(template: TemplateLike, backend: str | None = None, defines: dict[str
     from ._devices import default_backend
 
     b = get_backend(backend or default_backend())
-    return as_template(template).render(b.prelude(), b.language, **(defines or {}))
+    return as_template(template).render(b.prelude(), b.language, **{"backend": b.name, "device": None,
+                                                                     **(defines or {})})
 
 
 def offline_targets() -> dict[str, Target]:
@@ -116,7 +117,8 @@ def compile_offline(
 
     found = resolve_target(target, backend)
     b = get_backend(found.backend)
-    rendered = as_template(template).render(b.prelude(), b.language, **(defines or {}))
+    rendered = as_template(template).render(b.prelude(), b.language, **{"backend": b.name, "device": None,
+                                                                         **(defines or {})})
     try:
         return b.compile_offline(rendered.text, found.arch, tuple(options))
     except NotImplementedError as exc:
@@ -154,7 +156,7 @@ def compile(
         program = tmpl._compiled.get(key)
         if program is not None:
             return program
-    rendered = tmpl.render(dev.prelude(), dev.language, **(defines or {}))
+    rendered = tmpl.render(dev.prelude(), dev.language, **{"backend": dev.backend, "device": dev, **(defines or {})})
     program = compile_rendered(rendered, dev, tuple(options))
     if key is not None:
         tmpl._compiled[key] = program
@@ -293,6 +295,10 @@ def explain_compile_error(exc: CompileError, rendered: RenderedSource) -> Compil
     parts += ["compiler log:", *("  " + ln for ln in log_lines)]
     if exc.options:
         parts.append(f"options: {' '.join(exc.options)}")
+    if "xgpu_" in exc.log and re.search(r'no operator "[^"]*" matches|has no member "', exc.log):
+        parts.append("hint: vectors have + - * / (and % & | ^ << >> ~ on int, uint) on every backend, and the "
+                     "portable words VADD VSUB VMUL VDIV VFMA VSUM VDOT; reach lanes with VGET(v, i) / VSET(v, i, x) "
+                     "for anything else (comparisons, select): see 'Writing portable kernels' in docs/templates.md")
     return CompileError(
         "\n".join(parts),
         backend=exc.backend,

@@ -60,6 +60,10 @@ class DeviceInfo:
     #: The device checks memory accesses as it runs (a simulator): after each launch the core waits
     #: for the kernel and asks :meth:`DeviceImpl.take_diagnostics` what it found.
     checks_memory: bool = False
+    #: How the device does each operation that may be native or emulated: ``{"atomic:float32:add":
+    #: "native" or "emulated"}``; an operation missing here is one it cannot do (see
+    #: :func:`xgpu.template.atomic_features`). ``device.supports("atomic:float32:add")`` reads it.
+    features: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from .hookspecs import (
     TunableRegistry,
     hookimpl,
 )
+from .rules import DeviceClass, device_class, match_rule, rule_for
 from .template import REQUIRED_WORDS
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "BackendRegistry",
     "BufferImpl",
     "CaseRegistry",
+    "DeviceClass",
     "DeviceImpl",
     "DeviceInfo",
     "Diagnostic",
@@ -54,7 +56,10 @@ __all__ = [
     "TargetRegistry",
     "TunableRegistry",
     "cache_dir",
+    "device_class",
     "disk_cache_enabled",
     "hookimpl",
+    "match_rule",
+    "rule_for",
     "same_device",
 ]

@@ -16,7 +16,9 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+import sys
 from pathlib import Path
+import types
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,8 @@ from mako.template import Template
 
 from .errors import TemplateError
 
-__all__ = ["REQUIRED_WORDS", "KernelTemplate", "RenderedSource", "ctype", "parse_define"]
+__all__ = ["ATOMIC_DTYPES", "ATOMIC_OPS", "REQUIRED_WORDS", "KernelTemplate", "RenderedSource", "atomic_features",
+           "ctype", "parse_define"]
 
 #: Every word a backend's prelude must define, so that neutral templates compile everywhere.
 #: docs/templates.md documents each with its CUDA and OpenCL meaning.
@@ -50,11 +53,14 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "NUM_GROUPS",
     "GLOBAL_SIZE",
     # types
-    "index_t",  # signed 32-bit index, the same width on every backend
-    "uindex_t",  # unsigned 32-bit index
+    "index_t",  # signed index: 32-bit, or 64-bit when rendered with index_bits=64
+    "uindex_t",  # unsigned index of the same width
     "half_t",  # float16 storage type (no arithmetic on it: load and store through the helpers)
     # float16 helpers
     "LOAD_HALF",  # LOAD_HALF(ptr, i) -> float
+    "int64_t",  # signed 64-bit integer on every backend
+    "uint64_t",  # unsigned 64-bit integer
+    "bool_t",  # numpy's bool: one byte, 0 or 1
     "STORE_HALF",  # STORE_HALF(ptr, i, value)
     # math: the same names on every backend
     "FMA",
@@ -67,12 +73,32 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "FMAX",
     "MIN",
     "MAX",
-    # short vectors (N = 2, 4, 8, 16 of float or double)
+    # short vectors (N = 2, 4, 8, 16 lanes of float, double, int or uint)
     "VEC",  # VEC(float, 8): the type
     "VLOAD",  # VLOAD(8, ptr, i): ptr[i .. i+7] as a vector
     "VSTORE",  # VSTORE(8, v, ptr, i)
     "VSPLAT",  # VSPLAT(float, 8, x): x in every element
-    "VFMA",  # VFMA(a, b, c): a * b + c elementwise, fused
+    "VGET",  # VGET(v, i): lane i
+    "VSET",  # VSET(v, i, x): lane i = x
+    "VADD",  # VADD(a, b) ... elementwise
+    "VSUB",
+    "VMUL",
+    "VDIV",
+    "VFMA",  # VFMA(a, b, c): a * b + c elementwise, fused (float, double)
+    "VSUM",  # VSUM(v): lanes added in order 0..N-1
+    "VDOT",  # VDOT(a, b): products added in order 0..N-1
+    # atomics on global and local memory, relaxed, returning the old value
+    "ATOMIC_ADD",
+    "ATOMIC_SUB",
+    "ATOMIC_MIN",
+    "ATOMIC_MAX",
+    "ATOMIC_AND",
+    "ATOMIC_OR",
+    "ATOMIC_XOR",
+    "ATOMIC_XCHG",
+    "ATOMIC_CAS",  # ATOMIC_CAS(p, expected, desired)
+    "VLOAD_HALF",  # VLOAD_HALF(8, ptr, i): half_t ptr[i .. i+7] as a float vector
+    "VSTORE_HALF",  # VSTORE_HALF(8, v, ptr, i): a float vector rounded to half_t
 )
 
 _DTYPE_TO_C = {
@@ -87,24 +113,51 @@ _DTYPE_TO_C = {
     np.dtype(np.uint32): "unsigned int",
 }
 
+    np.dtype(np.int64): "int64_t",
+    np.dtype(np.uint64): "uint64_t",
+    np.dtype(np.bool_): "bool_t",
 
-def ctype(dtype: Any) -> str:
-    """The neutral C type name for a numpy dtype (``float32`` -> ``float``, ``float16`` -> ``half_t``).
+#: the element names VEC(T, N) takes (``VEC(uint, 4)``: the type name is pasted to the lane count)
+_DTYPE_TO_LANE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double", np.dtype(np.int32): "int",
+                  np.dtype(np.uint32): "uint"}
+def ctype(dtype: Any, *, lane: bool = False) -> str:
+    """The neutral C type name for a numpy dtype (``float32`` -> ``float``, ``int64`` -> ``int64_t``,
+    ``float16`` -> ``half_t``, ``bool`` -> ``bool_t``).
 
-    64-bit integers are left out on purpose: ``long`` is 64-bit in OpenCL C but may be 32-bit in CUDA C.
+    ``lane=True`` gives the element name that ``VEC(T, N)`` takes (``uint32`` -> ``uint``).
     """
     try:
-        return _DTYPE_TO_C[np.dtype(dtype)]
+        return table[np.dtype(dtype)]
+    table = _DTYPE_TO_LANE if lane else _DTYPE_TO_C
     except (KeyError, TypeError):
         from .errors import UnsupportedDtypeError
 
         raise UnsupportedDtypeError(
-            f"no neutral C type for dtype {dtype!r}; supported: {', '.join(str(d) for d in _DTYPE_TO_C)}"
+            f"no {what} for dtype {dtype!r}; supported: {', '.join(str(d) for d in table)}"
+        what = "vector lane type" if lane else "neutral C type"
         ) from None
 
 
 def parse_define(text: str) -> tuple[str, Any]:
     """Parse a ``NAME=VALUE`` command-line define; VALUE is a Python literal if it parses as one."""
+#: The atomic operations of the template language and the dtypes they take (float: add, min, max, xchg, cas).
+ATOMIC_DTYPES = ("int32", "uint32", "int64", "uint64", "float32", "float64")
+ATOMIC_OPS = ("add", "sub", "min", "max", "and", "or", "xor", "xchg", "cas")
+_FLOAT_ATOMIC_OPS = ("add", "min", "max", "xchg", "cas")
+
+
+def atomic_features(how: Any) -> dict[str, str]:
+    """A device's atomics table for :attr:`DeviceInfo.features`: ``how(dtype, op)`` says ``"native"``,
+    ``"emulated"`` or None (the device cannot) for each dtype of :data:`ATOMIC_DTYPES` and operation."""
+    table = {}
+    for dt in ATOMIC_DTYPES:
+        for op in _FLOAT_ATOMIC_OPS if dt.startswith("float") else ATOMIC_OPS:
+            kind = how(dt, op)
+            if kind:
+                table[f"atomic:{dt}:{op}"] = kind
+    return table
+
+
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep or not name.isidentifier():
@@ -259,17 +312,23 @@ class KernelTemplate:
             raise _template_error(exc, self.name) from exc
 
     def render(self, prelude: str, language: str, **defines: Any) -> RenderedSource:
-        """Render with ``defines`` as template variables, behind ``prelude``."""
+        """Render with ``defines`` as template variables, behind ``prelude``.
+
+        ``index_bits`` (32 or 64) and ``atomics`` (``"auto"`` or ``"emulated"``) also set how the
+        prelude defines ``index_t`` and the atomics.
+        """
         template = self._template
-        context = {"ctype": ctype, **defines}
+        switches = _prelude_switches(defines, self.name)
+        context = {"ctype": ctype, "index_bits": 32, "atomics": "auto", **defines}
         try:
             body = template.render(**context)
         except Exception as exc:
             raise _template_error(exc, self.name) from exc
         body_src = _finish(body, language, self.name)
-        head = f'#line 1 "<xgpu {language} prelude>"\n{prelude.rstrip()}\n'
+        head = f'#line 1 "<xgpu {language} prelude>"\n{switches}{prelude.rstrip()}\n'
         head_lines = head.count("\n")
         return RenderedSource(
+        _refuse_raw_lanes(body, self.name)
             head + body_src.text,
             language,
             self.name,
@@ -281,6 +340,50 @@ class _MarkingLookup(TemplateLookup):
     """A TemplateLookup whose templates (included ones too) get line markers."""
 
     def __init__(self, directories: list[str]):
+def _prelude_switches(defines: dict[str, Any], name: str) -> str:
+    """The preprocessor switches the preludes read, from the defines that set them."""
+    bits = defines.get("index_bits", 32)
+    if bits not in (32, 64):
+        raise TemplateError(f"{name}: index_bits must be 32 or 64, not {bits!r}", filename=name)
+    atomics = defines.get("atomics", "auto")
+    if atomics not in ("auto", "emulated"):
+        raise TemplateError(
+            f"{name}: atomics must be 'auto' (native where the device has them) or 'emulated' (a compare-and-swap "
+            f"loop everywhere), not {atomics!r}", filename=name)
+    out = f"#define XGPU_INDEX_BITS {bits}\n"
+    if atomics == "emulated":
+        out += "#define XGPU_ATOMICS_EMULATED 1\n"
+    return out
+
+
+# Lane names of OpenCL vectors (v.s0, v.xyzw, v.lo...): CUDA has none, so a template using them would
+# compile on every OpenCL device and fail on the first NVIDIA one. Refused when rendering, everywhere.
+_RAW_LANE = re.compile(r"([A-Za-z_]\w*|[\)\]])\s*\.\s*(s[0-9a-fA-F]+|S[0-9a-fA-F]+|lo|hi|even|odd|[xyzw]{1,4})\b")
+_CUDA_BUILTINS = {"threadIdx", "blockIdx", "blockDim", "gridDim"}  # a CUDA-only branch may use these
+_COMMENT_OR_STRING = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
+_STRUCT_BODY = re.compile(r"\bstruct\b[^{;]*\{([^}]*)\}")
+
+
+def _refuse_raw_lanes(body: str, name: str) -> None:
+    code = _COMMENT_OR_STRING.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), _MARK_RE.sub("", body))
+    if "." not in code:
+        return
+    own_members = {w for m in _STRUCT_BODY.finditer(code) for w in re.findall(r"[A-Za-z_]\w*", m.group(1))}
+    marked = body.split("\n")
+    for index, line in enumerate(code.split("\n")):
+        for m in _RAW_LANE.finditer(line):
+            if m.group(1) in _CUDA_BUILTINS or m.group(2) in own_members:
+                continue
+            mark = _MARK_RE.match(marked[index]) if index < len(marked) else None
+            filename, lineno = (_files[int(mark.group(1))], int(mark.group(2))) if mark else (name, None)
+            where = f"{filename}:{lineno}" if lineno else filename
+            raise TemplateError(
+                f"{where}: raw vector lane syntax '.{m.group(2)}' is not portable (CUDA vectors have no lanes by "
+                "name, so it would fail only there): read lane i with VGET(v, i) and write it with VSET(v, i, x); "
+                "see 'Writing portable kernels' in docs/templates.md",
+                filename=filename, lineno=lineno)
+
+
         super().__init__(directories=directories, strict_undefined=True)
 
     def get_template_from_file(self, path: Path) -> Template:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
 from xgpu.errors import (
@@ -27,7 +25,14 @@ from xgpu.errors import (
 )
 from xgpu.plugin import BufferImpl, DeviceImpl, DeviceInfo, EventImpl, KernelImpl, ProgramImpl
 
+from xgpu.template import atomic_features
+
 from ._nvrtc import compile_cuda, supported_archs
+
+
+def _atomic_kind(dtype: str, op: str) -> str:
+    """What prelude.mako compiles each atomic to: CUDA's own, but float min/max by compare-and-swap."""
+    return "emulated" if dtype.startswith("float") and op in ("min", "max") else "native"
 
 
 def driver():
@@ -176,6 +181,7 @@ class CudaDevice(DeviceImpl):
             max_work_item_sizes=tuple(int(dev.get_attribute(a)) for a in (attr.MAX_BLOCK_DIM_X, attr.MAX_BLOCK_DIM_Y,
                                                                           attr.MAX_BLOCK_DIM_Z)),
             fp64=True,
+            features=atomic_features(_atomic_kind),
             fp16_storage=True,
             fp16_arithmetic=(major, minor) >= (5, 3),
             extra={

@@ -10,8 +10,28 @@
 
 #define LOCAL_BARRIER __syncthreads()
 
+#define XGPU_CUDA 1
+
+// 64-bit integers: NVRTC has no <stdint.h>; nvcc brings the host's (where int64_t may be long, so
+// the atomics below cast to the long long that CUDA's atomics take)
+#if defined(__CUDACC_RTC__)
+typedef long long int64_t;
+typedef unsigned long long uint64_t;
+#else
+#include <stdint.h>
+#endif
+// numpy's bool: one byte holding 0 or 1
+typedef unsigned char bool_t;
+typedef unsigned int uint;
+
+// index_t: 32-bit unless the template was rendered with index_bits=64 (or a launch needed it)
+#if XGPU_INDEX_BITS == 64
+typedef long long index_t;
+typedef unsigned long long uindex_t;
+#else
 typedef int index_t;
 typedef unsigned int uindex_t;
+#endif
 typedef unsigned short half_t;
 
 static __device__ __forceinline__ index_t xgpu_local_id(int d)
@@ -59,22 +79,150 @@ static __device__ __forceinline__ double xgpu_rsqrt(double x) { return rsqrt(x);
 #define MIN min
 #define MAX max
 
-// short vectors of N = 2, 4, 8 or 16 elements of float or double: structs with the OpenCL operations
-% for T in ("float", "double"):
+// short vectors of N = 2, 4, 8 or 16 lanes of float, double, int or uint: structs with OpenCL's
+// operators (elementwise + - * /, with a scalar on either side; % & | ^ << >> ~ for integers), so that
+// vector code written on OpenCL compiles here and gives the same results.
+% for T in ("float", "double", "int", "uint"):
+<% integer = T in ("int", "uint") %>\
 % for N in (2, 4, 8, 16):
-struct xgpu_${T}${N} { ${T} s[${N}]; };
-static __device__ __forceinline__ xgpu_${T}${N} xgpu_vload${N}(const ${T}* p)
-{ xgpu_${T}${N} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v.s[e] = p[e]; return v; }
-static __device__ __forceinline__ void xgpu_vstore${N}(const xgpu_${T}${N} v, ${T}* p)
-{ _Pragma("unroll") for (int e = 0; e < ${N}; ++e) p[e] = v.s[e]; }
-static __device__ __forceinline__ xgpu_${T}${N} xgpu_vsplat${N}(const ${T} x)
-{ xgpu_${T}${N} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v.s[e] = x; return v; }
-static __device__ __forceinline__ xgpu_${T}${N} xgpu_vfma(const xgpu_${T}${N} a, const xgpu_${T}${N} b, const xgpu_${T}${N} c)
-{ xgpu_${T}${N} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v.s[e] = fma(a.s[e], b.s[e], c.s[e]); return v; }
+<% V = f"xgpu_{T}{N}"; F = "static __device__ __forceinline__" %>\
+struct ${V} {
+    ${T} xgpu_lane[${N}];
+    __device__ __forceinline__ ${T}& operator[](int e) { return xgpu_lane[e]; }
+    __device__ __forceinline__ const ${T}& operator[](int e) const { return xgpu_lane[e]; }
+};
+${F} ${V} xgpu_vload${N}(const ${T}* p)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = p[e]; return v; }
+${F} void xgpu_vstore${N}(const ${V} v, ${T}* p)
+{ _Pragma("unroll") for (int e = 0; e < ${N}; ++e) p[e] = v[e]; }
+${F} ${V} xgpu_vsplat${N}(const ${T} x)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = x; return v; }
+% if not integer:
+${F} ${V} xgpu_vfma(const ${V} a, const ${V} b, const ${V} c)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = fma(a[e], b[e], c[e]); return v; }
+% endif
+// lanes summed in order 0, 1, ..., N-1 on every backend, so results agree bit for bit
+${F} ${T} xgpu_vsum(const ${V} v)
+{ ${T} s = v[0]; _Pragma("unroll") for (int e = 1; e < ${N}; ++e) s += v[e]; return s; }
+${F} ${T} xgpu_vdot(const ${V} a, const ${V} b)
+% if integer:
+{ ${T} s = a[0] * b[0]; _Pragma("unroll") for (int e = 1; e < ${N}; ++e) s += a[e] * b[e]; return s; }
+% else:
+{ ${T} s = a[0] * b[0]; _Pragma("unroll") for (int e = 1; e < ${N}; ++e) s = fma(a[e], b[e], s); return s; }
+% endif
+% for op in (("+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>") if integer else ("+", "-", "*", "/")):
+${F} ${V} operator${op}(const ${V} a, const ${V} b)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = a[e] ${op} b[e]; return v; }
+${F} ${V} operator${op}(const ${V} a, const ${T} b)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = a[e] ${op} b; return v; }
+${F} ${V} operator${op}(const ${T} a, const ${V} b)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = a ${op} b[e]; return v; }
+${F} ${V}& operator${op}=(${V}& a, const ${V} b) { a = a ${op} b; return a; }
+${F} ${V}& operator${op}=(${V}& a, const ${T} b) { a = a ${op} b; return a; }
 % endfor
+${F} ${V} operator-(const ${V} a)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = -a[e]; return v; }
+${F} ${V} operator+(const ${V} a) { return a; }
+% if integer:
+${F} ${V} operator~(const ${V} a)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = ~a[e]; return v; }
+% endif
+% endfor
+% endfor
+% for N in (2, 4, 8, 16):
+static __device__ __forceinline__ xgpu_float${N} xgpu_vload_half${N}(const half_t* p)
+{ xgpu_float${N} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = xgpu_load_half(p, e); return v; }
+static __device__ __forceinline__ void xgpu_vstore_half${N}(const xgpu_float${N} v, half_t* p)
+{ _Pragma("unroll") for (int e = 0; e < ${N}; ++e) xgpu_store_half(p, e, v[e]); }
 % endfor
 #define VEC(T, N) xgpu_##T##N
 #define VLOAD(N, ptr, i) xgpu_vload##N((ptr) + (i))
 #define VSTORE(N, value, ptr, i) xgpu_vstore##N((value), (ptr) + (i))
+#define VLOAD_HALF(N, ptr, i) xgpu_vload_half##N((ptr) + (i))
+#define VSTORE_HALF(N, value, ptr, i) xgpu_vstore_half##N((value), (ptr) + (i))
 #define VSPLAT(T, N, s) xgpu_vsplat##N((T)(s))
+#define VGET(v, i) ((v)[(i)])
+#define VSET(v, i, x) ((v)[(i)] = (x))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
+#define VDIV(a, b) ((a) / (b))
 #define VFMA(a, b, c) xgpu_vfma((a), (b), (c))
+#define VSUM(v) xgpu_vsum(v)
+#define VDOT(a, b) xgpu_vdot((a), (b))
+
+// Atomics on global and shared memory, returning the old value; memory order relaxed. Native CUDA
+// atomics where there is one (double add: sm_60 and later, which every supported target is), a
+// compare-and-swap loop for float/double min and max. Rendered with atomics="emulated", every
+// operation but CAS itself goes through the loop (to test the fallback).
+#define ATOMIC_ADD(p, v) xgpu_atomic_add((p), (v))
+#define ATOMIC_SUB(p, v) xgpu_atomic_sub((p), (v))
+#define ATOMIC_MIN(p, v) xgpu_atomic_min((p), (v))
+#define ATOMIC_MAX(p, v) xgpu_atomic_max((p), (v))
+#define ATOMIC_AND(p, v) xgpu_atomic_and((p), (v))
+#define ATOMIC_OR(p, v) xgpu_atomic_or((p), (v))
+#define ATOMIC_XOR(p, v) xgpu_atomic_xor((p), (v))
+#define ATOMIC_XCHG(p, v) xgpu_atomic_xchg((p), (v))
+#define ATOMIC_CAS(p, expected, desired) xgpu_atomic_cas((p), (expected), (desired))
+<%
+    # type: (the type atomicCAS takes, to its bits, from its bits)
+    cas_types = {
+        "int": ("int", "", ""),
+        "uint": ("unsigned int", "", ""),
+        "int64_t": ("unsigned long long", "(unsigned long long)", "(long long)"),
+        "uint64_t": ("unsigned long long", "(unsigned long long)", ""),
+        "float": ("int", "__float_as_int", "__int_as_float"),
+        "double": ("unsigned long long", "(unsigned long long)__double_as_longlong", "__longlong_as_double"),
+    }
+    ops = {"add": "old + v", "sub": "old - v", "min": "(v < old ? v : old)", "max": "(v > old ? v : old)",
+           "and": "old & v", "or": "old | v", "xor": "old ^ v", "xchg": "v"}
+    ull = "(unsigned long long*)p"
+    native = {
+        "int": dict(add="atomicAdd(p, v)", sub="atomicSub(p, v)", min="atomicMin(p, v)", max="atomicMax(p, v)",
+                    and_="atomicAnd(p, v)", or_="atomicOr(p, v)", xor="atomicXor(p, v)", xchg="atomicExch(p, v)"),
+        "uint": dict(add="atomicAdd(p, v)", sub="atomicSub(p, v)", min="atomicMin(p, v)", max="atomicMax(p, v)",
+                     and_="atomicAnd(p, v)", or_="atomicOr(p, v)", xor="atomicXor(p, v)", xchg="atomicExch(p, v)"),
+        "int64_t": dict(add=f"(long long)atomicAdd({ull}, (unsigned long long)v)",
+                        sub=f"(long long)atomicAdd({ull}, (unsigned long long)(-v))",
+                        min="atomicMin((long long*)p, (long long)v)", max="atomicMax((long long*)p, (long long)v)",
+                        and_=f"(long long)atomicAnd({ull}, (unsigned long long)v)",
+                        or_=f"(long long)atomicOr({ull}, (unsigned long long)v)",
+                        xor=f"(long long)atomicXor({ull}, (unsigned long long)v)",
+                        xchg=f"(long long)atomicExch({ull}, (unsigned long long)v)"),
+        "uint64_t": {op: f"atomic{fn}({ull}, {arg})" for op, fn, arg in (
+            ("add", "Add", "v"), ("sub", "Add", "0ull - v"), ("min", "Min", "v"), ("max", "Max", "v"),
+            ("and_", "And", "v"), ("or_", "Or", "v"), ("xor", "Xor", "v"), ("xchg", "Exch", "v"))},
+        "float": dict(add="atomicAdd(p, v)", xchg="atomicExch(p, v)"),
+        "double": dict(add="atomicAdd(p, v)",
+                       xchg=f"__longlong_as_double((long long)atomicExch({ull}, (unsigned long long)__double_as_longlong(v)))"),
+    }
+%>
+% for T, (B, to_bits, from_bits) in cas_types.items():
+static __device__ __forceinline__ ${T} xgpu_atomic_cas(${T}* p, ${T} expected, ${T} desired)
+{ return ${from_bits}(atomicCAS((${B}*)p, ${to_bits}(expected), ${to_bits}(desired))); }
+% for op, expr in ops.items():
+<%
+    if T in ("float", "double") and op not in ("add", "min", "max", "xchg"):
+        continue
+    fn = native[T].get(op + "_" if op in ("and", "or") else op)
+%>\
+static __device__ __forceinline__ ${T} xgpu_atomic_${op}(${T}* p, ${T} v)
+{
+% if fn:
+#if !defined(XGPU_ATOMICS_EMULATED)
+    return ${fn};
+#else
+% endif
+    ${T} old = *(volatile ${T}*)p;
+    for (;;) {
+        const ${T} want = ${expr};
+        const ${B} seen = atomicCAS((${B}*)p, ${to_bits}(old), ${to_bits}(want));
+        if (seen == ${to_bits}(old)) return old;
+        old = ${from_bits}(seen);
+    }
+% if fn:
+#endif
+% endif
+}
+% endfor
+% endfor

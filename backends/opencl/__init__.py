@@ -38,6 +38,8 @@ from xgpu.plugin import (
     hookimpl,
 )
 
+from xgpu.template import atomic_features
+
 from ._icd import ensure_vendor_folder
 
 _PRELUDE_FILE = Path(__file__).with_name("prelude.mako")
@@ -209,6 +211,27 @@ def _device_type(cl: Any, dev: Any) -> str:
     return "accelerator"
 
 
+def _atomics(extensions: list[str], fp64: bool) -> dict[str, str]:
+    """What prelude.mako compiles each atomic to on a device with these extensions (the same tests)."""
+    base = "cl_khr_int64_base_atomics" in extensions
+    extended = "cl_khr_int64_extended_atomics" in extensions
+
+    def how(dtype: str, op: str) -> str | None:
+        if dtype in ("int32", "uint32"):
+            return "native"  # OpenCL 1.1 core, global and local
+        if dtype in ("int64", "uint64"):
+            if not base:
+                return None
+            return "native" if op in ("add", "sub", "xchg", "cas") or extended else "emulated"
+        if dtype == "float32":
+            return "native" if op in ("xchg", "cas") else "emulated"
+        if not (fp64 and base):  # float64: through 64-bit compare-and-swap
+            return None
+        return "native" if op == "cas" else "emulated"
+
+    return atomic_features(how)
+
+
 class OpenCLDevice(DeviceImpl):
     def __init__(self, platform_index: int, device_index: int, platform: Any, dev: Any, log: str | None):
         cl = _cl()
@@ -240,6 +263,7 @@ class OpenCLDevice(DeviceImpl):
             is_simulator=simulator or any(s in name.lower() for s in _SOFTWARE_GPUS),
             checks_memory=self._log is not None,
             aliases=_PLATFORM_ALIASES.get(platform.name.strip().lower(), ()),
+            features=_atomics(extensions, bool(dev.double_fp_config) or "cl_khr_fp64" in extensions),
             extra={
                 "opencl_version": dev.version.strip(),
                 "platform_version": platform.version.strip(),

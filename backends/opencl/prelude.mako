@@ -17,8 +17,30 @@
 
 #define LOCAL_BARRIER barrier(CLK_LOCAL_MEM_FENCE)
 
+#if defined(cl_khr_int64_base_atomics)
+#pragma OPENCL EXTENSION cl_khr_int64_base_atomics : enable
+#endif
+#if defined(cl_khr_int64_extended_atomics)
+#pragma OPENCL EXTENSION cl_khr_int64_extended_atomics : enable
+#endif
+
+#define XGPU_OPENCL 1
+#define XGPU_OVERLOAD __attribute__((overloadable))
+
+// 64-bit integers: OpenCL C's long is 64-bit on every device
+typedef long int64_t;
+typedef unsigned long uint64_t;
+// numpy's bool: one byte holding 0 or 1 (OpenCL C's bool cannot cross the kernel boundary)
+typedef unsigned char bool_t;
+
+// index_t: 32-bit unless the template was rendered with index_bits=64 (or a launch needed it)
+#if XGPU_INDEX_BITS == 64
+typedef long index_t;
+typedef unsigned long uindex_t;
+#else
 typedef int index_t;
 typedef unsigned int uindex_t;
+#endif
 typedef half half_t;
 
 #define GLOBAL_ID(d) ((index_t)get_global_id(d))
@@ -42,9 +64,130 @@ typedef half half_t;
 #define MIN min
 #define MAX max
 
-// short vectors of N = 2, 4, 8 or 16 elements of float or double
+// short vectors of N = 2, 4, 8 or 16 lanes of float, double, int or uint: OpenCL's own vector types.
+// Lanes are reached only through VGET/VSET (the render refuses .s0, .xyzw: CUDA has no such syntax).
 #define VEC(T, N) T##N
 #define VLOAD(N, ptr, i) vload##N(0, (ptr) + (i))
 #define VSTORE(N, value, ptr, i) vstore##N((value), 0, (ptr) + (i))
+#define VLOAD_HALF(N, ptr, i) vload_half##N(0, (ptr) + (i))
+#define VSTORE_HALF(N, value, ptr, i) vstore_half##N##_rte((value), 0, (ptr) + (i))
 #define VSPLAT(T, N, s) ((T##N)(s))
+#define VGET(v, i) ((v)[(i)])
+#define VSET(v, i, x) ((v)[(i)] = (x))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VMUL(a, b) ((a) * (b))
+#define VDIV(a, b) ((a) / (b))
 #define VFMA(a, b, c) fma((a), (b), (c))
+#define VSUM(v) xgpu_vsum(v)
+#define VDOT(a, b) xgpu_vdot((a), (b))
+% for T in ("float", "double", "int", "uint"):
+% if T == "double":
+#if defined(cl_khr_fp64)
+% endif
+% for N in (2, 4, 8, 16):
+// lanes summed in order 0, 1, ..., N-1 on every backend, so results agree bit for bit
+XGPU_OVERLOAD static inline ${T} xgpu_vsum(const ${T}${N} v)
+{ ${T} s = v[0]; for (int e = 1; e < ${N}; ++e) s += v[e]; return s; }
+XGPU_OVERLOAD static inline ${T} xgpu_vdot(const ${T}${N} a, const ${T}${N} b)
+% if T in ("float", "double"):
+{ ${T} s = a[0] * b[0]; for (int e = 1; e < ${N}; ++e) s = fma(a[e], b[e], s); return s; }
+% else:
+{ ${T} s = a[0] * b[0]; for (int e = 1; e < ${N}; ++e) s += a[e] * b[e]; return s; }
+% endif
+% endfor
+% if T == "double":
+#endif
+% endif
+% endfor
+
+// Atomics on global and local memory, returning the old value; memory order relaxed (no ordering of
+// other accesses: put a barrier or fence between phases). Native OpenCL 1.1 atomics for 32-bit
+// integers, cl_khr_int64_*_atomics for 64-bit ones; float and double through a compare-and-swap loop
+// (xgpu compiles OpenCL C 1.2, where cl_ext_float_atomics has no functions). Rendered with
+// atomics="emulated", every operation but CAS itself goes through the loop (to test the fallback).
+#define ATOMIC_ADD(p, v) xgpu_atomic_add((p), (v))
+#define ATOMIC_SUB(p, v) xgpu_atomic_sub((p), (v))
+#define ATOMIC_MIN(p, v) xgpu_atomic_min((p), (v))
+#define ATOMIC_MAX(p, v) xgpu_atomic_max((p), (v))
+#define ATOMIC_AND(p, v) xgpu_atomic_and((p), (v))
+#define ATOMIC_OR(p, v) xgpu_atomic_or((p), (v))
+#define ATOMIC_XOR(p, v) xgpu_atomic_xor((p), (v))
+#define ATOMIC_XCHG(p, v) xgpu_atomic_xchg((p), (v))
+#define ATOMIC_CAS(p, expected, desired) xgpu_atomic_cas((p), (expected), (desired))
+<%
+    # (type, bits type for the CAS, CAS function, reinterpret to bits, back, guard, unavailable message)
+    i64_missing = "64-bit integer atomics need cl_khr_int64_base_atomics"
+    types = [
+        ("int", "int", "atomic_cmpxchg", "", "", None),
+        ("uint", "uint", "atomic_cmpxchg", "", "", None),
+        ("long", "ulong", "atom_cmpxchg", "as_ulong", "as_long", "cl_khr_int64_base_atomics"),
+        ("ulong", "ulong", "atom_cmpxchg", "", "", "cl_khr_int64_base_atomics"),
+        ("float", "uint", "atomic_cmpxchg", "as_uint", "as_float", None),
+        ("double", "ulong", "atom_cmpxchg", "as_ulong", "as_double", "XGPU_DOUBLE_ATOMICS"),
+    ]
+    ops = {"add": "old + v", "sub": "old - v", "min": "(v < old ? v : old)", "max": "(v > old ? v : old)",
+           "and": "old & v", "or": "old | v", "xor": "old ^ v", "xchg": "v"}
+    native = {  # the OpenCL built-in of each operation, where there is one
+        "int": dict(add="atomic_add", sub="atomic_sub", min="atomic_min", max="atomic_max", and_="atomic_and",
+                    or_="atomic_or", xor="atomic_xor", xchg="atomic_xchg"),
+        "long": dict(add="atom_add", sub="atom_sub", xchg="atom_xchg"),
+        "long_ext": dict(min="atom_min", max="atom_max", and_="atom_and", or_="atom_or", xor="atom_xor"),
+        "float": dict(xchg="atomic_xchg"),
+    }
+%>
+#if defined(cl_khr_fp64) && defined(cl_khr_int64_base_atomics)
+#define XGPU_DOUBLE_ATOMICS 1
+#endif
+% for T, B, cas, to_bits, from_bits, guard in types:
+<%
+    float_type = T in ("float", "double")
+    fam = "int" if T in ("int", "uint") else "long" if T in ("long", "ulong") else "float" if T == "float" else "double"
+%>\
+% if guard:
+#if defined(${guard})
+% endif
+% for space in ("__global", "__local"):
+XGPU_OVERLOAD static inline ${T} xgpu_atomic_cas(volatile ${space} ${T}* p, ${T} expected, ${T} desired)
+{ return ${from_bits}(${cas}((volatile ${space} ${B}*)p, ${to_bits}(expected), ${to_bits}(desired))); }
+% for op, expr in ops.items():
+<%
+    if float_type and op not in ("add", "min", "max", "xchg"):
+        continue
+    key = op + "_" if op in ("and", "or") else op
+    fn = native.get(fam, {}).get(key)
+    ext_fn = native["long_ext"].get(key) if fam == "long" else None
+%>\
+XGPU_OVERLOAD static inline ${T} xgpu_atomic_${op}(volatile ${space} ${T}* p, ${T} v)
+{
+% if fn or ext_fn:
+#if !defined(XGPU_ATOMICS_EMULATED)${" && defined(cl_khr_int64_extended_atomics)" if ext_fn else ""}
+    return ${fn or ext_fn}(p, v);
+#else
+% endif
+    ${T} old = ${from_bits}(${cas}((volatile ${space} ${B}*)p, 0, 0));  // an atomic read: no race with the others
+    for (;;) {
+        const ${T} want = ${expr};
+        const ${B} seen = ${cas}((volatile ${space} ${B}*)p, ${to_bits}(old), ${to_bits}(want));
+        if (seen == ${to_bits}(old)) return old;
+        old = ${from_bits}(seen);
+    }
+% if fn or ext_fn:
+#endif
+% endif
+}
+% endfor
+% endfor
+% if guard:
+${"#elif defined(cl_khr_fp64)" if T == "double" else "#else"}
+% for op in list(ops) + ["cas"]:
+% if not (float_type and op not in ("add", "min", "max", "xchg", "cas")):
+% for space in ("__global", "__local"):
+XGPU_OVERLOAD ${T} xgpu_atomic_${op}(volatile ${space} ${T}* p, ${T} v${", " + T + " d" if op == "cas" else ""})
+    __attribute__((unavailable("ATOMIC_${op.upper()} on ${"int64_t" if T == "long" else "uint64_t" if T == "ulong" else T}: ${"double atomics need cl_khr_fp64 and cl_khr_int64_base_atomics" if T == "double" else i64_missing}, which this device lacks")));
+% endfor
+% endif
+% endfor
+#endif
+% endif
+% endfor

@@ -1,7 +1,8 @@
 """Implicit-GEMM variants per device class: the GEMM's tiles (GemmConfig), tuned for convolution.
 
 In the implicit GEMM, ``kc > 0`` means a barrier after every (r, s) step of the filter window rather
-than every ``kc`` steps of K. Figures: docs/benchmarks.md.
+than every ``kc`` steps of K. Figures: docs/benchmarks.md. Rows key on device classes (implementation,
+type, capabilities: xgpu.plugin.device_class), as the GEMM's table does.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from dataclasses import dataclass
 from xgpu.kernels.gemm.tuning import GemmConfig
 
 RULES: list[tuple[str | None, tuple[str, ...], GemmConfig]] = [
-    (None, ("oclgrind",), GemmConfig(local_tiles=False, tm=16, tn=16, wm=2, wn=2)),
+    (None, ("simulator",), GemmConfig(local_tiles=False, tm=16, tn=16, wm=2, wn=2)),
     # Intel's CPU runtime: strided columns, 4x4 per work-item (16 accumulators: 8x4 runs out of AVX-512
     # registers), the window walked in step by the group (NCHW, measured here: 176-179 GF/s on N8 C64
     # 56x56 K64 3x3 and 199-203 on N32 C256 14x14 K256 3x3, against 170-174/193-203 for 128x64 tiles
     # and 146/172 for 8x4 blocks; docs/benchmarks.md)
-    ("cpu", ("intel",), GemmConfig(local_tiles=False, tm=64, tn=64, wm=4, wn=4, kc=1)),
+    ("cpu", ("intel-cpu-runtime",), GemmConfig(local_tiles=False, tm=64, tn=64, wm=4, wn=4, kc=1)),
     # PoCL: 16-wide vectors; no barrier (PoCL loses its vectorisation around a barrier in the window loop:
     # 8 GF/s with it, 130 without)
     ("cpu", (), GemmConfig(local_tiles=False, tm=128, tn=64, wm=8, wn=32, contiguous_cols=True, vw=16)),
@@ -44,8 +45,8 @@ class ConvTraits:
 # 3.0 with 16, 20 with 1; NHWC: 4.7 against 15.7 ms with 8 channels); Intel's runtime vectorises across
 # work-items (NCHW 1.7 ms with 1, 3.1 with 8).
 TRAITS: list[tuple[str | None, tuple[str, ...], ConvTraits]] = [
-    (None, ("oclgrind",), ConvTraits()),
-    ("cpu", ("intel",), ConvTraits(pad_copy=True)),
+    (None, ("simulator",), ConvTraits()),
+    ("cpu", ("intel-cpu-runtime",), ConvTraits(pad_copy=True)),
     ("cpu", (), ConvTraits(pad_copy=True, pad_row_loop=True, direct_vw=8)),
     (None, (), ConvTraits()),
 ]

@@ -1,8 +1,9 @@
 """GEMM kernel parameters per device class: the defaults the library picks from.
 
 Each entry is measured (see docs/benchmarks.md) or, for device classes we could not measure here,
-taken from the published shapes that tiled GEMMs use on them. The first rule whose ``match``
-words all appear in the device's platform/name (case-insensitive) and whose ``type`` fits wins.
+taken from the published shapes that tiled GEMMs use on them. Rows key on the device's class
+(xgpu.plugin.device_class: its OpenCL/CUDA implementation, type and capabilities), never on words of
+its vendor's name: the first row whose ``type`` fits and whose tags the class all has wins.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
+
+from xgpu.plugin import DeviceClass, device_class, match_rule
 
 T = TypeVar("T")
 
@@ -60,15 +63,16 @@ class GemmConfig:
         return replace(self, tm=max(self.tm // 2, 1), wm=max(self.wm // 2, 1))
 
 
-# (type, match words, config); first match wins. Figures: docs/benchmarks.md.
+# (type, device-class tags, config); first match wins. Figures: docs/benchmarks.md.
 RULES: list[tuple[str | None, tuple[str, ...], GemmConfig]] = [
     # Oclgrind simulates every work-item: small tiles keep runs short and still cover the tiled path
-    (None, ("oclgrind",), GemmConfig(local_tiles=True, tm=16, tn=16, wm=2, wn=2, tk=8)),
+    (None, ("simulator",), GemmConfig(local_tiles=True, tm=16, tn=16, wm=2, wn=2, tk=8)),
     # Intel's CPU runtime vectorises 16 work-items along dimension 0 (AVX-512): strided columns, plain
-    # scalar code, and a barrier every 256 steps of K for cache blocking (measured here: 155-175 GF/s)
-    ("cpu", ("intel",), GemmConfig(local_tiles=False, tm=128, tn=32, wm=8, wn=2, kc=256)),
-    # other CPU compilers (PoCL) vectorise within a work-item: 8 rows x 32 contiguous columns in
-    # 16-wide vectors per work-item (measured here on PoCL: 160-177 GF/s)
+    # scalar code, and a barrier every 256 steps of K for cache blocking (measured here: 155-175 GF/s).
+    # Keyed on the runtime, not on "Intel" in a name: PoCL on an Intel CPU gets the next row
+    ("cpu", ("intel-cpu-runtime",), GemmConfig(local_tiles=False, tm=128, tn=32, wm=8, wn=2, kc=256)),
+    # other CPU compilers (PoCL, rusticl's llvmpipe) vectorise within a work-item: 8 rows x 32
+    # contiguous columns in 16-wide vectors per work-item (measured here on PoCL: 160-177 GF/s)
     ("cpu", (), GemmConfig(local_tiles=False, tm=128, tn=64, wm=8, wn=32, kc=256, contiguous_cols=True, vw=16)),
     # GPUs: 64x64 tiles of 4x4 per work-item (256 work-items), the usual shape for NVIDIA and AMD
     ("gpu", (), GemmConfig(local_tiles=True, tm=64, tn=64, wm=4, wn=4, tk=16)),
@@ -104,17 +108,14 @@ def adapt(config: GemmConfig, itemsize: int, trans_b: bool) -> GemmConfig:
     return config
 
 
-def default_config(device_type: str, description: str,
+def default_config(cls: DeviceClass,
                    rules: Sequence[tuple[str | None, tuple[str, ...], T]] | None = None) -> T:
-    """The value of the first rule of ``rules`` (the GEMM's by default) that fits the device: a rule is
-    (device type or None, words the description must contain, value)."""
-    text = description.lower()
-    for kind, words, value in rules or RULES:
-        if (kind is None or kind == device_type) and all(w in text for w in words):
-            return value
-    raise AssertionError("the last rule matches every device")
+    """The value of the first rule of ``rules`` (the GEMM's by default) that fits a device class: a rule is
+    (device type or None, tags the class must all have, value); see xgpu.plugin.device_class."""
+    table: Sequence[tuple[str | None, tuple[str, ...], Any]] = RULES if rules is None else rules
+    return match_rule(cls, table)
 
 
 def rule_for(device: Any, rules: Sequence[tuple[str | None, tuple[str, ...], T]]) -> T:
-    """``default_config`` for a device: its type, and its platform, name and vendor as the description."""
-    return default_config(device.type, f"{device.platform} {device.name} {device.vendor}", rules)
+    """The value of the first rule of ``rules`` that fits ``device`` (an xgpu.Device or a DeviceInfo)."""
+    return match_rule(device_class(device), rules)

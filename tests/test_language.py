@@ -1,0 +1,294 @@
+"""The template language's words, run on every device against numpy and compiled for CUDA with NVRTC.
+
+Vectors, atomics and 64-bit integers and indices (docs/templates.md): every word runs on every OpenCL
+device the suite finds (Oclgrind at small sizes) with exact integer comparison and poisoned outputs, and
+the same templates compile for CUDA sm_75/80/90, so a kernel checked on OpenCL is known to build there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xgpu
+from xgpu.errors import CompileError, TemplateError, UnsupportedDtypeError
+from xgpu.testing import assert_close
+
+from .conftest import small
+
+TEMPLATES = Path(__file__).with_name("templates")
+VECTOR = TEMPLATES / "lang_vector.mako"
+CUDA_ARCHS = ["sm_75", "sm_80", "sm_90"]
+LANES = [("float", np.float32), ("double", np.float64), ("int", np.int32), ("uint", np.uint32)]
+
+
+def _needs(device, dtype):
+    if not device.supports(dtype):
+        pytest.skip(f"{np.dtype(dtype)} unsupported on {device.id} ({device.name})")
+
+
+def _c_div(a, b):
+    """C's integer division (toward zero) in numpy's wrapping arithmetic of a's dtype."""
+    if a.dtype.kind == "u":
+        return a // b
+    return (np.sign(a) * (np.abs(a.astype(np.int64)) // b)).astype(a.dtype)
+
+
+def _vector_reference(x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+    floating = x.dtype.kind == "f"
+    if floating:
+        x, y = x.astype(np.float64), y.astype(np.float64)
+    x, y = x.reshape(-1, n), y.reshape(-1, n)
+    with np.errstate(over="ignore"):
+        s = 4 * y - 2 * x + x.dtype.type(1)
+        s = (2 * s + x) / 4 if floating else _c_div(s, 2)
+        s[:, 1] = s[:, 0] + x[:, n - 1]
+        total = s.sum(axis=1, dtype=s.dtype)
+        dot = (x * y).sum(axis=1, dtype=s.dtype)
+    return np.concatenate([s, total[:, None], dot[:, None]], axis=1).ravel()
+
+
+@pytest.mark.parametrize("n", [2, 4, 8, 16])
+@pytest.mark.parametrize("lane,dtype", LANES, ids=[t for t, _ in LANES])
+def test_vector_words_match_numpy(xgpu_device, lane, dtype, n, rng):
+    _needs(xgpu_device, dtype)
+    groups = small(xgpu_device, 127, 7)
+    if np.dtype(dtype).kind == "f":
+        x, y = (rng.standard_normal(groups * n).astype(dtype) for _ in range(2))
+    else:
+        x, y = (rng.integers(-1000 if dtype == np.int32 else 0, 1000, groups * n).astype(dtype) for _ in range(2))
+    prog = xgpu.compile(VECTOR, xgpu_device, defines={"T": xgpu.ctype(dtype), "L": xgpu.ctype(dtype, lane=True),
+                                                     "N": n})
+    out = xgpu.asarray(np.full(groups * (n + 2) + 5, 77 if dtype != np.float32 and dtype != np.float64 else np.nan,
+                               dtype), xgpu_device)
+    prog.vector_words(out, xgpu.asarray(x, xgpu_device), xgpu.asarray(y, xgpu_device), groups, global_size=groups)
+    got = out.get()
+    expected = _vector_reference(x, y, n)
+    if np.dtype(dtype).kind == "f":
+        assert_close(got[: expected.size], expected, dtype=dtype, terms=2 * n, what="vector words")
+        assert np.isnan(got[expected.size:]).all(), "the kernel wrote past its output"
+    else:
+        np.testing.assert_array_equal(got[: expected.size], expected)
+        assert (got[expected.size:] == 77).all(), "the kernel wrote past its output"
+
+
+@pytest.mark.parametrize("n", [2, 4, 8, 16])
+def test_half_vectors(xgpu_device, n, rng):
+    groups = small(xgpu_device, 33, 5)
+    a = rng.standard_normal(groups * n).astype(np.float16)
+    out = xgpu.asarray(np.full(groups * n + 3, np.nan, np.float16), xgpu_device)
+    prog = xgpu.compile(VECTOR, xgpu_device, defines={"T": "float", "L": "float", "N": n})
+    prog.half_vectors(out, xgpu.asarray(a, xgpu_device), groups, global_size=groups)
+    got = out.get()
+    np.testing.assert_array_equal(got[: groups * n], a * np.float16(2))
+    assert np.isnan(got[groups * n:]).all()
+
+
+@pytest.mark.parametrize("arch", CUDA_ARCHS)
+def test_vector_template_compiles_for_cuda(arch):
+    for lane, dtype in LANES:
+        for n in (2, 4, 8, 16):
+            build = xgpu.compile_offline(VECTOR, "cuda", arch, defines={"T": xgpu.ctype(dtype), "L": lane, "N": n})
+            assert build.binary
+            assert "warning" not in build.log.lower(), build.log
+
+
+RAW_LANES = """
+KERNEL void k(GLOBAL_MEM float* out)
+{
+    VEC(float, 4) v = VSPLAT(float, 4, 1);
+    out[0] = v${lane};
+}
+"""
+
+
+@pytest.mark.parametrize("lane", [".s0", ".sF", ".x", ".xyzw", ".lo", ".even", " . s3"])
+@pytest.mark.parametrize("backend", ["opencl", "cuda"])
+def test_raw_lane_syntax_is_refused_when_rendering_everywhere(backend, lane):
+    with pytest.raises(TemplateError, match=r"VGET\(v, i\)") as info:
+        xgpu.render(RAW_LANES.replace("${lane}", lane), backend)
+    assert info.value.lineno == 5
+
+
+def test_raw_lane_check_leaves_comments_strings_and_own_structs_alone():
+    text = """
+struct point { float x; float y; };
+KERNEL void k(GLOBAL_MEM float* out)  // v.s0 in a comment
+{
+    /* and v.xyzw in
+       a block comment */
+    struct point p;
+    p.x = 1.0f; p.y = 2.5e-3f * 1.f;
+    out[0] = p.x + p.y;
+}
+"""
+    for backend in ("opencl", "cuda"):
+        xgpu.render(text, backend)
+
+
+def test_vector_operators_agree_across_backends():
+    """`+` on vectors works on every backend (C++ operators for the CUDA structs); comparisons, which
+    OpenCL has and the CUDA structs do not, fail on CUDA naming the portable words."""
+    text = """
+KERNEL void k(GLOBAL_MEM float* out)
+{
+    const VEC(float, 4) a = VLOAD(4, out, 0), b = VLOAD(4, out, 4);
+    VSTORE(4, -a + 2.0f * b / a - b * 0.5f, out, 8);
+}
+"""
+    xgpu.compile_offline(text, "cuda", "sm_80")
+    bad = text.replace("VSTORE(4, -a", "if ((a < b)[0]) VSTORE(4, -a")
+    with pytest.raises(CompileError, match=r"hint: .*VGET\(v, i\)") as info:
+        xgpu.compile_offline(bad, "cuda", "sm_80")
+    assert "no operator" in str(info.value)
+
+
+def test_ctype_names():
+    assert xgpu.ctype(np.int64) == "int64_t"
+    assert xgpu.ctype(np.uint64) == "uint64_t"
+    assert xgpu.ctype(np.bool_) == "bool_t"
+    assert xgpu.ctype(np.uint32, lane=True) == "uint"
+    with pytest.raises(UnsupportedDtypeError, match="vector lane type"):
+        xgpu.ctype(np.int8, lane=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Atomics
+
+ATOMIC = TEMPLATES / "lang_atomic.mako"
+ATOMIC_TYPES = [np.int32, np.uint32, np.int64, np.uint64, np.float32, np.float64]
+INT_OPS = ["add", "sub", "min", "max", "and", "or", "xor", "xchg"]
+FLOAT_OPS = ["add", "min", "max", "xchg"]
+CELLS = 3
+
+
+def _atomic_values(dtype, n, rng):
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return rng.standard_normal(n).astype(dt)
+    # values that use the high half of 64-bit words, small enough that n of them add without overflow
+    top = 2**40 if dt.itemsize == 8 else 2**20
+    low = -top if dt.kind == "i" else 0
+    return rng.integers(low, top, n, dtype=np.int64).astype(dt)
+
+
+def _initial(dtype, ops):
+    dt = np.dtype(dtype)
+    start = {"add": 5, "sub": 2**22 if dt.kind == "u" else 5, "min": 2**19, "max": 7 if dt.kind == "f" else 1,
+             "and": -1, "or": 0, "xor": 3, "xchg": 11}
+    row = [start[op] for op in ops] + [0, 0]  # ticket, CAS counter
+    return np.array([row] * CELLS, dtype=np.int64 if dt.kind != "f" else np.float64).astype(dt)
+
+
+def _check_cell(dtype, ops, init, final, vals, olds, what):
+    dt = np.dtype(dtype)
+    count = len(vals)
+    with np.errstate(over="ignore"):
+        for k, op in enumerate(ops):
+            got, start = final[k], init[k]
+            if op == "add" and dt.kind == "f":
+                expected = start + vals.astype(np.float64).sum()
+                assert_close(np.array([got]), np.array([expected]), dtype=dt, terms=count + 1, what=f"{what} add")
+                continue
+            if op == "xchg":  # the old values and the final one are the initial one and the values, each once
+                seen = np.sort(np.concatenate([olds[:, k], [got]]))
+                np.testing.assert_array_equal(seen, np.sort(np.concatenate([vals, [start]])), err_msg=f"{what} xchg")
+                continue
+            reduce = {"add": np.add, "sub": np.subtract, "min": np.minimum, "max": np.maximum,
+                      "and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor}[op]
+            expected = start
+            for v in vals:
+                expected = reduce(expected, v) if op != "sub" else dt.type(expected - v)
+            assert got == dt.type(expected), f"{what} {op}: {got} != {expected}"
+    for k in (len(ops), len(ops) + 1):  # ticket and CAS counter: old values 0..count-1, each once
+        assert final[k] == count, f"{what} counter {k}: {final[k]} != {count}"
+        np.testing.assert_array_equal(np.sort(olds[:, k]), np.arange(count).astype(dt), err_msg=f"{what} olds")
+
+
+def _run_atomics(device, dtype, atomics, rng):
+    ops = INT_OPS if np.dtype(dtype).kind != "f" else FLOAT_OPS
+    slots = len(ops) + 2
+    n = small(device, 1000, 64)
+    local = 64 if not device.is_simulator else 16
+    vals = _atomic_values(dtype, n, rng)
+    init = _initial(dtype, ops)
+    prog = xgpu.compile(ATOMIC, device, defines={"T": xgpu.ctype(dtype), "cells": CELLS, "bins": 7,
+                                                 "atomics": atomics})
+    poison = np.nan if np.dtype(dtype).kind == "f" else 99
+    # global memory: every work-item of every group on the same CELLS cells
+    cells = xgpu.asarray(init, device)
+    olds = xgpu.asarray(np.full((n, slots), poison, dtype), device)
+    prog.atomics_global(cells, olds, xgpu.asarray(vals, device), n, global_size=n, local_size=local)
+    final, got_olds = cells.get(), olds.get()
+    for c in range(CELLS):
+        mine = np.arange(n) % CELLS == c
+        _check_cell(dtype, ops, init[c], final[c], vals[mine], got_olds[mine], f"global cell {c}")
+    # local memory: one copy of the cells per work-group
+    groups = -(-n // local)
+    out = xgpu.asarray(np.full((groups, CELLS, slots), poison, dtype), device)
+    olds = xgpu.asarray(np.full((n, slots), poison, dtype), device)
+    prog.atomics_local(out, olds, xgpu.asarray(vals, device), xgpu.asarray(init, device), n,
+                       global_size=n, local_size=local)
+    final, got_olds = out.get(), olds.get()
+    for g in range(groups):
+        for c in range(CELLS):
+            ids = np.arange(g * local, min(n, (g + 1) * local))
+            mine = ids[ids % CELLS == c]
+            if len(mine):
+                _check_cell(dtype, ops, init[c], final[g, c], vals[mine], got_olds[mine], f"group {g} local cell {c}")
+
+
+@pytest.mark.parametrize("atomics", ["auto", "emulated"])
+@pytest.mark.parametrize("dtype", ATOMIC_TYPES, ids=[np.dtype(t).name for t in ATOMIC_TYPES])
+def test_atomics_under_contention(xgpu_device, dtype, atomics, rng):
+    _needs(xgpu_device, dtype)
+    name = np.dtype(dtype).name
+    if not xgpu_device.supports(f"atomic:{name}:add"):
+        pytest.skip(f"no {name} atomics on {xgpu_device.id}")
+    _run_atomics(xgpu_device, dtype, atomics, rng)
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int32, np.uint64, np.int64])
+def test_histogram(xgpu_device, dtype, rng):
+    if not xgpu_device.supports(f"atomic:{np.dtype(dtype).name}:add"):
+        pytest.skip(f"no {np.dtype(dtype).name} atomics on {xgpu_device.id}")
+    n = small(xgpu_device, 100_003, 61)
+    data = rng.integers(0, 256, n).astype(np.uint8)
+    hist = xgpu.asarray(np.zeros(7, dtype), xgpu_device)
+    prog = xgpu.compile(ATOMIC, xgpu_device, defines={"T": xgpu.ctype(dtype), "cells": CELLS, "bins": 7})
+    groups = 4 if not xgpu_device.is_simulator else 2
+    prog.histogram(hist, xgpu.asarray(data, xgpu_device), n, global_size=groups * 32, local_size=32)
+    np.testing.assert_array_equal(hist.get(), np.bincount(data % 7, minlength=7).astype(dtype))
+
+
+def test_an_atomic_the_device_cannot_do_is_a_clear_error(xgpu_device):
+    if xgpu_device.supports("atomic:int64:add"):
+        pytest.skip(f"{xgpu_device.id} has 64-bit atomics")
+    with pytest.raises(CompileError, match=r"ATOMIC_ADD on int64_t: 64-bit integer atomics need "
+                                           r"cl_khr_int64_base_atomics") as info:
+        xgpu.compile(ATOMIC, xgpu_device, defines={"T": "int64_t", "cells": CELLS, "bins": 7})
+    assert xgpu_device.id in str(info.value)
+
+
+def test_atomic_support_queries(xgpu_device):
+    assert xgpu_device.supports("atomic:int32:add") == "native"
+    assert xgpu_device.supports("atomic:float32:add") in ("native", "emulated")
+    assert xgpu_device.supports("atomic:float32:and") is False  # no bitwise atomics on floats anywhere
+    assert xgpu_device.supports("atomic:int8:add") is False
+
+
+@pytest.mark.parametrize("atomics", ["auto", "emulated"])
+@pytest.mark.parametrize("arch", CUDA_ARCHS)
+def test_atomic_template_compiles_for_cuda(arch, atomics):
+    for dtype in ATOMIC_TYPES:
+        build = xgpu.compile_offline(ATOMIC, "cuda", arch, defines={"T": xgpu.ctype(dtype), "cells": CELLS, "bins": 7,
+                                                                     "atomics": atomics})
+        assert build.binary
+        assert "warning" not in build.log.lower(), build.log
+
+
+def test_bad_atomics_define():
+    with pytest.raises(TemplateError, match="atomics must be 'auto'"):
+        xgpu.render(ATOMIC, "opencl", defines={"T": "int", "cells": 1, "bins": 1, "atomics": "fast"})
