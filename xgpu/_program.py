@@ -293,12 +293,12 @@ def explain_compile_error(exc: CompileError, rendered: RenderedSource) -> Compil
     if excerpt:
         parts += ["rendered source (line | text [template:line]):", *excerpt]
     parts += ["compiler log:", *("  " + ln for ln in log_lines)]
-    if exc.options:
-        parts.append(f"options: {' '.join(exc.options)}")
     if "xgpu_" in exc.log and re.search(r'no operator "[^"]*" matches|has no member "', exc.log):
         parts.append("hint: vectors have + - * / (and % & | ^ << >> ~ on int, uint) on every backend, and the "
                      "portable words VADD VSUB VMUL VDIV VFMA VSUM VDOT; reach lanes with VGET(v, i) / VSET(v, i, x) "
                      "for anything else (comparisons, select): see 'Writing portable kernels' in docs/templates.md")
+    if exc.options:
+        parts.append(f"options: {' '.join(exc.options)}")
     return CompileError(
         "\n".join(parts),
         backend=exc.backend,

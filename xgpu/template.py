@@ -16,9 +16,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-import sys
 from pathlib import Path
-import types
 from typing import Any
 
 import numpy as np
@@ -56,11 +54,11 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "index_t",  # signed index: 32-bit, or 64-bit when rendered with index_bits=64
     "uindex_t",  # unsigned index of the same width
     "half_t",  # float16 storage type (no arithmetic on it: load and store through the helpers)
-    # float16 helpers
-    "LOAD_HALF",  # LOAD_HALF(ptr, i) -> float
     "int64_t",  # signed 64-bit integer on every backend
     "uint64_t",  # unsigned 64-bit integer
     "bool_t",  # numpy's bool: one byte, 0 or 1
+    # float16 helpers
+    "LOAD_HALF",  # LOAD_HALF(ptr, i) -> float
     "STORE_HALF",  # STORE_HALF(ptr, i, value)
     # math: the same names on every backend
     "FMA",
@@ -77,6 +75,8 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "VEC",  # VEC(float, 8): the type
     "VLOAD",  # VLOAD(8, ptr, i): ptr[i .. i+7] as a vector
     "VSTORE",  # VSTORE(8, v, ptr, i)
+    "VLOAD_HALF",  # VLOAD_HALF(8, ptr, i): half_t ptr[i .. i+7] as a float vector
+    "VSTORE_HALF",  # VSTORE_HALF(8, v, ptr, i): a float vector rounded to half_t
     "VSPLAT",  # VSPLAT(float, 8, x): x in every element
     "VGET",  # VGET(v, i): lane i
     "VSET",  # VSET(v, i, x): lane i = x
@@ -97,8 +97,6 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "ATOMIC_XOR",
     "ATOMIC_XCHG",
     "ATOMIC_CAS",  # ATOMIC_CAS(p, expected, desired)
-    "VLOAD_HALF",  # VLOAD_HALF(8, ptr, i): half_t ptr[i .. i+7] as a float vector
-    "VSTORE_HALF",  # VSTORE_HALF(8, v, ptr, i): a float vector rounded to half_t
 )
 
 _DTYPE_TO_C = {
@@ -111,35 +109,33 @@ _DTYPE_TO_C = {
     np.dtype(np.uint16): "unsigned short",
     np.dtype(np.int32): "int",
     np.dtype(np.uint32): "unsigned int",
-}
-
     np.dtype(np.int64): "int64_t",
     np.dtype(np.uint64): "uint64_t",
     np.dtype(np.bool_): "bool_t",
-
+}
 #: the element names VEC(T, N) takes (``VEC(uint, 4)``: the type name is pasted to the lane count)
 _DTYPE_TO_LANE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double", np.dtype(np.int32): "int",
                   np.dtype(np.uint32): "uint"}
+
+
 def ctype(dtype: Any, *, lane: bool = False) -> str:
     """The neutral C type name for a numpy dtype (``float32`` -> ``float``, ``int64`` -> ``int64_t``,
     ``float16`` -> ``half_t``, ``bool`` -> ``bool_t``).
 
     ``lane=True`` gives the element name that ``VEC(T, N)`` takes (``uint32`` -> ``uint``).
     """
+    table = _DTYPE_TO_LANE if lane else _DTYPE_TO_C
     try:
         return table[np.dtype(dtype)]
-    table = _DTYPE_TO_LANE if lane else _DTYPE_TO_C
     except (KeyError, TypeError):
         from .errors import UnsupportedDtypeError
 
+        what = "vector lane type" if lane else "neutral C type"
         raise UnsupportedDtypeError(
             f"no {what} for dtype {dtype!r}; supported: {', '.join(str(d) for d in table)}"
-        what = "vector lane type" if lane else "neutral C type"
         ) from None
 
 
-def parse_define(text: str) -> tuple[str, Any]:
-    """Parse a ``NAME=VALUE`` command-line define; VALUE is a Python literal if it parses as one."""
 #: The atomic operations of the template language and the dtypes they take (float: add, min, max, xchg, cas).
 ATOMIC_DTYPES = ("int32", "uint32", "int64", "uint64", "float32", "float64")
 ATOMIC_OPS = ("add", "sub", "min", "max", "and", "or", "xor", "xchg", "cas")
@@ -158,6 +154,8 @@ def atomic_features(how: Any) -> dict[str, str]:
     return table
 
 
+def parse_define(text: str) -> tuple[str, Any]:
+    """Parse a ``NAME=VALUE`` command-line define; VALUE is a Python literal if it parses as one."""
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep or not name.isidentifier():
@@ -324,11 +322,11 @@ class KernelTemplate:
             body = template.render(**context)
         except Exception as exc:
             raise _template_error(exc, self.name) from exc
+        _refuse_raw_lanes(body, self.name)
         body_src = _finish(body, language, self.name)
         head = f'#line 1 "<xgpu {language} prelude>"\n{switches}{prelude.rstrip()}\n'
         head_lines = head.count("\n")
         return RenderedSource(
-        _refuse_raw_lanes(body, self.name)
             head + body_src.text,
             language,
             self.name,
@@ -336,10 +334,6 @@ class KernelTemplate:
         )
 
 
-class _MarkingLookup(TemplateLookup):
-    """A TemplateLookup whose templates (included ones too) get line markers."""
-
-    def __init__(self, directories: list[str]):
 def _prelude_switches(defines: dict[str, Any], name: str) -> str:
     """The preprocessor switches the preludes read, from the defines that set them."""
     bits = defines.get("index_bits", 32)
@@ -384,6 +378,10 @@ def _refuse_raw_lanes(body: str, name: str) -> None:
                 filename=filename, lineno=lineno)
 
 
+class _MarkingLookup(TemplateLookup):
+    """A TemplateLookup whose templates (included ones too) get line markers."""
+
+    def __init__(self, directories: list[str]):
         super().__init__(directories=directories, strict_undefined=True)
 
     def get_template_from_file(self, path: Path) -> Template:

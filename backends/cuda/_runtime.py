@@ -181,9 +181,9 @@ class CudaDevice(DeviceImpl):
             max_work_item_sizes=tuple(int(dev.get_attribute(a)) for a in (attr.MAX_BLOCK_DIM_X, attr.MAX_BLOCK_DIM_Y,
                                                                           attr.MAX_BLOCK_DIM_Z)),
             fp64=True,
-            features=atomic_features(_atomic_kind),
             fp16_storage=True,
             fp16_arithmetic=(major, minor) >= (5, 3),
+            features=atomic_features(_atomic_kind),
             extra={
                 "compute_capability": f"{major}.{minor}",
                 "arch": self.arch,
