@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
+from pathlib import Path
 from typing import Any
 
 from xgpu.errors import (
@@ -24,7 +26,6 @@ from xgpu.errors import (
     OutOfMemoryError,
 )
 from xgpu.plugin import BufferImpl, DeviceImpl, DeviceInfo, EventImpl, KernelImpl, ProgramImpl
-
 from xgpu.template import atomic_features
 
 from ._nvrtc import compile_cuda, supported_archs

@@ -37,7 +37,6 @@ from xgpu.plugin import (
     cache_dir,
     hookimpl,
 )
-
 from xgpu.template import atomic_features
 
 from ._icd import ensure_vendor_folder
