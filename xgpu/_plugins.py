@@ -119,8 +119,13 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
 
 
 def unregister_plugin(name: str) -> None:
+    """Take out a plugin registered by hand (or forget one that broke); the device list is rebuilt."""
     pm = plugin_manager()
+    with _lock:
+        was_broken = _broken.pop(name, None) is not None
     if pm.get_plugin(name) is None:
+        if was_broken:
+            return
         raise InvalidArgumentError(f"no plugin named {name!r} is registered")
     pm.unregister(name=name)
     for callback in on_change:
@@ -141,7 +146,7 @@ def call_each(hook_name: str, registry: R) -> R:
     same ``registry``; a plugin whose hook raises is marked broken and what it added is dropped."""
     pm = plugin_manager()
     caller = getattr(pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):  # pluggy's own order is last-registered first
+    for impl in caller.get_hookimpls():  # in registration order: the first to claim a name keeps it
         name = impl.plugin_name
         others = [p for n, p in pm.list_name_plugin() if n != name and p is not None]
         before = _snapshot(registry)

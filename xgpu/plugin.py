@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._array import same_device
 from ._cache import enabled as disk_cache_enabled
 from ._paths import cache_dir
+from ._plugins import PluginWarning
 from .backend import (
     Backend,
     BufferImpl,
@@ -49,6 +50,7 @@ __all__ = [
     "KernelImpl",
     "OfflineBuild",
     "ParityCase",
+    "PluginWarning",
     "Peer",
     "PeerRegistry",
     "ProgramImpl",

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
+import marshal
 import os
 import re
+import sys
 import threading
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,20 +178,22 @@ def parse_define(text: str) -> tuple[str, Any]:
 # they are turned into #line directives wherever the rendered text jumps to another template line.
 
 _MARK = "\u2063xgpu{}:{}\u2063"
-_MARK_RE = re.compile("\u2063xgpu(\\d+):(\\d+)\u2063")
-_files: list[str] = []
+_MARK_RE = re.compile("\u2063xgpu([0-9a-f]{16}):(\\d+)\u2063")
+#: marker token -> template file name; a token is a digest of the name, the same in every process, so
+#: that template modules compiled by an earlier process (kept in the compile cache) carry valid markers
+_files: dict[str, str] = {}
 _files_lock = threading.Lock()
 _CONTROL = re.compile(r"\s*(%|##|<%|</%)")
 
 
-def _file_index(name: str) -> int:
+def _file_index(name: str) -> str:
+    token = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     with _files_lock:
-        if name not in _files:
-            _files.append(name)
-        return _files.index(name)
+        _files[token] = name
+    return token
 
 
-def _mark_lines(file_index: int, text: str) -> str:
+def _mark_lines(file_index: str, text: str) -> str:
     out = []
     in_block = False  # inside <% ... %> or <%! ... %> Python code
     in_text = False  # inside <%text>...</%text>, which Mako leaves alone
@@ -248,7 +254,7 @@ def _finish(rendered: str, language: str, template_name: str) -> RenderedSource:
     previous = ""
     for line in rendered.split("\n"):
         m = _MARK_RE.match(line)
-        loc = (_files[int(m.group(1))], int(m.group(2))) if m else None
+        loc = (_files[m.group(1)], int(m.group(2))) if m else None
         line = _MARK_RE.sub("", line)
         continuing = previous.rstrip().endswith("\\")  # inside a multi-line macro: no #line here
         if loc is not None and loc != expected and not continuing:
@@ -369,7 +375,7 @@ def _refuse_raw_lanes(body: str, name: str) -> None:
             if m.group(1) in _CUDA_BUILTINS or m.group(2) in own_members:
                 continue
             mark = _MARK_RE.match(marked[index]) if index < len(marked) else None
-            filename, lineno = (_files[int(mark.group(1))], int(mark.group(2))) if mark else (name, None)
+            filename, lineno = (_files[mark.group(1)], int(mark.group(2))) if mark else (name, None)
             where = f"{filename}:{lineno}" if lineno else filename
             raise TemplateError(
                 f"{where}: raw vector lane syntax '.{m.group(2)}' is not portable (CUDA vectors have no lanes by "
@@ -395,15 +401,78 @@ class _MarkingLookup(TemplateLookup):
         with self._mutex:
             if uri in self._collection:
                 return self._collection[uri]
-            template = Template(
-                filename=filename,
-                uri=uri,
-                lookup=self,
-                strict_undefined=True,
-                preprocessor=functools.partial(_mark_lines, _file_index(filename)),
-            )
+            template = _cached_module_template(filename, uri, self)
+            if template is None:
+                template = Template(
+                    filename=filename,
+                    uri=uri,
+                    lookup=self,
+                    strict_undefined=True,
+                    preprocessor=functools.partial(_mark_lines, _file_index(filename)),
+                )
+                _store_module_code(filename, uri, template)
             self._collection[uri] = template
             return template
+
+
+# ---------------------------------------------------------------------------------------------
+# Template modules in the compile cache. Mako turns a template into Python source and compiles it
+# (tens of milliseconds for the GEMM's); a new process would pay that again before every first
+# launch, even when the kernel's binary is cached. The compiled module's code object is kept in the
+# compile cache (same folder, same trust checks and integrity header as the binaries), keyed by the
+# template file's bytes, its name and uri, and the versions of Python, Mako and xgpu.
+
+
+def _module_key(filename: str, uri: str) -> str | None:
+    import mako
+
+    from . import _cache
+
+    if not _cache.enabled():
+        return None
+    try:
+        source = Path(filename).read_bytes()
+    except OSError:
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        xgpu_version = version("xgpu")
+    except PackageNotFoundError:
+        xgpu_version = "?"
+    return _cache.make_key(kind="mako-module", filename=filename, uri=uri, python=sys.version,
+                           mako=mako.__version__, xgpu=xgpu_version, marker=_MARK,
+                           source=hashlib.sha256(source).hexdigest())
+
+
+def _cached_module_template(filename: str, uri: str, lookup: TemplateLookup) -> Template | None:
+    from mako.template import ModuleTemplate
+
+    from . import _cache
+
+    key = _module_key(filename, uri)
+    payload = _cache.load(key) if key else None
+    if payload is None:
+        return None
+    try:
+        code = marshal.loads(payload)
+        module = types.ModuleType(f"_xgpu_mako_{key}")
+        exec(code, module.__dict__)  # our own compiled template, from the user-only cache folder
+        template = ModuleTemplate(module, template_filename=filename, lookup=lookup)
+    except Exception:  # an entry from another build of Mako: compile afresh (and overwrite it)
+        return None
+    _file_index(filename)  # the markers in the module name this file
+    return template
+
+
+def _store_module_code(filename: str, uri: str, template: Template) -> None:
+    from . import _cache
+
+    key = _module_key(filename, uri)
+    if key is None:
+        return
+    code = compile(template.code, template.module_id, "exec")
+    _cache.store(key, marshal.dumps(code))
 
 
 def _template_error(exc: Exception, name: str) -> TemplateError:
