@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,3 +215,43 @@ def test_cli_compile_prints_vendor_resources(tmp_path):
     assert f"for {AMD} (clang" in out and "for intel:pvc (ocloc" in out
     assert "axpy_sum:" in out and "waves_per_simd=" in out and "vgprs=" in out
     assert "grf_count=128" in out and "threads_per_eu=" in out
+
+
+def _rusticl():
+    found = [d for d in xgpu.devices() if d.platform.lower() == "rusticl"]
+    if not found:
+        if "rusticl" in os.environ.get("XGPU_REQUIRE_DEVICES", ""):
+            pytest.fail("rusticl is required here but lists no device (is RUSTICL_ENABLE set to something else?)")
+        pytest.skip("Mesa's rusticl is not installed: apt-get install mesa-opencl-icd")
+    return found[0]
+
+
+def test_rusticl_is_a_real_device_without_float64(rng):
+    d = _rusticl()
+    assert not d.fp64 and not d.supports("float64") and not d.fp16_arithmetic
+    assert d.is_simulator and not d.checks_memory, "sized like a simulator, but it checks nothing"
+    assert xgpu.get_device() is not d, "a software rasteriser is never the default device"
+    a, b = rng.uniform(-1, 1, (7, 5)).astype(np.float32), rng.uniform(-1, 1, (5, 3)).astype(np.float32)
+    got = (xgpu.asarray(a, d) @ xgpu.asarray(b, d)).get()
+    np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(xgpu.errors.UnsupportedDtypeError, match="float64"):
+        xgpu.asarray(a.astype(np.float64), d) @ xgpu.asarray(b.astype(np.float64), d)
+
+
+NEO = "/usr/lib/x86_64-linux-gnu/intel-opencl/libigdrcl.so"
+
+
+@pytest.mark.skipif(not os.path.exists(NEO), reason="Intel's GPU runtime (intel-opencl-icd) is not installed")
+def test_intel_gpu_runtime_lists_no_platform_without_an_intel_gpu(tmp_path):
+    """intel-opencl-icd registers Intel's GPU runtime with the ICD loader; without an Intel GPU it must
+    list nothing, and every other implementation must stay as it was."""
+    pocl = [text for text in (p.read_text().strip() for p in Path("/etc/OpenCL/vendors").glob("*.icd")) if "pocl" in text]
+    if not pocl:
+        pytest.skip("PoCL is not installed")
+    (tmp_path / "intel.icd").write_text(NEO + "\n")
+    (tmp_path / "pocl.icd").write_text(pocl[0] + "\n")
+    payload = json.loads(run_xgpu("devices", "--json", env={"OCL_ICD_VENDORS": str(tmp_path)}).stdout)
+    opencl = payload["backends"]["opencl"]
+    assert opencl["available"], opencl
+    platforms = {d["platform"] for d in payload["devices"] if d["backend"] == "opencl"}
+    assert platforms == {"Portable Computing Language"}, platforms
