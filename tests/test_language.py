@@ -292,3 +292,65 @@ def test_atomic_template_compiles_for_cuda(arch, atomics):
 def test_bad_atomics_define():
     with pytest.raises(TemplateError, match="atomics must be 'auto'"):
         xgpu.render(ATOMIC, "opencl", defines={"T": "int", "cells": 1, "bins": 1, "atomics": "fast"})
+
+
+# ---------------------------------------------------------------------------------------------------
+# 64-bit integers and indices
+
+INDEX64 = TEMPLATES / "lang_index64.mako"
+
+
+@pytest.mark.parametrize("index_bits", [32, 64])
+def test_int64_bool_and_index_bits(xgpu_device, index_bits, rng):
+    n = small(xgpu_device, 1000, 61)
+    a = rng.integers(-(2**40), 2**40, n, dtype=np.int64)
+    flags = rng.integers(0, 2, n).astype(np.bool_)
+    base = 2**35 + 17 if index_bits == 64 else np.int64(2**35 + 17)  # a Python int is an index_t only at 64 bits
+    out = xgpu.asarray(np.full(n + 5, -7, np.int64), xgpu_device)
+    uout = xgpu.asarray(np.full(n, 7, np.uint64), xgpu_device)
+    prog = xgpu.compile(INDEX64, xgpu_device, defines={"index_bits": index_bits})
+    assert prog.index_bits == index_bits
+    prog.wide_ints(out, uout, xgpu.asarray(a, xgpu_device), xgpu.asarray(flags, xgpu_device), np.int64(base), n,
+                   global_size=n)
+    got = out.get()
+    np.testing.assert_array_equal(got[:n], a * 3 + np.int64(base) + flags)
+    with np.errstate(over="ignore"):
+        expected_u = (a.astype(np.uint64) << np.uint64(32)) + a.astype(np.uint64) * np.uint64(5) + np.arange(n, dtype=np.uint64)
+    np.testing.assert_array_equal(uout.get(), expected_u)
+    assert list(got[n:n + 3]) == [index_bits // 8, index_bits // 8, 881]
+    assert (got[n + 3:] == -7).all()
+
+
+@pytest.mark.parametrize("arch", CUDA_ARCHS)
+@pytest.mark.parametrize("index_bits", [32, 64])
+def test_index64_template_compiles_for_cuda(arch, index_bits):
+    build = xgpu.compile_offline(INDEX64, "cuda", arch, defines={"index_bits": index_bits})
+    assert build.binary
+    assert "warning" not in build.log.lower(), build.log
+
+
+def test_bad_index_bits():
+    with pytest.raises(TemplateError, match="index_bits must be 32 or 64"):
+        xgpu.render(INDEX64, "opencl", defines={"index_bits": 16})
+
+
+def test_an_array_past_2_31_elements_gets_a_64_bit_build(xgpu_device):
+    """A uint8 array just past 2**31-1 elements on a CPU runtime: the kernel, compiled with the default
+    32-bit index_t, is built again with a 64-bit one and reaches the last element."""
+    n = 2**31 + 1000
+    if xgpu_device.is_simulator or xgpu_device.type != "cpu":
+        pytest.skip(f"{xgpu_device.id}: a {n}-byte array is for the CPU runtimes")
+    if xgpu_device.extra.get("max_mem_alloc_bytes", 0) < n or xgpu_device.global_mem_bytes < 2 * n:
+        pytest.skip(f"{xgpu_device.id} cannot hold one {n}-byte buffer")
+    a = xgpu.asarray(np.full(n, 255, np.uint8), xgpu_device)
+    prog = xgpu.compile(INDEX64, xgpu_device)
+    assert prog.index_bits == 32
+    start = n - 1500
+    prog.stamp_tail(a, start, n, global_size=1500)
+    prog.stamp_tail(a, 0, 10, global_size=10)  # the same 64-bit build, now cached, for small indices too
+    host = a.get()
+    tail = np.arange(start, n, dtype=np.int64)
+    np.testing.assert_array_equal(host[start:], (tail % 251).astype(np.uint8))
+    np.testing.assert_array_equal(host[:10], (np.arange(10) % 251).astype(np.uint8))
+    assert (host[10:start] == 255).all()
+    assert prog._wide().index_bits == 64

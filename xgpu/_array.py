@@ -12,7 +12,7 @@ from .errors import DeviceMismatchError, InvalidArgumentError, ShapeError, Unsup
 if TYPE_CHECKING:
     from ._devices import Device
 
-INDEX_MAX = 2**31 - 1  # index_t is a signed 32-bit integer on every backend
+INDEX_MAX = 2**31 - 1  # the largest 32-bit index_t: a kernel launched with more is built again with 64 bits
 
 
 def check_dtype(dtype: Any) -> np.dtype:
@@ -55,12 +55,6 @@ class Array:
         self.dtype = check_dtype(dtype)
         self.size = math.prod(self.shape)
         self.nbytes = self.size * self.dtype.itemsize
-        if self.size > INDEX_MAX:
-            # refused alike on every backend: kernels index with a 32-bit index_t
-            raise InvalidArgumentError(
-                f"an array of shape {self.shape} has {self.size} elements, more than 2**31-1: kernels index with a "
-                "32-bit index_t; split it into smaller arrays"
-            )
         self._block = device._pool.allocate(self.nbytes)
 
     @property

@@ -158,6 +158,7 @@ def compile(
             return program
     rendered = tmpl.render(dev.prelude(), dev.language, **{"backend": dev.backend, "device": dev, **(defines or {})})
     program = compile_rendered(rendered, dev, tuple(options))
+    program._build = (tmpl, dict(defines or {}), tuple(options))
     if key is not None:
         tmpl._compiled[key] = program
     return program
@@ -351,10 +352,20 @@ class Program:
         self.source = source
         self._impl = impl
         self._kernels: dict[str, Kernel] = {}
+        #: (template, defines, options) it was compiled from, to build it again with a 64-bit index_t
+        self._build: tuple[KernelTemplate, dict[str, Any], tuple[str, ...]] | None = None
+        self.index_bits = 64 if re.search(r"^#define XGPU_INDEX_BITS 64\b", source.text, re.M) else 32
 
     @property
     def build_log(self) -> str:
         return self._impl.log
+
+    def _wide(self) -> Program | None:
+        """The same program built with ``index_bits=64`` (compiled once, then cached like any build)."""
+        if self.index_bits == 64 or self._build is None:
+            return None
+        template, defines, options = self._build
+        return compile(template, self.device, defines={**defines, "index_bits": 64}, options=options)
 
     def kernel(self, name: str) -> Kernel:
         k = self._kernels.get(name)
@@ -453,10 +464,17 @@ class Kernel:
                 if ls > lim:
                     raise LaunchError(f"local_size[{i}] = {ls} exceeds {dev.id}'s limit of {lim} in that dimension")
         padded = tuple(-(-g // ls) * ls for g, ls in zip(gsize, lsize))
-        if math.prod(padded) > INDEX_MAX:
-            raise InvalidArgumentError(
-                f"global size {padded} has more than 2**31-1 work-items: index_t (32-bit) cannot number them"
-            )
+        if self.program.index_bits == 32 and (
+            math.prod(padded) > INDEX_MAX or any(isinstance(a, Array) and a.size > INDEX_MAX for a in args)
+        ):
+            # too large for a 32-bit index_t: launch the same kernel built with a 64-bit one
+            wide = self.program._wide()
+            if wide is None:
+                raise InvalidArgumentError(
+                    f"kernel {self.name!r} was built with a 32-bit index_t, too small for global size {padded} or an "
+                    "array of more than 2**31-1 elements; compile it with defines={'index_bits': 64}"
+                )
+            return wide.kernel(self.name)(*args, global_size=global_size, local_size=local_size)
         event = Event(dev._impl.launch(self._impl, padded, lsize, [self._arg(a, i) for i, a in enumerate(args)]))
         if dev.checks_memory:
             event.wait()
@@ -472,15 +490,13 @@ class Kernel:
                 raise DeviceMismatchError(
                     f"argument {i} of {self.name!r} lives on {a.device.id}, but the kernel was compiled for {dev.id}"
                 )
-            if a.size > INDEX_MAX:
-                raise InvalidArgumentError(
-                    f"argument {i} of {self.name!r} has {a.size} elements, more than index_t (32-bit) can address"
-                )
             return a._buffer
         if isinstance(a, (bool, np.bool_)):
             raise InvalidArgumentError(f"argument {i} of {self.name!r} is a bool: pass np.int32(0 or 1)")
         if isinstance(a, np.generic):
             return a
+        if isinstance(a, int) and self.program.index_bits == 64:
+            return np.int64(a)
         if isinstance(a, int):
             if not -(2**31) <= a <= INDEX_MAX:
                 raise InvalidArgumentError(
