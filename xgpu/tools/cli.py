@@ -18,9 +18,10 @@ from rich.table import Table
 from xgpu import _devices, _plugins, _program
 from xgpu.errors import InvalidArgumentError, UnsupportedDtypeError, XgpuError
 from xgpu.template import parse_define
+from xgpu.tools import cluster_cli
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -387,6 +388,10 @@ def cmd_parity(args: argparse.Namespace, console: Console) -> int:
 
     from xgpu.tools.parity import collect_cases, machine_info, merge_reports, run_parity
 
+    if args.scheduler or args.cluster:  # every worker of a Dask cluster (docs/cluster.md)
+        from xgpu.tools.cluster_cli import cmd_parity_cluster
+
+        return cmd_parity_cluster(args, console)
     devices = _devices.select_devices(args.device or (), args.backend or (), args.exclude or ())
     if not devices:
         raise InvalidArgumentError("no device selected: see `xgpu devices` for the ids and names to select by")
@@ -420,7 +425,8 @@ def cmd_parity_merge(args: argparse.Namespace, console: Console) -> int:
     from xgpu.tools.parity import load_report, merge_reports
 
     _check_writable(args.html, args.markdown)
-    matrix = merge_reports([load_report(p) for p in args.reports])
+    # a cluster run's file holds a report per worker (docs/cluster.md)
+    matrix = merge_reports([r for p in args.reports for r in cluster_cli.reports_in(p, load_report)])
     _print_matrix(matrix, console, f"xgpu parity: {len(args.reports)} report(s) merged")
     _write_outputs(matrix, args, console)
     return 1 if matrix.counts()["fail"] else 0
@@ -628,7 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", metavar="FILE.json", help="the JSON report (default: parity-HOSTNAME.json)")
     p.add_argument("--html", metavar="FILE.html", help="also write the matrix as HTML")
     p.add_argument("--markdown", metavar="FILE.md", help="also write the matrix as Markdown")
+    cluster_cli.add_parity_options(p)
     p.set_defaults(func=cmd_parity)
+    cluster_cli.add_commands(sub)  # xgpu worker, xgpu test
 
     p = sub.add_parser("tune", help="search a kernel's variants on a device within a time budget; store the best")
     p.add_argument("kernel", nargs="?", help="the kernel to tune (gemm, conv2d, or one a plugin registers)")
