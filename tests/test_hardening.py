@@ -23,6 +23,7 @@ import pytest
 
 import xgpu
 from xgpu import _cache, _paths
+from xgpu.errors import InvalidArgumentError, ShapeError, TemplateError, UnsupportedDtypeError
 
 from .conftest import run_xgpu
 
@@ -505,3 +506,126 @@ def test_parity_output_onto_a_folder_fails_before_the_run(tmp_path):
     proc = run_xgpu("parity", "--quick", "-o", str(tmp_path / "out"), check=False)
     assert proc.returncode == 1 and "is a folder" in proc.stderr and "Traceback" not in proc.stderr
     assert time.monotonic() - start < 120  # refused before any case ran (no timing assertion on kernels)
+
+
+# ------------------------------------------------------------------------------------------------
+# Never a silently wrong answer: kernel arguments are checked against the parsed signature
+
+
+ARGS = """
+KERNEL void k(GLOBAL_MEM float* RESTRICT y, GLOBAL_MEM const double* x, const float a, const index_t n,
+              const unsigned int u)
+{
+    const index_t i = GLOBAL_ID(0);
+    if (i < n)
+        y[i] = a + (float)x[i] + (float)u;
+}
+"""
+
+
+@pytest.fixture
+def args_kernel(xgpu_device):
+    if not xgpu_device.supports("float64"):
+        pytest.skip(f"float64 is not supported on {xgpu_device.id}")
+    program = xgpu.compile(ARGS, xgpu_device)
+    y = xgpu.asarray(np.full(3, np.nan, np.float32), xgpu_device)
+    x = xgpu.asarray(np.arange(3, dtype=np.float64), xgpu_device)
+    return program.k, y, x
+
+
+def test_python_int_for_float_is_converted(args_kernel):
+    k, y, x = args_kernel
+    k(y, x, 2, 3, 0, global_size=3)  # 2 arrives as 2.0f, not as the int32 bits of 2 (2.8e-45)
+    assert y.get().tolist() == [2.0, 3.0, 4.0]
+    k(y, x, np.float64(0.5), np.int64(3), np.uint8(1), global_size=3)  # exact conversions are fine
+    assert y.get().tolist() == [1.5, 2.5, 3.5]
+
+
+@pytest.mark.parametrize("bad,match", [
+    ((0.1, 3, 0), r"\(a\).*0.1.*np.float32\(0.1\)"),  # lossy float64 -> float32
+    ((2.0, 2**31, 0), r"\(n\).*does not fit"),
+    ((2.0, np.int64(2**40), 0), r"\(n\).*does not fit"),  # ran silently on PoCL, failed elsewhere
+    ((2.0, 3.5, 0), r"\(n\).*not a whole number"),
+    ((2.0, 3, -1), r"\(u\).*does not fit"),
+    ((2.0, 3, True), r"\(u\).*bool"),
+    (("2", 3, 0), r"\(a\).*not a str"),
+])
+def test_lossy_or_wrong_scalars_name_the_parameter(args_kernel, bad, match):
+    k, y, x = args_kernel
+    with pytest.raises(InvalidArgumentError, match=match):
+        k(y, x, *bad, global_size=3)
+
+
+def test_wrong_count_pointer_and_element_type(args_kernel, xgpu_device):
+    k, y, x = args_kernel
+    with pytest.raises(InvalidArgumentError, match=r"takes 5 argument\(s\).*got 4"):
+        k(y, x, 2.0, 3, global_size=3)
+    with pytest.raises(InvalidArgumentError, match=r"takes 5 argument\(s\).*got 6"):
+        k(y, x, 2.0, 3, 0, 0, global_size=3)
+    with pytest.raises(InvalidArgumentError, match=r"\(x\).*pointer"):
+        k(y, 7, 2.0, 3, 0, global_size=3)
+    with pytest.raises(InvalidArgumentError, match=r"\(n\).*scalar"):
+        k(y, x, 2.0, y, 0, global_size=3)
+    x32 = xgpu.asarray(np.arange(3, dtype=np.float32), xgpu_device)
+    with pytest.raises(UnsupportedDtypeError, match=r"\(x\).*double.*float32"):
+        k(y, x32, 2.0, 3, 0, global_size=3)  # a float32 array for a double* parameter
+
+
+@pytest.mark.parametrize("size", ["100", b"100", 2.5, (4.0,), None, (True,)])
+def test_global_size_is_ints_only(xgpu_device, size):
+    program = xgpu.compile(SOURCE, xgpu_device, defines={"value": "1.0f"})
+    y = xgpu.zeros(5, np.float32, xgpu_device)
+    with pytest.raises(InvalidArgumentError, match="global_size must be an int or a tuple"):
+        program.fill(y, 5, global_size=size)
+
+
+# ------------------------------------------------------------------------------------------------
+# Arrays: shapes, ragged data, byte order
+
+
+@pytest.mark.parametrize("shape", [(2.5, 3), "12", b"12", 2.5, None, (True, 2), ("2", 3), [[2]]])
+def test_bad_shapes_are_shape_errors(shape):
+    with pytest.raises(ShapeError):
+        xgpu.empty(shape)
+
+
+def test_reshape_and_ragged_data_are_shape_errors(xgpu_device):
+    a = xgpu.zeros(6, np.float32, xgpu_device)
+    for bad in (None, "23", (2.0, 3), (2, None)):
+        with pytest.raises(ShapeError):
+            a.reshape(bad)
+    assert a.reshape(2, -1).shape == (2, 3) and a.reshape((3, 2)).shape == (3, 2)
+    with pytest.raises(ShapeError):
+        xgpu.asarray([1, [2, 3]], xgpu_device)
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">i4", ">f8"])
+def test_big_endian_arrays_are_converted(xgpu_device, dtype):
+    if np.dtype(dtype).kind == "f" and np.dtype(dtype).itemsize == 8 and not xgpu_device.supports("float64"):
+        pytest.skip(f"float64 is not supported on {xgpu_device.id}")
+    host = np.arange(7, dtype=dtype) * 3 - 5
+    a = xgpu.asarray(host, xgpu_device)
+    assert a.dtype.isnative and a.get().tolist() == host.tolist()
+    program = xgpu.compile(SOURCE.replace("float*", "${T}*").replace("${value}", "y[i] + 1"), xgpu_device,
+                           defines={"T": xgpu.template.ctype(a.dtype)})
+    program.fill(a, 7, global_size=7)  # the kernel reads native values
+    assert a.get().tolist() == (host + 1).tolist()
+
+
+# ------------------------------------------------------------------------------------------------
+# Clear messages from compile()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"defines": {1: 2}}, "identifiers"), ({"defines": [("a", 1)]}, "dict"),
+    ({"options": "-cl-fast-relaxed-math"}, "list of strings"), ({"options": [1]}, "strings"),
+])
+def test_compile_arguments_are_checked(xgpu_device, kwargs, match):
+    with pytest.raises(InvalidArgumentError, match=match):
+        xgpu.compile(SOURCE, xgpu_device, **({"defines": {"value": "1.0f"}} | kwargs))
+
+
+@pytest.mark.parametrize("path", ["kernels/nothere.mako", "kernels/nothere", "nothere.cl", "sub/dir/x.tmpl"])
+def test_missing_template_path_is_not_compiled_as_c(xgpu_device, path):
+    with pytest.raises(TemplateError, match="not found"):
+        xgpu.compile(path, xgpu_device)

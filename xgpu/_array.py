@@ -24,16 +24,25 @@ def check_dtype(dtype: Any) -> np.dtype:
         raise UnsupportedDtypeError(
             f"dtype {dt} cannot live in device memory; use a numeric dtype (float32, int32, ...)"
         )
+    if not dt.isnative:
+        # kernels read native byte order: a big-endian array is converted on upload, never sent as it is
+        dt = dt.newbyteorder("=")
     return dt
 
 
 def _check_shape(shape: Any) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)):
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, (bool, np.bool_)):
         shape = (int(shape),)
+    # a string is iterable ("12" -> (1, 2)) and a float truncates (2.5 -> 2): both refused, never guessed
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise ShapeError(f"shape must be an int or a tuple of ints, not {shape!r}")
     try:
-        shape = tuple(int(s) for s in shape)
-    except (TypeError, ValueError) as exc:
+        dims = tuple(shape)
+    except TypeError as exc:
         raise ShapeError(f"shape must be an int or a tuple of ints, not {shape!r}") from exc
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) for s in dims):
+        raise ShapeError(f"shape must be an int or a tuple of ints, not {shape!r}")
+    shape = tuple(int(s) for s in dims)
     if any(s < 0 for s in shape):
         raise ShapeError(f"shape {shape} has a negative dimension")
     return shape
@@ -114,7 +123,12 @@ class Array:
     def reshape(self, *shape: Any) -> Array:
         """A view with another shape (same data, same size); one dimension may be -1."""
         if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
-            shape = tuple(shape[0])
+            shape = shape[0]
+        if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+            raise ShapeError(f"reshape takes ints or a tuple of ints (one may be -1), not {shape!r}")
+        shape = tuple(shape)
+        if not all(isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) for s in shape):
+            raise ShapeError(f"reshape takes ints or a tuple of ints (one may be -1), not {shape!r}")
         shape = tuple(int(s) for s in shape)
         known = math.prod(s for s in shape if s != -1)
         if shape.count(-1) == 1 and known and self.size % known == 0:
@@ -173,7 +187,12 @@ def asarray(data: Any, device: Device | str | None = None, dtype: Any = None) ->
         data = data.get()
     else:
         target = get_device(device)
-    host = np.asarray(data, dtype=dtype)
+    try:
+        host = np.asarray(data, dtype=dtype)
+    except ValueError as exc:  # ragged nesting ([1, [2, 3]]), or text that is not a number
+        raise ShapeError(f"cannot make an array of {type(data).__name__} data: {exc}") from None
+    except TypeError as exc:
+        raise UnsupportedDtypeError(f"cannot make an array of {type(data).__name__} data: {exc}") from None
     check_dtype(host.dtype)
     out = Array(target, host.shape, host.dtype)
     return out.set(host)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -21,6 +22,8 @@ from .errors import (
     InvalidArgumentError,
     LaunchError,
     MemoryCheckError,
+    TemplateError,
+    UnsupportedDtypeError,
 )
 from .template import KernelTemplate, RenderedSource
 
@@ -43,6 +46,12 @@ def as_template(template: TemplateLike) -> KernelTemplate:
         template.endswith(".mako") or os.path.isfile(template)
     ):
         return KernelTemplate(template)
+    if isinstance(template, str) and "\n" not in template and not re.search(r"[{}();]", template) and (
+        os.sep in template or re.search(r"\.\w+$", template)
+    ):
+        # one line, no C in it, a path's shape: a file that is missing, not source text
+        raise TemplateError(f"kernel template {template!r} not found (no such file; source text would hold a "
+                            "KERNEL declaration)")
     if isinstance(template, str):
         return KernelTemplate.from_string(template)
     raise InvalidArgumentError(
@@ -57,6 +66,7 @@ def render(template: TemplateLike, backend: str | None = None, defines: dict[str
     from ._devices import default_backend
 
     b = get_backend(backend or default_backend())
+    defines, _ = check_build_args(defines, ())
     return as_template(template).render(b.prelude(), b.language, **{"backend": b.name, "device": None,
                                                                      **(defines or {})})
 
@@ -117,6 +127,7 @@ def compile_offline(
 
     found = resolve_target(target, backend)
     b = get_backend(found.backend)
+    defines, options = check_build_args(defines, options)
     rendered = as_template(template).render(b.prelude(), b.language, **{"backend": b.name, "device": None,
                                                                          **(defines or {})})
     try:
@@ -125,6 +136,28 @@ def compile_offline(
         raise InvalidArgumentError(f"{exc}; pick a device and use xgpu.compile instead") from None
     except CompileError as exc:
         raise explain_compile_error(exc, rendered) from exc
+
+
+def check_build_args(defines: Any, options: Any) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+    """``defines`` a dict of identifier -> value, ``options`` a list of strings: anything else is a clear error."""
+    if defines is not None:
+        if not isinstance(defines, dict):
+            raise InvalidArgumentError(f"defines must be a dict of name -> value, not {type(defines).__name__}")
+        bad = [k for k in defines if not isinstance(k, str) or not k.isidentifier()]
+        if bad:
+            raise InvalidArgumentError(f"defines names must be Python identifiers (template variables), not "
+                                       f"{', '.join(map(repr, bad))}")
+    if isinstance(options, (str, bytes)):
+        raise InvalidArgumentError(f"options must be a list of strings, e.g. {str(options).split()!r}, not one "
+                                   "string (it would be split into characters)")
+    try:
+        options = tuple(options)
+    except TypeError:
+        raise InvalidArgumentError(f"options must be a list of strings, not {type(options).__name__}") from None
+    bad_opts = [o for o in options if not isinstance(o, str)]
+    if bad_opts:
+        raise InvalidArgumentError(f"options must be strings, not {', '.join(map(repr, bad_opts))}")
+    return defines, options
 
 
 def compile(
@@ -143,6 +176,7 @@ def compile(
 
     dev = get_device(device)
     tmpl = as_template(template)
+    defines, options = check_build_args(defines, options)
     # Rendering costs milliseconds of Python: a template object remembers what it compiled, per device,
     # defines and options. A new object (a path or text passed again) renders afresh, so an edited
     # file or include is never served stale.
@@ -401,12 +435,14 @@ class Event:
 
 
 def _sizes(value: Any, what: str) -> tuple[int, ...]:
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         value = (int(value),)
-    try:
-        sizes = tuple(int(v) for v in value)
-    except TypeError:
-        raise InvalidArgumentError(f"{what} must be an int or a tuple of 1 to 3 ints, not {value!r}") from None
+    # a string is iterable ('100' -> (1, 0, 0)) and a float truncates: refused, never guessed
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value
+    ):
+        raise InvalidArgumentError(f"{what} must be an int or a tuple of 1 to 3 ints, not {value!r}")
+    sizes = tuple(int(v) for v in value)
     if not 1 <= len(sizes) <= 3 or any(s < 1 for s in sizes):
         raise InvalidArgumentError(f"{what} must have 1 to 3 dimensions, each at least 1; got {sizes}")
     return sizes
@@ -429,6 +465,122 @@ def choose_local_size(global_size: tuple[int, ...], limit: int, item_limits: tup
     return tuple(local)
 
 
+# ---------------------------------------------------------------------------------------------
+# Kernel signatures, parsed once from the rendered source: every launch is checked and converted
+# against them in the core, the same way on every backend.
+
+_SIGNATURE = re.compile(r"\bKERNEL\s+void\s+(\w+)\s*\(([^{;]*?)\)\s*(?=\{)", re.S)
+_QUALIFIERS = frozenset((
+    "GLOBAL_MEM", "CONSTANT_MEM", "LOCAL_MEM", "LOCAL_MEM_ARG", "RESTRICT", "const", "volatile", "restrict",
+    "__restrict", "__restrict__", "__global", "__constant", "__local", "global", "constant", "local", "signed",
+))
+_C_TYPES = {
+    "float": "float32", "double": "float64", "half": "float16", "half_t": "float16",
+    "char": "int8", "unsigned char": "uint8", "uchar": "uint8", "bool_t": "bool",
+    "short": "int16", "unsigned short": "uint16", "ushort": "uint16",
+    "int": "int32", "unsigned int": "uint32", "unsigned": "uint32", "uint": "uint32",
+    "long": "int64", "unsigned long": "uint64", "ulong": "uint64", "long long": "int64",
+    "unsigned long long": "uint64", "int64_t": "int64", "uint64_t": "uint64", "int32_t": "int32", "uint32_t": "uint32",
+}
+
+
+class Param:
+    """One kernel parameter: ``name``, ``ctype`` (as written), ``pointer``, and ``dtype`` (None if unknown)."""
+
+    __slots__ = ("ctype", "dtype", "name", "pointer")
+
+    def __init__(self, name: str, ctype: str, pointer: bool, dtype: np.dtype | None):
+        self.name, self.ctype, self.pointer, self.dtype = name, ctype, pointer, dtype
+
+    def __repr__(self) -> str:
+        return f"{self.ctype}{'*' if self.pointer else ''} {self.name}"
+
+
+def _split_params(text: str) -> list[str]:
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if "".join(cur).strip():
+        out.append("".join(cur))
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def parse_signatures(text: str) -> dict[str, tuple[Param, ...]]:
+    """Every ``KERNEL void name(...)`` of a rendered source: its parameters, in order."""
+    bits64 = re.search(r"^#define XGPU_INDEX_BITS 64\b", text, re.M) is not None
+    types = dict(_C_TYPES, index_t="int64" if bits64 else "int32", uindex_t="uint64" if bits64 else "uint32")
+    found: dict[str, tuple[Param, ...]] = {}
+    for m in _SIGNATURE.finditer(text):
+        params_text = "\n".join(ln for ln in m.group(2).split("\n") if not ln.lstrip().startswith("#"))
+        params_text = re.sub(r"/\*.*?\*/|//[^\n]*", " ", params_text, flags=re.S)
+        params: list[Param] = []
+        for raw in _split_params(params_text):
+            raw = raw.strip()
+            if not raw or raw == "void":
+                continue
+            pointer = "*" in raw or "[" in raw
+            words = re.findall(r"[A-Za-z_]\w*(?:\s*\([^)]*\))?", raw.replace("*", " "))
+            name = words[-1] if words else "?"
+            type_words = [w for w in words[:-1] if w not in _QUALIFIERS]
+            ctype = " ".join(type_words)
+            dtype = types.get(ctype)
+            params.append(Param(name, ctype, pointer, np.dtype(dtype) if dtype else None))
+        found[m.group(1)] = tuple(params)
+    return found
+
+
+def convert_scalar(value: Any, param: Param, where: str) -> Any:
+    """``value`` as the parameter's numpy type, exactly; a lossy or impossible conversion names the parameter."""
+    want = param.dtype
+    assert want is not None, "called for parameters of a known type only"
+    if type(value) is want.type:
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        raise InvalidArgumentError(f"{where} is a bool: pass {want.name}(0 or 1)")
+    if not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidArgumentError(f"{where} takes a {param.ctype} ({want.name}), not a {type(value).__name__}")
+    if want.kind in "iu" and isinstance(value, (float, np.floating)) and not float(value).is_integer():
+        raise InvalidArgumentError(f"{where} takes a {param.ctype} ({want.name}); {value!r} is not a whole number")
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            converted = want.type(value)
+    except (OverflowError, ValueError):
+        converted = None
+    # compared as Python numbers: numpy compares np.float32(0.1) == 0.1 in float32 (True)
+    if converted is None:
+        exact = False
+    elif isinstance(value, (int, np.integer)):
+        exact = bool(np.isfinite(converted)) and int(converted) == int(value)
+    else:
+        exact = float(converted) == float(value) or (np.isnan(converted) and np.isnan(value))
+    if not exact:
+        if want.kind in "iu":
+            info = np.iinfo(want)
+            bits = f"{info.bits}-bit"
+            raise InvalidArgumentError(
+                f"{where} = {value!r} does not fit {param.ctype} ({want.name}, {bits}: {info.min} to {info.max})"
+                + ("; index_t is 32-bit unless the template is rendered with index_bits=64" if "index" in param.ctype
+                   else "")
+            )
+        raise InvalidArgumentError(
+            f"{where} = {value!r} cannot be passed as {param.ctype} ({want.name}) without changing its value; "
+            f"pass np.{want.name}({value!r}) to round it on purpose"
+        )
+    return converted
+
+
 class Kernel:
     """One kernel of a program. Call it with its arguments and ``global_size=``.
 
@@ -442,6 +594,8 @@ class Kernel:
         self.name = name
         self._impl = impl
         self.max_work_group_size = min(impl.max_work_group_size(), program.device.max_work_group_size)
+        #: The parameters parsed from the rendered source (None when the declaration could not be read).
+        self.params: tuple[Param, ...] | None = parse_signatures(program.source.text).get(name)
 
     def __repr__(self) -> str:
         return f"<xgpu.Kernel {self.name} on {self.program.device.id}>"
@@ -475,7 +629,14 @@ class Kernel:
                     "array of more than 2**31-1 elements; compile it with defines={'index_bits': 64}"
                 )
             return wide.kernel(self.name)(*args, global_size=global_size, local_size=local_size)
-        event = Event(dev._impl.launch(self._impl, padded, lsize, [self._arg(a, i) for i, a in enumerate(args)]))
+        params = self.params
+        if params is not None and len(args) != len(params):
+            raise InvalidArgumentError(
+                f"kernel {self.name!r} takes {len(params)} argument(s) ({', '.join(map(repr, params))}), "
+                f"got {len(args)}"
+            )
+        converted = [self._arg(a, i, params[i] if params is not None else None) for i, a in enumerate(args)]
+        event = Event(dev._impl.launch(self._impl, padded, lsize, converted))
         if dev.checks_memory:
             event.wait()
             found = dev._impl.take_diagnostics()
@@ -483,8 +644,22 @@ class Kernel:
                 raise memory_check_error(found, self.program.source, dev.id, self.name, padded, lsize)
         return event
 
-    def _arg(self, a: Any, i: int) -> Any:
+    def _arg(self, a: Any, i: int, param: Param | None = None) -> Any:
         dev = self.program.device
+        if param is not None:
+            where = f"argument {i} ({param.name}) of {self.name!r}"
+            if param.pointer and not isinstance(a, Array):
+                raise InvalidArgumentError(f"{where} is a pointer ({param!r}): pass an xgpu Array, not a "
+                                           f"{type(a).__name__}")
+            if not param.pointer and isinstance(a, Array):
+                raise InvalidArgumentError(f"{where} is a {param.ctype} scalar: pass a number, not an Array")
+            if param.pointer and param.dtype is not None and a.dtype != param.dtype:
+                raise UnsupportedDtypeError(
+                    f"{where} points to {param.ctype} ({param.dtype.name}), but the array passed holds {a.dtype}; "
+                    f"convert it with xgpu.asarray(x, dtype=np.{param.dtype.name})"
+                )
+            if not param.pointer and param.dtype is not None:
+                return convert_scalar(a, param, where)
         if isinstance(a, Array):
             if a.device is not dev:
                 raise DeviceMismatchError(
