@@ -35,7 +35,7 @@ stamp="$VENV/.xgpu-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
     echo "setup: installing xgpu and its dependencies into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e '.[intel,nvrtc,dev,plot]'
+    "$VENV/bin/python" -m pip install -q -e '.[intel,nvrtc,dev,plot,cluster]'
     touch "$stamp"
 fi
 
