@@ -200,7 +200,9 @@ def merge_reports(reports: list[dict[str, Any]]) -> Matrix:
     columns: list[dict[str, Any]] = []
     rows: dict[tuple[str, str, str], None] = {}
     cells: dict[tuple[tuple[str, str, str], str], dict[str, Any]] = {}
-    hosts = [r["machine"].get("hostname", "?") for r in reports]
+    # a Dask worker's report names the worker too (xgpu parity --scheduler): host/worker
+    hosts = [r["machine"].get("hostname", "?") + (f"/{r['machine']['worker']}" if r["machine"].get("worker") else "")
+             for r in reports]
     results: list[dict[str, Any]] = []
     by_key: dict[str, dict[str, Any]] = {}
     for i, report in enumerate(reports):
