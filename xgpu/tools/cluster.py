@@ -137,7 +137,7 @@ def run_case(selection: dict[str, Any], row: tuple[str, str, str], seed: int) ->
 
     with _case_lock:
         devices = worker_devices(selection.get("device", ()), selection.get("backend", ()), selection.get("exclude", ()))
-        case = _cases_here(selection).get(tuple(row))
+        case = _cases_here(selection).get((row[0], row[1], row[2]))
         if case is None:
             return [{"kernel": row[0], "case": row[1], "dtype": row[2], "device": d.id, "status": "skip",
                      "detail": "this worker has no such case (another plugin set)"} for d in devices]
@@ -179,7 +179,8 @@ class WorkerState:
                 "env": self.identity.get("env", {})}
 
 
-def connect(scheduler: str | None = None, cluster: str | None = None, wait_s: float = WAIT_FOR_WORKERS_S):
+def connect(scheduler: str | None = None, cluster: str | None = None, wait_s: float = WAIT_FOR_WORKERS_S,
+            connect_s: float = 10.0):
     """A Dask client for ``--scheduler ADDRESS`` or ``--cluster local:N``; close it (and the cluster) after."""
     distributed = _distributed()
     if (scheduler is None) == (cluster is None):
@@ -203,7 +204,7 @@ def connect(scheduler: str | None = None, cluster: str | None = None, wait_s: fl
         client._xgpu_cluster = local
         return client
     try:
-        client = distributed.Client(scheduler, timeout=10)
+        client = distributed.Client(scheduler, timeout=connect_s)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"no Dask scheduler answers at {scheduler} ({exc}); start one with `dask scheduler` "
                            "and workers with `xgpu worker ADDRESS`") from None
@@ -438,10 +439,10 @@ def run_cluster_parity(client, rows: list[tuple[str, str, str]], selection: dict
                 if w.cases_done == w.cases_total:
                     w.status = DONE
             elif f.status == "error":
-                exc = f.exception()
-                gone = type(exc).__name__ == "KilledWorker" or w.address not in _alive(client)
+                error = f.exception()
+                gone = type(error).__name__ == "KilledWorker" or w.address not in _alive(client)
                 _stop(w, LOST if gone else RAISED, (f"the worker died after {w.cases_done} of {w.cases_total} cases"
-                                                     if gone else f"{type(exc).__name__}: {exc}"), futures, pending)
+                                                     if gone else f"{type(error).__name__}: {error}"), futures, pending)
         now = time.monotonic()
         if now - last_poll >= 1.0 or done:
             last_poll = now

@@ -98,8 +98,8 @@ def run_pytest_here(archive: bytes, args: list[str], timeout: float | None = Non
         try:
             proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            out = (exc.stdout or b"")
-            out = out.decode(errors="replace") if isinstance(out, bytes) else out
+            raw = exc.stdout or b""
+            out = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
             return {"returncode": None, "junit": junit.read_text() if junit.exists() else "",
                     "output": out[-20000:], "seconds": round(time.monotonic() - start, 1), "timed_out": True}
         return {"returncode": proc.returncode, "junit": junit.read_text() if junit.exists() else "",
@@ -119,8 +119,8 @@ def parse_junit(text: str) -> list[dict[str, str]]:
         for kind, name in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
             el = case.find(kind)
             if el is not None:
-                outcome, message = name, (el.get("message") or "").strip().splitlines()[0:1]
-                message = message[0] if message else ""
+                lines = (el.get("message") or "").strip().splitlines()
+                outcome, message = name, lines[0] if lines else ""
                 break
         out.append({"id": test_id, "outcome": outcome, "message": message, "time": case.get("time", "0")})
     return out
