@@ -222,3 +222,215 @@ def test_library_works_after_the_device_list_is_rebuilt(hostmem_plugin):
     b = xgpu.asarray(np.eye(3, dtype=np.float32), after)
     assert xgpu.gemm(b, b).get().tolist() == np.eye(3).tolist()
     xgpu.register_plugin(HostPlugin(), name=hostmem_plugin)  # for the fixture's teardown
+
+
+# --- each way a plugin can fail, alone: reported broken with the reason, one warning, the rest working
+
+FAILING_PLUGINS = {
+    # an entry point whose module does not import (a dependency missing)
+    "xgpu_fails_to_import": textwrap.dedent(
+        """
+        import xgpu_dependency_that_is_not_installed
+        """
+    ),
+    # a hook that raises
+    "xgpu_raising_hook": textwrap.dedent(
+        """
+        import xgpu
+
+        @xgpu.hookimpl
+        def xgpu_register_backends(register):
+            raise RuntimeError("the driver table is corrupt")
+        """
+    ),
+    # a prelude that lacks one neutral word
+    "xgpu_wordless": textwrap.dedent(
+        """
+        import xgpu
+        from xgpu.plugin import Backend
+
+        class Wordless(Backend):
+            name = "wordless"
+            language = "opencl"
+            def prelude(self):
+                return "\\n".join(f"#define {w}" for w in xgpu.REQUIRED_WORDS[:-1])
+            def devices(self):
+                return []
+
+        @xgpu.hookimpl
+        def xgpu_register_backends(register):
+            register.add_backend(Wordless())
+        """
+    ),
+}
+# two packages that register a backend under the same name: the first keeps it, the second is broken
+TWIN = textwrap.dedent(
+    """
+    import xgpu
+    from xgpu.plugin import Backend
+    from xgpu.errors import BackendUnavailableError
+
+    class Twin(Backend):
+        name = "twin"
+        language = "opencl"
+        def prelude(self):
+            return "\\n".join(f"#define {w}" for w in xgpu.REQUIRED_WORDS)
+        def devices(self):
+            raise BackendUnavailableError("no twin hardware here")
+
+    @xgpu.hookimpl
+    def xgpu_register_backends(register):
+        register.add_backend(Twin())
+    """
+)
+ENTRY_POINTS = {"failsimport": "xgpu_fails_to_import", "raisinghook": "xgpu_raising_hook",
+                "wordless": "xgpu_wordless", "twina": "xgpu_twin_a", "twinb": "xgpu_twin_b"}
+
+
+@pytest.fixture
+def failing_plugins(tmp_path):
+    """Five third-party packages installed the way pip would (module + dist-info with an entry point)."""
+    sources = {**FAILING_PLUGINS, "xgpu_twin_a": TWIN, "xgpu_twin_b": TWIN}
+    for entry, module in ENTRY_POINTS.items():
+        (tmp_path / f"{module}.py").write_text(sources[module])
+        info = tmp_path / f"{module}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[xgpu]\n{entry} = {module}\n")
+    return {"PYTHONPATH": str(tmp_path), "COLUMNS": "400"}
+
+
+def expected_reasons(broken_twin: str) -> dict[str, tuple[str, ...]]:
+    return {
+        "failsimport": ("failed to import", "ModuleNotFoundError", "xgpu_dependency_that_is_not_installed"),
+        "raisinghook": ("xgpu_register_backends", "RuntimeError", "the driver table is corrupt"),
+        "wordless": ("prelude", xgpu.REQUIRED_WORDS[-1]),
+        broken_twin: ("two plugins register a backend named 'twin'",),
+    }
+
+
+WITH_BROKEN_PLUGINS = textwrap.dedent(
+    """
+    import json
+    import warnings
+
+    import numpy as np
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import xgpu
+        from xgpu.plugin import PluginWarning
+
+        for _ in range(3):  # listing again warns no more
+            devices = xgpu.devices()
+            backends = xgpu.list_backends()
+        data = np.arange(12, dtype=np.float32).reshape(3, 4)
+        back = xgpu.asarray(data, "opencl").copy().get()
+    print(json.dumps({
+        "warnings": [str(w.message) for w in caught if issubclass(w.category, PluginWarning)],
+        "devices": [d.id for d in devices],
+        "backends": {n: [s.plugin, s.available, s.reason] for n, s in backends.items()},
+        "arrays_ok": bool((back == data).all()),
+    }))
+    """
+)
+
+
+def test_each_failing_plugin_is_broken_alone(failing_plugins):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, **failing_plugins}
+    proc = subprocess.run([sys.executable, "-c", WITH_BROKEN_PLUGINS], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    owner = seen["backends"]["twin"][0]
+    assert owner in ("twina", "twinb") and seen["backends"]["twin"][1:] == [False, "no twin hardware here"]
+    broken_twin = "twinb" if owner == "twina" else "twina"
+    reasons = expected_reasons(broken_twin)
+    # one warning per broken plugin, naming it and saying why
+    for name, words in reasons.items():
+        mine = [w for w in seen["warnings"] if f"plugin {name!r}" in w]
+        assert len(mine) == 1, (name, seen["warnings"])
+        assert all(word in mine[0] for word in words), (name, mine[0])
+    assert len(seen["warnings"]) == len(reasons)
+    # every other backend keeps working
+    assert "wordless" not in seen["backends"]
+    assert seen["backends"]["opencl"][:2] == ["opencl", True]
+    assert any(d.startswith("opencl:") for d in seen["devices"]) and seen["arrays_ok"]
+
+
+def test_xgpu_plugins_reports_each_broken_plugin(failing_plugins):
+    rows = {row["name"]: row for row in json.loads(run_xgpu("plugins", "--json", env=failing_plugins).stdout)}
+    twins = [rows["twina"]["status"], rows["twinb"]["status"]]
+    assert sorted(twins) == ["broken", "ok"]
+    broken_twin = "twina" if rows["twina"]["status"] == "broken" else "twinb"
+    for name, words in expected_reasons(broken_twin).items():
+        assert rows[name]["status"] == "broken", rows[name]
+        assert all(word in rows[name]["reason"] for word in words), rows[name]
+        assert rows[name]["hooks"] == []
+    assert rows["raisinghook"]["package"] == "xgpu-raising-hook" and rows["raisinghook"]["version"] == "1.0"
+    for name in ("opencl", "cuda", "xgpu-kernels" if "xgpu-kernels" in rows else "opencl"):
+        assert rows[name]["status"] == "ok"
+    text = run_xgpu("plugins", env=failing_plugins).stdout
+    for name, words in expected_reasons(broken_twin).items():
+        line = next(line for line in text.splitlines() if f" {name} " in line)
+        assert "broken:" in line and all(word in line for word in words), line
+    # and the devices of the working backends are still listed
+    payload = json.loads(run_xgpu("devices", "--json", env=failing_plugins).stdout)
+    assert payload["backends"]["opencl"]["available"] and "wordless" not in payload["backends"]
+
+
+def test_registered_plugin_whose_hook_raises_is_broken_alone():
+    class Raising:
+        @xgpu.hookimpl
+        def xgpu_register_backends(self, register):
+            register.add_backend(HostBackend())  # dropped with the rest of what it added
+            raise RuntimeError("half-registered")
+
+    name = xgpu.register_plugin(Raising(), name="raising-plugin")
+    try:
+        with pytest.warns(xgpu.plugin.PluginWarning, match="raising-plugin.*half-registered") as caught:
+            backends = xgpu.list_backends()
+        assert len(caught) == 1
+        assert "hostmem" not in backends and backends["opencl"].available
+        row = next(r for r in xgpu._plugins.plugin_table() if r["name"] == name)
+        assert row["status"] == "broken" and "RuntimeError: half-registered" in row["reason"]
+        xgpu.devices()  # no second warning (filterwarnings=error would raise it)
+    finally:
+        xgpu.unregister_plugin(name)
+    assert name not in [r["name"] for r in xgpu._plugins.plugin_table()]
+
+
+@pytest.mark.parametrize("case", ["duplicate", "prelude"])
+def test_registered_plugin_with_an_invalid_backend_is_broken_alone(case):
+    class Impostor(HostBackend):
+        name = "opencl"  # the built-in's name: the built-in, registered first, keeps it
+
+    class Wordless(HostBackend):
+        name = "wordless"
+
+        def prelude(self):
+            return "\n".join(f"#define {w}" for w in xgpu.REQUIRED_WORDS[1:])
+
+    backend = Impostor() if case == "duplicate" else Wordless()
+    why = "two plugins register a backend named 'opencl'" if case == "duplicate" else xgpu.REQUIRED_WORDS[0]
+
+    class Plugin:
+        @xgpu.hookimpl
+        def xgpu_register_backends(self, register):
+            register.add_backend(backend)
+
+    name = xgpu.register_plugin(Plugin(), name=f"{case}-plugin")
+    try:
+        with pytest.warns(xgpu.plugin.PluginWarning) as caught:
+            backends = xgpu.list_backends()
+        assert len(caught) == 1 and why in str(caught[0].message)
+        assert backends["opencl"].plugin == "opencl" and backends["opencl"].available
+        assert "wordless" not in backends
+        assert xgpu.get_device("opencl").backend == "opencl"
+        row = next(r for r in xgpu._plugins.plugin_table() if r["name"] == name)
+        assert row["status"] == "broken" and why in row["reason"]
+    finally:
+        xgpu.unregister_plugin(name)

@@ -84,6 +84,7 @@ def cmd_devices(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
+    _run_registration_hooks()
     rows = _plugins.plugin_table()
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -99,6 +100,18 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
     if blocked:
         console.print(f"disabled by {_plugins.DISABLE_ENV}: {', '.join(blocked)}")
     return 0
+
+
+def _run_registration_hooks() -> None:
+    """Call every plugin's registration hooks once, so that a plugin whose hook raises or registers
+    something invalid is listed as broken (not only once something asks for its backends or cases)."""
+    from xgpu.hookspecs import CaseRegistry, PeerRegistry, TargetRegistry, TunableRegistry
+
+    _plugins.collect_backends()
+    for hook, registry in (("xgpu_register_parity_cases", CaseRegistry()), ("xgpu_register_bench_peers",
+                           PeerRegistry()), ("xgpu_register_tunables", TunableRegistry()),
+                           ("xgpu_register_targets", TargetRegistry())):
+        _plugins.call_each(hook, registry)
 
 
 def cmd_render(args: argparse.Namespace, console: Console) -> int:
