@@ -26,6 +26,8 @@ def library_variants():
     for dtype, trans_a, trans_b, config in gemm_kernel.all_variants():
         name = f"gemm-{dtype}-{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}-{config.label}"
         yield name, gemm_kernel.TEMPLATE, gemm_kernel.render_defines(dtype, config, trans_a, trans_b)
+    for dtype in gemm_kernel.DTYPES:  # the planner's packing of transposed operands
+        yield f"transpose-gemm_pack-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 32, "ry": 8}
     for dtype, config in conv_kernel.all_igemm_variants():
         for has_bias in (False, True):
             yield (f"conv2d_igemm-{dtype}-{config.label}-bias{int(has_bias)}", conv_kernel.IGEMM,

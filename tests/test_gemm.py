@@ -154,3 +154,117 @@ def test_gemm_mixed_devices():
     b = xgpu.zeros((2, 2), np.float32, devs[1])
     with pytest.raises(DeviceMismatchError):
         xgpu.gemm(a, b)
+
+
+# ---- the planner's paths: packed transposes, tiles fitted to small matrices, batches ----------------
+
+PLANNED = [(1, 1, 1, True, True), (7, 7, 7, False, True), (127, 9, 31, True, False), (1, 127, 3, False, True),
+           (33, 65, 17, True, True), (9, 130, 40, False, False), (127, 1000, 129, False, True),
+           (1000, 7, 33, True, False), (130, 130, 300, False, True)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,k,trans_a,trans_b", PLANNED)
+def test_planned_paths(xgpu_device, m, n, k, trans_a, trans_b, dtype, rng):
+    """What the planner picks for the shape and layout (packing, fitted tiles), against float64 numpy,
+    with alpha/beta and with a poisoned output."""
+    need(xgpu_device, dtype)
+    if xgpu_device.is_simulator and m * n * k > 70_000:
+        pytest.skip("Oclgrind simulates a few MFLOP/s: shapes this large are run on the other devices")
+    a, b = operands(rng, m, n, k, dtype, trans_a, trans_b)
+    ga, gb = xgpu.asarray(a, xgpu_device), xgpu.asarray(b, xgpu_device)
+    c = xgpu.asarray(np.full((m, n), np.nan, dtype), xgpu_device)
+    gemm(ga, gb, c, trans_a=trans_a, trans_b=trans_b)
+    assert_close(c.get(), reference(a, b, trans_a, trans_b), dtype=dtype, terms=k)
+    c0 = rng.uniform(-1, 1, (m, n)).astype(dtype)
+    c.set(c0)
+    gemm(ga, gb, c, alpha=-0.5, beta=1.5, trans_a=trans_a, trans_b=trans_b)
+    assert_close(c.get(), reference(a, b, trans_a, trans_b, -0.5, 1.5, c0), dtype=dtype, terms=k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch,m,n,k", [(5, 7, 9, 11), (3, 64, 64, 64), (2, 1, 127, 33)])
+def test_batched_small(xgpu_device, batch, m, n, k, dtype, rng):
+    need(xgpu_device, dtype)
+    if xgpu_device.is_simulator and batch * m * n * k > 70_000:
+        pytest.skip("Oclgrind simulates a few MFLOP/s: shapes this large are run on the other devices")
+    a = rng.uniform(-1, 1, (batch, m, k)).astype(dtype)
+    b = rng.uniform(-1, 1, (batch, k, n)).astype(dtype)
+    out = xgpu.matmul(xgpu.asarray(a, xgpu_device), xgpu.asarray(b, xgpu_device))
+    assert_close(out.get(), np.matmul(a.astype(np.float64), b.astype(np.float64)), dtype=dtype, terms=k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch,rows,cols,stride", [(1, 1, 1, 1), (1, 7, 33, 1), (3, 31, 65, 1), (2, 40, 3, 0)])
+def test_pack_transposes(xgpu_device, batch, rows, cols, stride, dtype, rng):
+    """The packing kernel alone: bitwise transposes (NaN and infinities pass unchanged), edges, batches."""
+    from xgpu.kernels.gemm import transposed
+
+    need(xgpu_device, dtype)
+    x = rng.uniform(-1, 1, (batch, rows, cols)).astype(dtype)
+    x.flat[::7] = np.nan
+    x.flat[1::11] = np.inf
+    out = transposed(xgpu.asarray(x, xgpu_device), rows, cols, batch, stride * rows * cols).get()
+    expected = np.swapaxes(x if stride else x[:1], 1, 2)
+    assert out.shape == expected.shape
+    assert out.view(f"u{x.itemsize}").tolist() == expected.view(f"u{x.itemsize}").tolist()
+
+
+def test_plans_for_shape_classes():
+    """The planner's choices, device-free: packed transposes on direct variants, operands as they lie on
+    local-memory ones, tiles cut to small matrices and to enough work-groups."""
+    from xgpu.kernels.gemm.planner import plan_for_shape
+    from xgpu.kernels.gemm.tuning import GemmConfig
+
+    direct = GemmConfig(local_tiles=False, tm=128, tn=32, wm=8, wn=2, kc=256)
+    vector = GemmConfig(local_tiles=False, tm=128, tn=64, wm=8, wn=32, kc=256, contiguous_cols=True, vw=16)
+    tiled = GemmConfig(local_tiles=True, tm=64, tn=64, wm=4, wn=4, tk=16)
+    p = plan_for_shape(direct, 4, 1024, 1024, 1024, 1, False, True, 2, "table")
+    assert (p.pack_a, p.pack_b, p.config) == (False, True, direct)
+    p = plan_for_shape(vector, 4, 1024, 1024, 1024, 1, True, True, 2, "table")
+    assert (p.pack_a, p.pack_b, p.config) == (True, True, vector)
+    p = plan_for_shape(tiled, 4, 1024, 1024, 1024, 1, True, True, 2, "table")
+    assert (p.pack_a, p.pack_b, p.config) == (False, False, tiled)
+    p = plan_for_shape(direct, 4, 127, 1000, 1000, 1, False, False, 2, "table")
+    assert p.config.tm == 64 and p.config.tm <= 127
+    p = plan_for_shape(vector, 4, 64, 40, 64, 64, False, False, 2, "table")
+    assert p.config.tm == 64 and p.config.tn == 32 and p.config.wn == 32
+    p = plan_for_shape(vector, 4, 64, 20, 64, 1, False, False, 2, "table")
+    assert p.config.tn == p.config.wn == 32 and p.config.vw == 16
+    for cfg in (direct, vector):
+        for m, n, batch in ((1, 1, 1), (7, 1000, 1), (1000, 3, 1), (256, 256, 1), (64, 64, 64)):
+            c = plan_for_shape(cfg, 4, m, n, 64, batch, False, False, 2, "table").config
+            assert c.tm % c.wm == 0 and c.tn % c.wn == 0 and c.wn % c.vw == 0 and c.tm >= 8
+
+
+def _cpu_class_bases():
+    from xgpu.kernels.gemm.tuning import RULES
+
+    return [base for _kind, _tags, base in RULES if not base.local_tiles]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,k,trans_a,trans_b", [(7, 9, 5, True, True), (33, 40, 19, False, True),
+                                                   (9, 65, 12, True, False), (20, 3, 8, False, False)])
+def test_cpu_class_plans_on_every_device(xgpu_device, m, n, k, trans_a, trans_b, dtype, rng):
+    """The plans the planner makes for the CPU runtimes' classes (packed operands, tiles cut to the
+    matrix), run step by step on every device: on Oclgrind this checks their memory accesses."""
+    from xgpu.kernels.gemm import transposed
+    from xgpu.kernels.gemm.planner import plan_for_shape
+
+    need(xgpu_device, dtype)
+    a, b = operands(rng, m, n, k, dtype, trans_a, trans_b)
+    c0 = rng.uniform(-1, 1, (m, n)).astype(dtype)
+    for base in _cpu_class_bases():
+        p = plan_for_shape(base, np.dtype(dtype).itemsize, m, n, k, 1, trans_a, trans_b, 2, "test")
+        if p.config.work_group_size > xgpu_device.max_work_group_size:
+            continue
+        ga, gb = xgpu.asarray(a, xgpu_device), xgpu.asarray(b, xgpu_device)
+        ta, tb = trans_a, trans_b
+        if p.pack_a:
+            ga, ta = transposed(ga, k, m).reshape(m, k), False
+        if p.pack_b:
+            gb, tb = transposed(gb, n, k).reshape(k, n), False
+        c = xgpu.asarray(c0, xgpu_device)
+        gemm(ga, gb, c, alpha=0.75, beta=-1.5, trans_a=ta, trans_b=tb, config=p.config)
+        assert_close(c.get(), reference(a, b, trans_a, trans_b, 0.75, -1.5, c0), dtype=dtype, terms=k)

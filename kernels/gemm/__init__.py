@@ -1,4 +1,6 @@
-"""GEMM and matmul: one tiled, register-blocked template for every device and dtype."""
+"""GEMM and matmul: one tiled, register-blocked template for every device and dtype, and a planner
+that picks, per call, the variant and tile for the shape and whether a transposed operand is first
+packed (transposed once, ``pack.mako``) into the layout the fast kernels read contiguously."""
 
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ from xgpu import Array
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.plugin import same_device
 
+from .planner import GemmPlan, plan_for_shape
 from .tuning import RULES, GemmConfig, acc_itemsize, adapt, rule_for, shape_class
 
-__all__ = ["GemmConfig", "gemm", "matmul"]
+__all__ = ["GemmConfig", "GemmPlan", "gemm", "matmul", "plan"]
 
 log = logging.getLogger(__name__)
 TEMPLATE = xgpu.KernelTemplate(Path(__file__).with_name("gemm.mako"))
+PACK = xgpu.KernelTemplate(Path(__file__).with_name("pack.mako"))
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
 
 
@@ -86,7 +90,7 @@ def compile_variant(template, kernel_name: str, device: xgpu.Device, cfg: GemmCo
         cfg = cfg.shrink()
 
 
-_kernels: dict[tuple, tuple[Any, GemmConfig]] = {}
+_kernels: dict[tuple, tuple[Any, Any]] = {}  # (kernel, GemmConfig), or (kernel, tile) for the packing one
 
 
 def tuned_config(device: xgpu.Device, dtype: np.dtype, trans_b: bool, shape_class: str) -> GemmConfig | None:
@@ -98,14 +102,17 @@ def tuned_config(device: xgpu.Device, dtype: np.dtype, trans_b: bool, shape_clas
 
 
 def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, config: GemmConfig | None,
-            shape_class: str = "small"):
+            shape_class: str = "small", explicit: bool | None = None):
+    """The compiled kernel and the variant it was built as (halved to fit the device unless
+    ``explicit``, which defaults to whether ``config`` is given)."""
+    explicit = config is not None if explicit is None else explicit
     tuned = tuned_config(device, dtype, trans_b, shape_class) if config is None else None
-    key = (device, dtype, trans_a, trans_b, config or tuned)
+    key = (device, dtype, trans_a, trans_b, config or tuned, explicit)
     hit = _kernels.get(key)
     if hit is None:
         cfg = config or tuned or config_for(device, dtype, trans_b)
         defines = {"dtype": dtype, "trans_a": trans_a, "trans_b": trans_b}
-        hit = compile_variant(TEMPLATE, "gemm", device, cfg, defines, explicit=config is not None)
+        hit = compile_variant(TEMPLATE, "gemm", device, cfg, defines, explicit=explicit)
         log.debug("gemm on %s, %s, trans_a=%s trans_b=%s: %s%s", device.id, dtype, trans_a, trans_b, hit[1].label,
                   " (tuned)" if tuned and not config else "")
         _kernels[key] = hit
@@ -133,17 +140,73 @@ def _check_dtype(device: xgpu.Device, *arrays: Array) -> np.dtype:
     return dtype
 
 
+def plan(device: xgpu.Device, dtype: np.dtype, m: int, n: int, k: int, batch: int = 1, trans_a: bool = False,
+         trans_b: bool = False, config: GemmConfig | None = None) -> GemmPlan:
+    """What a GEMM of this shape runs on ``device``: the variant and tile, and which transposed operands
+    are packed first. An explicit ``config`` runs as given, on the operands as they lie."""
+    dtype = np.dtype(dtype)
+    if config is not None:
+        return GemmPlan(config, False, False, "explicit variant")
+    key = (device, dtype, m, n, k, batch, trans_a, trans_b)
+    found = _plans.get(key)
+    if found is None:
+        tuned = tuned_config(device, dtype, False, shape_class(m, n, k))
+        base = tuned or config_for(device, dtype, False)
+        found = plan_for_shape(base, dtype.itemsize, m, n, k, batch, trans_a, trans_b, device.compute_units,
+                               "tuned variant (xgpu tune gemm)" if tuned else "tuning table")
+        if len(_plans) > 4096:  # a process sweeping many shapes: forget the old ones
+            _plans.clear()
+        _plans[key] = found
+    return found
+
+
+_plans: dict[tuple, GemmPlan] = {}
+
+
+def _pack_kernel(device: xgpu.Device, dtype: np.dtype):
+    key = (device, "pack", dtype)
+    hit = _kernels.get(key)
+    if hit is None:
+        t, ry = 32, 8
+        while t * ry > device.max_work_group_size and ry > 1:
+            ry //= 2
+        program = xgpu.compile(PACK, device, defines={"dtype": dtype, "t": t, "ry": ry})
+        hit = _kernels[key] = (program.kernel("transpose"), (t, ry))
+    return hit
+
+
+def transposed(x: Array, rows: int, cols: int, batch: int = 1, stride: int = 0) -> Array:
+    """A new (batch, cols, rows) array holding the transposes of the ``batch`` row-major rows x cols
+    matrices in ``x``, ``stride`` elements apart (0: one matrix, repeated)."""
+    batch = batch if stride else 1
+    out = xgpu.empty((batch, cols, rows), x.dtype, x.device)
+    kernel, (t, ry) = _pack_kernel(x.device, x.dtype)
+    kernel(out, x, np.int32(rows), np.int32(cols), np.int32(stride), np.int32(rows * cols),
+           global_size=(-(-cols // t) * t, -(-rows // t) * ry, batch), local_size=(t, ry, 1))
+    return out
+
+
 def _launch(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, config=None):
     device = c.device
     dtype = c.dtype
-    kernel, cfg = _kernel(device, dtype, trans_a, trans_b, config, shape_class(m, n, k))
+    chosen = plan(device, dtype, m, n, k, batch, trans_a, trans_b, config)
+    stride_a, stride_b, stride_c = strides
+    if chosen.pack_a:  # A is (K, M): its transposes, (M, K) each
+        a = transposed(a, k, m, batch, stride_a)
+        trans_a, stride_a = False, (m * k if stride_a else 0)
+    if chosen.pack_b:  # B is (N, K): its transposes, (K, N) each
+        b = transposed(b, n, k, batch, stride_b)
+        trans_b, stride_b = False, (k * n if stride_b else 0)
+    kernel, cfg = _kernel(device, dtype, trans_a, trans_b, chosen.config, explicit=config is not None)
     lda = m if trans_a else k
     ldb = k if trans_b else n
     scalar = np.float64 if dtype == np.float64 else np.float32
     tx, ty = cfg.local_size
     groups = (-(-n // cfg.tn), -(-m // cfg.tm))
+    i32 = np.int32  # index_t's type: passed as is, with no per-argument conversion on the host
     return kernel(
-        c, a, b, m, n, k, scalar(alpha), scalar(beta), max(lda, 1), max(ldb, 1), max(n, 1), *strides,
+        c, a, b, i32(m), i32(n), i32(k), scalar(alpha), scalar(beta), i32(max(lda, 1)), i32(max(ldb, 1)),
+        i32(max(n, 1)), i32(stride_a), i32(stride_b), i32(stride_c),
         global_size=(groups[0] * tx, groups[1] * ty, batch), local_size=(tx, ty, 1),
     )
 
@@ -207,3 +270,41 @@ def matmul(a, b):
     strides = (m * k if ba > 1 else 0, k * n if bb > 1 else 0, m * n)
     _launch(c, a, b, m, n, k, batch, 1.0, 0.0, False, False, strides)
     return c
+
+
+def _check_tuned_structure(config: dict[str, Any]) -> GemmConfig:
+    """A stored variant's fields are a GemmConfig's, and its tiles are whole multiples of its blocks."""
+    cfg = GemmConfig(**config)  # an unknown or missing field is a TypeError: the entry is refused
+    sizes = (cfg.tm, cfg.tn, cfg.wm, cfg.wn, cfg.tk, cfg.vw)
+    if not all(isinstance(v, int) and 1 <= v <= 4096 for v in sizes) or not 0 <= cfg.kc <= 1 << 16:
+        raise ValueError(f"variant {cfg.label} has sizes out of range")
+    if cfg.tm % cfg.wm or cfg.tn % cfg.wn or cfg.wn % cfg.vw:
+        raise ValueError(f"variant {cfg.label}: the tile ({cfg.tm}x{cfg.tn}) is not a whole multiple of the "
+                         f"work-item block ({cfg.wm}x{cfg.wn}, vectors of {cfg.vw})")
+    return cfg
+
+
+def _check_tuned(device: xgpu.Device, dtype: np.dtype, config: dict[str, Any]) -> None:
+    """Before a stored GEMM variant is used (once per process): its structure, then a small odd-shaped product
+    computed with it against the default variant."""
+    cfg = adapt(_check_tuned_structure(config), np.dtype(dtype).itemsize, False)
+    rng = np.random.default_rng(14)
+    m, n, k = 37, 29, 23
+    a = xgpu.asarray(rng.uniform(-1, 1, (m, k)).astype(dtype), device)
+    b = xgpu.asarray(rng.uniform(-1, 1, (k, n)).astype(dtype), device)
+    got = gemm(a, b, config=cfg).get().astype(np.float64)
+    want = gemm(a, b, config=config_for(device, np.dtype(dtype))).get().astype(np.float64)
+    tol = {2: 1e-2, 4: 1e-5, 8: 1e-12}[np.dtype(dtype).itemsize] * k
+    if not np.all(np.isfinite(got)) or np.max(np.abs(got - want)) > tol * max(1.0, np.max(np.abs(want))):
+        raise ValueError(f"variant {cfg.label} disagrees with the default on a {m}x{n}x{k} product")
+
+
+def _register_checks() -> None:
+    from xgpu.tuning import register_check
+
+    register_check("gemm", _check_tuned)
+    # conv2d's implicit GEMM stores GemmConfig variants too: their structure is checked the same way
+    register_check("conv2d", lambda device, dtype, config: _check_tuned_structure(config))
+
+
+_register_checks()

@@ -1,0 +1,49 @@
+## Transpose a batch of row-major R x S matrices into S x R ones: how the GEMM packs a transposed
+## operand once (an O(R*S) copy) into the layout its fast kernels read with contiguous loads.
+##
+## A work-group (block) moves a T x T tile through local (shared) memory: it reads rows of the source
+## and writes rows of the destination, so both sides stay contiguous (coalesced on GPUs, whole cache
+## lines on CPUs). Each work-item moves T / RY elements. The copy is bitwise (through an unsigned integer
+## or double of the element's size), so float16 needs no arithmetic support and NaNs pass unchanged.
+##
+## Defines: dtype (any 2-, 4- or 8-byte dtype), t (tile side), ry (work-items along the tile's rows).
+<%
+    E = ctype(dtype)
+    T = {2: "unsigned short", 4: "unsigned int", 8: "double"}[dtype.itemsize]
+    RY = ry
+    STEPS = t // ry
+%>
+KERNEL void transpose(
+    GLOBAL_MEM ${E}* RESTRICT dst_elements,
+    GLOBAL_MEM const ${E}* RESTRICT src_elements,
+    const index_t R, const index_t S,
+    const index_t stride_src, const index_t stride_dst)
+{
+    GLOBAL_MEM ${T}* dst = (GLOBAL_MEM ${T}*)dst_elements;
+    GLOBAL_MEM const ${T}* src = (GLOBAL_MEM const ${T}*)src_elements;
+    // +1 column: the tile's columns fall in different banks (GPUs) when read back transposed
+    LOCAL_MEM ${T} tile[${t}][${t} + 1];
+    const index_t tx = LOCAL_ID(0);
+    const index_t ty = LOCAL_ID(1);
+    const index_t batch = GROUP_ID(2);
+    src += batch * stride_src;
+    dst += batch * stride_dst;
+    const index_t r0 = GROUP_ID(1) * ${t};
+    const index_t s0 = GROUP_ID(0) * ${t};
+    #pragma unroll
+    for (index_t i = 0; i < ${STEPS}; ++i) {
+        const index_t r = r0 + ty + i * ${RY};
+        const index_t s = s0 + tx;
+        if (r < R && s < S)
+            tile[ty + i * ${RY}][tx] = src[r * S + s];
+    }
+    // every work-item of the group reaches this barrier: nothing returns early
+    LOCAL_BARRIER;
+    #pragma unroll
+    for (index_t i = 0; i < ${STEPS}; ++i) {
+        const index_t s = s0 + ty + i * ${RY};
+        const index_t r = r0 + tx;
+        if (r < R && s < S)
+            dst[s * R + r] = tile[tx][ty + i * ${RY}];
+    }
+}

@@ -1,0 +1,74 @@
+"""The GEMM's per-call planner: from the device class's variant (tuning.py), the shape and the layout,
+what one call runs. Pure functions of their arguments (no device needed), so plans are tested alone.
+
+- A transposed operand is packed first (one O(rows x cols) transpose, ``pack.mako``) on the variants that
+  read global memory directly (CPU runtimes): read in place its loads are strided, which costs those
+  runtimes their vector loads (10-15x on ``x @ W.T``). Local-memory variants (GPUs) stage both layouts
+  with coalesced reads and read the operands as they lie.
+- A tile taller or wider than the matrix is halved until it fits, so that a matrix with fewer rows or
+  columns than the device class's tile still runs whole tiles on the fast path.
+- A problem with too few tiles to keep every compute unit busy gets shorter tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .tuning import GemmConfig, adapt
+
+#: the fewest rows a direct variant's tile is cut to (a work-item's block stays whole below this)
+MIN_ROWS = 8
+#: work-groups per compute unit below which a direct variant's tile is made shorter
+GROUPS_PER_UNIT = 4
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    """What one GEMM call runs: ``config`` on operands laid out as ``pack_a``/``pack_b`` leave them."""
+
+    config: GemmConfig
+    pack_a: bool
+    pack_b: bool
+    why: str
+
+
+def fit_tile(cfg: GemmConfig, m: int, n: int, batch: int = 1, compute_units: int = 1) -> GemmConfig:
+    """``cfg`` with its tile cut to the matrix (whole tiles run the fast path) and to enough work-groups."""
+    if cfg.local_tiles:
+        return cfg
+    tm, wm, tn, wn = cfg.tm, cfg.wm, cfg.tn, cfg.wn
+    while tm > m and tm // 2 >= MIN_ROWS:
+        tm //= 2
+    if cfg.contiguous_cols:
+        # whole vector blocks: fewer work-items across, the block unchanged (narrower blocks would be
+        # new, slow builds for runtimes that compile them for minutes; a narrower matrix takes the
+        # clamped path)
+        while tn > n and tn > wn:
+            tn //= 2
+    else:
+        # strided columns: the runtime vectorises across dimension 0, keep at least 8 work-items on it
+        while tn > n and (tn // 2) // wn >= 8:
+            tn //= 2
+
+    def groups() -> int:
+        return -(-m // tm) * -(-n // tn) * batch
+
+    while groups() < GROUPS_PER_UNIT * compute_units and tm // 2 >= max(MIN_ROWS, 4 * wm):
+        tm //= 2
+    return replace(cfg, tm=tm, wm=min(wm, tm), tn=tn, wn=wn)
+
+
+def plan_for_shape(base: GemmConfig, itemsize: int, m: int, n: int, k: int, batch: int, trans_a: bool,
+                   trans_b: bool, compute_units: int, source: str) -> GemmPlan:
+    """The plan for an ``m x n x k`` product (``batch`` of them) from the device class's variant ``base``
+    (for untransposed operands), of elements of ``itemsize`` bytes."""
+    pack = not base.local_tiles
+    pack_a, pack_b = trans_a and pack, trans_b and pack
+    cfg = adapt(base, itemsize, trans_b and not pack_b)
+    cfg = fit_tile(cfg, m, n, batch, compute_units)
+    why = source
+    if pack_a or pack_b:
+        why += ", " + " and ".join(x for x, p in (("A", pack_a), ("B", pack_b)) if p) + " packed (transposed once)"
+    if cfg != adapt(base, itemsize, trans_b and not pack_b):
+        why += f", tile fitted to {m}x{n}" + (f" x{batch}" if batch > 1 else "")
+    return GemmPlan(cfg, pack_a, pack_b, why)
