@@ -434,3 +434,55 @@ def test_registered_plugin_with_an_invalid_backend_is_broken_alone(case):
         assert row["status"] == "broken" and why in row["reason"]
     finally:
         xgpu.unregister_plugin(name)
+
+
+# --- the complete minimal backend of docs/plugins.md runs as shown
+
+def _minimal_backend_blocks() -> tuple[str, str, str]:
+    """The plugin module, the code that uses it, and the output shown, from docs/plugins.md."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text()
+    section = text.split("## A complete minimal backend", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(\w*)\n(.*?)```", section, re.S)
+    (lang1, module), (lang2, usage), (_, output) = blocks[:3]
+    assert lang1 == lang2 == "python"
+    return module, usage, output
+
+
+def test_docs_minimal_backend_implements_the_whole_contract(tmp_path):
+    import importlib.util
+    import inspect
+
+    from xgpu import backend as contract
+
+    module_text, _usage, _output = _minimal_backend_blocks()
+    path = tmp_path / "xgpu_hostnumpy.py"
+    path.write_text(module_text)
+    spec = importlib.util.spec_from_file_location("xgpu_hostnumpy_doc", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    classes = [c for c in vars(module).values() if inspect.isclass(c) and c.__module__ == module.__name__]
+    for base in (contract.Backend, contract.DeviceImpl, contract.BufferImpl, contract.ProgramImpl,
+                 contract.KernelImpl, contract.EventImpl):
+        impls = [c for c in classes if issubclass(c, base)]
+        assert impls, f"docs/plugins.md's minimal backend has no {base.__name__}"
+        for name in base.__abstractmethods__:
+            mine, theirs = (list(inspect.signature(getattr(c, name)).parameters) for c in (impls[0], base))
+            assert mine == theirs, f"{impls[0].__name__}.{name}{mine} does not take the contract's {theirs}"
+
+
+def test_docs_minimal_backend_runs_as_shown(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    module_text, usage, output = _minimal_backend_blocks()
+    (tmp_path / "xgpu_hostnumpy.py").write_text(module_text)
+    (tmp_path / "usage.py").write_text(usage)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, str(tmp_path / "usage.py")], capture_output=True, text=True, env=env,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == output.split()
