@@ -22,8 +22,9 @@ from xgpu.rules import TAGS, check_rules
 def recorded(platform: str, name: str, vendor: str, type: str, driver_version: str = "", *,
              compute_units: int = 0, clock_mhz: int = 0, global_mem_bytes: int = 0, local_mem_bytes: int = 0,
              max_work_group_size: int = 0, **more) -> DeviceInfo:
-    # is_simulator as the OpenCL backend sets it (a simulator's name or platform says so)
-    more.setdefault("is_simulator", "oclgrind" in (name + platform).lower())
+    # is_simulator as the OpenCL backend sets it: Oclgrind, and Mesa's llvmpipe (a software GPU driver,
+    # a few GF/s, sized like a simulator)
+    more.setdefault("is_simulator", "oclgrind" in (name + platform).lower() or "llvmpipe" in name.lower())
     return DeviceInfo(local_id="0", name=name, vendor=vendor, platform=platform, type=type,
                       driver_version=driver_version, compute_units=compute_units, clock_mhz=clock_mhz,
                       global_mem_bytes=global_mem_bytes, local_mem_bytes=local_mem_bytes,
@@ -140,6 +141,8 @@ MEANT = {
 
 
 def meant_key(info: DeviceInfo, implementation: str):
+    if info.is_simulator:
+        return SIMULATOR
     key = MEANT[implementation]
     if key is None:
         key = GPU if info.type == "gpu" else OTHER_CPU
@@ -158,7 +161,7 @@ def test_recorded_device_class(device_id):
     cls = device_class(info)
     assert cls.implementation == implementation
     assert cls.type == info.type
-    assert cls.simulator == (implementation == "oclgrind")
+    assert cls.simulator == info.is_simulator
 
 
 @pytest.mark.parametrize("device_id", DEVICES)
