@@ -354,3 +354,99 @@ def test_an_array_past_2_31_elements_gets_a_64_bit_build(xgpu_device):
     np.testing.assert_array_equal(host[:10], (np.arange(10) % 251).astype(np.uint8))
     assert (host[10:start] == 255).all()
     assert prog._wide().index_bits == 64
+
+
+# ---------------------------------------------------------------------------------------------------
+# Subgroups, the required work-group size, global barriers
+
+SUBGROUP = TEMPLATES / "lang_subgroup.mako"
+WG = 64
+
+
+@pytest.mark.parametrize("subgroups", ["auto", "emulated"])
+@pytest.mark.parametrize("dtype", [np.int32, np.float32])
+def test_subgroup_words(xgpu_device, dtype, subgroups, rng):
+    groups = 2 if xgpu_device.is_simulator else 5
+    n = groups * WG
+    x = (rng.integers(-1000, 1000, n) if dtype == np.int32 else rng.standard_normal(n)).astype(dtype)
+    prog = xgpu.compile(SUBGROUP, xgpu_device, defines={"T": xgpu.ctype(dtype), "wg": WG, "subgroups": subgroups})
+    ids = xgpu.asarray(np.full((n, 4), -1, np.int32), xgpu_device)
+    got = xgpu.asarray(np.full((n, 5), np.nan if dtype == np.float32 else -7, dtype), xgpu_device)
+    prog.subgroup_words(ids, got, xgpu.asarray(x, xgpu_device), global_size=n)  # the required size is picked
+    ids, got = ids.get(), got.get()
+    assert (ids[:, 3] == WG).all()
+    sizes = set(ids[:, 0].tolist())
+    native = subgroups == "auto" and xgpu_device.supports("subgroups") == "native"
+    assert (sizes != {1}) == native, (sizes, xgpu_device.supports("subgroups"))
+    for g in range(groups):
+        for sg in set(ids[g * WG:(g + 1) * WG, 2].tolist()):
+            members = g * WG + np.flatnonzero(ids[g * WG:(g + 1) * WG, 2] == sg)
+            size = ids[members[0], 0]
+            lanes = ids[members, 1]
+            assert len(members) == size and sorted(lanes) == list(range(size))
+            np.testing.assert_array_equal(members - g * WG, sg * size + lanes)  # linear local id order
+            v = x[members[np.argsort(lanes)]]  # values by lane
+            order = np.argsort(lanes)
+            rows = got[members[order]]
+            np.testing.assert_array_equal(rows[:, 0], np.roll(v, -1))
+            np.testing.assert_array_equal(rows[:, 1], np.full(size, v[0]))
+            if dtype == np.int32:
+                np.testing.assert_array_equal(rows[:, 2], np.full(size, v.sum()))
+            else:
+                assert_close(rows[:, 2], np.full(size, v.astype(np.float64).sum()), dtype=dtype, terms=size)
+            np.testing.assert_array_equal(rows[:, 3], np.full(size, v.min()))
+            np.testing.assert_array_equal(rows[:, 4], np.full(size, v.max()))
+
+
+@pytest.mark.parametrize("subgroups", ["auto", "emulated"])
+def test_two_level_sum(xgpu_device, subgroups, rng):
+    n = small(xgpu_device, 100_003, 61)
+    x = rng.integers(-1000, 1000, n).astype(np.int32)
+    total = xgpu.asarray(np.zeros(1, np.int32), xgpu_device)
+    prog = xgpu.compile(SUBGROUP, xgpu_device, defines={"T": "int", "wg": WG, "subgroups": subgroups})
+    prog.two_level_sum(total, xgpu.asarray(x, xgpu_device), n, global_size=n)
+    assert int(total.get()[0]) == int(x.sum())
+
+
+def test_required_work_group_size_is_checked_at_launch(xgpu_device):
+    prog = xgpu.compile(SUBGROUP, xgpu_device, defines={"T": "int", "wg": WG})
+    assert prog.two_level_sum.required_local_size == (WG, 1, 1)
+    total = xgpu.asarray(np.zeros(1, np.int32), xgpu_device)
+    x = xgpu.asarray(np.ones(10, np.int32), xgpu_device)
+    with pytest.raises(xgpu.errors.LaunchError, match=r"REQD_WORK_GROUP_SIZE\(64, 1, 1\).*local_size=\(64,\)"):
+        prog.two_level_sum(total, x, 10, global_size=10, local_size=32)
+    with pytest.raises(xgpu.errors.LaunchError, match="REQD_WORK_GROUP_SIZE"):
+        prog.two_level_sum(total, x, 10, global_size=(10, 2), local_size=(64, 2))
+    prog.two_level_sum(total, x, 10, global_size=10, local_size=WG)
+    assert int(total.get()[0]) == 10
+
+
+def test_native_subgroups_can_be_required(xgpu_device):
+    defines = {"T": "int", "wg": WG, "subgroups": "native"}
+    if xgpu_device.supports("subgroups") == "native":
+        xgpu.compile(SUBGROUP, xgpu_device, defines=defines)
+    else:
+        with pytest.raises(TemplateError, match=f"needs native subgroups.*{xgpu_device.id}"):
+            xgpu.compile(SUBGROUP, xgpu_device, defines=defines)
+
+
+def test_global_barrier_orders_global_memory(xgpu_device):
+    n = small(xgpu_device, 1000, 61)
+    local = 32
+    padded = -(-n // local) * local
+    scratch = xgpu.asarray(np.zeros(padded, np.int32), xgpu_device)
+    out = xgpu.asarray(np.full(n, -1, np.int32), xgpu_device)
+    prog = xgpu.compile(SUBGROUP, xgpu_device, defines={"T": "int", "wg": WG})
+    prog.global_exchange(scratch, out, n, global_size=n, local_size=local)
+    i = np.arange(n)
+    j = (i // local) * local + (i % local + 1) % local
+    np.testing.assert_array_equal(out.get(), (j * 7 + 1).astype(np.int32))
+
+
+@pytest.mark.parametrize("subgroups", ["auto", "emulated"])
+@pytest.mark.parametrize("arch", CUDA_ARCHS)
+def test_subgroup_template_compiles_for_cuda(arch, subgroups):
+    for T in ("int", "float", "double"):
+        build = xgpu.compile_offline(SUBGROUP, "cuda", arch, defines={"T": T, "wg": WG, "subgroups": subgroups})
+        assert build.binary
+        assert "warning" not in build.log.lower(), build.log

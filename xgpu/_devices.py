@@ -72,9 +72,10 @@ class Device:
         For ``float16``: every device can store it (load/store through float, as the library's
         kernels do); ``arithmetic=True`` asks whether the device computes in half precision too.
         An operation such as ``"atomic:float32:add"`` (``atomic:<dtype>:<add|sub|min|max|and|or|xor|
-        xchg|cas>``) answers ``"native"``, ``"emulated"`` (a compare-and-swap loop) or False.
+        xchg|cas>``) answers ``"native"``, ``"emulated"`` (a compare-and-swap loop) or False;
+        ``"subgroups"`` answers ``"native"`` or False (then SUBGROUP_SIZE is 1).
         """
-        if isinstance(dtype, str) and dtype.startswith("atomic:"):
+        if isinstance(dtype, str) and (dtype.startswith("atomic:") or dtype == "subgroups"):
             return self.features.get(dtype, False)
         try:
             dt = np.dtype(dtype)

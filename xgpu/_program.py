@@ -469,7 +469,7 @@ def choose_local_size(global_size: tuple[int, ...], limit: int, item_limits: tup
 # Kernel signatures, parsed once from the rendered source: every launch is checked and converted
 # against them in the core, the same way on every backend.
 
-_SIGNATURE = re.compile(r"\bKERNEL\s+void\s+(\w+)\s*\(([^{;]*?)\)\s*(?=\{)", re.S)
+_SIGNATURE = re.compile(r"\bKERNEL\s+(?:REQD_WORK_GROUP_SIZE\s*\([^)]*\)\s*)?void\s+(\w+)\s*\(([^{;]*?)\)\s*(?=\{)", re.S)
 _QUALIFIERS = frozenset((
     "GLOBAL_MEM", "CONSTANT_MEM", "LOCAL_MEM", "LOCAL_MEM_ARG", "RESTRICT", "const", "volatile", "restrict",
     "__restrict", "__restrict__", "__global", "__constant", "__local", "global", "constant", "local", "signed",
@@ -581,6 +581,12 @@ def convert_scalar(value: Any, param: Param, where: str) -> Any:
     return converted
 
 
+def _required_local_size(text: str, name: str) -> tuple[int, int, int] | None:
+    m = re.search(r"REQD_WORK_GROUP_SIZE\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\)\s*void\s+" + re.escape(name) + r"\s*\(",
+                  text)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
 class Kernel:
     """One kernel of a program. Call it with its arguments and ``global_size=``.
 
@@ -594,6 +600,8 @@ class Kernel:
         self.name = name
         self._impl = impl
         self.max_work_group_size = min(impl.max_work_group_size(), program.device.max_work_group_size)
+        #: The (x, y, z) work-group shape the kernel declares with REQD_WORK_GROUP_SIZE, or None.
+        self.required_local_size = _required_local_size(program.source.text, name)
         #: The parameters parsed from the rendered source (None when the declaration could not be read).
         self.params: tuple[Param, ...] | None = parse_signatures(program.source.text).get(name)
 
@@ -617,6 +625,8 @@ class Kernel:
             for i, (ls, lim) in enumerate(zip(lsize, dev.max_work_item_sizes)):
                 if ls > lim:
                     raise LaunchError(f"local_size[{i}] = {ls} exceeds {dev.id}'s limit of {lim} in that dimension")
+        if self.required_local_size is not None:
+            lsize = self._required_shape(gsize, lsize if local_size is not None else None)
         padded = tuple(-(-g // ls) * ls for g, ls in zip(gsize, lsize))
         if self.program.index_bits == 32 and (
             math.prod(padded) > INDEX_MAX or any(isinstance(a, Array) and a.size > INDEX_MAX for a in args)
@@ -643,6 +653,16 @@ class Kernel:
             if found:
                 raise memory_check_error(found, self.program.source, dev.id, self.name, padded, lsize)
         return event
+
+    def _required_shape(self, gsize: tuple[int, ...], asked: tuple[int, ...] | None) -> tuple[int, ...]:
+        required = self.required_local_size or ()
+        shape = required[: len(gsize)]
+        if any(r != 1 for r in required[len(gsize):]) or (asked is not None and asked != shape):
+            raise LaunchError(
+                f"kernel {self.name!r} declares REQD_WORK_GROUP_SIZE{required}: launch it with local_size={shape} "
+                f"(or none) over {len(gsize)} dimension(s), not {asked if asked is not None else gsize}"
+            )
+        return shape
 
     def _arg(self, a: Any, i: int, param: Param | None = None) -> Any:
         dev = self.program.device

@@ -47,6 +47,20 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "RESTRICT",  # pointer does not alias
     # synchronisation
     "LOCAL_BARRIER",  # barrier for the work-group, with a local-memory fence
+    "GLOBAL_BARRIER",  # barrier for the work-group that also orders its global-memory accesses
+    "MEM_FENCE",  # order this work-item's global and local memory accesses (no waiting)
+    # launch shape
+    "REQD_WORK_GROUP_SIZE",  # KERNEL REQD_WORK_GROUP_SIZE(x, y, z) void k(...): the only shape it launches with
+    # subgroups (warps)
+    "SUBGROUP_SIZE",
+    "SUBGROUP_LOCAL_ID",
+    "SUBGROUP_ID",
+    "SUBGROUP_SHUFFLE",  # SUBGROUP_SHUFFLE(x, i): x of lane i
+    "SUBGROUP_BROADCAST",  # SUBGROUP_BROADCAST(x, i): the same, i the same in every lane
+    "SUBGROUP_REDUCE_ADD",
+    "SUBGROUP_REDUCE_MIN",
+    "SUBGROUP_REDUCE_MAX",
+    "SUBGROUP_BARRIER",
     # ids and sizes, all of type index_t
     "GLOBAL_ID",
     "LOCAL_ID",
@@ -323,7 +337,7 @@ class KernelTemplate:
         """
         template = self._template
         switches = _prelude_switches(defines, self.name)
-        context = {"ctype": ctype, "index_bits": 32, "atomics": "auto", **defines}
+        context = {"ctype": ctype, "index_bits": 32, "atomics": "auto", "subgroups": "auto", **defines}
         try:
             body = template.render(**context)
         except Exception as exc:
@@ -350,9 +364,24 @@ def _prelude_switches(defines: dict[str, Any], name: str) -> str:
         raise TemplateError(
             f"{name}: atomics must be 'auto' (native where the device has them) or 'emulated' (a compare-and-swap "
             f"loop everywhere), not {atomics!r}", filename=name)
+    subgroups = defines.get("subgroups", "auto")
+    if subgroups not in ("auto", "native", "emulated"):
+        raise TemplateError(
+            f"{name}: subgroups must be 'auto' (native where the device has them), 'native' (refuse a device "
+            f"without) or 'emulated' (one work-item per subgroup), not {subgroups!r}", filename=name)
+    device = defines.get("device")
+    native = device is not None and getattr(device, "features", {}).get("subgroups") == "native"
+    if subgroups == "native" and device is not None and not native:
+        raise TemplateError(
+            f"{name} needs native subgroups (rendered with subgroups='native'), which {device.id} ({device.name}) "
+            "does not have; render with subgroups='auto' to run it with one work-item per subgroup", filename=name)
     out = f"#define XGPU_INDEX_BITS {bits}\n"
     if atomics == "emulated":
         out += "#define XGPU_ATOMICS_EMULATED 1\n"
+    if subgroups == "emulated":
+        out += "#define XGPU_SUBGROUPS_EMULATED 1\n"
+    elif native:
+        out += "#define XGPU_SUBGROUPS_NATIVE 1\n"
     return out
 
 

@@ -184,7 +184,7 @@ class CudaDevice(DeviceImpl):
             fp64=True,
             fp16_storage=True,
             fp16_arithmetic=(major, minor) >= (5, 3),
-            features=atomic_features(_atomic_kind),
+            features={**atomic_features(_atomic_kind), "subgroups": "native"},
             extra={
                 "compute_capability": f"{major}.{minor}",
                 "arch": self.arch,

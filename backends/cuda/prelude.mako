@@ -9,6 +9,9 @@
 #define RESTRICT __restrict__
 
 #define LOCAL_BARRIER __syncthreads()
+#define GLOBAL_BARRIER __syncthreads()
+#define MEM_FENCE __threadfence()
+#define REQD_WORK_GROUP_SIZE(x, y, z) __launch_bounds__((x) * (y) * (z))
 
 #define XGPU_CUDA 1
 
@@ -42,6 +45,39 @@ static __device__ __forceinline__ index_t xgpu_local_size(int d)
 { return (index_t)(d == 0 ? blockDim.x : d == 1 ? blockDim.y : blockDim.z); }
 static __device__ __forceinline__ index_t xgpu_num_groups(int d)
 { return (index_t)(d == 0 ? gridDim.x : d == 1 ? gridDim.y : gridDim.z); }
+
+// Subgroups are warps of 32 threads (the block's threads in x, then y, then z order); every thread of
+// a warp must reach a subgroup word: give blocks a multiple of 32 threads. Rendered with
+// subgroups="emulated", every thread is a subgroup of its own (SUBGROUP_SIZE 1).
+#define XGPU_LINEAR_LOCAL_ID (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z))
+#if !defined(XGPU_SUBGROUPS_EMULATED)
+#define XGPU_NATIVE_SUBGROUPS 1
+#define SUBGROUP_SIZE ((index_t)32)
+#define SUBGROUP_LOCAL_ID ((index_t)(XGPU_LINEAR_LOCAL_ID % 32u))
+#define SUBGROUP_ID ((index_t)(XGPU_LINEAR_LOCAL_ID / 32u))
+#define SUBGROUP_SHUFFLE(x, i) __shfl_sync(0xffffffffu, (x), (int)(i))
+#define SUBGROUP_BROADCAST(x, i) __shfl_sync(0xffffffffu, (x), (int)(i))
+template <typename T> static __device__ __forceinline__ T xgpu_warp_add(T x)
+{ _Pragma("unroll") for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o); return x; }
+template <typename T> static __device__ __forceinline__ T xgpu_warp_min(T x)
+{ _Pragma("unroll") for (int o = 16; o > 0; o >>= 1) { T y = __shfl_xor_sync(0xffffffffu, x, o); x = y < x ? y : x; } return x; }
+template <typename T> static __device__ __forceinline__ T xgpu_warp_max(T x)
+{ _Pragma("unroll") for (int o = 16; o > 0; o >>= 1) { T y = __shfl_xor_sync(0xffffffffu, x, o); x = y > x ? y : x; } return x; }
+#define SUBGROUP_REDUCE_ADD(x) xgpu_warp_add(x)
+#define SUBGROUP_REDUCE_MIN(x) xgpu_warp_min(x)
+#define SUBGROUP_REDUCE_MAX(x) xgpu_warp_max(x)
+#define SUBGROUP_BARRIER __syncwarp()
+#else
+#define SUBGROUP_SIZE ((index_t)1)
+#define SUBGROUP_LOCAL_ID ((index_t)0)
+#define SUBGROUP_ID ((index_t)XGPU_LINEAR_LOCAL_ID)
+#define SUBGROUP_SHUFFLE(x, i) (x)
+#define SUBGROUP_BROADCAST(x, i) (x)
+#define SUBGROUP_REDUCE_ADD(x) (x)
+#define SUBGROUP_REDUCE_MIN(x) (x)
+#define SUBGROUP_REDUCE_MAX(x) (x)
+#define SUBGROUP_BARRIER __syncwarp()
+#endif
 
 #define LOCAL_ID(d) xgpu_local_id(d)
 #define GROUP_ID(d) xgpu_group_id(d)

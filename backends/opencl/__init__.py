@@ -228,7 +228,10 @@ def _atomics(extensions: list[str], fp64: bool) -> dict[str, str]:
             return None
         return "native" if op == "cas" else "emulated"
 
-    return atomic_features(how)
+    table = atomic_features(how)
+    if "cl_intel_subgroups" in extensions:  # what prelude.mako uses; elsewhere one work-item per subgroup
+        table["subgroups"] = "native"
+    return table
 
 
 class OpenCLDevice(DeviceImpl):

@@ -16,6 +16,35 @@
 #define RESTRICT restrict
 
 #define LOCAL_BARRIER barrier(CLK_LOCAL_MEM_FENCE)
+#define GLOBAL_BARRIER barrier(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE)
+#define MEM_FENCE mem_fence(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE)
+#define REQD_WORK_GROUP_SIZE(x, y, z) __attribute__((reqd_work_group_size(x, y, z)))
+
+// Subgroups: Intel's (cl_intel_subgroups) where the device has them (decided when rendering for the
+// device: some compilers define the extension's macro for devices without it, Oclgrind for one);
+// elsewhere, or rendered with subgroups="emulated", every work-item is a subgroup of its own.
+#if defined(XGPU_SUBGROUPS_NATIVE) && !defined(XGPU_SUBGROUPS_EMULATED)
+#define XGPU_NATIVE_SUBGROUPS 1
+#define SUBGROUP_SIZE ((index_t)get_sub_group_size())
+#define SUBGROUP_LOCAL_ID ((index_t)get_sub_group_local_id())
+#define SUBGROUP_ID ((index_t)get_sub_group_id())
+#define SUBGROUP_SHUFFLE(x, i) intel_sub_group_shuffle((x), (uint)(i))
+#define SUBGROUP_BROADCAST(x, i) sub_group_broadcast((x), (uint)(i))
+#define SUBGROUP_REDUCE_ADD(x) sub_group_reduce_add(x)
+#define SUBGROUP_REDUCE_MIN(x) sub_group_reduce_min(x)
+#define SUBGROUP_REDUCE_MAX(x) sub_group_reduce_max(x)
+#define SUBGROUP_BARRIER sub_group_barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
+#else
+#define SUBGROUP_SIZE ((index_t)1)
+#define SUBGROUP_LOCAL_ID ((index_t)0)
+#define SUBGROUP_ID ((index_t)(get_local_id(0) + get_local_size(0) * (get_local_id(1) + get_local_size(1) * get_local_id(2))))
+#define SUBGROUP_SHUFFLE(x, i) (x)
+#define SUBGROUP_BROADCAST(x, i) (x)
+#define SUBGROUP_REDUCE_ADD(x) (x)
+#define SUBGROUP_REDUCE_MIN(x) (x)
+#define SUBGROUP_REDUCE_MAX(x) (x)
+#define SUBGROUP_BARRIER mem_fence(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
+#endif
 
 #if defined(cl_khr_int64_base_atomics)
 #pragma OPENCL EXTENSION cl_khr_int64_base_atomics : enable
