@@ -8,8 +8,9 @@ import pytest
 import xgpu
 from xgpu.errors import DeviceMismatchError, InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.kernels import conv2d as conv_module
-from xgpu.kernels.conv2d import all_igemm_variants, conv2d, plan
+from xgpu.kernels.conv2d import all_igemm_variants, conv2d, fit_columns, igemm_config, plan
 from xgpu.kernels.conv2d.tuning import ConvTraits
+from xgpu.kernels.gemm.tuning import GemmConfig
 from xgpu.reference import conv2d_reference
 from xgpu.testing import assert_close
 
@@ -32,13 +33,33 @@ CASES = [
     ("stride3-pad-pair", 1, 11, 14, 9, 20, 3, 3, 3, (0, 2), 1, 1, False),
     ("whole-tiles", 1, 16, 12, 12, 64, 3, 3, 1, 1, 1, 1, True),
     ("kernel-equals-input", 2, 8, 3, 3, 5, 3, 3, 1, 0, 1, 1, True),
-    # the direct kernel with one group (3 x 3 x 3 = 27 products per output), and with stride, padding
-    # and dilation that differ between rows and columns
-    ("rgb-3x3-direct", 2, 3, 11, 9, 6, 3, 3, 1, 1, 1, 1, True),
+    # an RGB stem (27 products per output: the implicit GEMM, its column tile cut to 6 channels), the
+    # direct kernel with one group (one input channel; 1x3: 9 products), and with stride, padding and
+    # dilation that differ between rows and columns
+    ("rgb-3x3", 2, 3, 11, 9, 6, 3, 3, 1, 1, 1, 1, True),
+    ("gray-3x3-direct", 2, 1, 11, 9, 6, 3, 3, 1, 1, 1, 1, True),
+    ("rgb-1x3-direct", 1, 3, 9, 8, 7, 1, 3, 1, (0, 1), 1, 1, True),
     ("depthwise-dilated-asym", 1, 4, 9, 12, 4, 3, 3, (1, 2), (2, 1), (2, 1), 4, True),
     # more output channels than one vector of them and a partial one (the direct kernel on PoCL)
     ("depthwise-c20", 1, 20, 7, 6, 20, 3, 3, 1, 1, 1, 20, True),
     ("rgb-3x3-s2-k19", 1, 3, 9, 8, 19, 3, 3, 2, 1, 1, 1, False),
+    # grouped layers with few output channels per group (the column tile cut to Kg: 5, 16)
+    ("groups4-kg5", 2, 20, 9, 10, 20, 3, 3, 1, 1, 1, 4, True),
+    ("groups2-kg16", 1, 32, 7, 9, 32, 3, 3, 1, 1, 1, 2, False),
+    ("groups3-kg7-s2-dil", 1, 15, 11, 13, 21, 3, 3, 2, 2, 2, 3, False),
+    # fewer pixels than a tile of rows, and a few more than one (the last tile shifted back)
+    ("few-pixels", 1, 16, 3, 3, 40, 3, 3, 1, 1, 1, 1, True),
+    ("rows-past-a-tile", 1, 12, 9, 15, 9, 3, 3, 1, 1, 1, 1, False),
+    # 1x1 layers with a stride or padding: the product on a copy of the pixels they read
+    ("1x1-stride2-pad1", 2, 20, 9, 7, 17, 1, 1, 2, 1, 1, 1, False),
+    ("1x1-stride-asym", 1, 36, 7, 10, 11, 1, 1, (3, 2), 0, 1, 1, False),
+    # depthwise with column strides (NCHW rows stored as stride phases on CPUs), odd widths, and rows
+    # long enough for pixel vectors plus a partial one
+    ("depthwise-s2-odd", 2, 5, 13, 15, 5, 3, 3, 2, 1, 1, 5, True),
+    ("depthwise-s3-dil2", 1, 4, 14, 17, 4, 3, 3, (1, 3), 1, 2, 4, False),
+    ("depthwise-s2-valid-5x5", 1, 3, 9, 12, 3, 5, 5, 2, 0, 1, 3, True),
+    ("depthwise-s2-wide", 1, 2, 6, 41, 2, 3, 3, 2, 1, 1, 2, False),
+    ("depthwise-x2-s2", 1, 3, 8, 19, 6, 3, 3, 2, 1, 1, 3, True),
 ]
 
 
@@ -118,10 +139,12 @@ def test_cpu_layout_paths_under_the_memory_checker(checker, traits, layout, monk
     monkeypatch.setattr(conv_module, "traits", lambda device: traits)
     copies = []
     pad = conv_module._pad
-    monkeypatch.setattr(conv_module, "_pad", lambda *args: copies.append(args[3]) or pad(*args))
+    monkeypatch.setattr(conv_module, "_pad", lambda *args, **kw: copies.append(args[3]) or pad(*args, **kw))
     for case in CASES:
-        if case[0] in ("3x3-pad1", "depthwise", "rgb-3x3-direct", "same-even-kernel", "stride3-pad-pair",
-                       "depthwise-dilated-asym", "depthwise-c20", "rgb-3x3-s2-k19", "1x1"):
+        if case[0] in ("3x3-pad1", "depthwise", "gray-3x3-direct", "same-even-kernel", "stride3-pad-pair",
+                       "depthwise-dilated-asym", "depthwise-c20", "rgb-3x3-s2-k19", "1x1", "groups4-kg5",
+                       "few-pixels", "rows-past-a-tile", "1x1-stride2-pad1", "depthwise-s2-odd",
+                       "depthwise-s3-dil2", "depthwise-s2-wide"):
             run_case(checker, case, np.float32, layout, rng)
     assert len(copies) >= 3  # the padding was copied in rather than masked (NHWC: for the implicit GEMM only)
 
@@ -135,7 +158,28 @@ def test_plan_is_visible():
     assert general.kernel == "implicit-gemm" and general.config is not None
     assert general.label.startswith("implicit-gemm ")
     assert plan(dev, np.float32, 40, 17, (1, 1), pointwise=True).kernel == "gemm"
-    assert plan(dev, np.float32, 40, 17, (1, 1)).kernel == "implicit-gemm"  # with bias, stride or padding
+    assert plan(dev, np.float32, 40, 17, (1, 1)).kernel == "implicit-gemm"  # with bias or groups
+    assert plan(dev, np.float32, 3, 32, (3, 3)).kernel == "implicit-gemm"  # an RGB stem
+    assert plan(dev, np.float32, 3, 32, (3, 3)).config.tn <= max(32, igemm_config(dev, np.float32).tn // 2)
+    assert plan(dev, np.float32, 64, 1, (3, 3)).kernel == "direct"  # one output channel per group
+    assert plan(dev, np.float32, 1, 4, (3, 3)).kernel == "direct"  # depthwise, channel multiplier 4
+
+
+@pytest.mark.parametrize("columns", [1, 5, 8, 16, 24, 32, 63, 64, 200])
+@pytest.mark.parametrize("base", [GemmConfig(local_tiles=False, tm=64, tn=64, wm=4, wn=4, kc=1),
+                                  GemmConfig(local_tiles=False, tm=128, tn=64, wm=8, wn=32, contiguous_cols=True, vw=16),
+                                  GemmConfig(local_tiles=False, tm=16, tn=16, wm=2, wn=2)],
+                         ids=["strided", "vectors", "small"])
+def test_fit_columns_cuts_the_column_tile_to_the_layer(base, columns):
+    cfg = fit_columns(base, columns)
+    assert cfg.tn >= min(columns, base.tn) and cfg.tn % cfg.wn == 0 and cfg.wn % cfg.vw == 0
+    assert cfg.tm // cfg.wm == base.tm // base.wm  # the work-group keeps its rows of work-items
+    if columns >= base.tn:
+        assert cfg == base
+    else:
+        assert cfg.tn < 2 * max(columns, cfg.tn // cfg.wn * cfg.vw)  # at most one spare block of columns
+        # no more accumulators a work-item than the table's variant
+        assert cfg.wm * (cfg.wn // cfg.vw) <= base.wm * (base.wn // base.vw)
 
 
 def test_empty_batch(xgpu_device):

@@ -40,20 +40,29 @@ def library_variants():
                        conv_kernel.DIRECT,
                        {"dtype": dtype, "has_bias": has_bias, "out_nchw": has_bias, "in_nchw": not has_bias,
                         "padded": has_bias, "vw": 1, "kr": kr, "ks": ks, "kcg": kcg, "kkg": kkg, "kgroups": groups,
-                        "ksh": stride, "ksw": stride, "kdh": 1, "kdw": 1})
+                        "ksh": stride, "ksw": stride, "kdh": 1, "kdw": 1, "phased": False})
+            # NCHW rows stored as stride phases (pad.mako), read unit-stride: depthwise stride 2 on CPUs
+            yield (f"conv2d_direct-{dtype}-bias{int(has_bias)}-phased-s2",
+                   conv_kernel.DIRECT,
+                   {"dtype": dtype, "has_bias": has_bias, "out_nchw": True, "in_nchw": True, "padded": False,
+                    "vw": 8 if dtype.itemsize > 2 and has_bias else 1, "kr": 3, "ks": 3, "kcg": 1, "kkg": 1,
+                    "kgroups": 16, "ksh": 2, "ksw": 2, "kdh": 1, "kdw": 1, "phased": True})
             if dtype.itemsize > 2:  # pixel vectors along NCHW rows, channel vectors in NHWC (PoCL)
                 for in_nchw, kcg, kgroups in ((True, 2, 4), (False, 1, 16), (False, 3, 1)):
                     yield (f"conv2d_direct-{dtype}-bias{int(has_bias)}-vw8-{'NCHW' if in_nchw else 'NHWC'}g{kgroups}",
                            conv_kernel.DIRECT,
                            {"dtype": dtype, "has_bias": has_bias, "out_nchw": in_nchw, "in_nchw": in_nchw,
                             "padded": not in_nchw, "vw": 8, "kr": 3, "ks": 3, "kcg": kcg, "kkg": 1, "kgroups": kgroups,
-                            "ksh": 2, "ksw": 1, "kdh": 1, "kdw": 2})
+                            "ksh": 2, "ksw": 1, "kdh": 1, "kdw": 2, "phased": False})
         yield f"permute-{dtype}", conv_kernel.PERMUTE, {"dtype": dtype}
         yield f"transpose-{dtype}", conv_kernel.TRANSPOSE, {"dtype": dtype}
-        for in_nchw, out_nchw, row_loop in ((0, 0, 0), (0, 0, 1), (1, 0, 0), (1, 0, 1), (0, 1, 0), (1, 1, 0)):
-            yield (f"pad-{dtype}-{'NCHW' if in_nchw else 'NHWC'}-to-{'NCHW' if out_nchw else 'NHWC'}-loop{row_loop}",
+        for in_nchw, out_nchw, row_loop, stride, phases in ((0, 0, 0, 1, 1), (0, 0, 1, 1, 1), (1, 0, 0, 1, 1),
+                                                            (1, 0, 1, 1, 1), (0, 1, 0, 1, 1), (1, 1, 0, 1, 1),
+                                                            (1, 1, 0, 2, 1), (0, 0, 1, 2, 1), (1, 1, 0, 1, 2)):
+            yield (f"pad-{dtype}-{'NCHW' if in_nchw else 'NHWC'}-to-{'NCHW' if out_nchw else 'NHWC'}-loop{row_loop}"
+                   f"-s{stride}-ph{phases}",
                    conv_kernel.PAD, {"dtype": dtype, "in_nchw": bool(in_nchw), "out_nchw": bool(out_nchw),
-                                     "row_loop": bool(row_loop)})
+                                     "row_loop": bool(row_loop), "ssh": stride, "ssw": stride, "phases": phases})
     for dtype in ("float32", "float64"):  # xgpu bench device's kernels
         yield f"copy-{dtype}", bench_kernels.TEMPLATE, bench_kernels.defines(dtype)
 

@@ -29,8 +29,12 @@ PERMUTE = xgpu.KernelTemplate(_HERE / "permute.mako")
 TRANSPOSE = xgpu.KernelTemplate(_HERE / "transpose.mako")
 PAD = xgpu.KernelTemplate(_HERE / "pad.mako")
 LAYOUTS = ("NCHW", "NHWC")
-# below these, an implicit GEMM has too little to reduce over or too few columns to fill its tiles
-MIN_IGEMM_REDUCTION = 32  # Cg * R * S
+# below these, an implicit GEMM has too little to reduce over or too few columns to fill its tiles; an
+# RGB stem (3 x 3 x 3 = 27 products, 16-32 output channels) is an implicit GEMM with its column tile cut
+# to the layer (fit_columns): 1 x 3 x 512 x 512 -> 32 channels, stride 2, on Intel 134 against 451 ms
+# with the direct kernel (a loaded machine)
+MIN_IGEMM_REDUCTION = 16  # Cg * R * S
+MIN_IGEMM_CHANNELS_IN = 2  # Cg: depthwise layers run the direct kernel
 MIN_IGEMM_CHANNELS_OUT = 4
 # a barrier after every window step pays only when each step reduces over this many channels
 MIN_CHANNELS_PER_BARRIER = 32
@@ -68,13 +72,15 @@ def traits(device: xgpu.Device) -> ConvTraits:
 
 
 def all_igemm_variants() -> list[tuple[np.dtype, GemmConfig]]:
-    """Every (dtype, variant) the implicit-GEMM kernel can be given on some device class."""
+    """Every (dtype, variant) the implicit-GEMM kernel can be given on some device class: the tables'
+    variants, and those cut to 8 and 32 output channels per group (``fit_columns``)."""
     seen = []
     for _kind, _words, base in RULES:
         for dtype in DTYPES:
             cfg = adapt(base, dtype.itemsize, False)
-            if (dtype, cfg) not in seen:
-                seen.append((dtype, cfg))
+            for variant in (cfg, fit_columns(cfg, 8), fit_columns(cfg, 32)):
+                if (dtype, variant) not in seen:
+                    seen.append((dtype, variant))
     return seen
 
 
@@ -87,23 +93,57 @@ def plan(device: xgpu.Device, dtype: Any, cin_per_group: int, cout_per_group: in
     reduction = cin_per_group * kernel_size[0] * kernel_size[1]
     if reduction < MIN_IGEMM_REDUCTION:
         return ConvPlan("direct", None, f"reduces over {reduction} products per output (< {MIN_IGEMM_REDUCTION})")
+    if cin_per_group < MIN_IGEMM_CHANNELS_IN:
+        return ConvPlan("direct", None, f"{cin_per_group} input channel per group (depthwise)")
     if cout_per_group < MIN_IGEMM_CHANNELS_OUT:
         return ConvPlan("direct", None, f"{cout_per_group} output channels per group (< {MIN_IGEMM_CHANNELS_OUT})")
     if pointwise and tuple(kernel_size) == (1, 1):
-        return ConvPlan("gemm", None, "1x1, stride 1, no padding, one group, no bias: a matrix product on the data "
-                                      "as it lies, no layout change")
+        return ConvPlan("gemm", None, "1x1, one group, no bias: a matrix product on the data as it lies, no "
+                                      "layout change (with a stride or padding: on a copy of the pixels it reads)")
     tuned = tuned_igemm_config(device, dtype, window_class(*kernel_size))
     cfg = tuned or igemm_config(device, dtype)
     if cfg.kc and cin_per_group < MIN_CHANNELS_PER_BARRIER:
         cfg = replace(cfg, kc=0)
+    if not tuned:
+        cfg = fit_columns(cfg, cout_per_group)
     return ConvPlan("implicit-gemm", cfg, "general case" + (", tuned variant (xgpu tune conv2d)" if tuned else ""))
+
+
+def fit_columns(cfg: GemmConfig, columns: int) -> GemmConfig:
+    """``cfg`` with its column tile cut to the ``columns`` (output channels per group) a layer has, the
+    freed registers given to more rows per work-item: a grouped layer's Kg = 16 in a 64-column tile
+    would compute four times its work."""
+    if columns >= cfg.tn:
+        return cfg
+    # accumulators per work-item, in registers (vectors of vw)
+    acc = cfg.wm * (cfg.wn // cfg.vw)
+    if cfg.vw > 1:  # one work-item across the columns, in vectors
+        vw = cfg.vw if columns > cfg.vw // 2 else max(4, cfg.vw // 2)
+        wn = -(-columns // vw) * vw
+        tn = wn
+    else:  # strided columns: keep the lanes along dimension 0, fewer columns each
+        tx = cfg.tn // cfg.wn
+        wn = -(-columns // tx)
+        tn, vw = tx * wn, cfg.vw
+    if tn >= cfg.tn:
+        return cfg
+    wm = max(1, min(16, acc // (wn // vw)))
+    wm = 1 << (wm.bit_length() - 1)
+    ty = cfg.tm // cfg.wm
+    return replace(cfg, tn=tn, wn=wn, vw=vw, wm=wm, tm=wm * ty)
 
 
 def is_pointwise(kernel_size: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int], groups: int,
                  has_bias: bool) -> bool:
-    """Whether a layer is a plain matrix product (1x1, stride 1, no padding, one group, no bias): ``plan``'s
-    ``pointwise``."""
-    return (*kernel_size, *stride, groups, has_bias) == (1, 1, 1, 1, 1, False) and not any(pads)
+    """Whether a layer is a plain matrix product (1x1, one group, no bias): ``plan``'s ``pointwise``. A
+    stride or padding is a copy that keeps every stride-th pixel first (pad.mako), and then the product."""
+    return (*kernel_size, groups, has_bias) == (1, 1, 1, False)
+
+
+def _index(*values: int) -> tuple[np.int32, ...]:
+    """Kernel index arguments as index_t's own type (int32), which a launch passes on unchecked: a Python
+    int is converted and range-checked per argument (about 20 us each, 19 of them for the implicit GEMM)."""
+    return tuple(np.int32(v) for v in values)
 
 
 def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
@@ -120,36 +160,47 @@ def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
     return pair
 
 
-def _permute(device, dtype, src: Array, out_shape: tuple[int, int, int, int], strides: tuple[int, ...]) -> Array:
-    out = xgpu.empty(out_shape, dtype, device)
+def _permute(device, dtype, src: Array, out_shape: tuple[int, int, int, int], strides: tuple[int, ...],
+             d3p: int | None = None) -> Array:
+    """A permutation of ``src`` into ``out_shape``; with ``d3p``, the last axis is that long, zeros past
+    ``out_shape[3]``."""
     d0, d1, d2, d3 = out_shape
+    d3p = d3p or d3
+    out = xgpu.empty((d0, d1, d2, d3p), dtype, device)
     if out.size:
         kernel = xgpu.compile(PERMUTE, device, defines={"dtype": dtype}).permute
-        lanes = min(64, 1 << max(d3 - 1, 0).bit_length())
+        lanes = min(64, 1 << max(d3p - 1, 0).bit_length())
         depth = max(1, min(16, kernel.max_work_group_size // lanes, device.max_work_item_sizes[1],
                            1 << max(d2 - 1, 0).bit_length()))
-        kernel(out, src, d0, d1, d2, d3, *strides, global_size=(d3, d2, d0 * d1), local_size=(lanes, depth, 1))
+        kernel(out, src, *_index(d0, d1, d2, d3, *strides, d3p), global_size=(d3p, d2, d0 * d1), local_size=(lanes, depth, 1))
     return out
 
 
 def _pad(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int], out_layout: str,
-         row_loop: bool) -> Array:
+         row_loop: bool, stride: tuple[int, int] = (1, 1), phases: int = 1) -> Array:
     """x (in ``layout``) copied to ``out_layout`` with its padding (top, bottom, left, right) as zeros;
-    ``row_loop``: work-items walk rows of pixels (NHWC out; ConvTraits.pad_row_loop)."""
+    ``row_loop``: work-items walk rows of pixels (NHWC out; ConvTraits.pad_row_loop). ``stride``: keep
+    every stride-th row and column of the padded image (a 1x1 layer's input). ``phases`` (NCHW out):
+    each row stored as ``phases`` runs of every phases-th column (pad.mako); the result's last axis is
+    then ``phases * ceil(Wp / phases)`` long."""
     n, h, wd, c = x.shape if layout == "NHWC" else (x.shape[0], *x.shape[2:], x.shape[1])
-    hp, wp = h + pads[0] + pads[1], wd + pads[2] + pads[3]
+    hp = (h + pads[0] + pads[1] - 1) // stride[0] + 1
+    wp = (wd + pads[2] + pads[3] - 1) // stride[1] + 1
     out_nchw = out_layout == "NCHW"
-    out = xgpu.empty((n, c, hp, wp) if out_nchw else (n, hp, wp, c), dtype, device)
+    phases = phases if out_nchw else 1
+    wq = -(-wp // phases)
+    out = xgpu.empty((n, c, hp, wq * phases) if out_nchw else (n, hp, wp, c), dtype, device)
     row_loop = row_loop and not out_nchw
     kernel = xgpu.compile(PAD, device, defines={"dtype": dtype, "in_nchw": layout == "NCHW", "out_nchw": out_nchw,
-                                                 "row_loop": row_loop}).pad
+                                                 "row_loop": row_loop, "ssh": stride[0], "ssw": stride[1],
+                                                 "phases": phases}).pad
     # dimension 0 along the output's rows, up to 64 rows a group: for NCHW -> NHWC a CPU thread then
     # walks a whole image row of each channel's cache lines (Intel N8 C64 56x56: 0.69 ms with 64 x 58
     # work-items a group, 0.81 with 64 x 16 or 64 x 4, 1.08 with 64 x 1)
-    gsize = (wp, hp, n * c) if out_nchw else (c, 1 if row_loop else wp, n * hp)
+    gsize = (wq, hp, n * c) if out_nchw else (c, 1 if row_loop else wp, n * hp)
     lanes = min(64, 1 << max(gsize[0] - 1, 0).bit_length())
     depth = max(1, min(64, kernel.max_work_group_size // lanes, device.max_work_item_sizes[1], gsize[1]))
-    kernel(out, x, n, h, wd, c, hp, wp, pads[0], pads[2], global_size=gsize, local_size=(lanes, depth, 1))
+    kernel(out, x, *_index(n, h, wd, c, hp, wp, pads[0], pads[2]), global_size=gsize, local_size=(lanes, depth, 1))
     return out
 
 
@@ -166,7 +217,7 @@ def _gemm_input(device, dtype, x: Array, layout: str, pads: tuple[int, int, int,
     n, c, h, wd = x.shape
     out = xgpu.empty((n, h, wd, c), dtype, device)
     program = xgpu.compile(TRANSPOSE, device, defines={"dtype": dtype})
-    program.transpose(out, x, c, h * wd, global_size=(-(-(h * wd) // 32) * 32, -(-c // 32) * 8, n),
+    program.transpose(out, x, *_index(c, h * wd), global_size=(-(-(h * wd) // 32) * 32, -(-c // 32) * 8, n),
                       local_size=(32, 8, 1))
     return out, any(pads)
 
@@ -208,6 +259,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         raise ShapeError(f"conv2d takes 4-D x and w ({layout}), got x {x.shape} and w {w.shape}")
     if not isinstance(groups, (int, np.integer)) or groups < 1:
         raise InvalidArgumentError(f"groups must be a positive int, got {groups!r}")
+    groups = int(groups)
     if layout == "NCHW":
         n, c, h, wd = x.shape
         k, cg, r, s = w.shape
@@ -251,12 +303,15 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
     chosen = (plan(device, dtype, cg, kg, (r, s), pointwise=pointwise) if config is None
               else ConvPlan("implicit-gemm", config, "forced"))
     log.debug("conv2d %s x %s on %s: %s (%s)", x.shape, w.shape, device.id, chosen.label, chosen.reason)
+    tr = traits(device)
     if chosen.kernel == "gemm":
+        if (sh, sw) != (1, 1) or any(pads):  # the pixels the layer reads, as a smaller image
+            x = _pad(device, dtype, x, layout, pads, layout, tr.pad_row_loop, stride=(sh, sw))
+            h, wd = p, q
         if layout == "NCHW":  # y[n] (K x HW) = w (K x C) @ x[n] (C x HW)
             return matmul(w.reshape(k, c), x.reshape(n, c, h * wd)).reshape(out_shape)
         return gemm(x.reshape(n * h * wd, c), w.reshape(c, k)).reshape(out_shape)  # (NHW x C) @ (C x K)
     y = xgpu.empty(out_shape, dtype, device)
-    tr = traits(device)
 
     defines = {"dtype": dtype, "has_bias": has_bias, "out_nchw": layout == "NCHW"}
     shape_args = (n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
@@ -267,36 +322,45 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         # channels, the window is the same for all of them, and masks cost less than the copy (2.4 / 3.6 ms)
         in_nchw = layout == "NCHW"
         masked = any(pads) and not (in_nchw and tr.pad_copy)
-        if any(pads) and not masked:
-            x = _pad(device, dtype, x, layout, pads, layout, tr.pad_row_loop)
+        # a column stride: the copy stores each row as sw runs of every sw-th column, so that lanes
+        # (neighbouring output pixels) read neighbouring addresses, not a gather
+        phased = in_nchw and tr.pad_copy and sw > 1
+        if (any(pads) and not masked) or phased:
+            x = _pad(device, dtype, x, layout, pads, layout, tr.pad_row_loop, phases=sw if phased else 1)
             shape_args = (n, *(x.shape[2:] if in_nchw else x.shape[1:3]), c, p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
         w_k = _permute(device, dtype, w, (1, r * s, cg, k), (0, 1, r * s, cg * r * s)) if in_nchw else w
         # vectors (float32/float64: float16 has no vector loads) of pixels along NCHW rows read with unit
         # stride, or of NHWC channels that read one input channel (one group) or neighbouring ones (depthwise)
-        vectors = (not masked and sw == 1) if in_nchw else (g == 1 or (cg, kg) == (1, 1))
+        vectors = (not masked and (sw == 1 or phased)) if in_nchw else (g == 1 or (cg, kg) == (1, 1))
         vw = tr.direct_vw if vectors and dtype.itemsize > 2 else 1
         program = xgpu.compile(DIRECT, device, defines={**defines, "in_nchw": in_nchw, "padded": masked, "vw": vw,
+                                                         "phased": phased,
                                                          "kr": r, "ks": s, "kcg": cg, "kkg": kg, "kgroups": g,
                                                          "ksh": sh, "ksw": sw, "kdh": dh, "kdw": dw})
         # dimension 0 is what CPU runtimes vectorise over: output pixels (NCHW) or channels (NHWC), vw of
         # them a work-item; a few hundred work-items a group, since CPU runtimes pay per group
         gsize = (-(-q // vw), p, n * k) if in_nchw else (-(-k // vw), q, n * p)
         lanes = min(128, 1 << max(gsize[0] - 1, 0).bit_length())
-        program.conv2d_direct(y, x, w_k, bias_arr, *shape_args, global_size=gsize,
+        program.conv2d_direct(y, x, w_k, bias_arr, *_index(*shape_args), global_size=gsize,
                               local_size=(lanes, max(1, min(512 // lanes, gsize[1])), 1))
     else:
-        # weights to (G, R, S, Cg, Kg): each group's (R * S * Cg) x Kg matrix
-        if layout == "NCHW":
-            w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg * cg * r * s, 1, r * s, cg * r * s))
-        else:
-            w_k = _permute(device, dtype, w, (g, r * s, cg, kg), (kg, cg * k, k, 1))
         x_nhwc, masked = _gemm_input(device, dtype, x, layout, pads, tr)
         if not masked:  # the input now holds its padding
             shape_args = (n, *x_nhwc.shape[1:], p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
+        assert chosen.config is not None  # an implicit-GEMM plan always holds its variant
         kernel, cfg = compile_variant(IGEMM, "conv2d_igemm", device, chosen.config, {**defines, "padded": masked},
                                       explicit=config is not None)
         tx, ty = cfg.local_size
         m = n * p * q
-        kernel(y, x_nhwc, w_k, bias_arr, *shape_args,
-               global_size=(-(-kg // cfg.tn) * tx, -(-m // cfg.tm) * ty, g), local_size=(tx, ty, 1))
+        col_tiles = -(-kg // cfg.tn)
+        kp = col_tiles * cfg.tn
+        if layout == "NHWC" and kg == kp:
+            # NHWC weights (R, S, Cg, K) are each group's (R * S * Cg) x Kg matrix already, row stride K
+            w_k, ldw, wgs = w, k, kg
+        else:
+            # weights to (G, R, S, Cg, Kp): each group's (R * S * Cg) x Kg matrix, zeros out to whole column tiles
+            strides = (kg * cg * r * s, 1, r * s, cg * r * s) if layout == "NCHW" else (kg, cg * k, k, 1)
+            w_k, ldw, wgs = _permute(device, dtype, w, (g, r * s, cg, kg), strides, kp), kp, r * s * cg * kp
+        kernel(y, x_nhwc, w_k, bias_arr, *_index(*shape_args, ldw, wgs),
+               global_size=(col_tiles * tx, -(-m // cfg.tm) * ty, g), local_size=(tx, ty, 1))
     return y

@@ -11,6 +11,9 @@
 ## window may leave the image and is masked (NCHW on CPUs gets the padding written into x instead, pad.mako:
 ## lanes are pixels there, and a clamped address per lane is a gather). Indices are computed whole, with the
 ## lane's term added last: Intel's vectoriser gathers from a pointer that was offset by the lane first.
+## phased (NCHW, unpadded, ksw > 1): each row of x is stored as ksw runs of every ksw-th column (pad.mako's
+## phases; W is the stored row length), so that neighbouring output pixels read neighbouring addresses
+## (a column stride makes CPU vectorisers gather: depthwise 3x3 stride 2 on Intel, see docs/conv2d.md).
 ## vw > 1 (float32/float64), for compilers that vectorise within a work-item (PoCL): each work-item
 ## computes vw neighbouring output pixels of a row with vector loads (NCHW, unpadded, stride 1 along
 ## rows), or vw neighbouring output channels of one pixel (NHWC, one group or depthwise with Kg = 1).
@@ -20,6 +23,12 @@
     ACC = "double" if T == "double" else "float"
     def load(ptr, idx):
         return f"LOAD_HALF({ptr}, {idx})" if half else f"{ptr}[{idx}]"
+
+    def column(ow):
+        # the input column of output column ow for window column s (unrolled: the phase folds to constants)
+        if phased:
+            return f"((s * {kdw}) % {ksw}) * (W / {ksw}) + {ow} + (s * {kdw}) / {ksw}"
+        return f"{ow} * {ksw} + s * {kdw}"
 %>
 <%def name="group_of_k()">
 % if kgroups == 1:
@@ -76,7 +85,7 @@
                 const ${ACC} mask = inside ? (${ACC})1 : (${ACC})0;
 % else:
                 // no padding (or padding already written into x): every window lies inside the image
-                const index_t iw = ${ow} * ${ksw} + s * ${kdw};
+                const index_t iw = ${column(ow)};
 % endif
                 const index_t wo = (r * ${ks} + s) * ${kcg} * K;
                 #pragma unroll
@@ -157,7 +166,7 @@ KERNEL void conv2d_direct(
                 const index_t ih = oh * ${ksh} + r * ${kdh};
                 #pragma unroll
                 for (index_t s = 0; s < ${ks}; ++s) {
-                    const index_t iw = ow0 + s * ${kdw};
+                    const index_t iw = ${column("ow0") if phased else f"ow0 + s * {kdw}"};
                     const index_t wo = (r * ${ks} + s) * ${kcg} * K;
                     #pragma unroll
                     for (index_t c = 0; c < ${kcg}; ++c)

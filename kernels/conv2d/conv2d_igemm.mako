@@ -3,10 +3,16 @@
 ## Per group g: C[m, k] = sum over (r, s, c) of A[m, (r, s, c)] * B[(r, s, c), k], where
 ##   m = (n, oh, ow) is an output pixel (M = N * P * Q rows),
 ##   A[m, (r, s, c)] = x[n, oh*sh - ph + r*dh, ow*sw - pw + s*dw, g*Cg + c] (0 in the padding): implicit,
-##   B = the group's weights, (R, S, Cg, Kg) = a row-major (R*S*Cg) x Kg matrix,
+##   B = the group's weights, (R, S, Cg, Kg) = a row-major (R*S*Cg) x Kg matrix with row stride ldw, at
+##       w + g * wgs: either permuted (NCHW weights, or groups whose Kg is not whole column tiles) with
+##       ldw = Kg rounded up to whole column tiles and zeros past Kg, so that no read of B needs a clamp,
+##       or NHWC weights (R, S, Cg, K) as they lie: ldw = K, wgs = Kg,
 ##   C = y[n, oh, ow, g*Kg + k]: the NHWC output, a row-major M x K matrix.
 ## Tiles, register blocks, strided or vector columns and K blocking are the GEMM's (kernels/gemm/tuning.py):
 ## A is read as broadcasts along the pixel rows, B as vectors along output channels.
+## The last tile of rows, when M is at least one tile, is computed as the whole tile that ends at row M,
+## on the fast path, and stores only the rows it owns (a clamped edge tile costs CPU runtimes several
+## whole ones); only M < tm takes the clamped path.
 ##
 ## Defines: dtype, has_bias, out_nchw (write y as NCHW instead of NHWC), and a direct GEMM variant
 ## (tm, tn, wm, wn, contiguous_cols, vw; kc > 0: a barrier after each (r, s) step of the window).
@@ -53,7 +59,7 @@
             const index_t xo${i} = xrow${i} + ((ih0_${i} + r * dh) * W + iw0_${i} + s * dw) * C;
 % endfor
 % endif
-            const index_t wo = (r * S + s) * Cg * Kg;
+            const index_t wo = (r * S + s) * Cg * ldw;
 </%def>
 <%def name="all_inside()">${" && ".join(f"inside{i}" for i in range(wm))}</%def>
 <%def name="masked_x(i, masked)">${load("x", f"xo{i} + c")}${f" * mask{i}" if masked else ""}</%def>
@@ -65,7 +71,7 @@
 % endfor
                 #pragma unroll
                 for (index_t j = 0; j < ${wn}; ++j)
-                    b[j] = (${ACC})${load("wg", f"wo + c * Kg + {col}")};
+                    b[j] = (${ACC})${load("wg", f"wo + c * ldw + {col}")};
                 #pragma unroll
                 for (index_t i = 0; i < ${wm}; ++i) {
                     #pragma unroll
@@ -79,7 +85,7 @@
                 VEC(${ACC}, ${vw}) b[${NV}];
                 #pragma unroll
                 for (index_t v = 0; v < ${NV}; ++v)
-                    b[v] = VLOAD(${vw}, wg, wo + c * Kg + colv + v * ${vw});
+                    b[v] = VLOAD(${vw}, wg, wo + c * ldw + colv + v * ${vw});
 % for i in range(wm):
                 {
                     const VEC(${ACC}, ${vw}) a = VSPLAT(${ACC}, ${vw}, ${masked_x(i, masked)});
@@ -99,7 +105,7 @@
     }
 </%def>
 <%def name="store(row, col, value)">
-            if (${row} < M && ${col} < Kg) {
+            if (${row} >= own_row && ${row} < M && ${col} < Kg) {
                 ${ACC} out = ${value};
 % if has_bias:
                 out += (${ACC})${load("bias", f"g * Kg + {col}")};
@@ -125,7 +131,7 @@
         for (index_t j = 0; j < ${wn}; ++j)
             acc[i][j] = (${ACC})0;
     }
-<% col = f"MIN(col0 + {col_of('j')}, Kg - 1)" if clamp else f"col0 + {col_of('j')}" %>
+<% col = f"col0 + {col_of('j')}" %>
     for (index_t r = 0; r < R; ++r) {
         for (index_t s = 0; s < S; ++s) {
             ${window_step()}
@@ -191,18 +197,20 @@ KERNEL void conv2d_igemm(
     const index_t P, const index_t Q, const index_t K,
     const index_t R, const index_t S, const index_t Cg, const index_t Kg,
     const index_t sh, const index_t sw, const index_t ph, const index_t pw,
-    const index_t dh, const index_t dw)
+    const index_t dh, const index_t dw, const index_t ldw, const index_t wgs)
 {
     const index_t tx = LOCAL_ID(0);
     const index_t ty = LOCAL_ID(1);
     const index_t g = GROUP_ID(2);
     const index_t PQ = P * Q;
     const index_t M = N * PQ;
-    const index_t row0 = GROUP_ID(1) * ${tm};
+    // the rows this work-group owns (and alone stores), and the tile it computes
+    const index_t own_row = GROUP_ID(1) * ${tm};
+    const index_t row0 = M >= ${tm} ? MIN(own_row, M - ${tm}) : own_row;
     const index_t col0 = GROUP_ID(0) * ${tn};
-    GLOBAL_MEM const ${T}* wg = w + g * R * S * Cg * Kg;
+    GLOBAL_MEM const ${T}* wg = w + g * wgs;
 
-    if (row0 + ${tm} <= M && col0 + ${tn} <= Kg) {
+    if (row0 + ${tm} <= M) {
 % if vw > 1:
         ${vector_path()}
 % else:

@@ -2,15 +2,16 @@
 ## through 32x32 tiles in local memory, so that reads and writes both coalesce; work-group (32, 8), each
 ## work-item moves 4 elements. CPUs take pad_nhwc.mako instead (tiles cost them: 12-17 ms against 1.6 ms
 ## for 3.2 M floats on the Intel CPU runtime and on PoCL). Defines: dtype.
-<% T = "unsigned short" if ctype(dtype) == "half_t" else ctype(dtype) %>
+<% P = ctype(dtype); T = "unsigned short" if P == "half_t" else P %>
 KERNEL void transpose(
-    GLOBAL_MEM ${T}* RESTRICT out,
-    GLOBAL_MEM const ${T}* RESTRICT in,
+    GLOBAL_MEM ${P}* RESTRICT out_,
+    GLOBAL_MEM const ${P}* RESTRICT in_,
     const index_t rows, const index_t cols)
 {
     const index_t b = GROUP_ID(2);
-    in += b * rows * cols;
-    out += b * rows * cols;
+    // float16 moves as the 16-bit integer of the same bits
+    GLOBAL_MEM const ${T}* in = (GLOBAL_MEM const ${T}*)in_ + b * rows * cols;
+    GLOBAL_MEM ${T}* out = (GLOBAL_MEM ${T}*)out_ + b * rows * cols;
     LOCAL_MEM ${T} tile[32][33];
     const index_t tx = LOCAL_ID(0), ty = LOCAL_ID(1);
     const index_t col0 = GROUP_ID(0) * 32, row0 = GROUP_ID(1) * 32;
