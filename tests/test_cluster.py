@@ -4,7 +4,8 @@ Local clusters stand in for a lab's machines: ``--cluster local:3`` starts three
 each seeing one OpenCL implementation (its own ``OCL_ICD_VENDORS``); ``xgpu worker`` processes
 joined to a ``dask scheduler`` split this machine's devices with ``--devices``. Nothing is mocked:
 workers run the cases on their devices, one is killed with SIGKILL mid-run, one runs another
-plugin set. Kept small (the GEMM's float32 quick cases) so the whole file takes about a minute.
+plugin version. A plugin's small kernel (two cases, one compile a device) keeps the run short; the
+library's own grid runs the same way (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -132,6 +133,11 @@ def test_local_cluster_of_three_implementations_equals_runs_one_by_one(tmp_path)
         assert c["label"].startswith(f"{c['machine']['hostname']}/{c['machine']['worker']}/")
         assert c["label"] in proc.stdout.replace("\n", "") or c["machine"]["worker"] in proc.stdout
     assert "local-" in md.read_text() and "local-" in html.read_text()
+    # `xgpu parity merge` reads a cluster run's file as its workers' reports
+    from xgpu.tools import cli
+
+    assert cli.main(["parity", "merge", str(out), "--markdown", str(tmp_path / "merged.md")]) == 0
+    assert all(w["name"] in (tmp_path / "merged.md").read_text() for w in data["workers"])
 
     # the same three environments, one `xgpu parity` each (side by side), merged: cell for cell the same
     paths = [tmp_path / f"{w['name']}.json" for w in data["workers"]]

@@ -364,7 +364,7 @@ def run_cluster_parity(client, rows: list[tuple[str, str, str]], selection: dict
     distributed = _distributed()
     created = _now()
     scheduler = client.scheduler.address
-    info = client.scheduler_info(n_workers=-1)["workers"]
+    info = workers_of(client)
     states = [WorkerState(address=a, name=str(w.get("name", a)), host=str(w.get("host", "?")),
                           resources=dict(w.get("resources") or {})) for a, w in sorted(info.items(),
                                                                                       key=lambda kv: str(kv[1].get("name")))]
@@ -421,6 +421,7 @@ def run_cluster_parity(client, rows: list[tuple[str, str, str]], selection: dict
         save(complete=True)
     pending = set(futures)
     last_poll = 0.0
+    missing: dict[str, int] = {}
     while pending:
         try:
             done, _ = distributed.wait(list(pending), timeout=0.5, return_when="FIRST_COMPLETED")
@@ -444,13 +445,15 @@ def run_cluster_parity(client, rows: list[tuple[str, str, str]], selection: dict
                 _stop(w, LOST if gone else RAISED, (f"the worker died after {w.cases_done} of {w.cases_total} cases"
                                                      if gone else f"{type(error).__name__}: {error}"), futures, pending)
         now = time.monotonic()
-        if now - last_poll >= 1.0 or done:
+        if now - last_poll >= 1.0:
             last_poll = now
             alive = _alive(client)
             for w in states:
                 if w.status != RUNNING:
                     continue
-                if w.address not in alive:
+                # missing from two listings a second apart: one listing can miss a worker that is there
+                missing[w.address] = missing.get(w.address, 0) + 1 if w.address not in alive else 0
+                if missing[w.address] >= 2:
                     _stop(w, LOST, f"the worker left the cluster (died?) after {w.cases_done} of {w.cases_total} "
                                    "cases", futures, pending)
                 elif timeout and now - w.started > timeout:
@@ -469,8 +472,16 @@ def _client_version() -> str:
     return __version__
 
 
+def workers_of(client) -> dict[str, dict[str, Any]]:
+    """address -> what the scheduler knows of each worker (all of them: newer Dask lists 5 unless told)."""
+    try:
+        return dict(client.scheduler_info(n_workers=-1)["workers"])
+    except TypeError:  # a Dask without the n_workers argument lists every worker
+        return dict(client.scheduler_info()["workers"])
+
+
 def _alive(client) -> set[str]:
-    return set(client.scheduler_info(n_workers=-1)["workers"])
+    return set(workers_of(client))
 
 
 def _stop(w: WorkerState, status: str, detail: str, futures: dict, pending: set) -> None:

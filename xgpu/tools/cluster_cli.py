@@ -97,7 +97,7 @@ def cmd_parity_cluster(args: argparse.Namespace, console: Console) -> int:
     _check_writable(output, args.html, args.markdown)
     client = cluster.connect(args.scheduler, args.cluster)
     where = args.scheduler or f"{args.cluster} ({client.scheduler.address})"
-    console.print(f"{len(client.scheduler_info(n_workers=-1)['workers'])} worker(s) at {where}; {len(rows)} case(s) "
+    console.print(f"{len(cluster.workers_of(client))} worker(s) at {where}; {len(rows)} case(s) "
                   f"each; partial report: {output}", highlight=False)
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

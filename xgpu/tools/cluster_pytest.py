@@ -132,7 +132,7 @@ def run_tests(client, archive: bytes, args: list[str], *, timeout: float | None 
     from xgpu.tools import cluster
 
     distributed = cluster._distributed()
-    info = client.scheduler_info(n_workers=-1)["workers"]
+    info = cluster.workers_of(client)
     states = [cluster.WorkerState(address=a, name=str(w.get("name", a)), host=str(w.get("host", "?")))
               for a, w in sorted(info.items(), key=lambda kv: str(kv[1].get("name")))]
     for w in states:
@@ -158,6 +158,7 @@ def run_tests(client, archive: bytes, args: list[str], *, timeout: float | None 
                                   allow_other_workers=False, pure=False)] = w
     outcomes: dict[str, dict[str, Any]] = {}
     pending = set(futures)
+    missing: dict[str, int] = {}
     while pending:
         try:
             done, _ = distributed.wait(list(pending), timeout=1.0, return_when="FIRST_COMPLETED")
@@ -187,7 +188,9 @@ def run_tests(client, archive: bytes, args: list[str], *, timeout: float | None 
         now = time.monotonic()
         for f in list(pending):
             w = futures[f]
-            if w.address not in alive:
+            # missing from two listings a second apart (one listing can miss a worker that is there)
+            missing[w.address] = missing.get(w.address, 0) + 1 if w.address not in alive else 0
+            if missing[w.address] >= 2:
                 w.status, w.detail = cluster.LOST, "the worker left the cluster (died?) while running the tests"
             elif timeout and now - w.started > timeout + 30:  # pytest's own timeout did not end it
                 w.status, w.detail = cluster.TIMEOUT, f"no answer {timeout:g} s after the tests started"
