@@ -213,7 +213,7 @@ FRESH = textwrap.dedent(
 
     loaded = sorted(m for m in sys.modules if m.startswith("xgpu.tools"))
     assert not loaded, f"import xgpu loaded tools: {loaded}"
-    dev = xgpu.get_device("pocl")
+    dev = xgpu.get_device("oclgrind")  # compiles fast; these sizes are small enough for a simulator
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((7, 127)), rng.standard_normal((127, 5))
     x = xgpu.asarray(a.astype(np.float32), dev)
@@ -238,7 +238,7 @@ FRESH = textwrap.dedent(
 
 
 def test_import_xgpu_loads_no_tool_and_the_ops_work_at_once():
-    if not any(d.platform == "Portable Computing Language" for d in __import__("xgpu").devices()):
-        pytest.skip("PoCL is not installed here")
+    if not any(d.platform == "Oclgrind" for d in __import__("xgpu").devices()):
+        pytest.skip("Oclgrind is not installed here")
     proc = subprocess.run([sys.executable, "-c", FRESH], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
