@@ -182,7 +182,7 @@ def test_entry_point_plugin_loads_like_the_builtins(installed_plugin):
     }
     plugins = {row["name"]: row for row in json.loads(run_xgpu("plugins", "--json", env=installed_plugin).stdout)}
     assert plugins["tpu"]["package"] == "xgpu-tpu-backend" and plugins["tpu"]["version"] == "0.3"
-    assert plugins["opencl"]["hooks"] == ["xgpu_register_backends", "xgpu_register_bench_peers"]
+    assert plugins["opencl"]["hooks"] == ["xgpu_register_backends", "xgpu_register_bench_peers", "xgpu_register_targets"]
     assert all(row["status"] == "ok" for row in plugins.values())
 
 
