@@ -201,7 +201,9 @@ def test_a_worker_killed_mid_run_is_named_and_the_others_complete(tmp_path):
 
 @pytest.fixture(scope="module")
 def scheduler(tmp_path_factory):
-    """A `dask scheduler` and two `xgpu worker`s splitting this machine's devices (PoCL, Intel)."""
+    """A `dask scheduler`, two `xgpu worker`s splitting this machine's devices (PoCL, Intel), and a third
+    worker with another version of the plugin."""
+    _need_three_implementations()
     folder = tmp_path_factory.mktemp("sched")
     sfile = folder / "scheduler.json"
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
@@ -214,6 +216,9 @@ def scheduler(tmp_path_factory):
         address = json.loads(sfile.read_text())["address"]
         for name, spec in (("split-pocl", "pocl"), ("split-intel", "intel")):
             procs.append(_start_worker(address, name, args=("--devices", spec)))
+        # the same plugin at another version, on a third worker (started beside the others: less waiting)
+        other = _install_plugin(folder / "v2", "0.2")
+        procs.append(_start_worker(address, "odd-plugins", {"PYTHONPATH": other}))
         for p in procs[1:]:
             _joined(p)
         yield address, procs
@@ -248,46 +253,38 @@ def _joined(worker: subprocess.Popen) -> None:
 def test_workers_split_devices_and_a_mismatched_plugin_version_is_refused(scheduler, tmp_path):
     _need_three_implementations()
     address, _ = scheduler
-    other = _install_plugin(tmp_path / "v2", "0.2")  # the same plugin, another version, on one worker
-    odd = _start_worker(address, "odd-plugins", {"PYTHONPATH": other})
-    try:
-        _joined(odd)
-        out = tmp_path / "c.json"
-        # refused before any case runs, naming the worker and what differs
-        proc = run_xgpu("parity", "--scheduler", address, *GRID, "-o", str(out), check=False)
-        assert proc.returncode == 1
-        assert "VersionMismatchError" in proc.stderr and "worker odd-plugins" in proc.stderr
-        assert "plugin 'tiny' xgpu-tiny 0.2 ok (here xgpu-tiny 0.1 ok)" in proc.stderr, proc.stderr
-        assert "split-pocl" not in proc.stderr
+    out = tmp_path / "c.json"
+    # refused before any case runs, naming the worker and what differs
+    proc = run_xgpu("parity", "--scheduler", address, *GRID, "-o", str(out), check=False)
+    assert proc.returncode == 1
+    assert "VersionMismatchError" in proc.stderr and "worker odd-plugins" in proc.stderr
+    assert "plugin 'tiny' xgpu-tiny 0.2 ok (here xgpu-tiny 0.1 ok)" in proc.stderr, proc.stderr
+    assert "split-pocl" not in proc.stderr
 
-        # left out on request: its column says why; the two others split the host's devices
-        proc = run_xgpu("parity", "--scheduler", address, *GRID, "-o", str(out), "--skip-mismatched", check=False)
-        data = load_cluster_report(out)
-        states = {w["name"]: w for w in data["workers"]}
-        assert set(states) == {"split-pocl", "split-intel", "odd-plugins"}, proc.stderr
-        assert states["odd-plugins"]["status"] == "refused" and "0.2" in states["odd-plugins"]["detail"]
-        assert states["split-pocl"]["status"] == states["split-intel"]["status"] == "done"
-        assert states["split-pocl"]["resources"] == {"xgpu-devices": 1, "xgpu-opencl": 1}
-        devices = {w["machine"]["worker"]: [d["platform"] for d in w["devices"]] for w in data["reports"]}
-        assert devices["split-pocl"] == ["Portable Computing Language"] and devices["split-intel"] == ["Intel(R) OpenCL"]
-        labels = [c["label"] for c in cluster_matrix(data).columns]
-        assert any("odd-plugins" in x and "REFUSED" in x for x in labels), labels
-        assert proc.returncode == 1  # a worker did not run
+    # left out on request: its column says why; the two others split the host's devices
+    proc = run_xgpu("parity", "--scheduler", address, *GRID, "-o", str(out), "--skip-mismatched", check=False)
+    data = load_cluster_report(out)
+    states = {w["name"]: w for w in data["workers"]}
+    assert set(states) == {"split-pocl", "split-intel", "odd-plugins"}, proc.stderr
+    assert states["odd-plugins"]["status"] == "refused" and "0.2" in states["odd-plugins"]["detail"]
+    assert states["split-pocl"]["status"] == states["split-intel"]["status"] == "done"
+    assert states["split-pocl"]["resources"] == {"xgpu-devices": 1, "xgpu-opencl": 1}
+    devices = {w["machine"]["worker"]: [d["platform"] for d in w["devices"]] for w in data["reports"]}
+    assert devices["split-pocl"] == ["Portable Computing Language"] and devices["split-intel"] == ["Intel(R) OpenCL"]
+    labels = [c["label"] for c in cluster_matrix(data).columns]
+    assert any("odd-plugins" in x and "REFUSED" in x for x in labels), labels
+    assert proc.returncode == 1  # a worker did not run
 
-        # a worker whose devices the selection leaves out is a column saying so; one past --timeout too
-        run_xgpu("parity", "--scheduler", address, *GRID, "-o", str(out), "--skip-mismatched",
-                 "--exclude", "intel", "--timeout", "0.001", check=False)
-        data = load_cluster_report(out)
-        states = {w["name"]: w for w in data["workers"]}
-        assert states["split-intel"]["status"] == "no devices", states
-        assert states["split-pocl"]["status"] == "timed out" and "--timeout" in states["split-pocl"]["detail"]
-        labels = [c["label"] for c in cluster_matrix(data).columns]
-        assert any("split-intel" in x and "NO DEVICES" in x for x in labels), labels
-        assert any("split-pocl" in x and "TIMED OUT" in x for x in labels), labels
-    finally:
-        odd.terminate()
-        odd.wait(timeout=30)
-        odd.stdout.close()
+    # a worker whose devices the selection leaves out is a column saying so; one past --timeout too
+    run_xgpu("parity", "--scheduler", address, *GRID, "-o", str(out), "--skip-mismatched",
+             "--exclude", "intel", "--timeout", "0.001", check=False)
+    data = load_cluster_report(out)
+    states = {w["name"]: w for w in data["workers"]}
+    assert states["split-intel"]["status"] == "no devices", states
+    assert states["split-pocl"]["status"] == "timed out" and "--timeout" in states["split-pocl"]["detail"]
+    labels = [c["label"] for c in cluster_matrix(data).columns]
+    assert any("split-intel" in x and "NO DEVICES" in x for x in labels), labels
+    assert any("split-pocl" in x and "TIMED OUT" in x for x in labels), labels
 
 
 USER_TEST = '''
@@ -309,11 +306,13 @@ def test_user_tests_run_on_every_worker_with_one_merged_result(scheduler, tmp_pa
     (tmp_path / "mine" / "test_mine.py").write_text(USER_TEST)
     junit, out = tmp_path / "merged.xml", tmp_path / "merged.json"
     proc = subprocess.run([sys.executable, "-m", "xgpu.tools.cli", "test", "--scheduler", address,
-                           "--junitxml", str(junit), "-o", str(out), "--", "mine", "-q"],
+                           "--skip-mismatched", "--junitxml", str(junit), "-o", str(out), "--", "mine", "-q"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     data = json.loads(out.read_text())
     assert proc.returncode == 1  # the planted failure on the Intel worker
     states = {w["name"]: w for w in data["workers"]}
+    refused = states.pop("odd-plugins")
+    assert refused["status"] == "refused" and "xgpu-tiny 0.2" in refused["detail"] and not refused["tests"]
     assert set(states) == {"split-pocl", "split-intel"} and all(w["status"] == "done" for w in states.values())
     outcome = {(n, t["id"].split("::")[-1]): t["outcome"] for n, w in states.items() for t in w["tests"]}
     # each worker ran the tests on its one device (the id its device has on this host)
@@ -323,10 +322,10 @@ def test_user_tests_run_on_every_worker_with_one_merged_result(scheduler, tmp_pa
                        ("split-pocl", f"test_fails_on_intel[{dev['split-pocl']}]"): "passed",
                        ("split-intel", f"test_roundtrip[{dev['split-intel']}]"): "passed",
                        ("split-intel", f"test_fails_on_intel[{dev['split-intel']}]"): "failed"}, outcome
-    assert "3 passed, 1 failed, 0 skipped on 2 worker(s)" in proc.stdout
+    assert "3 passed, 1 failed, 0 skipped on 3 worker(s)" in proc.stdout
     assert "planted failure" in proc.stdout
     text = junit.read_text()
-    assert text.count("<testsuite ") == 2 and "split-intel" in text
+    assert text.count("<testsuite ") == 3 and "split-intel" in text and "refused" in text
 
 
 def test_cluster_needs_a_valid_local_spec_and_a_scheduler(capsys):
