@@ -275,13 +275,14 @@ def test_workers_split_devices_and_a_mismatched_plugin_version_is_refused(schedu
     assert any("odd-plugins" in x and "REFUSED" in x for x in labels), labels
     assert proc.returncode == 1  # a worker did not run
 
-    # a worker whose devices the selection leaves out is a column saying so; one past --timeout too
-    run_xgpu("parity", "--scheduler", address, *GRID, "-o", str(out), "--skip-mismatched",
-             "--exclude", "intel", "--timeout", "0.001", check=False)
+    # a worker whose devices the selection leaves out is a column saying so; one past --timeout too (its
+    # 3 s case is still running after 1 s)
+    run_xgpu("parity", "--scheduler", address, *GRID, "--kernel", "tinyslow", "-o", str(out), "--skip-mismatched",
+             "--exclude", "intel", "--timeout", "1", check=False)
     data = load_cluster_report(out)
     states = {w["name"]: w for w in data["workers"]}
     assert states["split-intel"]["status"] == "no devices", states
-    assert states["split-pocl"]["status"] == "timed out" and "--timeout" in states["split-pocl"]["detail"]
+    assert states["split-pocl"]["status"] == "timed out" and "--timeout 1 s" in states["split-pocl"]["detail"]
     labels = [c["label"] for c in cluster_matrix(data).columns]
     assert any("split-intel" in x and "NO DEVICES" in x for x in labels), labels
     assert any("split-pocl" in x and "TIMED OUT" in x for x in labels), labels

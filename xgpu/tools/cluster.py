@@ -445,6 +445,11 @@ def run_cluster_parity(client, rows: list[tuple[str, str, str]], selection: dict
                 _stop(w, LOST if gone else RAISED, (f"the worker died after {w.cases_done} of {w.cases_total} cases"
                                                      if gone else f"{type(error).__name__}: {error}"), futures, pending)
         now = time.monotonic()
+        if timeout:
+            for w in states:
+                if w.status == RUNNING and now - w.started > timeout:
+                    _stop(w, TIMEOUT, f"ran past --timeout {timeout:g} s after {w.cases_done} of {w.cases_total} "
+                                      "cases", futures, pending)
         if now - last_poll >= 1.0:
             last_poll = now
             alive = _alive(client)
@@ -456,9 +461,6 @@ def run_cluster_parity(client, rows: list[tuple[str, str, str]], selection: dict
                 if missing[w.address] >= 2:
                     _stop(w, LOST, f"the worker left the cluster (died?) after {w.cases_done} of {w.cases_total} "
                                    "cases", futures, pending)
-                elif timeout and now - w.started > timeout:
-                    _stop(w, TIMEOUT, f"ran past --timeout {timeout:g} s after {w.cases_done} of {w.cases_total} "
-                                      "cases", futures, pending)
         if done or not pending:
             save(complete=not pending)
     for w in states:
