@@ -160,7 +160,9 @@ def test_gemm_mixed_devices():
 
 PLANNED = [(1, 1, 1, True, True), (7, 7, 7, False, True), (127, 9, 31, True, False), (1, 127, 3, False, True),
            (33, 65, 17, True, True), (9, 130, 40, False, False), (127, 1000, 129, False, True),
-           (1000, 7, 33, True, False), (130, 130, 300, False, True)]
+           (1000, 7, 33, True, False), (130, 130, 300, False, True),
+           # computed as C^T = op(B)^T op(A)^T: few rows against a long K, and both transposed
+           (7, 300, 400, False, True), (20, 30, 200, True, True), (3, 1, 64, True, True)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -231,6 +233,11 @@ def test_plans_for_shape_classes():
     assert p.config.tm == 64 and p.config.tn == 32 and p.config.wn == 32
     p = plan_for_shape(vector, 4, 64, 20, 64, 1, False, False, 2, "table")
     assert p.config.tn == p.config.wn == 32 and p.config.vw == 16
+    p = plan_for_shape(direct, 4, 64, 4096, 4096, 1, False, True, 2, "table")
+    assert p.swap and (p.pack_a, p.pack_b) == (False, True)  # packs x (64 x 4096), not W (4096 x 4096)
+    p = plan_for_shape(vector, 4, 100, 200, 1000, 1, True, True, 2, "table")
+    assert p.swap and not p.pack_a and not p.pack_b
+    assert not plan_for_shape(tiled, 4, 64, 4096, 4096, 1, False, True, 2, "table").swap
     for cfg in (direct, vector):
         for m, n, batch in ((1, 1, 1), (7, 1000, 1), (1000, 3, 1), (256, 256, 1), (64, 64, 64)):
             c = plan_for_shape(cfg, 4, m, n, 64, batch, False, False, 2, "table").config
@@ -245,11 +252,12 @@ def _cpu_class_bases():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m,n,k,trans_a,trans_b", [(7, 9, 5, True, True), (33, 40, 19, False, True),
-                                                   (9, 65, 12, True, False), (20, 3, 8, False, False)])
+                                                   (9, 65, 12, True, False), (20, 3, 8, False, False),
+                                                   (3, 40, 30, False, True), (9, 10, 40, True, True)])
 def test_cpu_class_plans_on_every_device(xgpu_device, m, n, k, trans_a, trans_b, dtype, rng):
     """The plans the planner makes for the CPU runtimes' classes (packed operands, tiles cut to the
     matrix), run step by step on every device: on Oclgrind this checks their memory accesses."""
-    from xgpu.kernels.gemm import transposed
+    from xgpu.kernels.gemm import execute
     from xgpu.kernels.gemm.planner import plan_for_shape
 
     need(xgpu_device, dtype)
@@ -259,12 +267,7 @@ def test_cpu_class_plans_on_every_device(xgpu_device, m, n, k, trans_a, trans_b,
         p = plan_for_shape(base, np.dtype(dtype).itemsize, m, n, k, 1, trans_a, trans_b, 2, "test")
         if p.config.work_group_size > xgpu_device.max_work_group_size:
             continue
-        ga, gb = xgpu.asarray(a, xgpu_device), xgpu.asarray(b, xgpu_device)
-        ta, tb = trans_a, trans_b
-        if p.pack_a:
-            ga, ta = transposed(ga, k, m).reshape(m, k), False
-        if p.pack_b:
-            gb, tb = transposed(gb, n, k).reshape(k, n), False
         c = xgpu.asarray(c0, xgpu_device)
-        gemm(ga, gb, c, alpha=0.75, beta=-1.5, trans_a=ta, trans_b=tb, config=p.config)
+        execute(p, c, xgpu.asarray(a, xgpu_device), xgpu.asarray(b, xgpu_device), m, n, k, 1, 0.75, -1.5,
+                trans_a, trans_b, (0, 0, 0), explicit=True)
         assert_close(c.get(), reference(a, b, trans_a, trans_b, 0.75, -1.5, c0), dtype=dtype, terms=k)

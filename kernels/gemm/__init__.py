@@ -175,11 +175,12 @@ def _pack_kernel(device: xgpu.Device, dtype: np.dtype):
     return hit
 
 
-def transposed(x: Array, rows: int, cols: int, batch: int = 1, stride: int = 0) -> Array:
-    """A new (batch, cols, rows) array holding the transposes of the ``batch`` row-major rows x cols
-    matrices in ``x``, ``stride`` elements apart (0: one matrix, repeated)."""
+def transposed(x: Array, rows: int, cols: int, batch: int = 1, stride: int = 0, out: Array | None = None) -> Array:
+    """The transposes of the ``batch`` row-major rows x cols matrices in ``x``, ``stride`` elements apart
+    (0: one matrix, repeated), in a new (batch, cols, rows) array or written into ``out``."""
     batch = batch if stride else 1
-    out = xgpu.empty((batch, cols, rows), x.dtype, x.device)
+    if out is None:
+        out = xgpu.empty((batch, cols, rows), x.dtype, x.device)
     kernel, (t, ry) = _pack_kernel(x.device, x.dtype)
     kernel(out, x, np.int32(rows), np.int32(cols), np.int32(stride), np.int32(rows * cols),
            global_size=(-(-cols // t) * t, -(-rows // t) * ry, batch), local_size=(t, ry, 1))
@@ -187,9 +188,24 @@ def transposed(x: Array, rows: int, cols: int, batch: int = 1, stride: int = 0) 
 
 
 def _launch(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, config=None):
+    chosen = plan(c.device, c.dtype, m, n, k, batch, trans_a, trans_b, config)
+    return execute(chosen, c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, config is not None)
+
+
+def execute(chosen: GemmPlan, c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, explicit=False):
+    """Run ``chosen`` (a plan, see :func:`plan`) for ``C = alpha op(A) @ op(B) + beta C``."""
+    if not chosen.swap:
+        return _run(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen, explicit)
+    # C^T = op(B)^T op(A)^T, an N x M product on the operands' other roles (their transposes flip), computed
+    # into scratch and transposed into C: for op(A) @ B^T with few rows, packing A and C is cheaper than B
+    scratch = transposed(c, m, n) if beta else xgpu.empty((1, n, m), c.dtype, c.device)
+    _run(scratch, b, a, n, m, k, 1, alpha, beta, not trans_b, not trans_a, (0, 0, 0), chosen, False)
+    return transposed(scratch, n, m, out=c)
+
+
+def _run(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen: GemmPlan, explicit: bool):
     device = c.device
     dtype = c.dtype
-    chosen = plan(device, dtype, m, n, k, batch, trans_a, trans_b, config)
     stride_a, stride_b, stride_c = strides
     if chosen.pack_a:  # A is (K, M): its transposes, (M, K) each
         a = transposed(a, k, m, batch, stride_a)
@@ -197,7 +213,7 @@ def _launch(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, con
     if chosen.pack_b:  # B is (N, K): its transposes, (K, N) each
         b = transposed(b, n, k, batch, stride_b)
         trans_b, stride_b = False, (k * n if stride_b else 0)
-    kernel, cfg = _kernel(device, dtype, trans_a, trans_b, chosen.config, explicit=config is not None)
+    kernel, cfg = _kernel(device, dtype, trans_a, trans_b, chosen.config, explicit=explicit)
     lda = m if trans_a else k
     ldb = k if trans_b else n
     scalar = np.float64 if dtype == np.float64 else np.float32

@@ -5,6 +5,9 @@ what one call runs. Pure functions of their arguments (no device needed), so pla
   read global memory directly (CPU runtimes): read in place its loads are strided, which costs those
   runtimes their vector loads (10-15x on ``x @ W.T``). Local-memory variants (GPUs) stage both layouts
   with coalesced reads and read the operands as they lie.
+- When that copies fewer elements, ``op(A) @ op(B)`` is computed as ``(op(B)^T op(A)^T)^T``: both
+  transposes flip, so ``A^T @ B^T`` needs no packing at all, and ``x @ W.T`` with few rows packs ``x``
+  (and C) instead of the large ``W``.
 - A tile taller or wider than the matrix is halved until it fits, so that a matrix with fewer rows or
   columns than the device class's tile still runs whole tiles on the fast path.
 - A problem with too few tiles to keep every compute unit busy gets shorter tiles.
@@ -30,6 +33,9 @@ class GemmPlan:
     pack_a: bool
     pack_b: bool
     why: str
+    #: computed as C^T = op(B)^T op(A)^T (an N x M product whose operands' transposes flip), into scratch
+    #: that is then transposed into C; ``config`` and the packing flags are for that product
+    swap: bool = False
 
 
 def fit_tile(cfg: GemmConfig, m: int, n: int, batch: int = 1, compute_units: int = 1) -> GemmConfig:
@@ -63,6 +69,13 @@ def plan_for_shape(base: GemmConfig, itemsize: int, m: int, n: int, k: int, batc
     """The plan for an ``m x n x k`` product (``batch`` of them) from the device class's variant ``base``
     (for untransposed operands), of elements of ``itemsize`` bytes."""
     pack = not base.local_tiles
+    # elements copied: packing the transposed operands as they are, or computing C^T = op(B)^T op(A)^T,
+    # whose operands are transposed where these are not, plus C in and out of scratch
+    copies = trans_a * m * k + trans_b * n * k
+    swapped = (not trans_b) * n * k + (not trans_a) * m * k + 2 * m * n
+    if pack and batch == 1 and copies and swapped < copies:
+        p = plan_for_shape(base, itemsize, n, m, k, 1, not trans_b, not trans_a, compute_units, source)
+        return GemmPlan(p.config, p.pack_a, p.pack_b, p.why + ", as C^T = op(B)^T op(A)^T", swap=True)
     pack_a, pack_b = trans_a and pack, trans_b and pack
     cfg = adapt(base, itemsize, trans_b and not pack_b)
     cfg = fit_tile(cfg, m, n, batch, compute_units)
