@@ -178,6 +178,102 @@ def row_duplicate_backend(dev):
         xgpu.unregister_plugin(name)
 
 
+# ---- rows added with the hardening of issue 14 (tests/test_hardening.py tries each class harder)
+
+
+def row_kernel_arguments(dev):
+    program = xgpu.compile("KERNEL void k(GLOBAL_MEM float* y, const float a, const index_t n) { y[0] = a; }", dev)
+    y = xgpu.zeros(1, np.float32, dev)
+    with pytest.raises(errors.InvalidArgumentError, match=r"takes 3 argument\(s\).*got 2"):
+        program.k(y, np.float32(1), global_size=1)
+    with pytest.raises(errors.InvalidArgumentError, match=r"\(n\).*does not fit"):
+        program.k(y, np.float32(1), np.int64(2**40), global_size=1)
+    with pytest.raises(errors.UnsupportedDtypeError, match=r"\(y\).*int32"):
+        program.k(xgpu.zeros(1, np.int32, dev), np.float32(1), 1, global_size=1)
+    program.k(y, 2, 1, global_size=1)  # an exact int for a float: converted
+    assert y.get().tolist() == [2.0]
+
+
+def row_bad_sizes(dev):
+    program = xgpu.compile("KERNEL void k(GLOBAL_MEM float* y) { }", dev)
+    with pytest.raises(errors.InvalidArgumentError, match="global_size must be an int"):
+        program.k(xgpu.zeros(1, np.float32, dev), global_size="100")
+    for shape in ((2.5, 3), "12"):
+        with pytest.raises(errors.ShapeError):
+            xgpu.empty(shape, np.float32, dev)
+    with pytest.raises(errors.ShapeError):
+        xgpu.zeros(6, np.float32, dev).reshape(None)
+    with pytest.raises(errors.ShapeError):
+        xgpu.asarray([1, [2, 3]], dev)
+
+
+def row_big_endian(dev):
+    host = np.arange(5, dtype=">f4")
+    a = xgpu.asarray(host, dev)
+    assert a.dtype == np.float32 and a.dtype.isnative and a.get().tolist() == host.tolist()
+
+
+def row_bad_build_arguments(dev):
+    with pytest.raises(errors.InvalidArgumentError, match="identifiers"):
+        xgpu.compile("KERNEL void k(GLOBAL_MEM float* y) { }", dev, defines={1: 2})
+    with pytest.raises(errors.InvalidArgumentError, match="list of strings"):
+        xgpu.compile("KERNEL void k(GLOBAL_MEM float* y) { }", dev, options="-cl-fast-relaxed-math")
+    with pytest.raises(errors.TemplateError, match="not found"):
+        xgpu.compile("kernels/nothere", dev)
+
+
+def row_timeout(dev):
+    program = xgpu.compile("KERNEL void k(GLOBAL_MEM float* y) { y[0] = 1.0f; }", dev)
+    event = program.k(xgpu.zeros(1, np.float32, dev), global_size=1)
+    event.wait(timeout=60)  # ends in time: no error (tests/test_hardening.py runs an endless kernel)
+    dev.synchronize(timeout=60)
+    assert issubclass(errors.KernelTimeoutError, TimeoutError)
+    with pytest.raises(errors.InvalidArgumentError, match="timeout"):
+        event.wait(timeout="soon") if not event._done else dev.synchronize(timeout="soon")
+
+
+def row_bad_setting(dev):
+    from xgpu import _paths
+
+    _paths._warned.discard(("XGPU_TEST_SIZE", "lots"))  # one warning per process and value: this row runs per device
+    with pytest.warns(_paths.ConfigWarning, match="XGPU_TEST_SIZE='lots'.*using 5 bytes"):
+        import os
+
+        os.environ["XGPU_TEST_SIZE"] = "lots"
+        try:
+            assert _paths.env_bytes("XGPU_TEST_SIZE", 5) == 5
+        finally:
+            del os.environ["XGPU_TEST_SIZE"]
+
+
+def row_unusable_cache(dev):
+    from xgpu import _cache
+
+    assert "chown" in _cache._fix_hint(ROOT / "binaries", "it is owned by uid 0, not by you (uid 1)")
+
+
+def row_tuning_store(dev):
+    from xgpu import tuning
+
+    bad = {"key": "0" * 32, "kernel": 5, "dtype": "float32", "shape_class": "s", "device": {}, "config": {}}
+    assert tuning._entry_problem(bad) and tuning._entry_problem(7)
+
+
+def row_bad_report(dev):
+    from xgpu.tools.parity import REPORT_FORMAT, check_report
+
+    report = {"format": REPORT_FORMAT, "machine": {}, "devices": [{"id": dev.id, "name": dev.name}],
+              "results": [{"kernel": "k", "case": "c", "dtype": "float32", "device": "opencl:9:9", "status": "fail"}]}
+    with pytest.raises(errors.InvalidArgumentError, match="not in the report's device list"):
+        check_report(report)
+
+
+def row_cli_errors(dev):
+    from xgpu.tools import cli
+
+    assert cli.main(["parity", "merge", str(ROOT)]) == 1  # a folder, not a report: one error line
+
+
 ROWS = {name[4:].replace("_", "-"): func for name, func in globals().items() if name.startswith("row_")}
 
 

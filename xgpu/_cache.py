@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._paths import cache_root, env_bytes
+from ._paths import cache_root, env_bytes, env_flag
 
 MAGIC = b"XGPUBIN2"
 #: Headers of earlier xgpu versions: still xgpu's (counted, evicted, deleted), never loaded.
@@ -83,7 +83,7 @@ def _warn_once(tag: str, message: str, stacklevel: int = 3) -> None:
 
 
 def enabled() -> bool:
-    return os.environ.get("XGPU_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
+    return env_flag("XGPU_CACHE")
 
 
 def binaries_dir() -> Path:

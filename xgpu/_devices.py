@@ -88,9 +88,14 @@ class Device:
         return dt in (np.float32, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
                       np.bool_)
 
-    def synchronize(self) -> None:
-        """Wait for all work queued on this device."""
-        self._impl.synchronize()
+    def synchronize(self, timeout: float | None = None) -> None:
+        """Wait for all work queued on this device; Ctrl-C interrupts the wait, ``timeout`` (seconds) raises
+        :class:`~xgpu.errors.KernelTimeoutError`."""
+        from ._program import wait_interruptibly
+
+        last = getattr(self, "_last_kernel", None)
+        wait_interruptibly(self._impl.synchronize, timeout,
+                           f"the work queued on {self.id}" + (f" (last kernel launched: {last!r})" if last else ""))
 
     def prelude(self) -> str:
         return self._backend.prelude()

@@ -59,6 +59,24 @@ def env_bytes(name: str, default: int) -> int:
     return value
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def env_flag(name: str, default: bool = True) -> bool:
+    """An on/off switch from the environment (1/0, true/false, yes/no, on/off); anything else warns."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    warn_setting(name, raw, "is not 1/0, true/false, yes/no or on/off", f"{'on' if default else 'off'}")
+    return default
+
+
 def env_path(name: str) -> Path | None:
     """A folder from the environment, ``~`` expanded; a relative path is made absolute (with a warning)."""
     raw = os.environ.get(name)

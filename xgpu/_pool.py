@@ -13,11 +13,11 @@ tries again.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
+from ._paths import env_bytes, env_flag
 from .errors import OutOfMemoryError
 
 if TYPE_CHECKING:
@@ -47,8 +47,9 @@ class MemoryPool:
         self._held = 0
         self._lock = threading.Lock()
         default = min(global_mem_bytes // 4, 4 * 2**30)
-        self.enabled = os.environ.get("XGPU_POOL", "1") != "0"
-        self.limit = int(os.environ.get("XGPU_POOL_MAX_BYTES", default))
+        # checked where read: a bad value warns once and the default is used (never a lost backend)
+        self.enabled = env_flag("XGPU_POOL")
+        self.limit = env_bytes("XGPU_POOL_MAX_BYTES", default)
 
     @property
     def held_bytes(self) -> int:

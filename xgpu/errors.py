@@ -11,6 +11,7 @@
     ├── CompileError                 the device compiler rejected the rendered source (names template line)
     ├── LaunchError                  a kernel launch the device or kernel cannot run
     │   └── MemoryCheckError         a checking device (Oclgrind) saw a bad access or race (names template line)
+    ├── KernelTimeoutError           a wait with a timeout ran out (names the kernel)  (also TimeoutError)
     ├── OutOfMemoryError             an allocation the device cannot satisfy            (also MemoryError)
     └── DeviceError                  any other failure reported by a driver (the original is chained)
 
@@ -27,6 +28,7 @@ __all__ = [
     "DeviceMismatchError",
     "DeviceNotFoundError",
     "InvalidArgumentError",
+    "KernelTimeoutError",
     "LaunchError",
     "MemoryCheckError",
     "OutOfMemoryError",
@@ -133,6 +135,14 @@ class MemoryCheckError(LaunchError):
         super().__init__(message)
         self.device = device
         self.problems = problems
+
+
+class KernelTimeoutError(XgpuError, TimeoutError):
+    """``Event.wait(timeout=)`` or ``Device.synchronize(timeout=)`` ran out of time; names the kernel.
+
+    A running kernel cannot be cancelled (OpenCL has no way to): it goes on until it ends, and work queued
+    behind it on the device waits for it.
+    """
 
 
 class OutOfMemoryError(XgpuError, MemoryError):

@@ -169,6 +169,14 @@ class OpenCLEvent(EventImpl):
         with translate_errors(self.device, "waiting for a kernel"):
             self.event.wait()
 
+    def done(self) -> bool:
+        """Whether the kernel has finished (or failed), without blocking."""
+        cl = _cl()
+        try:
+            return self.event.command_execution_status <= cl.command_execution_status.COMPLETE
+        except cl.Error:
+            return True  # wait() reports the failure
+
     def elapsed_s(self) -> float:
         self.wait()
         with translate_errors(self.device, "reading profiling info"):

@@ -324,3 +324,41 @@ def _register_checks() -> None:
 
 
 _register_checks()
+
+
+def _check_tuned_structure(config: dict[str, Any]) -> GemmConfig:
+    """A stored variant's fields are a GemmConfig's, and its tiles are whole multiples of its blocks."""
+    cfg = GemmConfig(**config)  # an unknown or missing field is a TypeError: the entry is refused
+    sizes = (cfg.tm, cfg.tn, cfg.wm, cfg.wn, cfg.tk, cfg.vw)
+    if not all(isinstance(v, int) and 1 <= v <= 4096 for v in sizes) or not 0 <= cfg.kc <= 1 << 16:
+        raise ValueError(f"variant {cfg.label} has sizes out of range")
+    if cfg.tm % cfg.wm or cfg.tn % cfg.wn or cfg.wn % cfg.vw:
+        raise ValueError(f"variant {cfg.label}: the tile ({cfg.tm}x{cfg.tn}) is not a whole multiple of the "
+                         f"work-item block ({cfg.wm}x{cfg.wn}, vectors of {cfg.vw})")
+    return cfg
+
+
+def _check_tuned(device: xgpu.Device, dtype: np.dtype, config: dict[str, Any]) -> None:
+    """Before a stored GEMM variant is used (once per process): its structure, then a small odd-shaped product
+    computed with it against the default variant."""
+    cfg = adapt(_check_tuned_structure(config), np.dtype(dtype).itemsize, False)
+    rng = np.random.default_rng(14)
+    m, n, k = 37, 29, 23
+    a = xgpu.asarray(rng.uniform(-1, 1, (m, k)).astype(dtype), device)
+    b = xgpu.asarray(rng.uniform(-1, 1, (k, n)).astype(dtype), device)
+    got = gemm(a, b, config=cfg).get().astype(np.float64)
+    want = gemm(a, b, config=config_for(device, np.dtype(dtype))).get().astype(np.float64)
+    tol = {2: 1e-2, 4: 1e-5, 8: 1e-12}[np.dtype(dtype).itemsize] * k
+    if not np.all(np.isfinite(got)) or np.max(np.abs(got - want)) > tol * max(1.0, np.max(np.abs(want))):
+        raise ValueError(f"variant {cfg.label} disagrees with the default on a {m}x{n}x{k} product")
+
+
+def _register_checks() -> None:
+    from xgpu.tuning import register_check
+
+    register_check("gemm", _check_tuned)
+    # conv2d's implicit GEMM stores GemmConfig variants too: their structure is checked the same way
+    register_check("conv2d", lambda device, dtype, config: _check_tuned_structure(config))
+
+
+_register_checks()

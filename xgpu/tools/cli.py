@@ -518,12 +518,17 @@ def cmd_tune(args: argparse.Namespace, console: Console) -> int:
         for col in ("kernel", "device", "dtype", "shape class", "variant", "GF/s", "default GF/s", "tuned", "applies"):
             table.add_column(col)
         devices = _devices.devices()
-        for e in found:
+        def num(x: Any) -> str:
+            return f"{x:.1f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "?"
+
+        from rich.markup import escape
+
+        for e in found:  # the store's entries are validated; the figures beside them may still be anything
             current = tuning.is_current(e, devices)
-            table.add_row(e["kernel"], f"{e.get('device_id', '?')} {e['device'].get('name', '')}", e["dtype"],
-                          e["shape_class"], e.get("label", ""), f"{e.get('gflops', 0):.1f}",
-                          f"{e.get('default_gflops', 0):.1f}", e.get("tuned", ""),
-                          "yes" if current else "no (other device, driver or xgpu version)")
+            table.add_row(*(escape(str(x)) for x in (
+                e["kernel"], f"{e.get('device_id', '?')} {e['device'].get('name', '')}", e["dtype"], e["shape_class"],
+                e.get("label", ""), num(e.get("gflops")), num(e.get("default_gflops")), e.get("tuned", ""),
+                "yes" if current else "no (other device, driver or xgpu version)")))
         console.print(table)
         if not found:
             console.print("nothing tuned yet: xgpu tune gemm --device SPEC --budget 120", highlight=False)
