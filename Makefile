@@ -15,8 +15,11 @@ demo: setup
 XGPU_REQUIRE_DEVICES ?= pocl,intel,oclgrind,rusticl
 export XGPU_REQUIRE_DEVICES
 
+# ruff, mypy over the installed layout (scripts/typecheck.py), then the whole suite: about 15-20 minutes
+# on 2 cores, most of it the OpenCL devices' GEMM/conv2d tests and every CUDA variant through NVRTC + ptxas
 test: setup
 	$(PY) -m ruff check xgpu backends kernels tests
+	$(PY) scripts/typecheck.py
 	$(PY) -m pytest
 
 # On a machine with an NVIDIA GPU, driver and CUDA toolkit: pycuda, then the whole suite and the
@@ -28,6 +31,7 @@ test-cuda: setup
 
 lint: setup
 	$(PY) -m ruff check xgpu backends kernels tests
+	$(PY) scripts/typecheck.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -6,6 +6,8 @@ that an element a kernel forgets shows; inputs are never zero.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 import xgpu
@@ -67,7 +69,7 @@ def _conv_work(n, c, h, w, k, r, s, stride=1, groups=1, **_):
     return 2 * n * k * (h // st[0] + 1) * (w // st[1] + 1) * (c // groups) * r * s
 
 
-GEMM_CASES = {
+GEMM_CASES: dict[str, tuple[bool, tuple[int, int, int], dict[str, Any]]] = {
     # name: (quick, (m, n, k), options)
     "1x1x1": (True, (1, 1, 1), {}),
     "7x13x5": (True, (7, 13, 5), {}),
@@ -80,7 +82,7 @@ GEMM_CASES = {
     "1000x1000x1000": (False, (1000, 1000, 1000), {}),
 }
 
-CONV_CASES = {
+CONV_CASES: dict[str, tuple[bool, tuple[int, ...], dict[str, Any]]] = {
     # name: (quick, (n, c, h, w, k, r, s), options)
     "3x3 pad 1": (True, (2, 3, 9, 7, 4, 3, 3), {"padding": 1}),
     "3x3 stride 2 bias": (True, (1, 5, 11, 10, 6, 3, 3), {"stride": 2, "bias": True}),

@@ -36,7 +36,7 @@ def test_device_attributes(xgpu_device):
     assert d.type in ("gpu", "cpu", "accelerator")
     for attr in ("compute_units", "global_mem_bytes", "local_mem_bytes", "max_work_group_size"):
         assert getattr(d, attr) > 0, attr
-    assert d.clock_mhz >= 0
+    assert type(d.clock_mhz) is int  # 0 where the runtime does not say (Intel's CPU runtime)
     assert d.name and d.platform and d.vendor and d.driver_version
     assert d.supports("float32") and d.supports(np.float32)
     assert d.supports("float16"), "every device stores float16 through the load/store helpers"
@@ -52,7 +52,10 @@ def test_get_device_by_backend_name_and_substring():
     d = devs[0]
     assert xgpu.get_device(d.backend).backend == d.backend
     part = d.name[: max(3, len(d.name) // 2)].swapcase()  # case-insensitive
-    assert part.lower() in xgpu.get_device(part).name.lower() or part.lower() in xgpu.get_device(part).platform.lower()
+    chosen = xgpu.get_device(part)
+    # a substring of a device's name, platform, vendor or alias; a simulator only if nothing else matches
+    assert part.lower() in " ".join((chosen.name, chosen.platform, chosen.vendor, *chosen.aliases)).lower()
+    assert chosen.is_simulator <= d.is_simulator
 
 
 def test_default_is_never_a_simulator(monkeypatch):
@@ -104,12 +107,13 @@ def test_unavailable_backend_spec():
         xgpu.get_device(down[0].name)
 
 
-def test_devices_json_matches_python_api():
+def test_devices_json_matches_python_api(monkeypatch):
+    monkeypatch.delenv("XGPU_DEVICE", raising=False)
     payload = json.loads(run_xgpu("devices", "--json").stdout)
     assert [d["id"] for d in payload["devices"]] == [d.id for d in xgpu.devices()]
     assert payload["default"]["id"] == xgpu.get_device().id
     assert sum(d["default"] for d in payload["devices"]) == 1
-    assert "default rule" in payload["default"]["reason"] or "XGPU_DEVICE" in payload["default"]["reason"]
+    assert payload["default"]["reason"].startswith("default rule: first ")
 
 
 def test_devices_table_marks_default_and_unavailable():
@@ -119,7 +123,7 @@ def test_devices_table_marks_default_and_unavailable():
     assert "* default device: " + xgpu.get_device().id in out
     for s in xgpu.list_backends().values():
         if not s.available:
-            assert f"{s.name}: {s.reason}" in out.replace("\n", " ") or s.name in out
+            assert f"{s.name}: {s.reason}" in " ".join(out.split())  # wrapped at spaces to the width
 
 
 def test_devices_default_from_env_is_explained():

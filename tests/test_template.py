@@ -180,8 +180,8 @@ def test_user_template_2d_launch_any_size(xgpu_device, shape, rng):
     out = xgpu.asarray(np.full(shape, np.nan, np.float32), xgpu_device)
     event = program.affine(out, xgpu.asarray(x, xgpu_device), np.float32(1.5), np.float32(-2), shape[0], shape[1],
                            global_size=(shape[1], shape[0]))
-    event.wait()
-    assert event.elapsed_s >= 0
+    # the device time comes from the queue's profiling info (reading it raises where profiling is off)
+    assert isinstance(event.wait().elapsed_s, float)
     np.testing.assert_allclose(out.get(), 1.5 * x.astype(np.float64) - 2, rtol=1e-6, atol=1e-6)
 
 

@@ -354,7 +354,7 @@ def memory_check_error(found: list[Diagnostic], rendered: RenderedSource, device
     """One error for what a checking device reported: each distinct problem once, at its template line."""
     lines = rendered.text.split("\n")
     files = {loc[0] for loc in rendered.line_map if loc}
-    problems: dict[tuple[str, int | None], dict] = {}
+    problems: dict[tuple[str, tuple[str, int] | None], dict] = {}
     for d in found:
         kind = re.sub(r"0x[0-9a-f]+", "0x...", d.kind)  # one entry per problem, not per address
         if d.file is not None:  # named through a #line directive: find which template file

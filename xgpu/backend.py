@@ -17,6 +17,7 @@ memory* is *shared memory*.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,7 +191,7 @@ class Backend(abc.ABC):
         """Source that defines the neutral template words for this backend's language."""
 
     @abc.abstractmethod
-    def devices(self) -> list[DeviceImpl]:
+    def devices(self) -> Sequence[DeviceImpl]:
         """Every device this backend can use here.
 
         Raise :class:`~xgpu.errors.BackendUnavailableError` with a reason a person can act on

@@ -21,6 +21,7 @@ import pytest
 
 TEST_DEVICES_ENV = "XGPU_TEST_DEVICES"
 DEFAULT_DTYPES = ("float16", "float32", "float64")
+_DEVICES = pytest.StashKey[list]()  # the selection, worked out once per session
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,7 +37,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def selected_devices(config: pytest.Config) -> list:
-    cached = getattr(config, "_xgpu_devices", None)
+    cached = config.stash.get(_DEVICES, None)
     if cached is not None:
         return cached
     from xgpu._devices import select_devices
@@ -45,7 +46,7 @@ def selected_devices(config: pytest.Config) -> list:
     env = os.environ.get(TEST_DEVICES_ENV, "")
     specs += [s for s in env.split(",") if s.strip()]
     unique = select_devices(specs, config.getoption("xgpu_backend"), config.getoption("xgpu_exclude"))
-    config._xgpu_devices = unique
+    config.stash[_DEVICES] = unique
     return unique
 
 

@@ -7,6 +7,7 @@ Every template renders to CUDA C on any machine and compiles offline with NVRTC
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from xgpu.errors import BackendUnavailableError
@@ -51,7 +52,7 @@ class CudaBackend(Backend):
         log = "\n".join(x for x in (binary.log, binary.ptxas_log) if x)
         return OfflineBuild(arch, log, binary.cubin or binary.ptx.encode(), binary.resources)
 
-    def devices(self) -> list[DeviceImpl]:
+    def devices(self) -> Sequence[DeviceImpl]:
         from ._runtime import list_devices
 
         return list_devices()

@@ -1,7 +1,14 @@
-"""CUDA C to PTX or cubin with NVRTC (PyPI ``cuda-bindings`` + ``nvidia-cuda-nvrtc``): no GPU needed."""
+"""CUDA C to PTX or cubin with NVRTC (PyPI ``cuda-bindings`` + ``nvidia-cuda-nvrtc``): no GPU needed.
+
+``ptxas`` (registers, shared memory and spills per kernel) and ``nvcc`` (the fallback where NVRTC is
+missing) come from PyPI's ``nvidia-cuda-nvcc`` (with ``nvidia-nvvm``'s ``cicc``, pinned to NVRTC's
+series, ``pip install 'xgpu[nvrtc]'``): :func:`find_tool` looks in that package first, then on ``PATH``.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -24,6 +31,32 @@ class CudaBinary:
     log: str
     ptxas_log: str = ""
     resources: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _pip_tool_dirs() -> list[Path]:
+    """The ``bin`` folders of NVIDIA's PyPI packages (``nvidia/cu13/bin`` from ``nvidia-cuda-nvcc`` 13,
+    ``nvidia/cuda_nvcc/bin`` from its 12.x ``-cu12`` form), newest CUDA series first."""
+    try:
+        spec = importlib.util.find_spec("nvidia")
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    found: list[Path] = []
+    for root in spec.submodule_search_locations:
+        found += sorted(Path(root).glob("cu[0-9]*/bin"), key=lambda p: int(p.parent.name[2:]), reverse=True)
+        found += [p for p in [Path(root) / "cuda_nvcc" / "bin"] if p.is_dir()]
+    return found
+
+
+def find_tool(name: str) -> str | None:
+    """The path of a CUDA command-line tool (``ptxas``, ``nvcc``): from the ``nvidia-cuda-nvcc`` package
+    installed beside xgpu first, then on ``PATH``; ``None`` when neither has it."""
+    for folder in _pip_tool_dirs():
+        path = folder / name
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    return shutil.which(name)
 
 
 def nvrtc_version() -> str:
@@ -102,10 +135,9 @@ _PTXAS_SPILL = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
 
 
 def ptxas_report(binary: CudaBinary, arch: str) -> CudaBinary:
-    """Assemble the PTX with ``ptxas -v`` (when installed) for registers, shared memory and spills."""
-    ptxas = shutil.which("ptxas") or next(
-        (str(p) for p in Path("/usr/local").glob("cuda*/bin/ptxas") if p.is_file()), None
-    )
+    """Assemble the PTX with ``ptxas -v`` (when installed, see :func:`find_tool`) for registers, shared
+    memory and spills."""
+    ptxas = find_tool("ptxas")
     if not ptxas:
         return binary
     sm = "sm_" + arch.split("_", 1)[1]

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
 from xgpu.errors import (
@@ -28,7 +26,7 @@ from xgpu.errors import (
 from xgpu.plugin import BufferImpl, DeviceImpl, DeviceInfo, EventImpl, KernelImpl, ProgramImpl
 from xgpu.template import atomic_features
 
-from ._nvrtc import compile_cuda, supported_archs
+from ._nvrtc import compile_cuda, find_tool, supported_archs
 
 
 def _atomic_kind(dtype: str, op: str) -> str:
@@ -111,9 +109,7 @@ class CudaProgram(ProgramImpl):
 
 
 def _nvcc() -> str | None:
-    return shutil.which("nvcc") or next(
-        (str(p) for p in sorted(Path("/usr/local").glob("cuda*/bin/nvcc")) if p.is_file()), None
-    )
+    return find_tool("nvcc")
 
 
 def compile_with_nvcc(source: str, arch: str, options: tuple[str, ...]) -> tuple[bytes, str]:
@@ -217,17 +213,17 @@ class CudaDevice(DeviceImpl):
         with self.active("allocating memory", nbytes):
             return CudaBuffer(driver().mem_alloc(max(nbytes, 1)), nbytes)
 
-    def write(self, buffer: CudaBuffer, host: Any) -> None:
+    def write(self, buffer: CudaBuffer, host: Any) -> None:  # type: ignore[override]  # handed only this backend's own objects
         with self.active("copying to the device"):
             self.stream.synchronize()  # kernels still reading the buffer finish first
             driver().memcpy_htod(buffer.allocation, host)
 
-    def read(self, buffer: CudaBuffer, host: Any) -> None:
+    def read(self, buffer: CudaBuffer, host: Any) -> None:  # type: ignore[override]  # handed only this backend's own objects
         with self.active("copying from the device"):
             self.stream.synchronize()  # kernels writing the buffer finish first
             driver().memcpy_dtoh(host, buffer.allocation)
 
-    def copy(self, dst: CudaBuffer, src: CudaBuffer, nbytes: int) -> None:
+    def copy(self, dst: CudaBuffer, src: CudaBuffer, nbytes: int) -> None:  # type: ignore[override]  # handed only this backend's own objects
         with self.active("copying on the device"):
             self.stream.synchronize()
             driver().memcpy_dtod(dst.allocation, src.allocation, nbytes)
@@ -263,7 +259,7 @@ class CudaDevice(DeviceImpl):
             raise
         return self.load_binary(binary, options, log)
 
-    def program_binary(self, program: CudaProgram) -> bytes | None:
+    def program_binary(self, program: CudaProgram) -> bytes | None:  # type: ignore[override]  # handed only this backend's own objects
         return program.binary
 
     def load_binary(self, binary: bytes, options: tuple[str, ...], log: str = "") -> CudaProgram:
@@ -271,7 +267,7 @@ class CudaDevice(DeviceImpl):
             module = driver().module_from_buffer(binary)
         return CudaProgram(module, self, binary, log)
 
-    def launch(self, kernel: CudaKernel, global_size, local_size, args) -> CudaEvent:
+    def launch(self, kernel: CudaKernel, global_size, local_size, args) -> CudaEvent:  # type: ignore[override]  # handed only this backend's own objects
         drv = driver()
         grid = tuple(g // ls for g, ls in zip(global_size, local_size))
         for i, (n, limit) in enumerate(zip(grid, self.max_grid)):

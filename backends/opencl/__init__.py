@@ -257,7 +257,7 @@ class OpenCLDevice(DeviceImpl):
         simulator = any(s in (name + platform.name).lower() for s in _SIMULATORS)
         # Oclgrind writes what it finds to the log file: read from where the last launch left off
         self._log = log if simulator else None
-        self._log_pos = os.path.getsize(log) if self._log and os.path.exists(log) else 0
+        self._log_pos = os.path.getsize(self._log) if self._log and os.path.exists(self._log) else 0
         uninit = self._log is not None and os.environ.get("OCLGRIND_UNINITIALIZED", "0") not in ("", "0")
         self._extra_options: tuple[str, ...] = ("-cl-opt-disable",) if uninit else ()
         self.info = DeviceInfo(
@@ -307,15 +307,15 @@ class OpenCLDevice(DeviceImpl):
             mem = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(nbytes, 1))
         return OpenCLBuffer(mem, nbytes)
 
-    def write(self, buffer: OpenCLBuffer, host: Any) -> None:
+    def write(self, buffer: OpenCLBuffer, host: Any) -> None:  # type: ignore[override]  # handed only this backend's own objects
         with translate_errors(self._id, "copying to the device"):
             _cl().enqueue_copy(self.queue, buffer.mem, host, is_blocking=True)
 
-    def read(self, buffer: OpenCLBuffer, host: Any) -> None:
+    def read(self, buffer: OpenCLBuffer, host: Any) -> None:  # type: ignore[override]  # handed only this backend's own objects
         with translate_errors(self._id, "copying from the device"):
             _cl().enqueue_copy(self.queue, host, buffer.mem, is_blocking=True)
 
-    def copy(self, dst: OpenCLBuffer, src: OpenCLBuffer, nbytes: int) -> None:
+    def copy(self, dst: OpenCLBuffer, src: OpenCLBuffer, nbytes: int) -> None:  # type: ignore[override]  # handed only this backend's own objects
         with translate_errors(self._id, "copying on the device"):
             _cl().enqueue_copy(self.queue, dst.mem, src.mem, byte_count=nbytes)
 
@@ -344,7 +344,7 @@ class OpenCLDevice(DeviceImpl):
             log = program.get_build_info(self.dev, cl.program_build_info.LOG).strip()
         return OpenCLProgram(program, self.dev, log)
 
-    def program_binary(self, program: OpenCLProgram) -> bytes | None:
+    def program_binary(self, program: OpenCLProgram) -> bytes | None:  # type: ignore[override]  # handed only this backend's own objects
         cl = _cl()
         try:
             binaries = program.program.get_info(cl.program_info.BINARIES)
@@ -361,7 +361,7 @@ class OpenCLDevice(DeviceImpl):
                 program.build(" ".join(options + self._extra_options).encode(), [self.dev])
         return OpenCLProgram(program, self.dev, "")
 
-    def launch(self, kernel: OpenCLKernel, global_size, local_size, args) -> OpenCLEvent:
+    def launch(self, kernel: OpenCLKernel, global_size, local_size, args) -> OpenCLEvent:  # type: ignore[override]  # handed only this backend's own objects
         cl = _cl()
         with kernel.lock, translate_errors(self._id, f"launching {kernel.name} {global_size}/{local_size}"):
             # told the scalars' types, pyopencl packs them itself: 2 us for ten arguments, against 50-85 us

@@ -128,6 +128,7 @@ def amd_toolchain() -> Toolchain:
     description = f"clang {version or '?'} amdgcn + ROCm device libs + ld.lld"
     if missing:
         return Toolchain("clang amdgcn + ROCm device libs + ld.lld", {}, "missing " + "; ".join(missing))
+    assert clang and libs and lld  # each one missing is in ``missing``
     return Toolchain(description, {"clang": clang, "libs": libs, "lld": lld})
 
 

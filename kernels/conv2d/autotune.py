@@ -51,7 +51,7 @@ def tunable(device: xgpu.Device, dtype="float32", batch: int | None = None, seed
     def measure(cfg) -> float:
         assert_close(conv2d(dox, dow, padding=1, config=cfg).get(), odd_ref, dtype=dtype, terms=45,
                      what="N1 C5 9x7 K6 3x3 layer")
-        out = []
+        out: list = []
 
         def run():
             out[:] = [conv2d(dx, dw, padding=pad, config=cfg)]

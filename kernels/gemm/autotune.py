@@ -17,7 +17,7 @@ from xgpu.testing import assert_close
 from xgpu.tools.bench import gemm_operands, median_time
 from xgpu.tools.tune import BudgetExceeded, Tunable
 
-from . import _fits, compile_variant, config_for, gemm
+from . import TEMPLATE, _fits, compile_variant, config_for, gemm
 from .tuning import RULES, GemmConfig, acc_itemsize, shape_class
 
 
@@ -78,7 +78,7 @@ def _compile_variant(kernel: str, device: xgpu.Device, dtype: np.dtype, cfg: Gem
     kernel for its work-group size at the first launch, into a cache of their own."""
     ones = np.ones
     if kernel == "gemm":
-        compile_variant(xgpu.kernels.gemm.TEMPLATE, "gemm", device, cfg, {"dtype": dtype, "trans_a": False,
+        compile_variant(TEMPLATE, "gemm", device, cfg, {"dtype": dtype, "trans_a": False,
                                                                          "trans_b": False}, explicit=True)
         gemm(xgpu.asarray(ones((9, 7), dtype), device), xgpu.asarray(ones((7, 5), dtype), device), config=cfg).get()
     else:

@@ -150,11 +150,11 @@ def _child_conv(kind: str, spec: str, index: int, dtype: str, quick: bool = Fals
         torch.set_num_threads(2)
         tx, tw = torch.from_numpy(x), torch.from_numpy(wt)
 
-        def go():
+        def torch_conv():
             return torch.nn.functional.conv2d(tx, tw, stride=stride, padding=pad, groups=groups)
 
-        seconds = median_time(go, CONV_REPEATS)
-        return {"seconds": seconds, "err": err(go().numpy()), "variant": f"torch {torch.__version__}, 2 threads"}
+        seconds = median_time(torch_conv, CONV_REPEATS)
+        return {"seconds": seconds, "err": err(torch_conv().numpy()), "variant": f"torch {torch.__version__}, 2 threads"}
     import xgpu
     from xgpu.kernels.conv2d import is_pointwise, plan
 
@@ -175,13 +175,20 @@ def _child_conv(kind: str, spec: str, index: int, dtype: str, quick: bool = Fals
         # the same layer in NHWC (no layout change: the implicit-GEMM kernel alone) and the matrix
         # product it amounts to, through xgpu's own GEMM
         nx, nw = xgpu.asarray(x.transpose(0, 2, 3, 1), dev), xgpu.asarray(wt.transpose(2, 3, 1, 0), dev)
-        nhwc = median_time(lambda: (xgpu.conv2d(nx, nw, stride=stride, padding=pad, layout="NHWC"),
-                                    dev.synchronize()), CONV_REPEATS)
+        def nhwc_conv():
+            xgpu.conv2d(nx, nw, stride=stride, padding=pad, layout="NHWC")
+            dev.synchronize()
+
+        nhwc = median_time(nhwc_conv, CONV_REPEATS)
         p, q = (h + 2 * pad - r) // stride + 1, (w + 2 * pad - s) // stride + 1
         a = xgpu.asarray(np.ones((n * p * q, c * r * s), dtype), dev)
         b = xgpu.asarray(np.ones((c * r * s, k), dtype), dev)
         cm = xgpu.empty((n * p * q, k), dtype, dev)
-        gemm_s = median_time(lambda: (xgpu.gemm(a, b, cm), dev.synchronize()), CONV_REPEATS)
+        def gemm():
+            xgpu.gemm(a, b, cm)
+            dev.synchronize()
+
+        gemm_s = median_time(gemm, CONV_REPEATS)
         result.update(nhwc_seconds=nhwc, gemm_seconds=gemm_s)
     result["err"] = err(y)
     return result

@@ -112,7 +112,7 @@ def measure_conv2d(device) -> dict[str, Any]:
     name, _n, _c, _h, _w, _k, _r, _s, stride, pad, groups = CONV_LAYER
     x, wt = conv_operands(CONV_LAYER, "float32")
     dx, dw = xgpu.asarray(x, device), xgpu.asarray(wt, device)
-    out = []
+    out: list[Any] = []
 
     def run():
         out[:] = [xgpu.conv2d(dx, dw, stride=stride, padding=pad, groups=groups)]

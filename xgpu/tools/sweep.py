@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -122,7 +123,7 @@ def conv_layers(network: str, batches: tuple[int, ...] = (1, 8)) -> list[ConvLay
             for layer in NETWORKS[name](n):
                 labelled = (f"{name} N{n} {layer[0]}",) + layer[1:]
                 if labelled not in layers:
-                    layers.append(labelled)  # type: ignore[arg-type]
+                    layers.append(labelled)
     return layers
 
 
@@ -175,12 +176,16 @@ def _child_gemm(who: str, spec: str, shapes: list[GemmShape]) -> list[float]:
 
                 def run(A=A, B=B, C=C, ta=ta, tb=tb):
                     return xgpu.gemm(A, B, C, trans_a=ta, trans_b=tb)
+
+                runner: Callable[[], Any] = run
             else:
                 A = xgpu.asarray(np.ascontiguousarray(np.swapaxes(a, 1, 2)) if ta else a, device)
                 B = xgpu.asarray(np.ascontiguousarray(np.swapaxes(bb, 1, 2)) if tb else bb, device)
 
-                def run(A=A, B=B):
+                def batched(A=A, B=B):
                     return xgpu.matmul(A, B)
+
+                runner = batched
 
             def sync(r):
                 r.get()
@@ -189,12 +194,14 @@ def _child_gemm(who: str, spec: str, shapes: list[GemmShape]) -> list[float]:
             y = np.swapaxes(bb, 1, 2) if tb else bb
             x, y = (x[0], y[0]) if b == 1 else (x, y)
 
-            def run(x=x, y=y):
+            def numpy_run(x=x, y=y):
                 return np.matmul(x, y)
+
+            runner = numpy_run
 
             def sync(r):
                 return r
-        out.append(_time(run, sync, 0))
+        out.append(_time(runner, sync, 0))
     return out
 
 
@@ -250,9 +257,9 @@ def child_main(argv: list[str]) -> int:
     if kind == "latency":
         result: Any = _child_latency(spec)
     elif kind == "gemm":
-        result = _child_gemm(who, spec, [tuple(s) for s in json.loads(argv[3])])  # type: ignore[misc]
+        result = _child_gemm(who, spec, [tuple(s) for s in json.loads(argv[3])])
     else:
-        result = _child_conv(who, spec, [tuple(s) for s in json.loads(argv[3])], argv[4])  # type: ignore[misc]
+        result = _child_conv(who, spec, [tuple(s) for s in json.loads(argv[3])], argv[4])
     print("RESULT " + json.dumps(result))
     return 0
 
@@ -271,7 +278,7 @@ def _run_child(args: list[str], env: dict[str, str] | None = None, timeout: floa
 
 def _rows(labels: list[str], flops: list[float], ours: list[float], peer: list[float], latency: float,
           peer_name: str) -> dict[str, Any]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for label, f, t_x, t_p in zip(labels, flops, ours, peer):
         rows.append({"shape": label, "xgpu_gflops": f / t_x / 1e9, f"{peer_name}_gflops": f / t_p / 1e9,
                      "ratio": t_p / t_x, "launch_bound": t_p < LAUNCH_BOUND * latency,
