@@ -73,7 +73,8 @@ def traits(device: xgpu.Device) -> ConvTraits:
 
 def all_igemm_variants() -> list[tuple[np.dtype, GemmConfig]]:
     """Every (dtype, variant) the implicit-GEMM kernel can be given on some device class: the tables'
-    variants, and those cut to 8 and 32 output channels per group (``fit_columns``)."""
+    variants, and those cut to 8 and 32 output channels per group (``fit_columns``; ``fit_rows`` only
+    takes rows per work-item away: the parity cases with few pixels run it on every device)."""
     seen = []
     for _kind, _words, base in RULES:
         for dtype in DTYPES:
@@ -131,6 +132,15 @@ def fit_columns(cfg: GemmConfig, columns: int) -> GemmConfig:
     wm = 1 << (wm.bit_length() - 1)
     ty = cfg.tm // cfg.wm
     return replace(cfg, tn=tn, wn=wn, vw=vw, wm=wm, tm=wm * ty)
+
+
+def fit_rows(cfg: GemmConfig, rows: int) -> GemmConfig:
+    """``cfg`` with fewer rows per work-item while its row tile is larger than the layer's output pixels
+    (batch 1, 7x7 layers: 49 rows): a tile of at most ``rows`` runs on the fast path, the last one
+    shifted back, where a larger one takes the clamped edge path."""
+    while cfg.tm > rows and cfg.wm > 1:
+        cfg = replace(cfg, wm=cfg.wm // 2, tm=cfg.tm // 2)
+    return cfg
 
 
 def is_pointwise(kernel_size: tuple[int, int], stride: tuple[int, int], pads: tuple[int, int, int, int], groups: int,
@@ -316,7 +326,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
     defines = {"dtype": dtype, "has_bias": has_bias, "out_nchw": layout == "NCHW"}
     shape_args = (n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
     if chosen.kernel == "direct":
-        # input in its own layout, weights as (R, S, Cg, K) (the NHWC weights' order). NCHW on CPUs: the
+        # input and weights in their own layout (the kernel indexes either). NCHW on CPUs: the
         # padding written into a copy, since lanes are pixels there and masked windows would make every
         # read a gather (depthwise 3x3 N8 C128 56x56 on Intel: 2.1 against 7.5 ms); in NHWC, lanes are
         # channels, the window is the same for all of them, and masks cost less than the copy (2.4 / 3.6 ms)
@@ -328,7 +338,6 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         if (any(pads) and not masked) or phased:
             x = _pad(device, dtype, x, layout, pads, layout, tr.pad_row_loop, phases=sw if phased else 1)
             shape_args = (n, *(x.shape[2:] if in_nchw else x.shape[1:3]), c, p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
-        w_k = _permute(device, dtype, w, (1, r * s, cg, k), (0, 1, r * s, cg * r * s)) if in_nchw else w
         # vectors (float32/float64: float16 has no vector loads) of pixels along NCHW rows read with unit
         # stride, or of NHWC channels that read one input channel (one group) or neighbouring ones (depthwise)
         vectors = (not masked and (sw == 1 or phased)) if in_nchw else (g == 1 or (cg, kg) == (1, 1))
@@ -341,17 +350,18 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         # them a work-item; a few hundred work-items a group, since CPU runtimes pay per group
         gsize = (-(-q // vw), p, n * k) if in_nchw else (-(-k // vw), q, n * p)
         lanes = min(128, 1 << max(gsize[0] - 1, 0).bit_length())
-        program.conv2d_direct(y, x, w_k, bias_arr, *_index(*shape_args), global_size=gsize,
+        program.conv2d_direct(y, x, w, bias_arr, *_index(*shape_args), global_size=gsize,
                               local_size=(lanes, max(1, min(512 // lanes, gsize[1])), 1))
     else:
         x_nhwc, masked = _gemm_input(device, dtype, x, layout, pads, tr)
         if not masked:  # the input now holds its padding
             shape_args = (n, *x_nhwc.shape[1:], p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
         assert chosen.config is not None  # an implicit-GEMM plan always holds its variant
-        kernel, cfg = compile_variant(IGEMM, "conv2d_igemm", device, chosen.config, {**defines, "padded": masked},
+        m = n * p * q
+        wanted = chosen.config if config is not None else fit_rows(chosen.config, m)
+        kernel, cfg = compile_variant(IGEMM, "conv2d_igemm", device, wanted, {**defines, "padded": masked},
                                       explicit=config is not None)
         tx, ty = cfg.local_size
-        m = n * p * q
         col_tiles = -(-kg // cfg.tn)
         kp = col_tiles * cfg.tn
         if layout == "NHWC" and kg == kp:

@@ -3,7 +3,9 @@
 ## in_nchw=False: x is NHWC; work-item (k, ow, n * P + oh): neighbouring work-items, neighbouring channels.
 ## in_nchw=True:  x is NCHW; work-item (ow, oh, n * K + k): neighbouring work-items, neighbouring pixels
 ##                (contiguous reads of x and, with out_nchw, contiguous writes: what CPU vectorisers need).
-## Weights are (R, S, Cg, K), so that neighbouring output channels read neighbouring weights.
+## Weights: NHWC's (R, S, Cg, K), so that neighbouring output channels (lanes) read neighbouring weights;
+## with in_nchw, NCHW's (K, Cg, R, S) as they lie (lanes are pixels there and share one weight: no
+## permutation pass, one launch fewer a call).
 ## Defines: dtype, has_bias, in_nchw, out_nchw; the filter's shape, strides and dilations as constants
 ## (kr, ks, kcg, kkg, kgroups, ksh, ksw, kdh, kdw: R, S, Cg, Kg, groups, sh, sw, dh, dw), so that the
 ## compiler unrolls the window and sees which reads neighbouring work-items share (a stride known only
@@ -23,6 +25,12 @@
     ACC = "double" if T == "double" else "float"
     def load(ptr, idx):
         return f"LOAD_HALF({ptr}, {idx})" if half else f"{ptr}[{idx}]"
+
+    def w_at(c, k):
+        # weight (r, s, c) of output channel k, r and s the window loops' variables
+        if in_nchw:
+            return f"(({k} * {kcg} + {c}) * {kr} + r) * {ks} + s"
+        return f"(r * {ks} + s) * {kcg} * K + {c} * K + {k}"
 
     def column(ow):
         # the input column of output column ow for window column s (unrolled: the phase folds to constants)
@@ -87,11 +95,10 @@
                 // no padding (or padding already written into x): every window lies inside the image
                 const index_t iw = ${column(ow)};
 % endif
-                const index_t wo = (r * ${ks} + s) * ${kcg} * K;
                 #pragma unroll
                 for (index_t c = 0; c < ${kcg}; ++c) {
                     const index_t xo = ${x_index("ih", "iw")};
-                    acc = FMA((${ACC})${load("x", "xo")}${" * mask" if padded else ""}, (${ACC})${load("w", "wo + c * K + k")}, acc);
+                    acc = FMA((${ACC})${load("x", "xo")}${" * mask" if padded else ""}, (${ACC})${load("w", w_at("c", "k"))}, acc);
                 }
             }
         }
@@ -126,7 +133,6 @@ KERNEL void conv2d_direct(
                 for (index_t s = 0; s < ${ks}; ++s) {
                     const index_t iw = ow * ${ksw} - pw + s * ${kdw};
                     if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
-                        const index_t wo = (r * ${ks} + s) * ${kcg} * K;
                         #pragma unroll
                         for (index_t c = 0; c < ${kcg}; ++c) {
 % if kgroups == 1:
@@ -134,7 +140,7 @@ KERNEL void conv2d_direct(
 % else:
                             const VEC(${ACC}, ${vw}) a = VLOAD(${vw}, x, ((n * H + ih) * W + iw) * C + k0);
 % endif
-                            acc = VFMA(a, VLOAD(${vw}, w, wo + c * K + k0), acc);
+                            acc = VFMA(a, VLOAD(${vw}, w, ${w_at("c", "k0")}), acc);
                         }
                     }
                 }
@@ -167,10 +173,9 @@ KERNEL void conv2d_direct(
                 #pragma unroll
                 for (index_t s = 0; s < ${ks}; ++s) {
                     const index_t iw = ${column("ow0") if phased else f"ow0 + s * {kdw}"};
-                    const index_t wo = (r * ${ks} + s) * ${kcg} * K;
                     #pragma unroll
                     for (index_t c = 0; c < ${kcg}; ++c)
-                        acc = VFMA(VLOAD(${vw}, x, ${x_index("ih", "iw")}), VSPLAT(${ACC}, ${vw}, w[wo + c * K + k]), acc);
+                        acc = VFMA(VLOAD(${vw}, x, ${x_index("ih", "iw")}), VSPLAT(${ACC}, ${vw}, w[${w_at("c", "k")}]), acc);
                 }
             }
             ${ACC} lanes[${vw}];
