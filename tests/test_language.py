@@ -450,3 +450,82 @@ def test_subgroup_template_compiles_for_cuda(arch, subgroups):
         build = xgpu.compile_offline(SUBGROUP, "cuda", arch, defines={"T": T, "wg": WG, "subgroups": subgroups})
         assert build.binary
         assert "warning" not in build.log.lower(), build.log
+
+
+# ---------------------------------------------------------------------------------------------------
+# The worked examples of docs/examples, written only with the documented words
+
+EXAMPLES = TEMPLATES.parent.parent / "docs" / "examples"
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64])
+def test_example_histogram(xgpu_device, dtype, rng):
+    if not xgpu_device.supports(f"atomic:{np.dtype(dtype).name}:add"):
+        pytest.skip(f"no {np.dtype(dtype).name} atomics on {xgpu_device.id}")
+    n = small(xgpu_device, 100_003, 61)
+    data = rng.integers(0, 256, n).astype(np.uint8)
+    hist = xgpu.asarray(np.zeros(10, dtype), xgpu_device)
+    prog = xgpu.compile(EXAMPLES / "histogram.mako", xgpu_device, defines={"T": xgpu.ctype(dtype), "bins": 10})
+    prog.histogram(hist, xgpu.asarray(data, xgpu_device), n, global_size=min(n, 1024))
+    np.testing.assert_array_equal(hist.get(), np.bincount(data % 10, minlength=10).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_example_subgroup_sum(xgpu_device, dtype, rng):
+    if not xgpu_device.supports(f"atomic:{np.dtype(dtype).name}:add"):
+        pytest.skip(f"no {np.dtype(dtype).name} atomics on {xgpu_device.id}")
+    n = small(xgpu_device, 100_003, 61)
+    x = rng.integers(-1000, 1000, n).astype(dtype)
+    total = xgpu.asarray(np.zeros(1, dtype), xgpu_device)
+    prog = xgpu.compile(EXAMPLES / "subgroup_sum.mako", xgpu_device, defines={"T": xgpu.ctype(dtype), "wg": 64})
+    prog.subgroup_sum(total, xgpu.asarray(x, xgpu_device), n, global_size=n)
+    assert int(total.get()[0]) == int(x.sum())
+
+
+def _stencil_reference(a: np.ndarray, start: int, count: int) -> np.ndarray:
+    n = a.size
+    i = np.arange(start, min(start + count, n))
+    left, right = np.maximum(i - 1, 0), np.minimum(i + 1, n - 1)
+    return (a[left].astype(np.uint16) + 2 * a[i].astype(np.uint16) + a[right]).astype(np.uint16)
+
+
+@pytest.mark.parametrize("index_bits", [32, 64])
+def test_example_stencil_small(xgpu_device, index_bits, rng):
+    n = small(xgpu_device, 1000, 61)
+    a = rng.integers(0, 256, n).astype(np.uint8)
+    out = xgpu.asarray(np.full(n, 65535, np.uint16), xgpu_device)
+    prog = xgpu.compile(EXAMPLES / "stencil64.mako", xgpu_device, defines={"index_bits": index_bits})
+    prog.stencil3(out, xgpu.asarray(a, xgpu_device), 0, n, n, global_size=n)
+    np.testing.assert_array_equal(out.get(), _stencil_reference(a, 0, n))
+
+
+def test_example_stencil_past_2_31_elements(xgpu_device, rng):
+    n = 2**31 + 777
+    if xgpu_device.is_simulator or xgpu_device.type != "cpu":
+        pytest.skip(f"{xgpu_device.id}: a {n}-byte array is for the CPU runtimes")
+    if xgpu_device.extra.get("max_mem_alloc_bytes", 0) < n or xgpu_device.global_mem_bytes < 2 * n:
+        pytest.skip(f"{xgpu_device.id} cannot hold one {n}-byte buffer")
+    host = np.empty(n, np.uint8)
+    host[: 2**20] = rng.integers(0, 256, 2**20)
+    host[2**20:] = np.resize(host[: 2**20], n - 2**20)  # cheap filler, not constant
+    a = xgpu.asarray(host, xgpu_device)
+    count = 3000
+    start = n - count + 500  # runs off the end: the last 500 work-items are guarded
+    out = xgpu.asarray(np.full(count, 65535, np.uint16), xgpu_device)
+    prog = xgpu.compile(EXAMPLES / "stencil64.mako", xgpu_device)
+    prog.stencil3(out, a, start, count, n, global_size=count)
+    expected = _stencil_reference(host, start, count)
+    got = out.get()
+    np.testing.assert_array_equal(got[: expected.size], expected)
+    assert (got[expected.size:] == 65535).all()
+
+
+@pytest.mark.parametrize("arch", CUDA_ARCHS)
+def test_examples_compile_for_cuda(arch):
+    for name, defines in (("histogram.mako", {"T": "unsigned int", "bins": 10}),
+                          ("histogram.mako", {"T": "uint64_t", "bins": 10}),
+                          ("subgroup_sum.mako", {"T": "int", "wg": 64}),
+                          ("stencil64.mako", {"index_bits": 64}), ("stencil64.mako", {})):
+        build = xgpu.compile_offline(EXAMPLES / name, "cuda", arch, defines=defines)
+        assert build.binary
+        assert "warning" not in build.log.lower(), build.log
