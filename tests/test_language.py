@@ -529,3 +529,50 @@ def test_examples_compile_for_cuda(arch):
         build = xgpu.compile_offline(EXAMPLES / name, "cuda", arch, defines=defines)
         assert build.binary
         assert "warning" not in build.log.lower(), build.log
+
+
+# ---------------------------------------------------------------------------------------------------
+# Complex numbers, integer helpers
+
+COMPLEX = TEMPLATES / "lang_complex.mako"
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_complex_words(xgpu_device, dtype, rng):
+    real = np.float32 if dtype == np.complex64 else np.float64
+    _needs(xgpu_device, real)
+    n = small(xgpu_device, 1000, 61)
+    a = (rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(dtype)
+    b = (rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(dtype)
+    assert xgpu.ctype(dtype) in ("cfloat_t", "cdouble_t")
+    prog = xgpu.compile(COMPLEX, xgpu_device, defines={"C": xgpu.ctype(dtype), "T": xgpu.ctype(real)})
+    out = xgpu.asarray(np.full((n, 4), np.nan, dtype), xgpu_device)
+    mag = xgpu.asarray(np.full(n, np.nan, real), xgpu_device)
+    prog.complex_words(out, xgpu.asarray(a, xgpu_device), xgpu.asarray(b, xgpu_device), mag, n, global_size=n)
+    got = out.get()
+    a64, b64 = a.astype(np.complex128), b.astype(np.complex128)
+    for k, expected in enumerate((a64 + b64, a64 * np.conj(b64), np.exp(a64.real * 0.5 + 1j * a64.imag), a64 - b64)):
+        for part in (np.real, np.imag):
+            assert_close(part(got[:, k]), part(expected), dtype=real, terms=4, what=f"complex word {k}")
+    assert_close(mag.get(), np.abs(b64), dtype=real, terms=2, what="CABS")
+
+
+def test_integer_helpers(xgpu_device, rng):
+    n = small(xgpu_device, 1000, 61)
+    a = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
+    out = xgpu.asarray(np.full((n, 4), 7, np.uint32), xgpu_device)
+    prog = xgpu.compile(COMPLEX, xgpu_device, defines={"C": "cfloat_t", "T": "float"})
+    prog.int_helpers(out, xgpu.asarray(a, xgpu_device), n, global_size=n)
+    got = out.get()
+    np.testing.assert_array_equal(got[:, 0], [bin(int(v)).count("1") for v in a])
+    np.testing.assert_array_equal(got[:, 1], [32 - int(v | 1).bit_length() for v in a])
+    np.testing.assert_array_equal(got[:, 2], ((a.astype(np.uint64) * 2654435761) >> 32).astype(np.uint32))
+    np.testing.assert_array_equal(got[:, 3], np.abs(a.view(np.int32).astype(np.int64)).astype(np.uint32))
+
+
+@pytest.mark.parametrize("arch", CUDA_ARCHS)
+def test_complex_template_compiles_for_cuda(arch):
+    for C, T in (("cfloat_t", "float"), ("cdouble_t", "double")):
+        build = xgpu.compile_offline(COMPLEX, "cuda", arch, defines={"C": C, "T": T})
+        assert build.binary
+        assert "warning" not in build.log.lower(), build.log

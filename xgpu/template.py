@@ -115,6 +115,20 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "ATOMIC_XOR",
     "ATOMIC_XCHG",
     "ATOMIC_CAS",  # ATOMIC_CAS(p, expected, desired)
+    # complex numbers (numpy's complex64 / complex128 layout)
+    "cfloat_t",
+    "cdouble_t",
+    "CMAKE",  # CMAKE(cfloat_t, re, im)
+    "CREAL",
+    "CIMAG",
+    "CADD",
+    "CSUB",
+    "CMUL",
+    "CCONJ",
+    "CABS",
+    "CEXP",
+    # debugging
+    "PRINTF",
 )
 
 _DTYPE_TO_C = {
@@ -130,6 +144,8 @@ _DTYPE_TO_C = {
     np.dtype(np.int64): "int64_t",
     np.dtype(np.uint64): "uint64_t",
     np.dtype(np.bool_): "bool_t",
+    np.dtype(np.complex64): "cfloat_t",
+    np.dtype(np.complex128): "cdouble_t",
 }
 #: the element names VEC(T, N) takes (``VEC(uint, 4)``: the type name is pasted to the lane count)
 _DTYPE_TO_LANE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double", np.dtype(np.int32): "int",

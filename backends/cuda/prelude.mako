@@ -262,3 +262,38 @@ static __device__ __forceinline__ ${T} xgpu_atomic_${op}(${T}* p, ${T} v)
 }
 % endfor
 % endfor
+
+// OpenCL's integer helpers under their OpenCL names, so that both backends take them
+% for T, pop, clz, hi in (("int", "__popc", "__clz", "__mulhi"), ("unsigned int", "__popc", "__clz", "__umulhi"), ("long long", "__popcll", "__clzll", "__mul64hi"), ("unsigned long long", "__popcll", "__clzll", "__umul64hi")):
+static __device__ __forceinline__ ${T} popcount(${T} x) { return (${T})${pop}(x); }
+static __device__ __forceinline__ ${T} clz(${T} x) { return (${T})${clz}(x); }
+static __device__ __forceinline__ ${T} mul_hi(${T} a, ${T} b) { return ${hi}(a, b); }
+% endfor
+
+// Complex numbers: numpy's complex64/complex128 layout (real, imaginary)
+#define PRINTF printf
+struct xgpu_cfloat { float re, im; };
+typedef struct xgpu_cfloat cfloat_t;
+struct xgpu_cdouble { double re, im; };
+typedef struct xgpu_cdouble cdouble_t;
+#define CMAKE(T, re, im) xgpu_cmake_##T((re), (im))
+#define CREAL(z) ((z).re)
+#define CIMAG(z) ((z).im)
+#define CADD(a, b) xgpu_cadd((a), (b))
+#define CSUB(a, b) xgpu_csub((a), (b))
+#define CMUL(a, b) xgpu_cmul((a), (b))
+#define CCONJ(z) xgpu_cconj(z)
+#define CABS(z) xgpu_cabs(z)
+#define CEXP(z) xgpu_cexp(z)
+% for C, T in (("cfloat_t", "float"), ("cdouble_t", "double")):
+static __device__ __forceinline__ ${C} xgpu_cmake_${C}(${T} re, ${T} im) { ${C} z; z.re = re; z.im = im; return z; }
+static __device__ __forceinline__ ${C} xgpu_cadd(${C} a, ${C} b) { return xgpu_cmake_${C}(a.re + b.re, a.im + b.im); }
+static __device__ __forceinline__ ${C} xgpu_csub(${C} a, ${C} b) { return xgpu_cmake_${C}(a.re - b.re, a.im - b.im); }
+static __device__ __forceinline__ ${C} xgpu_cmul(${C} a, ${C} b)
+{ return xgpu_cmake_${C}(a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re); }
+static __device__ __forceinline__ ${C} xgpu_cconj(${C} z) { return xgpu_cmake_${C}(z.re, -z.im); }
+static __device__ __forceinline__ ${T} xgpu_cabs(${C} z) { return hypot(z.re, z.im); }
+static __device__ __forceinline__ ${C} xgpu_cexp(${C} z)
+{ const ${T} m = exp(z.re); return xgpu_cmake_${C}(m * cos(z.im), m * sin(z.im)); }
+% endfor
+

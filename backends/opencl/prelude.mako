@@ -220,3 +220,39 @@ XGPU_OVERLOAD ${T} xgpu_atomic_${op}(volatile ${space} ${T}* p, ${T} v${", " + T
 #endif
 % endif
 % endfor
+
+// Complex numbers: numpy's complex64/complex128 layout (real, imaginary)
+#define PRINTF printf
+struct xgpu_cfloat { float re, im; };
+typedef struct xgpu_cfloat cfloat_t;
+#if defined(cl_khr_fp64)
+struct xgpu_cdouble { double re, im; };
+typedef struct xgpu_cdouble cdouble_t;
+#endif
+#define CMAKE(T, re, im) xgpu_cmake_##T((re), (im))
+#define CREAL(z) ((z).re)
+#define CIMAG(z) ((z).im)
+#define CADD(a, b) xgpu_cadd((a), (b))
+#define CSUB(a, b) xgpu_csub((a), (b))
+#define CMUL(a, b) xgpu_cmul((a), (b))
+#define CCONJ(z) xgpu_cconj(z)
+#define CABS(z) xgpu_cabs(z)
+#define CEXP(z) xgpu_cexp(z)
+% for C, T in (("cfloat_t", "float"), ("cdouble_t", "double")):
+% if T == "double":
+#if defined(cl_khr_fp64)
+% endif
+static inline ${C} xgpu_cmake_${C}(${T} re, ${T} im) { ${C} z; z.re = re; z.im = im; return z; }
+XGPU_OVERLOAD static inline ${C} xgpu_cadd(${C} a, ${C} b) { return xgpu_cmake_${C}(a.re + b.re, a.im + b.im); }
+XGPU_OVERLOAD static inline ${C} xgpu_csub(${C} a, ${C} b) { return xgpu_cmake_${C}(a.re - b.re, a.im - b.im); }
+XGPU_OVERLOAD static inline ${C} xgpu_cmul(${C} a, ${C} b)
+{ return xgpu_cmake_${C}(a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re); }
+XGPU_OVERLOAD static inline ${C} xgpu_cconj(${C} z) { return xgpu_cmake_${C}(z.re, -z.im); }
+XGPU_OVERLOAD static inline ${T} xgpu_cabs(${C} z) { return hypot(z.re, z.im); }
+XGPU_OVERLOAD static inline ${C} xgpu_cexp(${C} z)
+{ const ${T} m = exp(z.re); return xgpu_cmake_${C}(m * cos(z.im), m * sin(z.im)); }
+% if T == "double":
+#endif
+% endif
+% endfor
+
