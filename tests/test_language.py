@@ -576,3 +576,17 @@ def test_complex_template_compiles_for_cuda(arch):
         build = xgpu.compile_offline(COMPLEX, "cuda", arch, defines={"C": C, "T": T})
         assert build.binary
         assert "warning" not in build.log.lower(), build.log
+
+
+def test_library_kernels_refuse_arrays_past_2_31_elements(xgpu_device):
+    n = 2**31 + 7
+    if xgpu_device.is_simulator or xgpu_device.type != "cpu":
+        pytest.skip(f"{xgpu_device.id}: a {n}-byte array is for the CPU runtimes")
+    if xgpu_device.extra.get("max_mem_alloc_bytes", 0) < n * 2 or xgpu_device.global_mem_bytes < 2 * n:
+        pytest.skip(f"{xgpu_device.id} cannot hold one {2 * n}-byte buffer")
+    big = xgpu.empty((1, n), np.float16, xgpu_device)  # no data moves: refused before any launch
+    small_b = xgpu.zeros((1, 1), np.float16, xgpu_device)  # refused on a alone, before the shapes are matched
+    with pytest.raises(xgpu.errors.ShapeError, match=r"at most 2\*\*31-1"):
+        xgpu.gemm(big, small_b)
+    with pytest.raises(xgpu.errors.ShapeError, match=r"at most 2\*\*31-1"):
+        xgpu.conv2d(big.reshape(1, 1, 1, n), xgpu.zeros((1, 1, 1, 1), np.float16, xgpu_device))

@@ -255,6 +255,8 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
     for name, arr in (("x", x), ("w", w)):
         if not isinstance(arr, Array):
             raise InvalidArgumentError(f"{name} is a {type(arr).__name__}, not an xgpu array: use xgpu.asarray")
+        if arr.size > 2**31 - 1:  # the kernels take their sizes as 32-bit ints
+            raise ShapeError(f"{name} has {arr.size} elements: conv2d takes arrays of at most 2**31-1; split the batch")
     if layout not in LAYOUTS:
         raise InvalidArgumentError(f"layout must be 'NCHW' or 'NHWC', not {layout!r}")
     device = same_device(x, w, *([bias] if isinstance(bias, Array) else []))

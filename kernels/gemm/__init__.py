@@ -124,6 +124,8 @@ def _check_operand(name: str, x: Any) -> Array:
         raise InvalidArgumentError(
             f"{name} is a {type(x).__name__}, not an xgpu array: move it with xgpu.asarray({name}, device=...)"
         )
+    if x.size > 2**31 - 1:  # the kernels take their sizes, leading dimensions and strides as 32-bit ints
+        raise ShapeError(f"{name} has {x.size} elements: the GEMM takes arrays of at most 2**31-1; split the product")
     return x
 
 
