@@ -17,7 +17,8 @@ os.environ.setdefault("XGPU_CACHE_DIR", tempfile.mkdtemp(prefix="xgpu-test-cache
 
 def run_xgpu(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run the installed ``xgpu`` command in a fresh process."""
-    full_env = {**os.environ, **(env or {})}
+    # tests read the tables' cells: a wide terminal keeps each on one line (tests/test_cli_width.py checks 80)
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "xgpu.tools.cli", *args], capture_output=True, text=True, env=full_env, timeout=300
     )

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.errors import MarkupError
-from rich.table import Table
+from rich.markup import escape
+from rich.table import Table as RichTable
 
 from xgpu import _devices, _plugins, _program
 from xgpu.errors import InvalidArgumentError, UnsupportedDtypeError, XgpuError
@@ -27,6 +29,13 @@ def _size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+class Table(RichTable):
+    """A table whose long cells wrap onto more lines, never cut to ``n…``, whatever the width."""
+
+    def add_column(self, header: Any = "", *args: Any, overflow: Any = "fold", **kwargs: Any) -> None:
+        super().add_column(header, *args, overflow=overflow, **kwargs)
 
 
 def _defines(items: list[str] | None) -> dict[str, Any]:
@@ -48,29 +57,40 @@ def cmd_devices(args: argparse.Namespace, console: Console) -> int:
         }
         print(json.dumps(payload, indent=2))
         return 0
-    table = Table(title="xgpu devices", title_justify="left")
-    for col in ("", "id", "name", "vendor / platform", "type", "CUs", "clock", "global mem", "local mem",
-                "max WG", "fp64", "fp16", "driver"):
-        table.add_column(col, no_wrap=col in ("id", "clock"))
+    # by default what tells devices apart, in 80 columns: the device's name over its platform in the one
+    # column that wraps; --wide adds every other column (the text columns wrap to fit the width)
+    wide = getattr(args, "wide", False)
+    text_cols = ("name", "vendor / platform", "driver") if wide else ("name / platform",)
+    cols = ["id", *text_cols[:2], "type", "CUs", "memory"]
+    cols += ["clock", "local mem", "max WG", "fp64", "fp16", "driver"] if wide else ["fp64", "fp16"]
+    rows = []
     for d in devs:
         fp16 = "compute" if d.fp16_arithmetic else ("storage" if d.fp16_storage else "no")
-        kind = d.type + (" (simulator)" if d.is_simulator else "")
-        table.add_row(
-            "*" if d is default else "",
-            d.id,
-            d.name,
-            f"{d.vendor} / {d.platform}",
-            kind,
-            str(d.compute_units),
-            f"{d.clock_mhz} MHz" if d.clock_mhz else "?",
-            _size(d.global_mem_bytes),
-            _size(d.local_mem_bytes),
-            str(d.max_work_group_size),
-            "yes" if d.fp64 else "no",
-            fp16,
-            d.driver_version,
-        )
+        sim = " (simulator)" if d.is_simulator else ""
+        row = {"id": d.id + (" *" if d is default else ""), "name": d.name + sim,
+               "vendor / platform": f"{d.vendor} / {d.platform}", "name / platform": f"{d.name}{sim}\n{d.platform}",
+               "type": d.type, "CUs": str(d.compute_units), "memory": _size(d.global_mem_bytes),
+               "clock": f"{d.clock_mhz} MHz" if d.clock_mhz else "?", "local mem": _size(d.local_mem_bytes),
+               "max WG": str(d.max_work_group_size), "fp64": "yes" if d.fp64 else "no", "fp16": fp16,
+               "driver": d.driver_version}
+        rows.append([row[c] for c in cols])
+    # the short columns keep their width; the text columns share what is left of the console's width
+    # (each at least 10), in proportion to their longest line
+    longest = [max([len(line) for r in rows for line in r[i].split("\n")] + [len(col)]) for i, col in enumerate(cols)]
+    fixed = sum(w for w, c in zip(longest, cols) if c not in text_cols)
+    left = console.width - fixed - 3 * len(cols) - 1  # each column: its padding and a divider
+    text_total = sum(w for w, c in zip(longest, cols) if c in text_cols)
+    table = Table(title="xgpu devices", title_justify="left", box=box.SIMPLE_HEAD)
+    for width, col in zip(longest, cols):
+        if col in text_cols and text_total > left:
+            width = max(10, left * width // text_total)
+        table.add_column(col, width=width,
+                         justify="right" if col in ("CUs", "memory", "clock", "local mem", "max WG") else "left")
+    for r in rows:
+        table.add_row(*(escape(c) for c in r))
     console.print(table)
+    if not wide:
+        console.print("more columns: xgpu devices --wide", style="dim", highlight=False)
     if default is not None:
         console.print(f"* default device: {default.id} ({why})", markup=False)
     else:
@@ -94,7 +114,9 @@ def cmd_plugins(args: argparse.Namespace, console: Console) -> int:
         table.add_column(col, overflow="fold")
     for row in rows:
         status = "ok" if row["status"] == "ok" else f"broken: {row['reason']}"
-        table.add_row(str(row["name"]), str(row["package"]), str(row["version"]), status, ", ".join(row["hooks"]))
+        hooks = row["hooks"]
+        table.add_row(str(row["name"]), str(row["package"]), str(row["version"]), status,
+                      ", ".join(hooks) if isinstance(hooks, list) else str(hooks))
     console.print(table)
     blocked = sorted(_plugins.disabled_plugins())
     if blocked:
@@ -585,6 +607,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("devices", help="list devices, their capabilities and the default")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--wide", action="store_true",
+                   help="every column (vendor, clock, local memory, max work-group, driver), not only those that fit 80")
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("plugins", help="list loaded plugins with versions and hooks")
@@ -692,8 +716,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parser = build_parser()
     args = parser.parse_args(argv)
-    # piped output gets a wide table rather than rich's 80-column default
-    console = Console() if sys.stdout.isatty() else Console(width=200)
+    # the width is the terminal's, also when piped (rich asks stdin, stdout and stderr), or COLUMNS;
+    # 80 when there is neither
+    console = Console()
     if args.version:
         from xgpu import __version__
 
@@ -703,16 +728,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args, console)
+        status = args.func(args, console)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's flush at exit
+        return status
     except XgpuError as exc:
         Console(stderr=True).print(f"[bold red]error:[/bold red] {type(exc).__name__}: ", end="")
         print(exc, file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `xgpu ... | head`: the reader left; say so once, without a traceback
+    except BrokenPipeError:  # `xgpu ... | head -1`: the reader has what it wanted; end quietly
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        print("error: the output pipe was closed", file=sys.stderr)
-        return 1
+        return 0
     except (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError, MarkupError) as exc:
         # no traceback for a file or a value the command could not use: one line naming it
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
