@@ -34,6 +34,7 @@ class Device:
         info = impl.info
         self._impl = impl
         self._backend = backend
+        self._last_kernel: str | None = None  # the last kernel launched here, named by synchronize(timeout=)
         self.id = f"{backend.name}:{info.local_id}"
         self.backend = backend.name
         self.language = backend.language
