@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import xgpu
-from xgpu.tools import cli
 from xgpu.errors import InvalidArgumentError
+from xgpu.tools import cli
 from xgpu.tools.parity import REPORT_FORMAT, collect_cases, load_report, merge_reports, run_parity
 
 from .conftest import run_xgpu
