@@ -88,7 +88,7 @@ def _entry_problem(e: Any) -> str | None:
         if isinstance(value, int):
             if not 0 <= value <= 1 << 16:
                 return f"entry {e['key'][:8]}: config {name}={value} is out of range (0 to 65536)"
-        elif not (isinstance(value, str) and len(value) < 64):
+        elif not (isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", value)):
             return f"entry {e['key'][:8]}: config {name}={value!r} is not a whole number, a bool or a short name"
     return None
 
