@@ -10,6 +10,8 @@ import pytest
 
 import xgpu
 from xgpu import errors
+from xgpu._plugins import broken_plugins
+from xgpu.plugin import PluginWarning
 
 from .conftest import ROOT
 
@@ -86,11 +88,11 @@ def row_zero_size(dev):
 
 
 def row_index_overflow(dev):
-    with pytest.raises(errors.InvalidArgumentError, match="32-bit index_t"):
-        xgpu.empty((2**16, 2**16), np.uint8, dev)  # refused before anything is allocated
-    program = xgpu.compile("KERNEL void k(GLOBAL_MEM float* y) { }", dev)
-    with pytest.raises(errors.InvalidArgumentError, match="32-bit"):
-        program.k(xgpu.zeros(1, np.float32, dev), global_size=(2**16, 2**16))
+    # arrays and launches past 2**31-1 get a 64-bit index_t build (docs/templates.md); an integer argument
+    # that its parameter type cannot hold is refused, naming it
+    program = xgpu.compile("KERNEL void k(GLOBAL_MEM float* y, const index_t n) { }", dev)
+    with pytest.raises(errors.InvalidArgumentError, match="does not fit index_t"):
+        program.k(xgpu.zeros(1, np.float32, dev), 2**40, global_size=1)
 
 
 def row_python_float_argument(dev):
@@ -171,11 +173,14 @@ def row_duplicate_backend(dev):
 
     name = xgpu.register_plugin(Plugin(), name="impostor")
     try:
-        with pytest.raises(errors.InvalidArgumentError,
-                           match="two plugins register a backend named 'opencl'.*XGPU_DISABLE_PLUGINS="):
-            xgpu.devices()
+        with pytest.warns(PluginWarning,
+                          match="two plugins register a backend named 'opencl'.*XGPU_DISABLE_PLUGINS="):
+            found = xgpu.devices()
+        assert dev.id in [d.id for d in found]  # the real backend keeps its devices
+        assert "two plugins register" in broken_plugins()["impostor"]
     finally:
         xgpu.unregister_plugin(name)
+    assert "impostor" not in broken_plugins()
 
 
 # ---- rows added with the hardening of issue 14 (tests/test_hardening.py tries each class harder)

@@ -260,8 +260,10 @@ def _valid_key(key: str) -> None:
         raise ValueError(f"a compile-cache key is 64 lowercase hex digits, not {key!r}")
 
 
-def load(key: str) -> bytes | None:
-    """The payload stored under ``key``, or None (a miss). Never returns a foreign or damaged entry."""
+def load(key: str, *, counted: bool = True) -> bytes | None:
+    """The payload stored under ``key``, or None (a miss). Never returns a foreign or damaged entry.
+    ``counted=False``: not a binary (a compiled template module): left out of :data:`stats`."""
+    tally = stats if counted else CacheStats()
     _valid_key(key)
     folder = usable_dir()
     if folder is None:
@@ -271,14 +273,14 @@ def load(key: str) -> bytes | None:
         fd, _st, why = _open_regular(path)
     except FileNotFoundError:
         with _lock:
-            stats.misses += 1
+            tally.misses += 1
         return None
     if fd is None:
         _warn_once(f"foreign:{path}", f"xgpu compile cache: {path} is not used and left alone: {why}. Only a "
                    "regular file of yours that no one else can write is trusted; that kernel compiles uncached "
                    "until you remove it")
         with _lock:
-            stats.misses += 1
+            tally.misses += 1
         return None
     try:
         data = _read_fd(fd)
@@ -290,7 +292,7 @@ def load(key: str) -> bytes | None:
         _warn_once(f"foreign:{path}", f"xgpu compile cache: {path} is not an xgpu cache entry (no xgpu header): "
                    "not used and left alone; that kernel compiles uncached until you remove it")
         with _lock:
-            stats.misses += 1
+            tally.misses += 1
         return None
     payload, problem = _check(key, data)
     if problem:
@@ -298,15 +300,15 @@ def load(key: str) -> bytes | None:
                       CacheWarning, stacklevel=3)
         _remove_if_ours(path)
         with _lock:
-            stats.rebuilt += 1
-            stats.misses += 1
+            tally.rebuilt += 1
+            tally.misses += 1
         return None
     try:
         os.utime(path, follow_symlinks=False)  # least recently used goes first
     except (OSError, NotImplementedError):
         pass
     with _lock:
-        stats.hits += 1
+        tally.hits += 1
     return payload
 
 
@@ -357,7 +359,7 @@ def _tmp_files(folder: Path) -> list[tuple[Path, os.stat_result]]:
     return found
 
 
-def store(key: str, payload: bytes) -> None:
+def store(key: str, payload: bytes, *, counted: bool = True) -> None:
     """Write ``payload`` under ``key`` (atomically). Something not xgpu's at that path is left alone."""
     _valid_key(key)
     folder = usable_dir()
@@ -394,7 +396,8 @@ def store(key: str, payload: bytes) -> None:
                    "compiling without storing binaries")
         return
     with _lock:
-        stats.stores += 1
+        if counted:
+            stats.stores += 1
     _clean_stale_tmp(folder)
     evict(folder)
 

@@ -92,7 +92,7 @@ class Device:
     def synchronize(self, timeout: float | None = None) -> None:
         """Wait for all work queued on this device; Ctrl-C interrupts the wait, ``timeout`` (seconds) raises
         :class:`~xgpu.errors.KernelTimeoutError`."""
-        from ._program import wait_interruptibly
+        from ._wait import wait_interruptibly
 
         last = getattr(self, "_last_kernel", None)
         wait_interruptibly(self._impl.synchronize, timeout,

@@ -7,8 +7,6 @@ import hashlib
 import math
 import os
 import re
-import threading
-import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -16,13 +14,13 @@ import numpy as np
 
 from . import _cache
 from ._array import INDEX_MAX, Array
+from ._wait import wait_interruptibly
 from .backend import DeviceImpl as DeviceImplBase
 from .errors import (
     BackendUnavailableError,
     CompileError,
     DeviceMismatchError,
     InvalidArgumentError,
-    KernelTimeoutError,
     LaunchError,
     MemoryCheckError,
     TemplateError,
@@ -420,57 +418,6 @@ class Program:
         if name.startswith("_"):
             raise AttributeError(name)
         return self.kernel(name)
-
-
-_wait_jobs: Any = None  # one waiting thread per process, started on first use
-_wait_lock = threading.Lock()
-
-
-def _waiter() -> None:
-    while True:
-        wait, finished, failure = _wait_jobs.get()
-        try:
-            wait()
-        except BaseException as exc:  # handed to the thread that asked
-            failure.append(exc)
-        finally:
-            finished.set()
-
-
-def wait_interruptibly(wait: Any, timeout: float | None, what: str, done: Any = None) -> None:
-    """Call the blocking ``wait()`` on xgpu's waiting thread while this thread waits in short steps: Ctrl-C
-    raises KeyboardInterrupt at once (a driver's wait ignores SIGINT), and ``timeout`` raises
-    KernelTimeoutError. ``done()``, where a backend can tell, skips the hand-over for work already finished.
-    The kernel itself cannot be cancelled: it runs to its end (and the waiting thread with it)."""
-    global _wait_jobs
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
-        raise InvalidArgumentError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
-    if done is not None:
-        spin_until = time.perf_counter() + 2e-4
-        while True:  # a launch that is over by now (most small ones) costs no thread hand-over
-            if done():
-                wait()
-                return
-            if time.perf_counter() > spin_until:
-                break
-    with _wait_lock:
-        if _wait_jobs is None:
-            import queue
-
-            _wait_jobs = queue.SimpleQueue()
-            threading.Thread(target=_waiter, name="xgpu-wait", daemon=True).start()
-    finished = threading.Event()
-    failure: list[BaseException] = []
-    _wait_jobs.put((wait, finished, failure))
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while not finished.wait(0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))):
-        if deadline is not None and time.monotonic() >= deadline:
-            raise KernelTimeoutError(
-                f"{what} did not finish within {timeout} s; a running kernel cannot be cancelled: it goes on until "
-                "it ends, and work queued behind it on the device waits for it"
-            )
-    if failure:
-        raise failure[0]
 
 
 class Event:

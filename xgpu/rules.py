@@ -74,7 +74,10 @@ IMPLEMENTATIONS: dict[str, str] = {
 _TYPES = ("cpu", "gpu", "accelerator")
 _VECTORISATION = ("across-work-items", "within-work-item", "none")
 _CAPABILITY_TAGS = ("simulator", "local-memory", *(f"vectorises-{v}" for v in _VECTORISATION if v != "none"),
-                    "scalar")
+                    "scalar", "simd-narrow")
+#: a CPU whose native float vector holds fewer lanes than this (AVX2: 8, against AVX-512's 16) has half
+#: the vector register file: register blocks sized for 16 lanes spill there (``simd-narrow``)
+WIDE_SIMD_LANES = 16
 #: Every word a rule's tags may use.
 TAGS: frozenset[str] = frozenset((*IMPLEMENTATIONS, *_TYPES, *_CAPABILITY_TAGS))
 
@@ -112,6 +115,8 @@ class DeviceClass:
     simulator: bool
     vectorisation: str
     local_memory: bool
+    #: the device's native float vector width (lanes) where the driver says it, else 0 (unknown)
+    simd_lanes: int = 0
 
     @property
     def tags(self) -> frozenset[str]:
@@ -122,6 +127,8 @@ class DeviceClass:
         if self.local_memory:
             words.add("local-memory")
         words.add("scalar" if self.vectorisation == "none" else f"vectorises-{self.vectorisation}")
+        if self.type == "cpu" and 0 < self.simd_lanes < WIDE_SIMD_LANES:
+            words.add("simd-narrow")
         return frozenset(words)
 
     def __str__(self) -> str:
@@ -157,7 +164,12 @@ def device_class(device: Any) -> DeviceClass:
         vectorisation = "none"
     # CPU runtimes keep local memory in ordinary (cached) memory; a simulator only models it
     local_memory = device_type in ("gpu", "accelerator") and not simulator
-    return DeviceClass(implementation, device_type, simulator, vectorisation, local_memory)
+    extra = getattr(device, "extra", None) or {}
+    try:
+        lanes = int(extra.get("native_vector_width_float", 0))
+    except (TypeError, ValueError):
+        lanes = 0
+    return DeviceClass(implementation, device_type, simulator, vectorisation, local_memory, lanes)
 
 
 def check_rules(rules: Sequence[tuple[str | None, tuple[str, ...], Any]]) -> None:

@@ -496,7 +496,7 @@ def _cached_module_template(filename: str, uri: str, lookup: TemplateLookup) -> 
     from . import _cache
 
     key = _module_key(filename, uri)
-    payload = _cache.load(key) if key else None
+    payload = _cache.load(key, counted=False) if key else None
     if payload is None:
         return None
     try:
@@ -517,7 +517,7 @@ def _store_module_code(filename: str, uri: str, template: Template) -> None:
     if key is None:
         return
     code = compile(template.code, template.module_id, "exec")
-    _cache.store(key, marshal.dumps(code))
+    _cache.store(key, marshal.dumps(code), counted=False)
 
 
 def _template_error(exc: Exception, name: str) -> TemplateError:

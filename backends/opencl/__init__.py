@@ -284,6 +284,9 @@ class OpenCLDevice(DeviceImpl):
                 "opencl_version": dev.version.strip(),
                 "platform_version": platform.version.strip(),
                 "max_mem_alloc_bytes": int(dev.max_mem_alloc_size),
+                # lanes of the native float vector (8 on AVX2, 16 on AVX-512): the device rules size
+                # register blocks by it (xgpu.rules: simd-narrow)
+                "native_vector_width_float": int(dev.native_vector_width_float),
                 # part of the device's identity, so compile-cache keys tell such builds apart
                 **({"build_options": " ".join(self._extra_options)} if self._extra_options else {}),
             },

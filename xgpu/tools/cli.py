@@ -15,12 +15,12 @@ from rich import box
 from rich.console import Console
 from rich.errors import MarkupError
 from rich.markup import escape
-from rich.table import Table as RichTable
 
 from xgpu import _devices, _plugins, _program
 from xgpu.errors import InvalidArgumentError, UnsupportedDtypeError, XgpuError
 from xgpu.template import parse_define
 from xgpu.tools import cluster_cli
+from xgpu.tools.output import Table, _check_writable, _print_matrix, _write_atomic, _write_outputs
 
 
 def _size(n: float) -> str:
@@ -29,13 +29,6 @@ def _size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
-
-
-class Table(RichTable):
-    """A table whose long cells wrap onto more lines, never cut to ``n…``, whatever the width."""
-
-    def add_column(self, header: Any = "", *args: Any, overflow: Any = "fold", **kwargs: Any) -> None:
-        super().add_column(header, *args, overflow=overflow, **kwargs)
 
 
 def _defines(items: list[str] | None) -> dict[str, Any]:
@@ -208,6 +201,8 @@ def _with_progress(work):
 def cmd_bench_conv(args: argparse.Namespace, console: Console) -> int:
     from xgpu.tools import bench as _bench
 
+    if args.network:
+        return cmd_sweep(args, console, "conv2d")
     device = _devices.get_device(args.device)
     dtype = str(np.dtype(args.dtype))
     rows = _with_progress(lambda report: _bench.bench_conv2d(device, dtype, report, quick=args.quick))
@@ -243,11 +238,57 @@ def cmd_bench_conv(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace, console: Console, kind: str) -> int:
+    """``bench gemm --sweep`` and ``bench conv2d --network``: per-shape table, geometric mean, a figure."""
+    from xgpu.tools import sweep
+
+    _check_writable(args.plot)
+    device = _devices.get_device(args.device)
+    if device.is_simulator:
+        raise InvalidArgumentError(f"{device.id} ({device.name}) is a simulator: its timings say nothing about "
+                                   "hardware; pick a real device (--device SPEC)")
+    if kind == "gemm":
+        dtypes: tuple[str, ...] = (str(np.dtype(args.dtype)),) if args.dtype else ("float32", "float64")
+        dtypes = tuple(d for d in dtypes if device.supports(d)) or dtypes
+        items: list = sweep.gemm_shapes(dtypes)
+        layout = ""
+    else:
+        if any(b < 1 for b in args.batch or ()):
+            raise InvalidArgumentError(f"--batch must be at least 1, got {args.batch}")
+        items = sweep.conv_layers(args.network, tuple(args.batch or (1, 8)))
+        layout = args.layout
+    result = _with_progress(lambda report: sweep.sweep(kind, device, items, layout or "NCHW", progress=report))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        peer = result["peer"]
+        table = Table(title=f"{kind} sweep on {device.id} ({device.name}){' ' + layout if layout else ''}: "
+                            f"xgpu beside {peer}, each in its own process, better of two medians",
+                      title_justify="left")
+        for col in ("shape", "xgpu GF/s", f"{peer} GF/s", "ratio", ""):
+            table.add_column(col, overflow="fold", justify="left" if col == "shape" else "right")
+        for r in result["rows"]:
+            table.add_row(r["shape"], f"{r['xgpu_gflops']:.1f}", f"{r[peer + '_gflops']:.1f}", f"{r['ratio']:.2f}",
+                          "launch-bound" if r["launch_bound"] else "")
+        console.print(table)
+        worst = result["worst"]
+        console.print(f"geometric mean xgpu/{peer}: {result['geomean']:.2f} over the shapes that are not "
+                      f"launch-bound ({result['geomean_all']:.2f} over all); worst "
+                      f"{worst['ratio']:.2f} ({worst['shape']}); launch latency "
+                      f"{result['launch_latency_s'] * 1e6:.1f} us", highlight=False)
+    if args.plot:
+        sweep.plot([result], args.plot)
+        console.print(f"figure: {args.plot}", highlight=False)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace, console: Console) -> int:
     from xgpu.tools import bench as _bench
 
+    if args.sweep:
+        return cmd_sweep(args, console, "gemm")
     device = _devices.get_device(args.device)
-    dtype = str(np.dtype(args.dtype))
+    dtype = str(np.dtype(args.dtype or "float32"))
     sizes = args.sizes or list(_bench.GEMM_SIZES)
     if any(n < 1 for n in sizes):
         raise InvalidArgumentError(f"sizes must be at least 1, got {sizes}")
@@ -329,93 +370,6 @@ def cmd_bench_cache(args: argparse.Namespace, console: Console) -> int:
     console.print(f"  cold cache: {result['cold_s'] * 1e3:.1f} ms\n  warm cache: {result['warm_s'] * 1e3:.1f} ms\n"
                   f"  warm is {result['speedup']:.1f}x faster", highlight=False)
     return 0
-
-
-def _matrix_table(matrix, title: str) -> Table:
-    from rich.markup import escape
-
-    from xgpu.tools.parity import cell_text
-
-    table = Table(title=title, title_justify="left")
-    for col in ("kernel", "case", "dtype"):
-        table.add_column(col)
-    for c in matrix.columns:
-        table.add_column(escape(str(c["label"])))
-    style = {"pass": "green", "fail": "bold red", "skip": "dim"}
-    for row in matrix.rows:
-        cells = []
-        for c in matrix.columns:
-            cell = matrix.cells.get((row, c["key"]))
-            cells.append(f"[{style[cell['status']]}]{cell_text(cell)}[/]" if cell else "-")
-        table.add_row(*(escape(str(x)) for x in row), *cells, style="on dark_red" if matrix.divergent(row) else None)
-    return table
-
-
-def _print_matrix(matrix, console: Console, title: str) -> None:
-    console.print(_matrix_table(matrix, title))
-    counts = matrix.counts()
-    console.print(f"{counts['pass']} pass, {counts['fail']} fail, {counts['skip']} skip "
-                  "(cells: normwise relative error against a float64 reference)", highlight=False)
-    for row in matrix.rows:
-        for c in matrix.columns:
-            cell = matrix.cells.get((row, c["key"]))
-            if cell and cell["status"] == "fail":
-                console.print(f"FAIL {' | '.join(row)} on {c['label']}:", style="bold red", markup=False, highlight=False)
-                console.print("  " + cell.get("detail", "").replace("\n", "\n  "), markup=False, highlight=False)
-
-
-_OUTPUT_MARKS = {".json": '"format": "xgpu-parity/', ".html": "<title>xgpu parity</title>", ".md": "# xgpu parity"}
-
-
-def _check_writable(*paths: str | Path | None) -> None:
-    """Refuse an output file that cannot be written before the work that fills it starts, not after: a
-    folder at its path, a folder that is not writable, or a file there that xgpu did not write."""
-    for path in paths:
-        if path is None:
-            continue
-        target = Path(path)
-        if target.is_dir():
-            raise InvalidArgumentError(f"cannot write {path}: it is a folder; name a file (e.g. {target / 'parity.json'})")
-        folder = target.resolve().parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise InvalidArgumentError(f"cannot write {path}: {folder} is not a folder you can write to")
-        if target.exists() or target.is_symlink():
-            try:
-                head = target.open("rb").read(4096).decode(errors="replace") if target.is_file() else ""
-            except OSError:
-                head = ""
-            marks = [m for m in _OUTPUT_MARKS.values() if m in head]
-            if not marks:
-                raise InvalidArgumentError(
-                    f"{path} exists and is not a report xgpu wrote: it is left alone; remove it or name another file"
-                )
-
-
-def _write_atomic(path: str | Path, text: str) -> None:
-    """Write a whole file or nothing: a temporary file beside it, renamed into place."""
-    import tempfile
-
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _write_outputs(matrix, args: argparse.Namespace, console: Console) -> None:
-    from xgpu.tools.parity import html_matrix, markdown_matrix
-
-    if getattr(args, "html", None):
-        _write_atomic(args.html, html_matrix(matrix))
-        console.print(f"HTML matrix: {args.html}", highlight=False, markup=False)
-    if getattr(args, "markdown", None):
-        _write_atomic(args.markdown, markdown_matrix(matrix))
-        console.print(f"Markdown matrix: {args.markdown}", highlight=False, markup=False)
 
 
 def cmd_parity(args: argparse.Namespace, console: Console) -> int:
@@ -642,14 +596,25 @@ def build_parser() -> argparse.ArgumentParser:
     g = bench.add_parser("gemm", help="GEMM GF/s beside numpy/OpenBLAS, CLBlast and reikna")
     g.add_argument("--device", help="device spec (default: the default device)")
     g.add_argument("--sizes", type=int, nargs="+", metavar="N", help="matrix sizes (default: 1024 2048)")
-    g.add_argument("--dtype", default="float32", help="float32 (default), float64 or float16")
+    g.add_argument("--dtype", help="float32 (default), float64 or float16 (--sweep: float32 and float64)")
     g.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    g.add_argument("--sweep", action="store_true",
+                   help="the shapes research code calls (squares 64-4096, transposes, skinny, small K, batched) "
+                        "beside numpy, with the geometric mean")
+    g.add_argument("--plot", metavar="FILE.png", help="with --sweep: a figure of the ratios per shape")
     g.set_defaults(func=cmd_bench)
     cv = bench.add_parser("conv2d", help="conv2d GF/s on ResNet-style layers beside PyTorch CPU and numpy im2col")
     cv.add_argument("--device", help="device spec (default: the default device)")
     cv.add_argument("--dtype", default="float32", help="float32 (default), float64 or float16")
     cv.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     cv.add_argument("--quick", action="store_true", help="small versions of the layers (batch 1, quarter images)")
+    cv.add_argument("--network", choices=("resnet50", "mobilenetv2", "others", "all"),
+                    help="every layer of a network (others: grouped, dilated, strided, high-resolution) beside "
+                         "PyTorch CPU, with the geometric mean")
+    cv.add_argument("--batch", type=int, action="append", metavar="N", help="with --network: batch sizes "
+                    "(repeatable; default 1 and 8)")
+    cv.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW", help="with --network (default NCHW)")
+    cv.add_argument("--plot", metavar="FILE.png", help="with --network: a figure of the ratios per layer")
     cv.set_defaults(func=cmd_bench_conv)
     bd = bench.add_parser("device", help="bandwidth, FMA ceilings, launch latency, GEMM and conv2d: the hardware")
     which = bd.add_mutually_exclusive_group()

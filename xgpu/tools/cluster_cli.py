@@ -78,7 +78,7 @@ def cmd_parity_cluster(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from xgpu.tools import cluster
-    from xgpu.tools.cli import _check_writable, _print_matrix, _write_outputs
+    from xgpu.tools.output import _check_writable, _print_matrix, _write_outputs
     from xgpu.tools.parity import collect_cases
 
     cases = collect_cases(quick=args.quick, kernels=args.kernel or ())
@@ -171,7 +171,7 @@ def cmd_test(args: argparse.Namespace, console: Console) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise InvalidArgumentError(f"--timeout must be a positive number of seconds, not {args.timeout}")
     archive = cluster_pytest.pack(pytest_args, Path.cwd())
-    from xgpu.tools.cli import _check_writable
+    from xgpu.tools.output import _check_writable
 
     _check_writable(args.junitxml, args.output)
     client = cluster.connect(args.scheduler, args.cluster)
