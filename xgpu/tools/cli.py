@@ -384,13 +384,7 @@ def cmd_parity(args: argparse.Namespace, console: Console) -> int:
     devices = _devices.select_devices(args.device or (), args.backend or (), args.exclude or ())
     if not devices:
         raise InvalidArgumentError("no device selected: see `xgpu devices` for the ids and names to select by")
-    cases = collect_cases(quick=args.quick, kernels=args.kernel or ())
-    if args.dtype:
-        try:
-            wanted = {np.dtype(d).name for d in args.dtype}
-        except TypeError as exc:
-            raise InvalidArgumentError(f"--dtype: {exc}") from None
-        cases = [c for c in cases if c.dtype in wanted]
+    cases = collect_cases(quick=args.quick, kernels=args.kernel or (), dtypes=args.dtype or ())
     output = Path(args.output or f"parity-{machine_info()['hostname']}.json")
     _check_writable(output, args.html, args.markdown)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

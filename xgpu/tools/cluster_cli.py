@@ -74,20 +74,13 @@ def _progress_view(progress, tasks: dict[str, Any]):
 
 
 def cmd_parity_cluster(args: argparse.Namespace, console: Console) -> int:
-    import numpy as np
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from xgpu.tools import cluster
     from xgpu.tools.output import _check_writable, _print_matrix, _write_outputs
     from xgpu.tools.parity import collect_cases
 
-    cases = collect_cases(quick=args.quick, kernels=args.kernel or ())
-    if args.dtype:
-        try:
-            wanted = {np.dtype(d).name for d in args.dtype}
-        except TypeError as exc:
-            raise InvalidArgumentError(f"--dtype: {exc}") from None
-        cases = [c for c in cases if c.dtype in wanted]
+    cases = collect_cases(quick=args.quick, kernels=args.kernel or (), dtypes=args.dtype or ())
     if args.timeout is not None and args.timeout <= 0:
         raise InvalidArgumentError(f"--timeout must be a positive number of seconds, not {args.timeout}")
     rows = [(c.kernel, c.case, c.dtype) for c in cases]

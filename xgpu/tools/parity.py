@@ -45,8 +45,12 @@ DTYPES = ("float32", "float64", "float16")
 SIMULATOR_WORK = 2_000_000
 
 
-def collect_cases(quick: bool = False, kernels: Iterable[str] = ()) -> list[ParityCase]:
-    """Every registered case (``quick``: the quick grid only), optionally of some kernels only."""
+def collect_cases(quick: bool = False, kernels: Iterable[str] = (), dtypes: Iterable[Any] = ()) -> list[ParityCase]:
+    """Every registered case (``quick``: the quick grid only), optionally of some kernels and dtypes only."""
+    try:
+        wanted_dtypes = {np.dtype(d).name for d in dtypes}
+    except TypeError as exc:
+        raise InvalidArgumentError(f"--dtype: {exc}") from None
     registry = call_each("xgpu_register_parity_cases", CaseRegistry())
     wanted = set(kernels)
     known = {c.kernel for c in registry.cases}
@@ -54,7 +58,8 @@ def collect_cases(quick: bool = False, kernels: Iterable[str] = ()) -> list[Pari
         raise InvalidArgumentError(
             f"no parity cases for kernel(s) {', '.join(sorted(wanted - known))}; known: {', '.join(sorted(known))}"
         )
-    return [c for c in registry.cases if (c.quick or not quick) and (not wanted or c.kernel in wanted)]
+    return [c for c in registry.cases if (c.quick or not quick) and (not wanted or c.kernel in wanted)
+            and (not wanted_dtypes or c.dtype in wanted_dtypes)]
 
 
 def _run_one(case: ParityCase, device: Any, seed: int) -> dict[str, Any]:
