@@ -314,14 +314,16 @@ def test_cache_max_bytes_is_validated(monkeypatch, value, expected):
 def icd(monkeypatch, tmp_path):
     from xgpu.backends.opencl import _icd
 
-    monkeypatch.delenv("OCL_ICD_VENDORS", raising=False)
+    # setenv first, so that the undo restores the caller's value or its absence (a bare delenv of an
+    # unset name records nothing, and the folder a test sets would outlive it)
+    monkeypatch.setenv("OCL_ICD_VENDORS", "")
+    monkeypatch.delenv("OCL_ICD_VENDORS")
     monkeypatch.setattr(_icd, "SYSTEM_VENDORS", tmp_path / "no-system-vendors")
     wanted = {"intel-cpu-runtime.icd": "/opt/intel/libintelocl.so", "oclgrind.icd": "/usr/lib/liboclgrind-rt-icd.so"}
     monkeypatch.setattr(_icd, "vendor_entries", lambda: dict(wanted))
     root = tmp_path / "cache"
     root.mkdir(mode=0o700)
-    yield _icd, root, wanted
-    monkeypatch.delenv("OCL_ICD_VENDORS", raising=False)
+    return _icd, root, wanted
 
 
 def _digest(wanted):

@@ -206,8 +206,10 @@ def test_cli_render_error_is_clean(tmp_path):
 
 def test_ctype():
     assert xgpu.ctype(np.float32) == "float" and xgpu.ctype("float16") == "half_t"
-    with pytest.raises(xgpu.errors.UnsupportedDtypeError):
-        xgpu.ctype(np.complex64)
+    assert xgpu.ctype(np.complex64) == "cfloat_t"
+    for unsupported in ("U4", "datetime64[s]", object, np.dtype([("a", np.float32)])):
+        with pytest.raises(xgpu.errors.UnsupportedDtypeError, match="supported"):
+            xgpu.ctype(unsupported)
 
 
 def test_template_path_object(tmp_path):
@@ -241,7 +243,8 @@ def test_scalar_argument_types_are_checked_on_every_launch(xgpu_device, rng):
     program = xgpu.compile(USER_KERNEL, xgpu_device, defines={"dtype": np.float32})
     out = xgpu.asarray(np.full(x.shape, np.nan, np.float32), xgpu_device)
     gx = xgpu.asarray(x, xgpu_device)
-    with pytest.raises(errors.XgpuError, match="arg"):
-        program.affine(out, gx, np.float64(1.5), np.float32(-2), 3, 5, global_size=(5, 3))
+    for wrong in (np.float64(0.1), "1.5", gx):  # one that float32 would round, a string, a buffer
+        with pytest.raises(errors.InvalidArgumentError, match="argument 2 \\(a\\) of 'affine'"):
+            program.affine(out, gx, wrong, np.float32(-2), 3, 5, global_size=(5, 3))
     program.affine(out, gx, np.float32(1.5), np.float32(-2), 3, 5, global_size=(5, 3)).wait()
     np.testing.assert_allclose(out.get(), 1.5 * x.astype(np.float64) - 2, rtol=1e-6, atol=1e-6)

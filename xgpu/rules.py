@@ -102,6 +102,8 @@ _BY_PLATFORM_AND_TYPE: dict[tuple[str, str], str] = {
     ("amd accelerated parallel processing", "gpu"): "amd-rocm",
     ("amd accelerated parallel processing", "cpu"): "amd-app-cpu",
 }
+# platform names that start with a word (the CUDA backend's platform is "CUDA <version>")
+_BY_PLATFORM_WORD: dict[str, str] = {"cuda": "cuda"}
 # implementations whose compiler packs work-items into SIMD lanes even on a CPU
 _ACROSS_ON_CPU = frozenset({"intel-cpu-runtime"})
 
@@ -137,8 +139,9 @@ class DeviceClass:
 
 def _implementation(platform: str, device_type: str) -> str:
     key = platform.strip().lower()
-    if key.startswith("cuda ") or key == "cuda":
-        return "cuda"
+    first_word = key.split(" ", 1)[0]
+    if first_word in _BY_PLATFORM_WORD:
+        return _BY_PLATFORM_WORD[first_word]
     if key in _BY_PLATFORM:
         found = _BY_PLATFORM[key] or _BY_PLATFORM_AND_TYPE.get((key, device_type))
         if found:
