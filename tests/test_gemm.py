@@ -10,6 +10,8 @@ from xgpu.errors import DeviceMismatchError, InvalidArgumentError, ShapeError, U
 from xgpu.kernels.gemm import all_variants, gemm
 from xgpu.testing import assert_close
 
+from .conftest import small
+
 DTYPES = [np.float32, np.float64, np.float16]
 
 
@@ -144,6 +146,40 @@ def test_gemm_errors(xgpu_device):
         xgpu.matmul(f32(2, 3, 4), f32(3, 4, 2))
     with pytest.raises(ShapeError, match="2-D or 3-D"):
         xgpu.matmul(f32(4), f32(4, 2))
+
+
+@pytest.mark.parametrize("alias", ["c-is-a", "c-is-b", "c-is-both", "c-views-a"])
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_gemm_output_aliasing_an_operand(xgpu_device, alias, beta, rng):
+    # numpy's rule for out= aliasing: the result is as if the operands were read before c was written
+    n = small(xgpu_device, 37, 9)
+    a_host, b_host = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    a, b = xgpu.asarray(a_host, xgpu_device), xgpu.asarray(b_host, xgpu_device)
+    if alias == "c-is-a":
+        c, c_host = a, a_host
+    elif alias == "c-is-b":
+        c, c_host = b, b_host
+    elif alias == "c-is-both":
+        b, b_host = a, a_host
+        c, c_host = a, a_host
+    else:
+        c, c_host = a.reshape(n * n).reshape(n, n), a_host
+    assert xgpu.shares_memory(c, a) or xgpu.shares_memory(c, b)
+    expected = 0.75 * a_host.astype(np.float64) @ b_host.T.astype(np.float64) + beta * c_host.astype(np.float64)
+    out = xgpu.gemm(a, b, c, alpha=0.75, beta=beta, trans_b=True)
+    assert out is c
+    assert_close(c.get(), expected, dtype=np.float32, terms=n, what=f"gemm with {alias}")
+
+
+def test_copyto_and_shares_memory(xgpu_device):
+    x = xgpu.asarray(np.arange(6, dtype=np.float32).reshape(2, 3), xgpu_device)
+    y = xgpu.empty((2, 3), np.float32, xgpu_device)
+    assert xgpu.shares_memory(x, x.reshape(3, 2)) and not xgpu.shares_memory(x, y)
+    assert xgpu.copyto(y, x) is y and (y.get() == x.get()).all()
+    with pytest.raises(ShapeError, match="must match"):
+        xgpu.copyto(y, x.reshape(3, 2))
+    with pytest.raises(InvalidArgumentError, match="two xgpu arrays"):
+        xgpu.copyto(y, np.zeros((2, 3), np.float32))
 
 
 def test_gemm_mixed_devices():

@@ -16,7 +16,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from . import errors
-from ._array import Array, asarray, empty, zeros
+from ._array import Array, asarray, copyto, empty, shares_memory, zeros
 from ._cache import clear as cache_clear
 from ._cache import info as cache_info
 from ._devices import Device, devices, get_device, list_backends
@@ -49,6 +49,7 @@ __all__ = [
     "compile",
     "compile_offline",
     "conv2d",
+    "copyto",
     "ctype",
     "devices",
     "empty",
@@ -60,6 +61,7 @@ __all__ = [
     "hookimpl",
     "register_plugin",
     "render",
+    "shares_memory",
     "unregister_plugin",
     "zeros",
 ]

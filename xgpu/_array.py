@@ -173,6 +173,23 @@ def same_device(*arrays: Any) -> Device:
     return next(iter(devs.values()))
 
 
+def shares_memory(a: Any, b: Any) -> bool:
+    """Whether two xgpu arrays use the same device memory (an array and its reshaped views do)."""
+    return _is_array(a) and _is_array(b) and a._block is b._block
+
+
+def copyto(dst: Array, src: Array) -> Array:
+    """Copy ``src`` into ``dst`` on the device: same device, shape and dtype; returns ``dst``."""
+    if not (_is_array(dst) and _is_array(src)):
+        raise InvalidArgumentError("copyto takes two xgpu arrays: move host data with xgpu.asarray or Array.set")
+    same_device(dst, src)
+    if dst.shape != src.shape or dst.dtype != src.dtype:
+        raise ShapeError(f"copyto: dst is {dst.dtype} {dst.shape}, src is {src.dtype} {src.shape}; they must match")
+    if dst.nbytes and not shares_memory(dst, src):
+        dst.device._impl.copy(dst._buffer, src._buffer, dst.nbytes)
+    return dst
+
+
 def asarray(data: Any, device: Device | str | None = None, dtype: Any = None) -> Array:
     """Copy ``data`` (a numpy array, anything numpy can convert, or an xgpu Array) to a device.
 

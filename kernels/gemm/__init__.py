@@ -258,6 +258,11 @@ def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool =
         raise ShapeError(f"c has shape {c.shape}, but op(a) @ op(b) is ({m}, {n})")
     if m == 0 or n == 0:
         return c
+    if xgpu.shares_memory(c, a) or xgpu.shares_memory(c, b):
+        # the kernel reads A and B while it writes C: through a temporary, as numpy does for out= aliasing
+        result = c.copy() if beta else xgpu.empty((m, n), dtype, device)
+        _launch(result, a, b, m, n, k, 1, alpha, beta, trans_a, trans_b, (0, 0, 0), config)
+        return xgpu.copyto(c, result)
     _launch(c, a, b, m, n, k, 1, alpha, beta, trans_a, trans_b, (0, 0, 0), config)
     return c
 
