@@ -110,3 +110,37 @@ def test_dtype_the_device_lacks_is_skipped_with_reason(pytester, monkeypatch):
     result = pytester.runpytest("--xgpu-device", dev.id, "-rs")
     result.assert_outcomes(passed=2, skipped=1)
     result.stdout.fnmatch_lines([f"*float64 is not supported on {dev.id}*"])
+
+
+@pytest.mark.parametrize("args,env,said", [
+    (["--xgpu-device", "no-such-device-xyz"], "", "--xgpu-device 'no-such-device-xyz' names no device"),
+    (["--xgpu-backend", "cdua"], "", "--xgpu-backend 'cdua' is not a registered backend"),
+    (["--xgpu-exclude", "no-such-device-xyz"], "", "--xgpu-exclude 'no-such-device-xyz' names no device"),
+    ([], "opencl,nosuch-xyz", "XGPU_TEST_DEVICES 'nosuch-xyz' names no device"),
+    (["--xgpu-device", "pocl", "--xgpu-exclude", "pocl"], "", "the selection holds no device"),
+])
+def test_a_selection_that_tests_nothing_is_a_usage_error(suite, monkeypatch, args, env, said):
+    # a misspelt device or backend must not turn into "0 passed, exit 0"
+    if env:
+        monkeypatch.setenv("XGPU_TEST_DEVICES", env)
+    result = suite.runpytest(*args)
+    assert result.ret != 0
+    assert result.parseoutcomes().get("passed", 0) == 0
+    text = result.stdout.str() + result.stderr.str()
+    assert said in text and "Devices there are:" in text and "--xgpu-allow-empty" in text
+    assert xgpu.devices()[0].id in text  # names what exists
+
+
+def test_an_empty_matrix_only_when_asked(suite):
+    result = suite.runpytest("--xgpu-device", "pocl", "--xgpu-exclude", "pocl", "--xgpu-allow-empty")
+    assert result.ret == pytest.ExitCode.OK or result.ret == pytest.ExitCode.NO_TESTS_COLLECTED or \
+        result.parseoutcomes().get("skipped") == 1
+    assert result.parseoutcomes().get("passed", 0) == 0
+
+
+def test_sessions_without_device_tests_are_left_alone(pytester):
+    # the plugin loads in every pytest run: a bad selection only matters where xgpu_device is used
+    pytester.makepyfile(test_plain="def test_plain():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest("--xgpu-device", "no-such-device-xyz")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*selection problem: --xgpu-device 'no-such-device-xyz' names no device*"])

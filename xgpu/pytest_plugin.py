@@ -3,7 +3,9 @@
 A test that takes the ``xgpu_device`` argument runs once per selected device; the test id is
 the device id. Select with ``--xgpu-device SPEC`` (repeatable), ``--xgpu-backend NAME``,
 ``--xgpu-exclude SPEC`` or ``XGPU_TEST_DEVICES=spec,spec``; by default every device of every
-available backend takes part, simulators included.
+available backend takes part, simulators included. A spec that names no device, an unknown or
+unavailable backend, or an empty selection is a usage error in a session that uses ``xgpu_device``
+(``--xgpu-allow-empty`` lets an empty matrix through); sessions that do not are left alone.
 
 A test that takes ``xgpu_dtype`` also runs once per dtype (float16, float32, float64, or those
 ``--xgpu-dtype`` names) and is skipped, with the reason, on a device without it. ``xgpu_array``
@@ -32,37 +34,74 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="only devices of this backend (repeatable)")
     group.addoption("--xgpu-exclude", action="append", default=[], metavar="SPEC",
                     help="leave out the devices this spec names (repeatable)")
+    group.addoption("--xgpu-allow-empty", action="store_true", default=False,
+                    help="let device tests run on an empty selection (by default that is a usage error)")
     group.addoption("--xgpu-dtype", action="append", default=[], metavar="DTYPE",
                     help="dtypes for tests taking xgpu_dtype (repeatable; default: float16 float32 float64)")
 
 
-def selected_devices(config: pytest.Config) -> list:
+def _selection(config: pytest.Config) -> tuple[list, list[str]]:
+    """The selected devices, and what in the selection named nothing (worked out once per session)."""
     cached = config.stash.get(_DEVICES, None)
     if cached is not None:
         return cached
-    from xgpu._devices import select_devices
+    from xgpu._devices import list_backends, match_devices, select_devices
 
-    specs = list(config.getoption("xgpu_device"))
-    env = os.environ.get(TEST_DEVICES_ENV, "")
-    specs += [s for s in env.split(",") if s.strip()]
-    unique = select_devices(specs, config.getoption("xgpu_backend"), config.getoption("xgpu_exclude"))
-    config.stash[_DEVICES] = unique
-    return unique
+    sourced = [("--xgpu-device", s) for s in config.getoption("xgpu_device")]
+    sourced += [(TEST_DEVICES_ENV, s) for s in os.environ.get(TEST_DEVICES_ENV, "").split(",") if s.strip()]
+    backends = list(config.getoption("xgpu_backend"))
+    problems = [f"{source} {spec!r} names no device" for source, spec in sourced if not match_devices(spec)]
+    problems += [f"--xgpu-exclude {spec!r} names no device" for spec in config.getoption("xgpu_exclude")
+                 if not match_devices(spec)]
+    status = list_backends()
+    for name in backends:
+        if name not in status:
+            problems.append(f"--xgpu-backend {name!r} is not a registered backend ({', '.join(sorted(status))})")
+        elif not status[name].available:
+            problems.append(f"--xgpu-backend {name!r} is unavailable: {status[name].reason}")
+    unique = select_devices([spec for _, spec in sourced], backends, config.getoption("xgpu_exclude"))
+    config.stash[_DEVICES] = (unique, problems)
+    return unique, problems
+
+
+def selected_devices(config: pytest.Config) -> list:
+    """The devices tests taking ``xgpu_device`` run on."""
+    return _selection(config)[0]
+
+
+def _check_selection(config: pytest.Config) -> list:
+    """The selection, or a usage error when a spec names nothing or nothing is selected (a run that
+    tests nothing must not pass); ``--xgpu-allow-empty`` lets an empty matrix through."""
+    from xgpu._devices import _listing
+
+    devs, problems = _selection(config)
+    if not devs and not problems and not config.getoption("xgpu_allow_empty"):
+        problems = ["the selection holds no device"]
+    if problems:
+        raise pytest.UsageError(
+            "xgpu device matrix: " + "; ".join(problems) + _listing()
+            + "\nSelect by id, backend or a part of the name (`xgpu devices`), or pass --xgpu-allow-empty"
+            " to run device tests on no device."
+        )
+    return devs
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     try:
-        devs = selected_devices(config)
+        devs, problems = _selection(config)
+        from xgpu._devices import list_backends
+
+        unavailable = [f"  {s.name}: no devices ({s.reason})" for s in list_backends().values() if not s.available]
     except Exception as exc:  # the header must never break a test run
         return [f"xgpu devices: could not list ({exc})"]
     lines = [f"xgpu devices ({len(devs)}):"]
     lines += [f"  {d.id}: {d.name} ({d.platform}, {d.type}{', simulator' if d.is_simulator else ''})" for d in devs]
-    return lines
+    return lines + unavailable + [f"  selection problem: {p}" for p in problems]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "xgpu_device" in metafunc.fixturenames:
-        devs = selected_devices(metafunc.config)
+        devs = _check_selection(metafunc.config)
         metafunc.parametrize("xgpu_device", devs, ids=[d.id for d in devs])
     if "xgpu_dtype" in metafunc.fixturenames:
         names = metafunc.config.getoption("xgpu_dtype") or DEFAULT_DTYPES
