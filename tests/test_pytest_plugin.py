@@ -30,6 +30,13 @@ def ids_run(result):
                   if r.when == "call")
 
 
+@pytest.fixture(autouse=True)
+def _drivers_loaded_outside_the_inner_runs():
+    # pytester's in-process runs drop the modules they imported: a driver (pyopencl) first imported
+    # inside one would be imported a second time by the next, which aborts the process
+    xgpu.devices()
+
+
 @pytest.fixture
 def suite(pytester):
     pytester.makepyfile(test_mine=TEST_FILE)
