@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +94,38 @@ def test_checks_can_be_switched_off():
     everything = run_xgpu("devices", "--json", env={"XGPU_OCLGRIND_CHECKS": "all"}).stdout
     assert all(d["extra"]["build_options"] == "-cl-opt-disable" for d in oclgrind(everything))
     assert not any("build_options" in d["extra"] for d in oclgrind(on))
+
+
+@pytest.mark.parametrize("where", ["missing-folder", "a-folder", "read-only-file"])
+def test_an_unwritable_oclgrind_log_never_turns_the_checks_off(tmp_path, where):
+    # Oclgrind drops its reports silently when it cannot write OCLGRIND_LOG: xgpu warns and uses its own file
+    if where == "missing-folder":
+        log = tmp_path / "no" / "such" / "folder.log"
+    elif where == "a-folder":
+        log = tmp_path / "folder.log"
+        log.mkdir()
+    else:
+        log = tmp_path / "ro.log"
+        log.write_text("")
+        log.chmod(0o400)
+        if os.access(log, os.W_OK):
+            pytest.skip("this user can write any file (root): a read-only file cannot be tried")
+    code = f"""
+import warnings, numpy as np, xgpu
+from xgpu import errors
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    dev = next(d for d in xgpu.devices() if d.checks_memory)
+print("WARNED:", any("OCLGRIND_LOG" in str(w.message) and "cannot be written" in str(w.message) for w in seen))
+program = xgpu.compile({str(PLANTED)!r}, dev)
+try:
+    program.fill_oob(xgpu.empty(10, np.float32, dev), 10, global_size=10)
+    print("CAUGHT: False")
+except errors.MemoryCheckError as exc:
+    print("CAUGHT:", "planted_oob.mako:5" in str(exc))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OCLGRIND_LOG": str(log)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "WARNED: True" in proc.stdout and "CAUGHT: True" in proc.stdout, proc.stdout + proc.stderr[-2000:]

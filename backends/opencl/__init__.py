@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import os
 import re
+import stat
 import tempfile
 import threading
 import warnings
@@ -75,11 +76,41 @@ def _arm_oclgrind() -> str | None:
     if not level:
         return None
     path = os.environ.get("OCLGRIND_LOG")
-    if not path:
+    if path:
+        problem = _unwritable(path)
+        if not problem:
+            return _arm_checks(level, path)
+        # Oclgrind would drop its reports silently while the device claims to check memory: xgpu owns the log
+        warnings.warn(f"OCLGRIND_LOG={path!r} cannot be written ({problem}): Oclgrind's reports go to a "
+                      "private file of this process instead", RuntimeWarning, stacklevel=3)
+    try:
         fd, path = tempfile.mkstemp(prefix="xgpu-oclgrind-", suffix=".log")
+    except OSError as exc:
+        warnings.warn(f"no file for Oclgrind's reports ({exc}): its memory and race checks are off in this process",
+                      RuntimeWarning, stacklevel=3)
+        os.environ.pop("OCLGRIND_LOG", None)
+        return None
+    os.close(fd)
+    os.environ["OCLGRIND_LOG"] = path
+    atexit.register(_remove, path)
+    return _arm_checks(level, path)
+
+
+def _unwritable(path: str) -> str | None:
+    """Why Oclgrind could not append its reports to ``path`` (None: it can)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o600)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "not a regular file"
+    finally:
         os.close(fd)
-        os.environ["OCLGRIND_LOG"] = path
-        atexit.register(_remove, path)
+    return None
+
+
+def _arm_checks(level: str, path: str) -> str:
     os.environ.setdefault("OCLGRIND_DATA_RACES", "1")
     if level == "all":
         os.environ.setdefault("OCLGRIND_UNINITIALIZED", "1")
