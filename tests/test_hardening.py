@@ -841,3 +841,38 @@ def test_waiting_for_an_endless_kernel(xgpu_device, how):
         assert "interrupted" in out, err[-2000:]
     else:
         assert out.startswith("timeout: True") and "'spin'" in out and "cannot be cancelled" in out, (out, err[-2000:])
+
+
+# ------------------------------------------------------------------------------------------------
+# fork(): the driver's state does not survive it
+
+
+def test_a_forked_child_gets_a_clear_error_not_a_hang():
+    code = textwrap.dedent("""
+        import os, sys, numpy as np, xgpu
+        from xgpu import errors
+        dev = xgpu.get_device("pocl") if xgpu._devices.match_devices("pocl") else xgpu.devices()[0]
+        a = xgpu.asarray(np.arange(5, dtype=np.float32), dev)
+        prog = xgpu.compile("KERNEL void k(GLOBAL_MEM float* y) { y[GLOBAL_ID(0)] = 1.0f; }", dev)
+        pid = os.fork()
+        if pid == 0:
+            said = []
+            for what, call in (("get", a.get), ("empty", lambda: xgpu.empty(3, np.float32, dev)),
+                               ("compile", lambda: xgpu.compile("KERNEL void j(GLOBAL_MEM float* y) {}", dev)),
+                               ("launch", lambda: prog.k(a, global_size=5)), ("gemm", lambda: a.reshape(1, 5) @ a.reshape(5, 1)),
+                               ("synchronize", dev.synchronize)):
+                try:
+                    call()
+                    said.append(what + ":ran")
+                except errors.DeviceError as exc:
+                    said.append(what + (":refused" if "fork" in str(exc) and "spawn" in str(exc) else ":unclear"))
+            print(" ".join(said), flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print("PARENT", a.get().tolist())  # the parent's device still works
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "get:refused empty:refused compile:refused launch:refused gemm:refused synchronize:refused" in proc.stdout, \
+        proc.stdout + proc.stderr[-2000:]
+    assert "PARENT [0.0, 1.0, 2.0, 3.0, 4.0]" in proc.stdout

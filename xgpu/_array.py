@@ -64,6 +64,7 @@ class Array:
         self.dtype = check_dtype(dtype)
         self.size = math.prod(self.shape)
         self.nbytes = self.size * self.dtype.itemsize
+        device._check_process()
         self._block = device._pool.allocate(self.nbytes)
 
     @property

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _plugins
 from ._pool import MemoryPool
-from .errors import BackendUnavailableError, DeviceNotFoundError, InvalidArgumentError, XgpuError
+from .errors import BackendUnavailableError, DeviceError, DeviceNotFoundError, InvalidArgumentError, XgpuError
 
 if TYPE_CHECKING:
     from .backend import Backend, DeviceImpl
@@ -32,7 +32,8 @@ class Device:
 
     def __init__(self, backend: Backend, impl: DeviceImpl):
         info = impl.info
-        self._impl = impl
+        self._opened_impl = impl
+        self._opened_in = os.getpid()
         self._backend = backend
         self._last_kernel: str | None = None  # the last kernel launched here, named by synchronize(timeout=)
         self.id = f"{backend.name}:{info.local_id}"
@@ -97,6 +98,21 @@ class Device:
         last = getattr(self, "_last_kernel", None)
         wait_interruptibly(self._impl.synchronize, timeout,
                            f"the work queued on {self.id}" + (f" (last kernel launched: {last!r})" if last else ""))
+
+    @property
+    def _impl(self) -> DeviceImpl:
+        """The driver's device; refused in a forked child (the driver's state did not survive the fork)."""
+        self._check_process()
+        return self._opened_impl
+
+    def _check_process(self) -> None:
+        if os.getpid() != self._opened_in:
+            raise DeviceError(
+                f"{self.id} ({self.name}) was opened by process {self._opened_in} and this process "
+                f"({os.getpid()}) is a fork of it: drivers do not survive fork() (PoCL hangs, others crash). "
+                "Start workers with multiprocessing's 'spawn' or 'forkserver' method "
+                "(multiprocessing.set_start_method('spawn')), or list devices only in the children"
+            )
 
     def prelude(self) -> str:
         return self._backend.prelude()
