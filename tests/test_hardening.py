@@ -876,3 +876,35 @@ def test_a_forked_child_gets_a_clear_error_not_a_hang():
     assert "get:refused empty:refused compile:refused launch:refused gemm:refused synchronize:refused" in proc.stdout, \
         proc.stdout + proc.stderr[-2000:]
     assert "PARENT [0.0, 1.0, 2.0, 3.0, 4.0]" in proc.stdout
+
+
+def test_launches_from_several_threads_are_safe_on_every_device(xgpu_device):
+    # Oclgrind aborted the process (an assertion in its Context) when two threads ran its queue at once;
+    # run in a child so that a crash shows as a failure, not the end of the suite
+    code = textwrap.dedent(f"""
+        import threading, numpy as np, xgpu
+        dev = xgpu.get_device({xgpu_device.id!r})
+        src = ("KERNEL void k(GLOBAL_MEM float* y, const index_t n) {{ const index_t i = GLOBAL_ID(0);"
+               " if (i < n) y[i] = y[i] * 2.0f + 1.0f; }}")
+        errs = []
+        def work(seed):
+            try:
+                prog = xgpu.compile(src, dev)
+                for _ in range(6):
+                    h = np.arange(64, dtype=np.float32) + seed
+                    a = xgpu.asarray(h, dev)
+                    prog.k(a, 64, global_size=64).wait()
+                    assert (a.get() == h * 2 + 1).all()
+                    g = xgpu.gemm(xgpu.asarray(np.full((5, 7), seed, np.float32), dev),
+                                  xgpu.asarray(np.ones((7, 3), np.float32), dev)).get()
+                    assert (g == 7 * seed).all()
+            except Exception as exc:
+                errs.append(repr(exc))
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print("ERRORS", errs)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    assert "ERRORS []" in proc.stdout, proc.stdout

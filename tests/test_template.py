@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -248,3 +250,24 @@ def test_scalar_argument_types_are_checked_on_every_launch(xgpu_device, rng):
             program.affine(out, gx, wrong, np.float32(-2), 3, 5, global_size=(5, 3))
     program.affine(out, gx, np.float32(1.5), np.float32(-2), 3, 5, global_size=(5, 3)).wait()
     np.testing.assert_allclose(out.get(), 1.5 * x.astype(np.float64) - 2, rtol=1e-6, atol=1e-6)
+
+
+def test_compiler_warnings_become_one_xgpu_warning_naming_the_template_line(tmp_path):
+    # the runtimes here print no warnings for valid OpenCL C, so a log of clang's form is handed in
+    from xgpu import _program
+
+    path = tmp_path / "warned.mako"
+    path.write_text("KERNEL void k(GLOBAL_MEM float* y) {\n  int unused;\n  y[0] = 1.0f;\n}\n")
+    dev = xgpu.devices()[0]
+    rendered = xgpu.render(path, dev.backend)
+    log = (f"{path}:2:7: warning: unused variable 'unused' [-Wunused-variable]\n"
+           f"{path}:3:3: warning: something else\n2 warnings generated.\n")
+    with pytest.warns(errors.CompilerWarning) as seen:
+        _program.warn_compiler_warnings(log, rendered, dev)
+    (only,) = seen
+    text = str(only.message)
+    assert "warned.mako:2" in text and "unused variable" in text and "1 more" in text and dev.id in text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _program.warn_compiler_warnings("Compilation started\nCompilation done\nremark: 9 instructions\n",
+                                        rendered, dev)  # chatter is not a warning

@@ -273,6 +273,7 @@ def _compile_cached(rendered: RenderedSource, dev: Device, options: tuple[str, .
         impl = dev._impl.compile(rendered.text, options)
     except CompileError as exc:
         raise explain_compile_error(exc, rendered) from exc
+    warn_compiler_warnings(impl.log, rendered, dev)
     if key is not None:
         binary = dev._impl.program_binary(impl)
         if binary:
@@ -292,22 +293,46 @@ def compile_rendered(rendered: RenderedSource, dev: Device, options: tuple[str, 
 
 
 _CONTEXT_LINES = 3
+_WARNING = re.compile(r"\bwarning\b\s*:", re.I)
+# the optimizer saying a hint (#pragma unroll) was not taken: about the compiler, not the kernel's code
+_OPTIMIZER_NOTE = re.compile(r"loop not (?:unrolled|vectorized|interleaved)|-Wpass-failed|optimizer was unable", re.I)
 
 
-def explain_compile_error(exc: CompileError, rendered: RenderedSource) -> CompileError:
-    """Name the template file and line the compiler log blames; show the rendered source around it."""
+def _blamed_line(log: str, rendered: RenderedSource, kind: str) -> tuple[str, int] | None:
+    """The first template file and line a compiler log names (``kind``: a regex, ``error`` or ``warning``)."""
     files = {loc[0] for loc in rendered.line_map if loc}
     where: tuple[str, int] | None = None
-    first_pos = len(exc.log) + 1
+    first_pos = len(log) + 1
     for name in files:
-        m = re.search(re.escape(name) + r"(?::|\()(\d+)", exc.log)
+        m = re.search(re.escape(name) + r"(?::|\()(\d+)", log)
         if m and m.start() < first_pos:
             first_pos, where = m.start(), (name, int(m.group(1)))
     if where is None:
         # a compiler that ignores #line (Oclgrind) names the rendered line: map it back
-        m = re.search(r":(\d+):\d+:\s*(?:fatal )?error", exc.log) or re.search(r"\((\d+)\): error", exc.log)
+        m = re.search(rf":(\d+):\d+:\s*{kind}", log) or re.search(rf"\((\d+)\): {kind}", log)
         if m:
             where = rendered.template_line(int(m.group(1)))
+    return where
+
+
+def warn_compiler_warnings(log: str, rendered: RenderedSource, dev: Device) -> None:
+    """The compiler's warnings as one :class:`~xgpu.errors.CompilerWarning` per program, naming the first
+    template line it blames (the whole log stays on ``program.build_log``)."""
+    found = [ln.strip() for ln in log.splitlines() if _WARNING.search(ln) and not _OPTIMIZER_NOTE.search(ln)]
+    if not found:
+        return
+    from .errors import CompilerWarning
+
+    where = _blamed_line(log[log.find(found[0]) - 200 if log.find(found[0]) > 200 else 0:], rendered, "warning")
+    at = f" at {where[0]}:{where[1]}" if where else ""
+    more = f" (and {len(found) - 1} more: see program.build_log)" if len(found) > 1 else ""
+    warnings.warn(CompilerWarning(f"compiling {rendered.template_name} for {dev.id}: compiler warning{at}: "
+                                  f"{found[0]}{more}"), stacklevel=5)
+
+
+def explain_compile_error(exc: CompileError, rendered: RenderedSource) -> CompileError:
+    """Name the template file and line the compiler log blames; show the rendered source around it."""
+    where = _blamed_line(exc.log, rendered, "(?:fatal )?error")
     lines = rendered.text.split("\n")
     excerpt = []
     if where:

@@ -151,3 +151,9 @@ class OutOfMemoryError(XgpuError, MemoryError):
 
 class DeviceError(XgpuError):
     """Any other failure a driver reported; the driver's exception is chained as ``__cause__``."""
+
+
+class CompilerWarning(UserWarning):
+    """A device compiler's warning about a kernel, once per program, naming the template line it blames
+    (the whole log is ``program.build_log``). Silence with ``warnings.filterwarnings("ignore",
+    category=xgpu.errors.CompilerWarning)``."""

@@ -192,12 +192,13 @@ class OpenCLBuffer(BufferImpl):
 
 
 class OpenCLEvent(EventImpl):
-    def __init__(self, event: Any, device: str):
+    def __init__(self, event: Any, device: str, serial: Any = contextlib.nullcontext()):
         self.event = event
         self.device = device
+        self.serial = serial
 
     def wait(self) -> None:
-        with translate_errors(self.device, "waiting for a kernel"):
+        with self.serial, translate_errors(self.device, "waiting for a kernel"):
             self.event.wait()
 
     def done(self) -> bool:
@@ -288,6 +289,9 @@ class OpenCLDevice(DeviceImpl):
         simulator = any(s in (name + platform.name).lower() for s in _SIMULATORS)
         # Oclgrind writes what it finds to the log file: read from where the last launch left off
         self._log = log if simulator else None
+        # Oclgrind runs a queue's kernels in whichever thread waits on it, and two at once abort the process
+        # (an assertion in its Context): every call that may run the queue holds this lock there
+        self.serial: Any = threading.RLock() if "oclgrind" in (name + platform.name).lower() else contextlib.nullcontext()
         self._log_pos = os.path.getsize(self._log) if self._log and os.path.exists(self._log) else 0
         uninit = self._log is not None and os.environ.get("OCLGRIND_UNINITIALIZED", "0") not in ("", "0")
         self._extra_options: tuple[str, ...] = ("-cl-opt-disable",) if uninit else ()
@@ -337,30 +341,35 @@ class OpenCLDevice(DeviceImpl):
                 f"{self._id}: cannot allocate {nbytes} bytes ({nbytes / 2**20:.1f} MiB): one buffer may hold "
                 f"at most {limit} bytes ({limit / 2**20:.1f} MiB) on {self.info.name}"
             )
-        with translate_errors(self._id, "allocating memory", nbytes):
+        with self.serial, translate_errors(self._id, "allocating memory", nbytes):
             mem = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(nbytes, 1))
         return OpenCLBuffer(mem, nbytes)
 
     def write(self, buffer: OpenCLBuffer, host: Any) -> None:  # type: ignore[override]  # handed only this backend's own objects
-        with translate_errors(self._id, "copying to the device"):
+        with self.serial, translate_errors(self._id, "copying to the device"):
             _cl().enqueue_copy(self.queue, buffer.mem, host, is_blocking=True)
 
     def read(self, buffer: OpenCLBuffer, host: Any) -> None:  # type: ignore[override]  # handed only this backend's own objects
-        with translate_errors(self._id, "copying from the device"):
+        with self.serial, translate_errors(self._id, "copying from the device"):
             _cl().enqueue_copy(self.queue, host, buffer.mem, is_blocking=True)
 
     def copy(self, dst: OpenCLBuffer, src: OpenCLBuffer, nbytes: int) -> None:  # type: ignore[override]  # handed only this backend's own objects
-        with translate_errors(self._id, "copying on the device"):
+        with self.serial, translate_errors(self._id, "copying on the device"):
             _cl().enqueue_copy(self.queue, dst.mem, src.mem, byte_count=nbytes)
 
     def compile(self, source: str, options: tuple[str, ...]) -> OpenCLProgram:
         cl = _cl()
-        # the bare program object: pyopencl's wrapper adds its own include path, cache and temp files
-        program = cl._cl._Program(self.context, source)
+        # the bare program object and its bare build: pyopencl's wrappers add their own include path, cache
+        # and temp files, and a warning of any build log (the log is kept on the program instead, and its
+        # warnings become xgpu's CompilerWarning), which catch_warnings() could hide only thread-unsafely
+        with self.serial:
+            program = cl._cl._Program(self.context, source)
+            return self._build(program, source, options)
+
+    def _build(self, program: Any, source: str, options: tuple[str, ...]) -> OpenCLProgram:
+        cl = _cl()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the log is kept on the program instead
-                program.build(" ".join(options + self._extra_options).encode(), [self.dev])
+            program._build(options=" ".join(options + self._extra_options).encode(), devices=[self.dev])
         except cl.Error as exc:
             log = ""
             with contextlib.suppress(cl.Error):
@@ -388,16 +397,14 @@ class OpenCLDevice(DeviceImpl):
 
     def load_binary(self, binary: bytes, options: tuple[str, ...]) -> OpenCLProgram:
         cl = _cl()
-        with translate_errors(self._id, "loading a cached program binary"):
+        with self.serial, translate_errors(self._id, "loading a cached program binary"):
             program = cl._cl._Program(self.context, [self.dev], [binary])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                program.build(" ".join(options + self._extra_options).encode(), [self.dev])
+            program._build(options=" ".join(options + self._extra_options).encode(), devices=[self.dev])
         return OpenCLProgram(program, self.dev, "")
 
     def launch(self, kernel: OpenCLKernel, global_size, local_size, args) -> OpenCLEvent:  # type: ignore[override]  # handed only this backend's own objects
         cl = _cl()
-        with kernel.lock, translate_errors(self._id, f"launching {kernel.name} {global_size}/{local_size}"):
+        with self.serial, kernel.lock, translate_errors(self._id, f"launching {kernel.name} {global_size}/{local_size}"):
             # told the scalars' types, pyopencl packs them itself: 2 us for ten arguments, against 50-85 us
             # when it works out each scalar's size through the driver (6 us a scalar, measured here)
             dtypes = tuple(None if isinstance(a, OpenCLBuffer) else a.dtype for a in args)
@@ -406,10 +413,10 @@ class OpenCLDevice(DeviceImpl):
                 kernel.arg_dtypes = dtypes
             kernel.kernel.set_args(*[a.mem if isinstance(a, OpenCLBuffer) else a for a in args])
             event = cl.enqueue_nd_range_kernel(self.queue, kernel.kernel, global_size, local_size)
-        return OpenCLEvent(event, self._id)
+        return OpenCLEvent(event, self._id, self.serial)
 
     def synchronize(self) -> None:
-        with translate_errors(self._id, "finishing the queue"):
+        with self.serial, translate_errors(self._id, "finishing the queue"):
             self.queue.finish()
 
     def take_diagnostics(self) -> list[Diagnostic]:
