@@ -49,3 +49,78 @@ def checker():
             pytest.fail("Oclgrind is required here but no device checks memory accesses")
         pytest.skip("no device here checks memory accesses: apt-get install oclgrind")
     return found[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# The matrix's size. By default (`make test`) every kernel case runs in float32 on every device, and
+# each other-dtype case on one device that supports it, rotating through the devices; every offline
+# compile of a library variant goes to one of its targets or CUDA architectures, rotating. So every
+# case meets every dtype and every device meets every case, in a suite that stays well under 30
+# minutes on 2 cores. `make test-full` (XGPU_TEST_FULL=1 or --full-matrix) runs every combination.
+
+FULL_ENV = "XGPU_TEST_FULL"
+#: parameters rotated instead of crossed: the axis, and whether an item's other parameters call for it
+ROTATED = {
+    "xgpu_device": lambda params: _dtype_name(params) not in (None, "float32"),
+    "arch": lambda params: "defines" in params,  # test_cuda_compile: a library variant per CUDA arch
+    "target": lambda params: "defines" in params,  # test_offline_targets: a library variant per GPU target
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full-matrix", action="store_true", default=False,
+                     help="every device x dtype x variant combination (default: rotate the other dtypes and "
+                          "offline targets; see tests/conftest.py)")
+
+
+def _full(config: pytest.Config) -> bool:
+    return bool(config.getoption("full_matrix")) or os.environ.get(FULL_ENV, "") not in ("", "0")
+
+
+def _dtype_name(params: dict) -> str | None:
+    import numpy as np
+
+    for key in ("dtype", "xgpu_dtype"):
+        if key in params:
+            try:
+                return np.dtype(params[key]).name
+            except TypeError:
+                return None
+    return None
+
+
+def _supports(item: pytest.Item) -> bool:
+    params = item.callspec.params
+    device, dtype = params.get("xgpu_device"), _dtype_name(params)
+    return device is None or dtype is None or device.supports(dtype)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import zlib
+
+    if _full(config):
+        return
+    groups: dict[tuple, list[pytest.Item]] = {}
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", None) or {}
+        axis = next((a for a, applies in ROTATED.items() if a in params and applies(params)), None)
+        if axis is None:
+            continue
+        rest = tuple(sorted((k, str(v)) for k, v in params.items() if k != axis))
+        groups.setdefault((item.module.__name__, item.originalname, axis, rest), []).append(item)
+    dropped = []
+    for key, members in groups.items():
+        candidates = [m for m in members if _supports(m)] or members
+        keep = candidates[zlib.crc32(repr(key).encode()) % len(candidates)]
+        dropped += [m for m in members if m is not keep]
+    if dropped:
+        gone = set(map(id, dropped))
+        items[:] = [i for i in items if id(i) not in gone]
+        config.hook.pytest_deselected(items=dropped)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if _full(config):
+        return "matrix: full (every device x dtype x variant)"
+    return (f"matrix: default (float32 on every device, other dtypes and offline targets rotated; "
+            f"{FULL_ENV}=1 or --full-matrix for all)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +74,30 @@ def library_variants():
 VARIANTS = list(library_variants())
 
 
+@pytest.fixture(scope="module")
+def builds(request):
+    """Compile the selected variants on every core (NVRTC releases the GIL; ptxas is a process of its
+    own); a test waits for its own build. Rendering stays in this thread."""
+    from xgpu._devices import backend
+
+    cuda = backend("cuda")
+    here = [(item.callspec.params["name"], item.callspec.params["arch"]) for item in request.session.items
+            if item.module is sys.modules[__name__] and "defines" in getattr(getattr(item, "callspec", None), "params", {})]
+    by_name = {name: (template, defines) for name, template, defines in VARIANTS}
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
+    futures = {}
+    for name, arch in here:
+        template, defines = by_name[name]
+        text = xgpu.render(template, "cuda", defines).text
+        futures[(name, arch)] = pool.submit(cuda.compile_offline, text, arch, ())
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("name,template,defines", VARIANTS, ids=[v[0] for v in VARIANTS])
-def test_library_kernel_compiles_for_cuda(arch, name, template, defines):
-    build = xgpu.compile_offline(template, "cuda", arch, defines=defines)
+def test_library_kernel_compiles_for_cuda(builds, arch, name, template, defines):
+    build = builds[(name, arch)].result()
     assert build.target == arch
     assert build.binary, "NVRTC produced no cubin"
     assert "warning" not in build.log.lower(), build.log
