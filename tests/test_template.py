@@ -271,3 +271,18 @@ def test_compiler_warnings_become_one_xgpu_warning_naming_the_template_line(tmp_
         warnings.simplefilter("error")
         _program.warn_compiler_warnings("Compilation started\nCompilation done\nremark: 9 instructions\n",
                                         rendered, dev)  # chatter is not a warning
+
+
+def test_compiler_notes_are_not_warnings(tmp_path):
+    from xgpu import _program
+
+    path = tmp_path / "noted.mako"
+    path.write_text("KERNEL void k(GLOBAL_MEM float* y) {\n  y[0] = 1.0f;\n}\n")
+    rendered = xgpu.render(path, xgpu.devices()[0].backend)
+    for note in ("input.cl:12:3: warning: loop not unrolled: the optimizer was unable to perform the requested "
+                 "transformation [-Wpass-failed=transform-warning]",
+                 f"warning: {path}:2:9 <Spelling=x.h:1:1>: AVX vector return of type 'float16' without "
+                 "'avx512f' enabled changes the ABI [-Wpsabi]"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            _program.warn_compiler_warnings(note, rendered, xgpu.devices()[0])

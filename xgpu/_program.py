@@ -294,8 +294,10 @@ def compile_rendered(rendered: RenderedSource, dev: Device, options: tuple[str, 
 
 _CONTEXT_LINES = 3
 _WARNING = re.compile(r"\bwarning\b\s*:", re.I)
-# the optimizer saying a hint (#pragma unroll) was not taken: about the compiler, not the kernel's code
-_OPTIMIZER_NOTE = re.compile(r"loop not (?:unrolled|vectorized|interleaved)|-Wpass-failed|optimizer was unable", re.I)
+# notes about the compiler, not the kernel's code: the optimizer saying a hint (#pragma unroll) was not
+# taken, and clang's -Wpsabi note that a wide vector is passed differently without AVX-512 (PoCL)
+_COMPILER_NOTE = re.compile(r"loop not (?:unrolled|vectorized|interleaved)|-Wpass-failed|optimizer was unable|"
+                            r"changes the ABI|-Wpsabi", re.I)
 
 
 def _blamed_line(log: str, rendered: RenderedSource, kind: str) -> tuple[str, int] | None:
@@ -318,7 +320,7 @@ def _blamed_line(log: str, rendered: RenderedSource, kind: str) -> tuple[str, in
 def warn_compiler_warnings(log: str, rendered: RenderedSource, dev: Device) -> None:
     """The compiler's warnings as one :class:`~xgpu.errors.CompilerWarning` per program, naming the first
     template line it blames (the whole log stays on ``program.build_log``)."""
-    found = [ln.strip() for ln in log.splitlines() if _WARNING.search(ln) and not _OPTIMIZER_NOTE.search(ln)]
+    found = [ln.strip() for ln in log.splitlines() if _WARNING.search(ln) and not _COMPILER_NOTE.search(ln)]
     if not found:
         return
     from .errors import CompilerWarning
