@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-cuda lint clean bench-deps bench
+.PHONY: setup demo test test-full test-cuda lint clean bench-deps bench
 
 setup:
 	@bash scripts/setup.sh
@@ -15,12 +15,17 @@ demo: setup
 XGPU_REQUIRE_DEVICES ?= pocl,intel,oclgrind,rusticl
 export XGPU_REQUIRE_DEVICES
 
-# ruff, mypy over the installed layout (scripts/typecheck.py), then the whole suite: about 15-20 minutes
-# on 2 cores, most of it the OpenCL devices' GEMM/conv2d tests and every CUDA variant through NVRTC + ptxas
+# ruff, mypy over the installed layout (scripts/typecheck.py), then the suite on two processes (one test
+# file each at a time): float32 on every device, the other dtypes and the offline targets rotated
+# (tests/conftest.py). `make test-full` crosses every device, dtype, CUDA architecture and GPU target.
+PYTEST_JOBS ?= 2
 test: setup
 	$(PY) -m ruff check xgpu backends kernels tests
 	$(PY) scripts/typecheck.py
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_JOBS) --dist loadfile
+
+test-full: setup
+	XGPU_TEST_FULL=1 $(PY) -m pytest -n $(PYTEST_JOBS) --dist loadfile
 
 # On a machine with an NVIDIA GPU, driver and CUDA toolkit: pycuda, then the whole suite and the
 # parity matrix on the CUDA devices (docs/cuda.md).

@@ -56,7 +56,9 @@ def checker():
 # each other-dtype case on one device that supports it, rotating through the devices; every offline
 # compile of a library variant goes to one of its targets or CUDA architectures, rotating. So every
 # case meets every dtype and every device meets every case, in a suite that stays well under 30
-# minutes on 2 cores. `make test-full` (XGPU_TEST_FULL=1 or --full-matrix) runs every combination.
+# minutes on 2 cores. Each library variant (a GEMM or conv2d tile) runs on the devices whose rules pick
+# it and under the memory checker (marker home_devices). `make test-full` (XGPU_TEST_FULL=1 or
+# --full-matrix) runs every combination.
 
 FULL_ENV = "XGPU_TEST_FULL"
 #: parameters rotated instead of crossed: the axis, and whether an item's other parameters call for it
@@ -95,6 +97,12 @@ def _supports(item: pytest.Item) -> bool:
     return device is None or dtype is None or device.supports(dtype)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "home_devices(predicate): a library variant's test; by default it runs on the devices "
+        "predicate(device, params) names (those whose rules pick the variant) and on the memory checker")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import zlib
 
@@ -103,16 +111,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     groups: dict[tuple, list[pytest.Item]] = {}
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", None) or {}
-        axis = next((a for a, applies in ROTATED.items() if a in params and applies(params)), None)
+        home = item.get_closest_marker("home_devices")
+        if home is not None and "xgpu_device" in params:
+            axis = "home"
+        else:
+            axis = next((a for a, applies in ROTATED.items() if a in params and applies(params)), None)
         if axis is None:
             continue
-        rest = tuple(sorted((k, str(v)) for k, v in params.items() if k != axis))
+        rest = tuple(sorted((k, str(v)) for k, v in params.items() if k not in (axis, "xgpu_device")))
         groups.setdefault((item.module.__name__, item.originalname, axis, rest), []).append(item)
     dropped = []
     for key, members in groups.items():
         candidates = [m for m in members if _supports(m)] or members
-        keep = candidates[zlib.crc32(repr(key).encode()) % len(candidates)]
-        dropped += [m for m in members if m is not keep]
+        if key[2] == "home":
+            # a variant on the devices that would run it and under the memory checker (a variant for
+            # hardware not here, an AVX-512 CPU say, runs on the checker and compiles offline)
+            kept = [m for m in candidates if m.callspec.params["xgpu_device"].checks_memory
+                    or m.get_closest_marker("home_devices").args[0](m.callspec.params["xgpu_device"],
+                                                                      m.callspec.params)]
+        else:
+            kept = [candidates[zlib.crc32(repr(key).encode()) % len(candidates)]]
+        dropped += [m for m in members if m not in kept]
     if dropped:
         gone = set(map(id, dropped))
         items[:] = [i for i in items if id(i) not in gone]

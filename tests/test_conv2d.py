@@ -113,6 +113,12 @@ def test_conv2d_matches_reference(xgpu_device, case, dtype, layout, rng):
 VARIANTS = all_igemm_variants()
 
 
+def _picks(device, params) -> bool:
+    cfg = igemm_config(device, np.dtype(params["dtype"]))
+    return params["config"] in (cfg, fit_columns(cfg, 8), fit_columns(cfg, 32))
+
+
+@pytest.mark.home_devices.with_args(_picks)
 @pytest.mark.parametrize("dtype,config", VARIANTS, ids=[f"{np.dtype(d)}-{c.label}" for d, c in VARIANTS])
 def test_every_implicit_gemm_variant(xgpu_device, dtype, config, rng):
     need(xgpu_device, dtype)

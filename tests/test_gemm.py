@@ -7,7 +7,7 @@ import pytest
 
 import xgpu
 from xgpu.errors import DeviceMismatchError, InvalidArgumentError, ShapeError, UnsupportedDtypeError
-from xgpu.kernels.gemm import all_variants, gemm
+from xgpu.kernels.gemm import all_variants, config_for, gemm
 from xgpu.testing import assert_close
 
 from .conftest import small
@@ -68,6 +68,11 @@ def test_gemm_transposes_alpha_beta(xgpu_device, dtype, trans_a, trans_b, alpha,
 VARIANTS = all_variants()
 
 
+def _picks(device, params) -> bool:
+    return config_for(device, params["dtype"], params["trans_b"]) == params["config"]
+
+
+@pytest.mark.home_devices.with_args(_picks)
 @pytest.mark.parametrize("dtype,trans_a,trans_b,config", VARIANTS,
                          ids=[f"{np.dtype(d)}-{'T' if ta else 'N'}{'T' if tb else 'N'}-{c.label}"
                               for d, ta, tb, c in VARIANTS])
