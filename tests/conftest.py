@@ -79,6 +79,12 @@ def _full(config: pytest.Config) -> bool:
     return bool(config.getoption("full_matrix")) or os.environ.get(FULL_ENV, "") not in ("", "0")
 
 
+@pytest.fixture
+def full_matrix(request: pytest.FixtureRequest) -> bool:
+    """Whether this run crosses every combination (a test that loops over variants itself asks)."""
+    return _full(request.config)
+
+
 def _dtype_name(params: dict) -> str | None:
     import numpy as np
 
