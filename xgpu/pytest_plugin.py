@@ -23,7 +23,7 @@ import pytest
 
 TEST_DEVICES_ENV = "XGPU_TEST_DEVICES"
 DEFAULT_DTYPES = ("float16", "float32", "float64")
-_DEVICES = pytest.StashKey[list]()  # the selection, worked out once per session
+_DEVICES = pytest.StashKey[tuple[list, list[str]]]()  # the selection and its problems, once per session
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -191,8 +191,11 @@ class OpenCLBuffer(BufferImpl):
         self.nbytes = nbytes
 
 
+_UNSERIALISED = contextlib.nullcontext()  # reusable: entering it does nothing
+
+
 class OpenCLEvent(EventImpl):
-    def __init__(self, event: Any, device: str, serial: Any = contextlib.nullcontext()):
+    def __init__(self, event: Any, device: str, serial: Any = _UNSERIALISED):
         self.event = event
         self.device = device
         self.serial = serial
@@ -291,7 +294,7 @@ class OpenCLDevice(DeviceImpl):
         self._log = log if simulator else None
         # Oclgrind runs a queue's kernels in whichever thread waits on it, and two at once abort the process
         # (an assertion in its Context): every call that may run the queue holds this lock there
-        self.serial: Any = threading.RLock() if "oclgrind" in (name + platform.name).lower() else contextlib.nullcontext()
+        self.serial: Any = threading.RLock() if "oclgrind" in (name + platform.name).lower() else _UNSERIALISED
         self._log_pos = os.path.getsize(self._log) if self._log and os.path.exists(self._log) else 0
         uninit = self._log is not None and os.environ.get("OCLGRIND_UNINITIALIZED", "0") not in ("", "0")
         self._extra_options: tuple[str, ...] = ("-cl-opt-disable",) if uninit else ()
