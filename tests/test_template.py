@@ -285,3 +285,17 @@ def test_compiler_notes_are_not_warnings(tmp_path):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             _program.warn_compiler_warnings(note, rendered, xgpu.devices()[0])
+
+
+def test_str_of_a_rendered_source_is_its_text():
+    rendered = xgpu.render("KERNEL void k(GLOBAL_MEM float* y) { y[0] = 1.0f; }", "opencl")
+    assert str(rendered) == rendered.text and str(rendered).rstrip().endswith("y[0] = 1.0f; }")
+
+
+def test_assert_close_prints_plain_numbers():
+    from xgpu.testing import assert_close
+
+    with pytest.raises(AssertionError) as info:
+        assert_close(np.array([1.0, np.nan, 3.5], np.float32), np.array([1.0, 2.0, 3.0]), dtype=np.float32)
+    message = str(info.value)
+    assert "got nan, expected 2.0" in message and "np.float" not in message

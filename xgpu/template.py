@@ -267,6 +267,10 @@ class RenderedSource:
     template_name: str
     line_map: tuple[tuple[str, int] | None, ...]
 
+    def __str__(self) -> str:
+        """The rendered source itself (what the compiler sees)."""
+        return self.text
+
     def template_line(self, lineno: int) -> tuple[str, int] | None:
         if 1 <= lineno <= len(self.line_map):
             return self.line_map[lineno - 1]

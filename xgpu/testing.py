@@ -57,7 +57,7 @@ def compare(actual: Any, reference: Any, *, dtype: Any = None, rtol: float | Non
     worst_rel = float(finite.max()) / scale if finite.size else float("nan")
     return False, max_rel, (
         f"{what}: {int(bad.sum())} of {act.size} elements differ beyond tolerance {tol:.1e} (x max|ref| = "
-        f"{scale:.3g}); worst at index {tuple(int(i) for i in worst)}: got {act[worst]!r}, expected {ref[worst]!r}, "
+        f"{scale:.3g}); worst at index {tuple(int(i) for i in worst)}: got {act[worst].item()!r}, expected {ref[worst].item()!r}, "
         f"abs error {err[worst]:.3g}, max relative error {worst_rel:.3g}"
         + (f"; {nans} elements NaN (never written?)" if nans else "")
     )
