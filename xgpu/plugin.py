@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._array import same_device
 from ._cache import enabled as disk_cache_enabled
+from ._cache import unsafe_reason as unsafe_folder_reason
 from ._paths import cache_dir
 from ._plugins import PluginWarning
 from .backend import (
@@ -64,4 +65,5 @@ __all__ = [
     "match_rule",
     "rule_for",
     "same_device",
+    "unsafe_folder_reason",
 ]

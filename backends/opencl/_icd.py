@@ -27,6 +27,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from xgpu.plugin import unsafe_folder_reason
+
 SYSTEM_VENDORS = Path("/etc/OpenCL/vendors")
 OCLGRIND_LIBRARIES = (
     "/usr/lib/oclgrind/liboclgrind-rt-icd.so",
@@ -69,17 +71,8 @@ def vendor_entries() -> dict[str, str]:
 
 
 def _unsafe(path: Path) -> str | None:
-    """Why ``path`` must not hold files that make the ICD loader load code (the compile cache's rule)."""
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
-        return "it is a symbolic link"
-    if not stat.S_ISDIR(st.st_mode):
-        return "it is not a folder"
-    if hasattr(os, "getuid") and st.st_uid != os.getuid():
-        return f"it is owned by uid {st.st_uid}, not by you"
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"it is writable by others (mode {stat.filemode(st.st_mode)})"
-    return None
+    """Why ``path`` must not hold files that make the ICD loader load code: the compile cache's rule."""
+    return unsafe_folder_reason(path)
 
 
 def _verify(folder: Path, entries: dict[str, str]) -> str | None:
