@@ -908,3 +908,33 @@ def test_launches_from_several_threads_are_safe_on_every_device(xgpu_device):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     assert "ERRORS []" in proc.stdout, proc.stdout
+
+
+def test_an_allocation_past_the_address_space_limit_is_an_error_not_an_abort(xgpu_device):
+    # PoCL allocates at first use and aborted the process under `ulimit -v`; Intel's runtime said
+    # OUT_OF_HOST_MEMORY: both now refuse first, with xgpu's OutOfMemoryError, and go on working
+    if xgpu_device.type != "cpu":
+        pytest.skip(f"{xgpu_device.id}'s buffers are not this process's memory")
+    code = textwrap.dedent(f"""
+        import resource, numpy as np, xgpu
+        from xgpu import errors
+        dev = xgpu.get_device({xgpu_device.id!r})
+        prog = xgpu.compile("KERNEL void fill(GLOBAL_MEM float* y, const index_t n) {{"
+                            " const index_t i = GLOBAL_ID(0); if (i < n) y[i] = 1.0f; }}", dev)
+        xgpu.zeros(10, np.float32, dev).get()
+        mapped = int(open("/proc/self/statm").read().split()[0]) * 4096
+        resource.setrlimit(resource.RLIMIT_AS, (mapped + (1 << 30), resource.RLIM_INFINITY))
+        n = (3 << 30) // 4
+        try:
+            a = xgpu.empty(n, np.float32, dev)
+            prog.fill(a, n, global_size=n).wait()
+            print("NO ERROR")
+        except errors.OutOfMemoryError as exc:
+            print("REFUSED", "3221225472 bytes" in str(exc))  # the limit, the driver's, or one buffer's maximum
+        small = xgpu.empty(1000, np.float32, dev)
+        prog.fill(small, 1000, global_size=1000).wait()
+        print("STILL WORKS", float(small.get().sum()))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-1500:]}"
+    assert "REFUSED True" in proc.stdout and "STILL WORKS 1000.0" in proc.stdout, proc.stdout + proc.stderr[-1500:]

@@ -191,6 +191,22 @@ class OpenCLBuffer(BufferImpl):
         self.nbytes = nbytes
 
 
+def _host_room() -> int | None:
+    """Bytes this process may still map under its address-space limit (``ulimit -v``); None: no limit.
+    A CPU device's buffers are this process's memory."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/statm") as f:
+            mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (ImportError, OSError, ValueError):
+        return None
+    return soft - mapped - (64 << 20)  # room for the runtime's own bookkeeping
+
+
 _UNSERIALISED = contextlib.nullcontext()  # reusable: entering it does nothing
 
 
@@ -344,6 +360,15 @@ class OpenCLDevice(DeviceImpl):
                 f"{self._id}: cannot allocate {nbytes} bytes ({nbytes / 2**20:.1f} MiB): one buffer may hold "
                 f"at most {limit} bytes ({limit / 2**20:.1f} MiB) on {self.info.name}"
             )
+        if self.info.type == "cpu":
+            room = _host_room()
+            if room is not None and nbytes > room:
+                # PoCL allocates at first use and aborts the process there: refuse what cannot fit first
+                raise OutOfMemoryError(
+                    f"{self._id}: cannot allocate {nbytes} bytes ({nbytes / 2**20:.1f} MiB): this process may map "
+                    f"only {max(room, 0) / 2**20:.1f} MiB more (its address-space limit, ulimit -v); free arrays, "
+                    "use smaller ones, or raise the limit"
+                )
         with self.serial, translate_errors(self._id, "allocating memory", nbytes):
             mem = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(nbytes, 1))
         return OpenCLBuffer(mem, nbytes)
