@@ -151,3 +151,37 @@ def test_sessions_without_device_tests_are_left_alone(pytester):
     result = pytester.runpytest("--xgpu-device", "no-such-device-xyz")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*selection problem: --xgpu-device 'no-such-device-xyz' names no device*"])
+
+
+TARGET_TEST = """
+import numpy as np
+import xgpu
+
+KERNEL = ("KERNEL void scale(GLOBAL_MEM float* y, const float a, const index_t n)"
+          " { const index_t i = GLOBAL_ID(0); if (i < n) y[i] = a * y[i]; }")
+
+def test_compiles_everywhere(xgpu_target):
+    build = xgpu.compile_offline(KERNEL, target=xgpu_target.name)
+    assert build.binary and "scale" in build.resources
+"""
+
+
+def test_xgpu_target_compiles_a_users_kernel_for_each_vendor(pytester):
+    # no GPU here: the tests compile for one available target per vendor by default
+    pytester.makepyfile(test_targets=TARGET_TEST)
+    result = pytester.inline_run()
+    ran = ids_run(result)
+    vendors = {t.split(":")[0] for t in ran}
+    assert {"nvidia", "amd", "intel"} <= vendors and len(ran) == len(vendors), ran
+    assert "nvidia:sm_80" in ran and "amd:gfx90a" in ran  # each backend's default target
+    result.assertoutcome(passed=len(ran))
+    chosen = ids_run(pytester.inline_run("--xgpu-target", "amd", "--xgpu-target", "sm_90"))
+    assert "nvidia:sm_90" in chosen and all(t.startswith("amd:") or t == "nvidia:sm_90" for t in chosen)
+    assert len([t for t in chosen if t.startswith("amd:")]) >= 3
+
+
+def test_a_target_that_names_nothing_is_a_usage_error(pytester):
+    pytester.makepyfile(test_targets=TARGET_TEST)
+    result = pytester.runpytest("--xgpu-target", "gfx9000")
+    assert result.ret != 0 and "--xgpu-target 'gfx9000' names no offline target" in (
+        result.stdout.str() + result.stderr.str())

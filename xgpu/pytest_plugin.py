@@ -7,6 +7,11 @@ available backend takes part, simulators included. A spec that names no device, 
 unavailable backend, or an empty selection is a usage error in a session that uses ``xgpu_device``
 (``--xgpu-allow-empty`` lets an empty matrix through); sessions that do not are left alone.
 
+A test that takes ``xgpu_target`` runs once per offline compile target (an
+:class:`xgpu.plugin.Target`; compile with ``xgpu.compile_offline(t, target=xgpu_target.name)``), so a
+kernel's tests compile it for every vendor's GPU with no GPU present: by default one available target
+per vendor, or those ``--xgpu-target SPEC`` names (``amd:gfx90a``, ``sm_90``, ``intel``, ``all``).
+
 A test that takes ``xgpu_dtype`` also runs once per dtype (float16, float32, float64, or those
 ``--xgpu-dtype`` names) and is skipped, with the reason, on a device without it. ``xgpu_array``
 makes arrays on the test's device: ``xgpu_array(host)``, ``xgpu_array.random(shape)``,
@@ -23,6 +28,7 @@ import pytest
 
 TEST_DEVICES_ENV = "XGPU_TEST_DEVICES"
 DEFAULT_DTYPES = ("float16", "float32", "float64")
+_TARGETS = pytest.StashKey[list]()
 _DEVICES = pytest.StashKey[tuple[list, list[str]]]()  # the selection and its problems, once per session
 
 
@@ -36,6 +42,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="leave out the devices this spec names (repeatable)")
     group.addoption("--xgpu-allow-empty", action="store_true", default=False,
                     help="let device tests run on an empty selection (by default that is a usage error)")
+    group.addoption("--xgpu-target", action="append", default=[], metavar="SPEC",
+                    help="offline targets for tests taking xgpu_target (repeatable: vendor:arch, a bare arch, a "
+                         "vendor such as amd, or all; default: one available target per vendor)")
     group.addoption("--xgpu-dtype", action="append", default=[], metavar="DTYPE",
                     help="dtypes for tests taking xgpu_dtype (repeatable; default: float16 float32 float64)")
 
@@ -99,7 +108,47 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines + unavailable + [f"  selection problem: {p}" for p in problems]
 
 
+def selected_targets(config: pytest.Config) -> list:
+    """The offline targets tests taking ``xgpu_target`` compile for: those ``--xgpu-target`` names, or by
+    default each backend's default target and the first available target of every other vendor."""
+    cached = config.stash.get(_TARGETS, None)
+    if cached is not None:
+        return cached
+    from xgpu._program import offline_targets
+
+    targets = offline_targets()
+    specs = list(config.getoption("xgpu_target"))
+    chosen: dict[str, Any] = {}
+    if not specs:
+        for t in sorted(targets.values(), key=lambda t: (not t.default, t.name)):
+            vendor = t.name.split(":")[0]
+            if t.available and vendor not in {n.split(":")[0] for n in chosen}:
+                chosen[t.name] = t
+    for spec in specs:
+        s = spec.strip().lower()
+        found = [t for t in targets.values() if s == "all" or t.name == s or t.arch == s or t.name.split(":")[0] == s]
+        if s == "all":
+            found = [t for t in found if t.available]
+        if not found:
+            known = ", ".join(sorted({t.name.split(":")[0] for t in targets.values()})) or "none"
+            raise pytest.UsageError(f"--xgpu-target {spec!r} names no offline target (vendors: {known}; "
+                                    "`xgpu targets` lists them all)")
+        missing = [f"{t.name}: {t.reason}" for t in found if not t.available and s != "all"]
+        if missing:
+            raise pytest.UsageError("--xgpu-target names unavailable targets: " + "; ".join(missing))
+        chosen.update((t.name, t) for t in found)
+    result = sorted(chosen.values(), key=lambda t: t.name)
+    config.stash[_TARGETS] = result
+    return result
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "xgpu_target" in metafunc.fixturenames:
+        targets = selected_targets(metafunc.config)
+        if not targets and not metafunc.config.getoption("xgpu_allow_empty"):
+            raise pytest.UsageError("xgpu offline targets: none is available here (`xgpu targets` says why); "
+                                    "install a toolchain or pass --xgpu-allow-empty")
+        metafunc.parametrize("xgpu_target", targets, ids=[t.name for t in targets])
     if "xgpu_device" in metafunc.fixturenames:
         devs = _check_selection(metafunc.config)
         metafunc.parametrize("xgpu_device", devs, ids=[d.id for d in devs])
