@@ -13,62 +13,11 @@ import pytest
 
 import xgpu
 from xgpu.kernels import axpy as axpy_kernel
-from xgpu.kernels import bench as bench_kernels
-from xgpu.kernels import conv2d as conv_kernel
-from xgpu.kernels import gemm as gemm_kernel
+from xgpu.kernels.variants import library_variants
 
 from .conftest import run_xgpu
 
 ARCHS = ["sm_75", "sm_80", "sm_90"]
-
-
-def library_variants():
-    """(name, template, defines) for every variant the library can pick."""
-    for dtype in (np.float16, np.float32, np.float64):
-        for wg in (64, 128, 256):
-            yield f"axpy-{np.dtype(dtype)}-wg{wg}", axpy_kernel.TEMPLATE, axpy_kernel._render_defines(np.dtype(dtype), wg)
-    for dtype, trans_a, trans_b, config in gemm_kernel.all_variants():
-        name = f"gemm-{dtype}-{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}-{config.label}"
-        yield name, gemm_kernel.TEMPLATE, gemm_kernel.render_defines(dtype, config, trans_a, trans_b)
-    for dtype in gemm_kernel.DTYPES:  # the planner's packing of transposed operands
-        yield f"transpose-gemm_pack-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 32, "ry": 8}
-    for dtype, config in conv_kernel.all_igemm_variants():
-        for has_bias in (False, True):
-            yield (f"conv2d_igemm-{dtype}-{config.label}-bias{int(has_bias)}", conv_kernel.IGEMM,
-                   {"dtype": dtype, "has_bias": has_bias, "out_nchw": has_bias, "padded": not has_bias,
-                    **config.defines()})
-    for dtype in gemm_kernel.DTYPES:
-        for has_bias in (False, True):
-            for kr, ks, kcg, kkg, groups, stride in ((3, 3, 1, 1, 32, 1), (3, 3, 1, 2, 8, 2), (7, 7, 3, 64, 1, 2)):
-                yield (f"conv2d_direct-{dtype}-bias{int(has_bias)}-{kr}x{ks}x{kcg}x{kkg}g{groups}s{stride}",
-                       conv_kernel.DIRECT,
-                       {"dtype": dtype, "has_bias": has_bias, "out_nchw": has_bias, "in_nchw": not has_bias,
-                        "padded": has_bias, "vw": 1, "kr": kr, "ks": ks, "kcg": kcg, "kkg": kkg, "kgroups": groups,
-                        "ksh": stride, "ksw": stride, "kdh": 1, "kdw": 1, "phased": False})
-            # NCHW rows stored as stride phases (pad.mako), read unit-stride: depthwise stride 2 on CPUs
-            yield (f"conv2d_direct-{dtype}-bias{int(has_bias)}-phased-s2",
-                   conv_kernel.DIRECT,
-                   {"dtype": dtype, "has_bias": has_bias, "out_nchw": True, "in_nchw": True, "padded": False,
-                    "vw": 8 if dtype.itemsize > 2 and has_bias else 1, "kr": 3, "ks": 3, "kcg": 1, "kkg": 1,
-                    "kgroups": 16, "ksh": 2, "ksw": 2, "kdh": 1, "kdw": 1, "phased": True})
-            if dtype.itemsize > 2:  # pixel vectors along NCHW rows, channel vectors in NHWC (PoCL)
-                for in_nchw, kcg, kgroups in ((True, 2, 4), (False, 1, 16), (False, 3, 1)):
-                    yield (f"conv2d_direct-{dtype}-bias{int(has_bias)}-vw8-{'NCHW' if in_nchw else 'NHWC'}g{kgroups}",
-                           conv_kernel.DIRECT,
-                           {"dtype": dtype, "has_bias": has_bias, "out_nchw": in_nchw, "in_nchw": in_nchw,
-                            "padded": not in_nchw, "vw": 8, "kr": 3, "ks": 3, "kcg": kcg, "kkg": 1, "kgroups": kgroups,
-                            "ksh": 2, "ksw": 1, "kdh": 1, "kdw": 2, "phased": False})
-        yield f"permute-{dtype}", conv_kernel.PERMUTE, {"dtype": dtype}
-        yield f"transpose-{dtype}", conv_kernel.TRANSPOSE, {"dtype": dtype}
-        for in_nchw, out_nchw, row_loop, stride, phases in ((0, 0, 0, 1, 1), (0, 0, 1, 1, 1), (1, 0, 0, 1, 1),
-                                                            (1, 0, 1, 1, 1), (0, 1, 0, 1, 1), (1, 1, 0, 1, 1),
-                                                            (1, 1, 0, 2, 1), (0, 0, 1, 2, 1), (1, 1, 0, 1, 2)):
-            yield (f"pad-{dtype}-{'NCHW' if in_nchw else 'NHWC'}-to-{'NCHW' if out_nchw else 'NHWC'}-loop{row_loop}"
-                   f"-s{stride}-ph{phases}",
-                   conv_kernel.PAD, {"dtype": dtype, "in_nchw": bool(in_nchw), "out_nchw": bool(out_nchw),
-                                     "row_loop": bool(row_loop), "ssh": stride, "ssw": stride, "phases": phases})
-    for dtype in ("float32", "float64"):  # xgpu bench device's kernels
-        yield f"copy-{dtype}", bench_kernels.TEMPLATE, bench_kernels.defines(dtype)
 
 
 VARIANTS = list(library_variants())

@@ -148,3 +148,31 @@ def test_unwritable_outputs_are_refused_before_the_run(tmp_path):
     proc = run_xgpu("parity", "--quick", "-o", str(missing / "r.json"), check=False)
     assert proc.returncode == 1 and f"cannot write {missing / 'r.json'}" in proc.stderr
     assert "Traceback" not in proc.stderr and "pass" not in proc.stdout  # refused before any case ran
+
+
+def test_compile_rows_for_offline_targets_beside_the_devices(tmp_path):
+    # every library variant (here the quick float32 GEMM ones) through each chosen GPU compiler, as columns
+    dev = xgpu.devices()[-1]
+    out = tmp_path / "r.json"
+    proc = run_xgpu("parity", "--kernel", "gemm", "--dtype", "float32", "--quick", "--device", dev.id,
+                    "--targets", "amd:gfx90a,sm_80", "--targets", "intel:dg2", "-o", str(out),
+                    "--markdown", str(tmp_path / "m.md"))
+    report = load_report(out)
+    ids = [d["id"] for d in report["devices"]]
+    assert ids == [dev.id, "target:amd:gfx90a", "target:intel:dg2", "target:nvidia:sm_80"]
+    compiles = [r for r in report["results"] if r["device"].startswith("target:")]
+    assert compiles and {r["device"] for r in compiles} == set(ids[1:])
+    assert all(r["status"] == "pass" and r["case"].startswith("compile ") for r in compiles), compiles
+    assert all(max(k["registers"] for k in r["resources"].values()) > 0 for r in compiles)
+    assert "bytes spilled" in compiles[0]["detail"]
+    text = (tmp_path / "m.md").read_text()
+    assert "target:amd:gfx90a" in text and " reg " in text and "0 fail" in proc.stdout
+    # the report merges like any other: the compile columns stay
+    merged = merge_reports([report])
+    assert [c["device"]["id"] for c in merged.columns] == ids
+
+
+def test_a_target_spec_that_names_nothing_is_refused_before_the_run(tmp_path):
+    proc = run_xgpu("parity", "--quick", "--targets", "gfx9000", "-o", str(tmp_path / "r.json"), check=False)
+    assert proc.returncode == 1 and "'gfx9000' names no offline target" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "r.json").exists()

@@ -375,7 +375,14 @@ def cmd_bench_cache(args: argparse.Namespace, console: Console) -> int:
 def cmd_parity(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from xgpu.tools.parity import collect_cases, machine_info, merge_reports, run_parity
+    from xgpu.tools.parity import (
+        collect_cases,
+        machine_info,
+        merge_reports,
+        run_compiles,
+        run_parity,
+        select_targets,
+    )
 
     if args.scheduler or args.cluster:  # every worker of a Dask cluster (docs/cluster.md)
         from xgpu.tools.cluster_cli import cmd_parity_cluster
@@ -385,6 +392,7 @@ def cmd_parity(args: argparse.Namespace, console: Console) -> int:
     if not devices:
         raise InvalidArgumentError("no device selected: see `xgpu devices` for the ids and names to select by")
     cases = collect_cases(quick=args.quick, kernels=args.kernel or (), dtypes=args.dtype or ())
+    targets = select_targets(args.targets or ())
     output = Path(args.output or f"parity-{machine_info()['hostname']}.json")
     _check_writable(output, args.html, args.markdown)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -395,6 +403,15 @@ def cmd_parity(args: argparse.Namespace, console: Console) -> int:
             progress.update(task, advance=1, description=f"{device.id} {case.kernel} {case.case} {case.dtype}")
 
         report = run_parity(devices, cases, seed=args.seed, progress=step)
+        if targets:  # compile rows: every library variant through every chosen target's compiler
+            task = progress.add_task("compiles", total=None)
+
+            def built(name, target, result):
+                progress.update(task, advance=1, description=f"{target.name} {name}")
+
+            target_devices, compiles = run_compiles(targets, args.kernel or (), args.dtype or (), args.quick, built)
+            report["devices"] += target_devices
+            report["results"] += compiles
     _write_atomic(output, json.dumps(report, indent=1))
     matrix = merge_reports([report])
     _print_matrix(matrix, console, f"xgpu parity ({'quick' if args.quick else 'full'} grid)")
@@ -631,6 +648,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", action="append", metavar="NAME", help="only this kernel's cases (repeatable)")
     p.add_argument("--dtype", action="append", metavar="DTYPE", help="only cases of this dtype (repeatable)")
     p.add_argument("--quick", action="store_true", help="the quick grid (minutes, simulators included)")
+    p.add_argument("--targets", action="append", metavar="SPEC",
+                   help="also compile every library variant for these offline targets, as columns of the report "
+                        "(amd:gfx90a, sm_90, a vendor such as intel, all; repeatable or comma-separated)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the inputs (default: 0)")
     p.add_argument("--output", "-o", metavar="FILE.json", help="the JSON report (default: parity-HOSTNAME.json)")
     p.add_argument("--html", metavar="FILE.html", help="also write the matrix as HTML")

@@ -121,6 +121,91 @@ def run_parity(devices: list[Any], cases: list[ParityCase], *, seed: int = 0,
     }
 
 
+TARGET_PREFIX = "target:"  # a compile row's column: the offline target as a device of the report
+
+
+def select_targets(specs: Iterable[str]) -> list[Any]:
+    """The offline targets ``specs`` name (``amd:gfx90a``, a bare ``sm_90``, a vendor such as ``intel``, or
+    ``all`` for every available one); a spec that names nothing or an unavailable target is an error."""
+    from xgpu._program import offline_targets
+
+    targets = offline_targets()
+    chosen: dict[str, Any] = {}
+    for spec in specs:
+        for s in (p.strip().lower() for p in spec.split(",") if p.strip()):
+            found = [t for t in targets.values()
+                     if (s == "all" and t.available) or s in (t.name, t.arch, t.name.split(":")[0])]
+            if not found:
+                raise InvalidArgumentError(f"--targets {s!r} names no offline target: `xgpu targets` lists them")
+            missing = [f"{t.name} ({t.reason})" for t in found if not t.available and s != "all"]
+            if missing:
+                raise InvalidArgumentError(f"--targets {s!r}: unavailable here: {'; '.join(missing)}")
+            chosen.update((t.name, t) for t in found if t.available)
+    return sorted(chosen.values(), key=lambda t: t.name)
+
+
+def _resource_text(resources: dict[str, dict[str, int]]) -> str:
+    """One line for a build's kernels: the most registers and spills any of them needs."""
+    if not resources:
+        return "compiled"
+    regs = max(r.get("registers", 0) for r in resources.values())
+    spills = max(r.get("spill_bytes", 0) for r in resources.values())
+    shared = max(r.get("shared_bytes", 0) for r in resources.values())
+    return f"{regs} registers, {spills} bytes spilled, {shared} bytes shared/LDS"
+
+
+def run_compiles(targets: list[Any], kernels: Iterable[str] = (), dtypes: Iterable[Any] = (), quick: bool = False,
+                 progress: Callable[[str, Any, dict[str, Any]], None] | None = None
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Compile every library variant for every target (the compilers run on every core): the report's
+    compile rows, as (device entries, results). A row passes when the vendor's compiler builds it, and
+    its detail is the resource report; a dtype a target cannot do is a skip with the reason."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import xgpu
+    from xgpu.errors import UnsupportedDtypeError
+    from xgpu.kernels.variants import library_variants, variant_row
+
+    wanted_kernels = set(kernels)
+    wanted_dtypes = {np.dtype(d).name for d in dtypes}
+    variants = []
+    for name, template, defines in library_variants():
+        kernel, case, dtype = variant_row(name)
+        if (wanted_kernels and kernel not in wanted_kernels and name.split("-")[0] not in wanted_kernels) or (
+                wanted_dtypes and dtype not in wanted_dtypes) or (quick and dtype != "float32"):
+            continue
+        variants.append((name, template, defines))
+    if quick:
+        variants = variants[::4]
+
+    def build(name: str, template: Any, defines: dict[str, Any], target: Any) -> dict[str, Any]:
+        kernel, case, dtype = variant_row(name)
+        row = {"kernel": kernel, "case": f"compile {case}", "dtype": dtype, "device": TARGET_PREFIX + target.name,
+               "max_error": None}
+        try:
+            b = xgpu.compile_offline(template, target=target.name, defines=defines)
+        except UnsupportedDtypeError as exc:
+            return {**row, "status": "skip", "detail": str(exc)}
+        except XgpuError as exc:
+            return {**row, "status": "fail", "detail": str(exc)}
+        return {**row, "status": "pass", "detail": _resource_text(b.resources), "resources": b.resources}
+
+    results = []
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        futures = [(name, t, pool.submit(build, name, template, defines, t))
+                   for t in targets for name, template, defines in variants]
+        for name, t, future in futures:
+            r = future.result()
+            results.append(r)
+            if progress:
+                progress(name, t, r)
+    devices = [{"id": TARGET_PREFIX + t.name, "name": t.name, "platform": f"offline: {t.toolchain}",
+                "vendor": t.name.split(":")[0], "type": "offline target", "driver_version": t.toolchain}
+               for t in targets]
+    return devices, results
+
+
 def load_report(path: str | Path) -> dict[str, Any]:
     """Read a report ``xgpu parity`` wrote; a file that is not one gives a clear error."""
     try:
@@ -247,6 +332,13 @@ _RANK = {"skip": 0, "pass": 1, "fail": 2}
 def cell_text(cell: dict[str, Any] | None) -> str:
     if cell is None:
         return "-"
+    if cell["device"].startswith(TARGET_PREFIX) and cell["status"] == "pass":
+        resources = cell.get("resources") or {}
+        if isinstance(resources, dict) and resources and all(isinstance(r, dict) for r in resources.values()):
+            regs = max(int(r.get("registers", 0)) for r in resources.values())
+            spills = max(int(r.get("spill_bytes", 0)) for r in resources.values())
+            return f"pass {regs} reg" + (f", SPILLS {spills} B" if spills else "")
+        return "pass"
     if cell["status"] == "pass":
         return f"pass {cell['max_error']:.1e}" if cell.get("max_error") is not None else "pass"
     if cell["status"] == "fail":
