@@ -53,10 +53,10 @@ def checker():
 
 # ------------------------------------------------------------------------------------------------
 # The matrix's size. By default (`make test`) every kernel case runs in float32 on every device, and
-# each other-dtype case on one device that supports it, rotating through the devices; every offline
-# compile of a library variant goes to one of its targets or CUDA architectures, rotating. So every
-# case meets every dtype and every device meets every case, in a suite that stays well under 30
-# minutes on 2 cores. Each library variant (a GEMM or conv2d tile) runs on the devices whose rules pick
+# each other-dtype case on one device that supports it, rotating through the devices; a float32
+# library variant compiles for three targets per GPU vendor, any other for one per vendor. So every
+# case meets every dtype and every device meets every case, in a suite that stays near 30 minutes on
+# 2 cores. Each library variant (a GEMM or conv2d tile) runs on the devices whose rules pick
 # it and under the memory checker (marker home_devices). `make test-full` (XGPU_TEST_FULL=1 or
 # --full-matrix) runs every combination.
 
@@ -64,9 +64,16 @@ FULL_ENV = "XGPU_TEST_FULL"
 #: parameters rotated instead of crossed: the axis, and whether an item's other parameters call for it
 ROTATED = {
     "xgpu_device": lambda params: _dtype_name(params) not in (None, "float32"),
-    "arch": lambda params: "defines" in params,  # test_cuda_compile: a library variant per CUDA arch
-    "target": lambda params: "defines" in params,  # test_offline_targets: a library variant per GPU target
+    # test_cuda_compile: a float32 library variant for every CUDA architecture, the others for one in turn
+    # (test_offline_targets picks its own: three AMD and three Intel targets for float32, one each else)
+    "arch": lambda params: "defines" in params and _variant_dtype(params) != "float32",
 }
+
+
+def _variant_dtype(params: dict) -> str:
+    from xgpu.kernels.variants import variant_row
+
+    return variant_row(str(params.get("name", "")))[2]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -16,6 +16,7 @@ import xgpu
 from xgpu._program import offline_targets
 from xgpu.backends.opencl import targets as offline
 from xgpu.kernels import axpy as axpy_kernel
+from xgpu.kernels.variants import variant_row
 
 from .conftest import run_xgpu
 from .test_cuda_compile import VARIANTS
@@ -31,8 +32,15 @@ REQUIRED = ("amd:gfx908", "amd:gfx90a", "amd:gfx940", "amd:gfx1030", "intel:tgll
             "intel:pvc")
 
 
-def _intel(name: str) -> str:
-    return "intel:pvc" if "float64" in name else "intel:dg2"  # Xe-HPG has no float64 units
+#: float32 variants compile for three targets per vendor; float64 and float16 ones for one per vendor
+FLOAT32_TARGETS = ("amd:gfx908", AMD, "amd:gfx1030", "intel:tgllp", "intel:dg2", "intel:pvc")
+
+
+def _targets(name: str) -> tuple[str, ...]:
+    dtype = variant_row(name)[2]
+    if dtype == "float32":
+        return FLOAT32_TARGETS
+    return (AMD, "intel:pvc" if dtype == "float64" else "intel:dg2")  # Xe-LP and Xe-HPG have no float64 units
 
 
 def _toolchains_required() -> bool:
@@ -51,8 +59,7 @@ def offline_target(name: str):
     return offline_targets()[name]
 
 
-CASES = [(name, target, template, defines) for name, template, defines in VARIANTS
-         for target in (AMD, _intel(name))]
+CASES = [(name, target, template, defines) for name, template, defines in VARIANTS for target in _targets(name)]
 
 
 @pytest.fixture(scope="module")
