@@ -41,7 +41,8 @@ def _axpy() -> Iterator[Variant]:
 def _gemm() -> Iterator[Variant]:
     for dtype, trans_a, trans_b, config in gemm_kernel.all_variants():
         name = f"gemm-{dtype}-{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}-{config.label}"
-        yield name, gemm_kernel.TEMPLATE, gemm_kernel.render_defines(dtype, config, trans_a, trans_b)
+        template, _name = gemm_kernel.template_for(config)
+        yield name, template, gemm_kernel.render_defines(dtype, config.compiled(), trans_a, trans_b)
     for dtype in gemm_kernel.DTYPES:  # the planner's packing of transposed operands
         yield f"transpose-gemm_pack-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 32, "ry": 8}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -301,7 +303,7 @@ def test_cpu_class_plans_on_every_device(xgpu_device, m, n, k, trans_a, trans_b,
     default matrix runs, off the checker, only the class the device's own rules pick."""
     from xgpu.kernels.gemm import execute
     from xgpu.kernels.gemm.planner import plan_for_shape
-    from xgpu.kernels.gemm.tuning import RULES, rule_for
+    from xgpu.kernels.gemm.tuning import RULES, adapt, rule_for
 
     need(xgpu_device, dtype)
     a, b = operands(rng, m, n, k, dtype, trans_a, trans_b)
@@ -310,6 +312,8 @@ def test_cpu_class_plans_on_every_device(xgpu_device, m, n, k, trans_a, trans_b,
     if not (full_matrix or xgpu_device.checks_memory):
         bases = [base for base in bases if base == rule_for(xgpu_device, RULES)]
     for base in bases:
+        if base.panel:  # the library plans from the variant fitted to the dtype (config_for)
+            base = adapt(base, np.dtype(dtype).itemsize, False)
         p = plan_for_shape(base, np.dtype(dtype).itemsize, m, n, k, 1, trans_a, trans_b, 2, "test")
         if p.config.work_group_size > xgpu_device.max_work_group_size:
             continue
@@ -317,3 +321,59 @@ def test_cpu_class_plans_on_every_device(xgpu_device, m, n, k, trans_a, trans_b,
         execute(p, c, xgpu.asarray(a, xgpu_device), xgpu.asarray(b, xgpu_device), m, n, k, 1, 0.75, -1.5,
                 trans_a, trans_b, (0, 0, 0), explicit=True)
         assert_close(c.get(), reference(a, b, trans_a, trans_b, 0.75, -1.5, c0), dtype=dtype, terms=k)
+
+
+def test_panel_plans():
+    """The panel variant (CPU runtimes) reads both operands row-major: the planner transposes the fewest
+    elements, computing C^T = op(B)^T op(A)^T when that packs less; rows per group fit the matrix in
+    whole micro-panels, and the row count never needs a new build."""
+    from xgpu.kernels.gemm.planner import plan_for_shape
+    from xgpu.kernels.gemm.tuning import GemmConfig
+
+    panel = GemmConfig(local_tiles=False, panel=True, tm=96, tn=64, wm=6, wn=16, kc=128, vw=8)
+    p = plan_for_shape(panel, 4, 1024, 1024, 1024, 1, False, False, 2, "table")
+    assert (p.pack_a, p.pack_b, p.swap, p.config) == (False, False, False, panel)
+    p = plan_for_shape(panel, 4, 100, 200, 1000, 1, True, True, 2, "table")
+    assert p.swap and not p.pack_a and not p.pack_b  # both transposes flip: nothing packed
+    p = plan_for_shape(panel, 4, 64, 4096, 4096, 1, False, True, 2, "table")
+    assert p.swap and (p.pack_a, p.pack_b) == (False, True)  # x @ W.T, few rows: packs x, not W
+    p = plan_for_shape(panel, 4, 1024, 1024, 1024, 1, False, True, 2, "table")
+    assert not p.swap and (p.pack_a, p.pack_b) == (False, True)
+    p = plan_for_shape(panel, 4, 1024, 1024, 1024, 1, True, False, 2, "table")
+    assert not p.swap and (p.pack_a, p.pack_b) == (True, False)
+    for m, n, k, batch in ((1, 1, 1, 1), (7, 1000, 5, 1), (1000, 3, 9, 1), (127, 1000, 1000, 1), (64, 64, 64, 64),
+                           (5, 17, 3, 300)):
+        c = plan_for_shape(panel, 4, m, n, k, batch, False, False, 2, "table").config
+        assert c.tm % c.wm == 0 and c.wm <= c.tm <= max(panel.tm, c.wm) and c.tn % c.wn == 0 and c.tn >= c.wn
+        assert c.compiled() == replace(c, tm=c.wm)
+        groups = -(-m // c.tm) * -(-n // c.tn) * batch
+        assert groups >= 8 or c.tm == c.wm  # enough work-groups for both cores, or rows cut to one panel
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,k,batch,trans_a,trans_b", [(13, 37, 29, 1, False, False), (13, 37, 29, 1, True, True),
+                                                         (40, 9, 17, 1, False, True), (9, 40, 17, 1, True, False),
+                                                         (7, 33, 20, 3, False, False), (6, 16, 0, 1, False, False)])
+def test_panel_blocks_on_every_device(xgpu_device, m, n, k, batch, trans_a, trans_b, dtype, rng):
+    """A panel variant with K blocks of 8 (several blocks: C, or float16's float32 workspace, accumulates
+    between them), a partial last column group and rows past M, on every device (Oclgrind: memory checks)."""
+    from xgpu.kernels.gemm import execute
+    from xgpu.kernels.gemm.planner import plan_for_shape
+    from xgpu.kernels.gemm.tuning import GemmConfig
+
+    need(xgpu_device, dtype)
+    base = GemmConfig(local_tiles=False, panel=True, tm=12, tn=32, wm=6, wn=16, kc=8, vw=8)
+    if dtype == np.float64:
+        base = replace(base, tn=16, wn=8, vw=4)
+    p = plan_for_shape(base, np.dtype(dtype).itemsize, m, n, k, batch, trans_a, trans_b, 2, "test")
+    a, b = operands(rng, m, n, k, dtype, trans_a, trans_b)
+    a = np.stack([a * (i + 1) for i in range(batch)])
+    c0 = rng.uniform(-1, 1, (batch, m, n)).astype(dtype)
+    for beta, start in ((0.0, np.full_like(c0, np.nan)), (-1.5, c0)):  # beta = 0 never reads C: poisoned
+        c = xgpu.asarray(start, xgpu_device)
+        strides = (a[0].size if batch > 1 else 0, 0, m * n)  # B broadcast over the batch
+        execute(p, c, xgpu.asarray(a, xgpu_device), xgpu.asarray(b, xgpu_device), m, n, k, batch, 0.75, beta,
+                trans_a, trans_b, strides, explicit=True)
+        for i in range(batch):
+            expected = reference(a[i], b, trans_a, trans_b, 0.75, beta, c0[i])
+            assert_close(c.get()[i], expected, dtype=dtype, terms=max(k, 1))

@@ -13,7 +13,8 @@ from xgpu.kernels import gemm
 for dtype, trans_a, trans_b, config in gemm.all_variants():
     if dtype != "float32" or trans_a or trans_b:
         continue
-    source = xgpu.render(gemm.TEMPLATE, "cuda", gemm.render_defines(dtype, config, trans_a, trans_b)).text
+    template, _name = gemm.template_for(config)
+    source = xgpu.render(template, "cuda", gemm.render_defines(dtype, config.compiled(), trans_a, trans_b)).text
     start = time.perf_counter()
     compile_cuda(source, "sm_80")
     nvrtc = time.perf_counter() - start

@@ -5,6 +5,7 @@ packed (transposed once, ``pack.mako``) into the layout the fast kernels read co
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = ["GemmConfig", "GemmPlan", "gemm", "matmul", "plan"]
 
 log = logging.getLogger(__name__)
 TEMPLATE = xgpu.KernelTemplate(Path(__file__).with_name("gemm.mako"))
+PANEL = xgpu.KernelTemplate(Path(__file__).with_name("gemm_panel.mako"))
 PACK = xgpu.KernelTemplate(Path(__file__).with_name("pack.mako"))
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
 
@@ -33,13 +35,21 @@ def config_for(device: xgpu.Device, dtype: np.dtype, trans_b: bool = False, rule
     return adapt(base, np.dtype(dtype).itemsize, trans_b)
 
 
+def template_for(config: GemmConfig) -> tuple[xgpu.KernelTemplate, str]:
+    """The template and kernel name of a variant."""
+    return (PANEL, "gemm_panel") if config.panel else (TEMPLATE, "gemm")
+
+
 def all_variants() -> list[tuple[np.dtype, bool, bool, GemmConfig]]:
-    """Every (dtype, trans_a, trans_b, config) the library can pick on some device class."""
+    """Every (dtype, trans_a, trans_b, config) the library can pick on some device class (panel variants
+    read both operands row-major, transposed ones being packed first: one build serves every layout)."""
     seen = []
     for _kind, _words, base in RULES:
         for dtype in DTYPES:
             for trans_a in (False, True):
                 for trans_b in (False, True):
+                    if base.panel and (trans_a or trans_b):
+                        continue
                     v = (dtype, trans_a, trans_b, adapt(base, dtype.itemsize, trans_b))
                     if v not in seen:
                         seen.append(v)
@@ -58,6 +68,8 @@ def _fits(config: GemmConfig, device: xgpu.Device, acc_bytes: int) -> bool:
 
 
 def render_defines(dtype: np.dtype, config: GemmConfig, trans_a: bool, trans_b: bool) -> dict[str, Any]:
+    if config.panel:
+        return {"dtype": dtype, **config.defines()}
     return {"dtype": dtype, "trans_a": trans_a, "trans_b": trans_b, **config.defines()}
 
 
@@ -107,15 +119,22 @@ def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, 
     ``explicit``, which defaults to whether ``config`` is given)."""
     explicit = config is not None if explicit is None else explicit
     tuned = tuned_config(device, dtype, trans_b, shape_class) if config is None else None
-    key = (device, dtype, trans_a, trans_b, config or tuned, explicit)
+    wanted = config or tuned or config_for(device, dtype, trans_b)
+    rows = wanted.tm
+    if wanted.panel:  # one build for every layout and row count
+        trans_a = trans_b = False
+        wanted = wanted.compiled()
+    key = (device, dtype, trans_a, trans_b, wanted, explicit)
     hit = _kernels.get(key)
     if hit is None:
-        cfg = config or tuned or config_for(device, dtype, trans_b)
-        defines = {"dtype": dtype, "trans_a": trans_a, "trans_b": trans_b}
-        hit = compile_variant(TEMPLATE, "gemm", device, cfg, defines, explicit=explicit)
+        template, name = template_for(wanted)
+        defines = {"dtype": dtype} if wanted.panel else {"dtype": dtype, "trans_a": trans_a, "trans_b": trans_b}
+        hit = compile_variant(template, name, device, wanted, defines, explicit=explicit)
         log.debug("gemm on %s, %s, trans_a=%s trans_b=%s: %s%s", device.id, dtype, trans_a, trans_b, hit[1].label,
                   " (tuned)" if tuned and not config else "")
         _kernels[key] = hit
+    if wanted.panel:
+        return hit[0], replace(hit[1], tm=max(hit[1].wm, rows // hit[1].wm * hit[1].wm))
     return hit
 
 
@@ -196,6 +215,8 @@ def _launch(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, con
 
 def execute(chosen: GemmPlan, c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, explicit=False):
     """Run ``chosen`` (a plan, see :func:`plan`) for ``C = alpha op(A) @ op(B) + beta C``."""
+    if chosen.config.panel:
+        return _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen, explicit)
     if not chosen.swap:
         return _run(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen, explicit)
     # C^T = op(B)^T op(A)^T, an N x M product on the operands' other roles (their transposes flip), computed
@@ -226,6 +247,37 @@ def _run(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen
         c, a, b, i32(m), i32(n), i32(k), scalar(alpha), scalar(beta), i32(max(lda, 1)), i32(max(ldb, 1)),
         i32(max(n, 1)), i32(stride_a), i32(stride_b), i32(stride_c),
         global_size=(groups[0] * tx, groups[1] * ty, batch), local_size=(tx, ty, 1),
+    )
+
+
+def _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen: GemmPlan, explicit: bool):
+    """The panel kernel (CPU runtimes): both operands row-major, transposed ones packed first; with
+    ``chosen.swap``, C^T = op(B)^T op(A)^T written into C along its columns."""
+    device, dtype = c.device, c.dtype
+    stride_a, stride_b, stride_c = strides
+    c_rs, c_cs = n, 1
+    if chosen.swap:
+        a, b, stride_a, stride_b = b, a, stride_b, stride_a
+        m, n, trans_a, trans_b = n, m, not trans_b, not trans_a
+        c_rs, c_cs = 1, m
+    if trans_a and k:  # A is (K, M): its transposes, (M, K) each
+        a = transposed(a, k, m, batch, stride_a)
+        stride_a = m * k if stride_a else 0
+    if trans_b and k:  # B is (N, K): its transposes, (K, N) each
+        b = transposed(b, n, k, batch, stride_b)
+        stride_b = k * n if stride_b else 0
+    kernel, cfg = _kernel(device, dtype, False, False, chosen.config, explicit=explicit)
+    wg = cfg.local_size[0]
+    mc = cfg.tm
+    scalar = np.float64 if dtype == np.float64 else np.float32
+    extra = []
+    if dtype == np.float16:  # K blocks before the last add up in float32 here
+        extra = [xgpu.empty((batch * m * n if k > cfg.kc else 1,), np.float32, device)]
+    i32 = np.int32
+    return kernel(
+        c, a, b, i32(m), i32(n), i32(k), i32(mc), scalar(alpha), scalar(beta), i32(max(k, 1)), i32(max(n, 1)),
+        i32(c_rs), i32(c_cs), i32(stride_a), i32(stride_b), i32(stride_c), *extra,
+        global_size=(-(-n // cfg.tn) * wg, -(-m // mc), batch), local_size=(wg, 1, 1),
     )
 
 

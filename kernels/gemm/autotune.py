@@ -17,13 +17,16 @@ from xgpu.testing import assert_close
 from xgpu.tools.bench import gemm_operands, median_time
 from xgpu.tools.tune import BudgetExceeded, Tunable
 
-from . import TEMPLATE, _fits, compile_variant, config_for, gemm
+from . import _fits, compile_variant, config_for, gemm, template_for
 from .tuning import RULES, GemmConfig, acc_itemsize, shape_class
 
 
 def _valid(cfg: GemmConfig, device: xgpu.Device, acc_itemsize: int) -> bool:
     if min(cfg.tm, cfg.tn, cfg.wm, cfg.wn, cfg.tk, cfg.vw) < 1 or cfg.tm % cfg.wm or cfg.tn % cfg.wn:
         return False
+    if cfg.panel:  # two vectors of vw per row of a work-item's panel, K blocks in local memory
+        return (cfg.wn == 2 * cfg.vw and cfg.vw in (2, 4, 8, 16) and 1 <= cfg.wm <= 8 and 8 <= cfg.kc <= 1024
+                and cfg.tm <= 1024 and _fits(cfg, device, acc_itemsize))
     if cfg.tm > 256 or cfg.tn > 256 or cfg.wm * cfg.wn > 256 or cfg.work_group_size < 1:
         return False
     if cfg.vw > 1 and (cfg.local_tiles or not cfg.contiguous_cols or cfg.wn % cfg.vw or cfg.vw not in (2, 4, 8, 16)):
@@ -38,12 +41,19 @@ def neighbours(cfg: GemmConfig, device: xgpu.Device, dtype: np.dtype, families=R
     defaults (to try another way of feeding the registers). Only those the device can take."""
     acc = acc_itemsize(dtype)
     out: list[GemmConfig] = []
+    if cfg.panel:  # rows per group, work-items per group, K block; rows per micro-panel
+        for name in ("tm", "tn", "kc"):
+            value = getattr(cfg, name)
+            out += [replace(cfg, **{name: value * 2}), replace(cfg, **{name: max(value // 2, 1)})]
+        out += [replace(cfg, wm=wm, tm=cfg.tm // cfg.wm * wm) for wm in (4, 8) if wm != cfg.wm]
     for name in ("tm", "tn", "wm", "wn") + (("tk",) if cfg.local_tiles else ("vw",) if cfg.vw > 1 else ()):
+        if cfg.panel:
+            break
         value = getattr(cfg, name)
         out += [replace(cfg, **{name: value * 2}), replace(cfg, **{name: max(value // 2, 1)})]
     # a work-group twice or half as large with the same work per work-item
     out += [replace(cfg, tm=cfg.tm * 2, tn=cfg.tn * 2), replace(cfg, tm=cfg.tm // 2 or 1, tn=cfg.tn // 2 or 1)]
-    if not cfg.local_tiles:
+    if not cfg.local_tiles and not cfg.panel:
         out += [replace(cfg, kc=kc) for kc in (0, 128, 256, 512) if kc != cfg.kc]
     out += [base for _kind, _words, base in families if base != cfg]
     unique = []
@@ -78,8 +88,9 @@ def _compile_variant(kernel: str, device: xgpu.Device, dtype: np.dtype, cfg: Gem
     kernel for its work-group size at the first launch, into a cache of their own."""
     ones = np.ones
     if kernel == "gemm":
-        compile_variant(TEMPLATE, "gemm", device, cfg, {"dtype": dtype, "trans_a": False,
-                                                                         "trans_b": False}, explicit=True)
+        template, name = template_for(cfg)
+        defines = {"dtype": dtype} if cfg.panel else {"dtype": dtype, "trans_a": False, "trans_b": False}
+        compile_variant(template, name, device, cfg.compiled(), defines, explicit=True)
         gemm(xgpu.asarray(ones((9, 7), dtype), device), xgpu.asarray(ones((7, 5), dtype), device), config=cfg).get()
     else:
         from xgpu.kernels.conv2d import conv2d

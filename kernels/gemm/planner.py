@@ -64,10 +64,50 @@ def fit_tile(cfg: GemmConfig, m: int, n: int, batch: int = 1, compute_units: int
     return replace(cfg, tm=tm, wm=min(wm, tm), tn=tn, wn=wn)
 
 
+def fit_panel(cfg: GemmConfig, m: int, n: int, batch: int = 1, compute_units: int = 1) -> GemmConfig:
+    """A panel variant with its rows per work-group cut to the matrix (rounded up to whole micro-panels of
+    WM rows) and to enough work-groups, and its columns per work-group halved while wider than N."""
+    wm, tn = cfg.wm, cfg.tn
+    tm = min(cfg.tm, -(-m // wm) * wm)
+    while tn > n and tn > cfg.wn:
+        tn //= 2
+
+    def groups() -> int:
+        return -(-m // tm) * -(-n // tn) * batch
+
+    while groups() < GROUPS_PER_UNIT * compute_units and tm > wm:
+        tm = max(wm, (tm // 2) // wm * wm)
+    return replace(cfg, tm=tm, tn=tn)
+
+
+def plan_panel(base: GemmConfig, itemsize: int, m: int, n: int, k: int, batch: int, trans_a: bool,
+               trans_b: bool, compute_units: int, source: str) -> GemmPlan:
+    """The plan for a panel variant, which reads A and B row-major: a transposed operand is transposed
+    first, or the product is computed as C^T = op(B)^T op(A)^T (the kernel writing C along its columns)
+    when that transposes fewer elements. Writing C along columns costs scalar stores once per K block."""
+    as_is = trans_a * m * k + trans_b * n * k
+    blocks = max(1, -(-k // max(base.kc, 1)))
+    swapped = (not trans_b) * n * k + (not trans_a) * m * k + m * n * blocks
+    swap = swapped < as_is
+    if swap:
+        m, n, trans_a, trans_b = n, m, not trans_b, not trans_a
+    cfg = fit_panel(base, m, n, batch, compute_units)  # base: already fitted to the dtype (tuning.adapt)
+    why = source
+    if trans_a or trans_b:
+        why += ", " + " and ".join(x for x, p in (("A", trans_a), ("B", trans_b)) if p) + " packed (transposed once)"
+    if swap:
+        why += ", as C^T = op(B)^T op(A)^T"
+    if (cfg.tm, cfg.tn) != (base.tm, base.tn):
+        why += f", tile fitted to {m}x{n}" + (f" x{batch}" if batch > 1 else "")
+    return GemmPlan(cfg, trans_a, trans_b, why, swap=swap)
+
+
 def plan_for_shape(base: GemmConfig, itemsize: int, m: int, n: int, k: int, batch: int, trans_a: bool,
                    trans_b: bool, compute_units: int, source: str) -> GemmPlan:
     """The plan for an ``m x n x k`` product (``batch`` of them) from the device class's variant ``base``
     (for untransposed operands), of elements of ``itemsize`` bytes."""
+    if base.panel:
+        return plan_panel(base, itemsize, m, n, k, batch, trans_a, trans_b, compute_units, source)
     pack = not base.local_tiles
     # elements copied: packing the transposed operands as they are, or computing C^T = op(B)^T op(A)^T,
     # whose operands are transposed where these are not, plus C in and out of scratch

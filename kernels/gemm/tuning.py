@@ -19,7 +19,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class GemmConfig:
-    """One variant of the GEMM template: a TM x TN tile per work-group, WM x WN per work-item."""
+    """One variant of the GEMM: a TM x TN tile per work-group, WM x WN per work-item.
+
+    ``panel=True`` is the CPU runtimes' kernel (``gemm_panel.mako``): a work-group of TN / WN work-items
+    copies KC x TN slices of B into local memory and each work-item multiplies its WN columns (two
+    VW-wide vectors) over TM rows, WM at a time. TM is a launch argument there, not compiled in.
+    """
 
     local_tiles: bool
     tm: int
@@ -30,10 +35,13 @@ class GemmConfig:
     kc: int = 0
     contiguous_cols: bool = False
     vw: int = 1
+    panel: bool = False
 
     @property
     def label(self) -> str:
         """A short name: ``128x64-8x32-vw16-kc256`` (tile, block per work-item, options)."""
+        if self.panel:
+            return f"panel-{self.tm}x{self.tn}-{self.wm}x{self.wn}-vw{self.vw}-kc{self.kc}"
         text = f"{self.tm}x{self.tn}-{self.wm}x{self.wn}"
         text += f"-local{self.tk}" if self.local_tiles else ""
         text += f"-vw{self.vw}" if self.vw > 1 else ""
@@ -42,20 +50,33 @@ class GemmConfig:
 
     @property
     def local_size(self) -> tuple[int, int]:
-        return (self.tn // self.wn, self.tm // self.wm)
+        return (self.tn // self.wn, 1 if self.panel else self.tm // self.wm)
 
     @property
     def work_group_size(self) -> int:
-        return (self.tn // self.wn) * (self.tm // self.wm)
+        return self.local_size[0] * self.local_size[1]
 
     def local_mem_bytes(self, acc_itemsize: int) -> int:
+        if self.panel:
+            return self.tn * self.kc * acc_itemsize
         return (self.tm + self.tn) * self.tk * acc_itemsize if self.local_tiles else 0
 
     def defines(self) -> dict[str, Any]:
+        if self.panel:  # the rows per work-group (tm) are a launch argument
+            return {"vw": self.vw, "mr": self.wm, "wg": self.tn // self.wn, "kc": self.kc}
         return asdict(self)
+
+    def compiled(self) -> GemmConfig:
+        """The variant as compiled: a panel variant's row count is a launch argument, so every row count
+        shares one build."""
+        return replace(self, tm=self.wm) if self.panel else self
 
     def shrink(self) -> GemmConfig:
         """A variant with half the work-group, for devices or kernels that cannot take this one."""
+        if self.panel:
+            if self.tn > self.wn:
+                return replace(self, tn=self.tn // 2)
+            return replace(self, kc=max(self.kc // 2, 1))
         if self.tm // self.wm >= self.tn // self.wn and self.tm > self.wm:
             return replace(self, tm=self.tm // 2)
         if self.tn > self.wn:
@@ -67,20 +88,15 @@ class GemmConfig:
 RULES: list[tuple[str | None, tuple[str, ...], GemmConfig]] = [
     # Oclgrind simulates every work-item: small tiles keep runs short and still cover the tiled path
     (None, ("simulator",), GemmConfig(local_tiles=True, tm=16, tn=16, wm=2, wn=2, tk=8)),
-    # Intel's CPU runtime vectorises 16 work-items along dimension 0 (AVX-512): strided columns, plain
-    # scalar code, and a barrier every 256 steps of K for cache blocking (measured here: 155-175 GF/s).
-    # Keyed on the runtime, not on "Intel" in a name: PoCL on an Intel CPU gets the next row
-    # On 8-lane (AVX2) CPUs both runtimes do best with 6 rows x 16 contiguous columns in 8-wide vectors
-    # per work-item: 12 accumulator registers of the 16 (measured here, 2048^3 float32: Intel 78 against
-    # 57 GF/s for the 16-lane row below; PoCL, 1024^3: 61 against 48)
-    ("cpu", ("intel-cpu-runtime", "simd-narrow"),
-     GemmConfig(local_tiles=False, tm=96, tn=64, wm=6, wn=16, kc=256, contiguous_cols=True, vw=8)),
-    ("cpu", ("intel-cpu-runtime",), GemmConfig(local_tiles=False, tm=128, tn=32, wm=8, wn=2, kc=256)),
-    # other CPU compilers (PoCL, rusticl's llvmpipe) vectorise within a work-item: 8 rows x 32
-    # contiguous columns in 16-wide vectors per work-item (measured here on PoCL: 160-177 GF/s)
+    # CPU runtimes (Intel's, PoCL, any other CPU): the panel kernel, as BLAS libraries lay out a CPU
+    # GEMM. On 8-lane (AVX2) CPUs, 6 rows x 16 columns per work-item in 8-wide vectors (12 accumulator
+    # registers of the 16), 4 work-items per group (64 columns), K blocks of 128 (32 KiB of B in local
+    # memory); on 16-lane (AVX-512) CPUs the same in 16-wide vectors, K blocks of 64 (32 KiB).
+    # Measured here (AVX2, 2 cores, docs/benchmarks.md): the earlier rows, 16 strided columns per
+    # work-item (Intel) and 32 contiguous ones (PoCL), ran at half of OpenBLAS on this CPU.
     ("cpu", ("simd-narrow",),
-     GemmConfig(local_tiles=False, tm=96, tn=64, wm=6, wn=16, kc=256, contiguous_cols=True, vw=8)),
-    ("cpu", (), GemmConfig(local_tiles=False, tm=128, tn=64, wm=8, wn=32, kc=256, contiguous_cols=True, vw=16)),
+     GemmConfig(local_tiles=False, panel=True, tm=96, tn=64, wm=6, wn=16, kc=128, vw=8)),
+    ("cpu", (), GemmConfig(local_tiles=False, panel=True, tm=96, tn=128, wm=6, wn=32, kc=64, vw=16)),
     # GPUs: 64x64 tiles of 4x4 per work-item (256 work-items), the usual shape for NVIDIA and AMD
     ("gpu", (), GemmConfig(local_tiles=True, tm=64, tn=64, wm=4, wn=4, tk=16)),
     (None, (), GemmConfig(local_tiles=True, tm=32, tn=32, wm=2, wn=2, tk=16)),
@@ -105,6 +121,11 @@ def acc_itemsize(dtype) -> int:
 
 def adapt(config: GemmConfig, itemsize: int, trans_b: bool) -> GemmConfig:
     """Fit a variant to the dtype and layout: vector loads need float32/float64 and contiguous rows of B."""
+    if config.panel:
+        # B is always read as row-major (the planner transposes it first); float64 halves the lanes
+        if itemsize == 8:
+            return replace(config, tn=config.tn // 2, wn=config.wn // 2, vw=max(config.vw // 2, 1))
+        return config
     if config.vw > 1 and (itemsize == 2 or trans_b):
         # no vector loads: a scalar block small enough to stay in registers (fully unrolled 8x32
         # scalar blocks take some compilers minutes to build)

@@ -1,0 +1,152 @@
+## Batched GEMM for CPU runtimes: C = alpha * A @ B + beta * C with A (M x K) and B (K x N) row-major
+## (the planner packs or swaps transposed operands first), C at any row and column stride.
+##
+## The layout of BLAS libraries on CPUs, in OpenCL terms. A work-group of WG work-items owns NC = WG * NR
+## columns of C and MC of its rows (mc, a launch argument); each work-item owns one panel of NR = 2 * VW columns (two VW-wide
+## vectors). K is walked in blocks of KC: for each block the group copies its KC x NC slice of B into
+## local memory (ordinary cache on a CPU: the copy reads whole rows of B, which the hardware prefetches,
+## and leaves each work-item a contiguous KC x NR panel, free of the cache-set conflicts that a
+## power-of-two row length gives a strided walk down B); then each work-item runs its micro-kernel over
+## the MC rows, MR rows at a time: MR x 2 vector accumulators (12 of AVX2's 16 registers for MR = 6),
+## per step of k two vector loads of B and MR broadcasts of A, read along A's rows. A's MC x KC block
+## stays in the core's L2 cache while every panel of the group uses it.
+##
+## float16 storage accumulates in float32, across K blocks too: in W (batch x M x N floats) when K > KC.
+##
+## Defines: dtype, vw (the accumulator's vector width), mr, wg, kc. MC (a multiple of MR) is an argument.
+<%
+    T = ctype(dtype)
+    half = T == "half_t"
+    ACC = "double" if T == "double" else "float"   # float16 accumulates in float32
+    NR = 2 * vw
+    NC = wg * NR
+    V = f"VEC({ACC}, {vw})"
+
+    def load(ptr, idx):
+        return f"LOAD_HALF({ptr}, {idx})" if half else f"{ptr}[{idx}]"
+
+    def vload(ptr, idx):
+        return f"VLOAD_HALF({vw}, {ptr}, {idx})" if half else f"VLOAD({vw}, {ptr}, {idx})"
+
+%>
+KERNEL REQD_WORK_GROUP_SIZE(${wg}, 1, 1)
+void gemm_panel(
+    GLOBAL_MEM ${T}* RESTRICT C,
+    GLOBAL_MEM const ${T}* RESTRICT A,
+    GLOBAL_MEM const ${T}* RESTRICT B,
+    const index_t M, const index_t N, const index_t K, const index_t mc,
+    const ${ACC} alpha, const ${ACC} beta,
+    const index_t lda, const index_t ldb, const index_t c_rs, const index_t c_cs,
+    const index_t stride_a, const index_t stride_b, const index_t stride_c${", GLOBAL_MEM float* RESTRICT W" if half else ""})
+{
+    // the group's KC x NC slice of B, as WG panels of KC x NR
+    LOCAL_MEM ${ACC} Bl[${wg * kc * NR}];
+    const index_t lid = LOCAL_ID(0);
+    const index_t batch = GROUP_ID(2);
+    A += batch * stride_a;
+    B += batch * stride_b;
+    C += batch * stride_c;
+    const index_t c0 = GROUP_ID(0) * ${NC};
+    const index_t col0 = c0 + lid * ${NR};
+    const index_t row0 = GROUP_ID(1) * mc;
+    const index_t row_end = MIN(row0 + mc, M);
+    const int whole = c0 + ${NC} <= N;
+    // K = 0 still runs one (empty) block: C = beta * C
+    const index_t blocks = K > 0 ? (K + ${kc - 1}) / ${kc} : 1;
+    for (index_t kb = 0; kb < blocks; ++kb) {
+        const index_t k0 = kb * ${kc};
+        const index_t kl = MIN((index_t)${kc}, K - k0);
+        LOCAL_BARRIER;  // the previous block's panels are used up
+        if (whole) {
+            // whole rows of the slice, one row per work-item in turn, as vectors
+            for (index_t kk = lid; kk < kl; kk += ${wg}) {
+                const index_t src = (k0 + kk) * ldb + c0;
+                #pragma unroll
+                for (index_t p = 0; p < ${wg}; ++p) {
+                    VSTORE(${vw}, ${vload("B", f"src + p * {NR}")}, Bl, (p * ${kc} + kk) * ${NR});
+                    VSTORE(${vw}, ${vload("B", f"src + p * {NR} + {vw}")}, Bl, (p * ${kc} + kk) * ${NR} + ${vw});
+                }
+            }
+        } else {
+            // the last columns of C: zeros past N
+            for (index_t idx = lid; idx < kl * ${NC}; idx += ${wg}) {
+                const index_t j = idx % ${NC}, kk = idx / ${NC};
+                const index_t col = c0 + j;
+                Bl[((j / ${NR}) * ${kc} + kk) * ${NR} + j % ${NR}] =
+                    col < N ? (${ACC})${load("B", "(k0 + kk) * ldb + col")} : (${ACC})0;
+            }
+        }
+        LOCAL_BARRIER;
+        if (col0 < N) {
+            // this work-item's KC x NR panel of the slice
+            LOCAL_MEM_ARG const ${ACC}* RESTRICT panel = Bl + lid * ${kc * NR};
+            for (index_t i0 = row0; i0 < row_end; i0 += ${mr}) {
+% for i in range(mr):
+                ${V} acc${i}_0 = VSPLAT(${ACC}, ${vw}, 0), acc${i}_1 = VSPLAT(${ACC}, ${vw}, 0);
+                // rows past M read the last row (never stored)
+                GLOBAL_MEM const ${T}* RESTRICT a${i} = A + MIN(i0 + ${i}, M - 1) * lda + k0;
+% endfor
+                for (index_t k = 0; k < kl; ++k) {
+                    const ${V} b0 = VLOAD(${vw}, panel, k * ${NR});
+                    const ${V} b1 = VLOAD(${vw}, panel, k * ${NR} + ${vw});
+% for i in range(mr):
+                    const ${V} s${i} = VSPLAT(${ACC}, ${vw}, ${load(f"a{i}", "k")});
+                    acc${i}_0 = VFMA(s${i}, b0, acc${i}_0);
+                    acc${i}_1 = VFMA(s${i}, b1, acc${i}_1);
+% endfor
+                }
+                // C = alpha * acc + beta * C on the first block (beta = 0 never reads C), C += alpha * acc after
+% if half:
+                // (float16 storage: the blocks before the last add up in W, in float32)
+% endif
+                ${ACC} lanes[${NR}];
+% for i in range(mr):
+                if (i0 + ${i} < row_end) {
+                    VSTORE(${vw}, acc${i}_0, lanes, 0);
+                    VSTORE(${vw}, acc${i}_1, lanes, ${vw});
+                    const index_t at = (i0 + ${i}) * c_rs + col0 * c_cs;
+                    const index_t cols = MIN((index_t)${NR}, N - col0);
+% if half:
+                    const index_t wat = (batch * M + i0 + ${i}) * N + col0;
+                    for (index_t e = 0; e < cols; ++e) {
+                        float v = alpha * lanes[e];
+                        if (kb > 0)
+                            v += W[wat + e];
+                        else if (beta != 0.0f)
+                            v = FMA(beta, LOAD_HALF(C, at + e * c_cs), v);
+                        if (kb == blocks - 1)
+                            STORE_HALF(C, at + e * c_cs, v);
+                        else
+                            W[wat + e] = v;
+                    }
+% else:
+                    if (cols == ${NR} && c_cs == 1) {
+                        const ${V} scale = VSPLAT(${ACC}, ${vw}, alpha);
+                        ${V} v0 = VMUL(VLOAD(${vw}, lanes, 0), scale);
+                        ${V} v1 = VMUL(VLOAD(${vw}, lanes, ${vw}), scale);
+                        if (kb > 0) {
+                            v0 = VADD(v0, VLOAD(${vw}, C, at));
+                            v1 = VADD(v1, VLOAD(${vw}, C, at + ${vw}));
+                        } else if (beta != (${ACC})0) {
+                            v0 = VFMA(VSPLAT(${ACC}, ${vw}, beta), VLOAD(${vw}, C, at), v0);
+                            v1 = VFMA(VSPLAT(${ACC}, ${vw}, beta), VLOAD(${vw}, C, at + ${vw}), v1);
+                        }
+                        VSTORE(${vw}, v0, C, at);
+                        VSTORE(${vw}, v1, C, at + ${vw});
+                    } else {
+                        for (index_t e = 0; e < cols; ++e) {
+                            ${ACC} v = alpha * lanes[e];
+                            if (kb > 0)
+                                v += C[at + e * c_cs];
+                            else if (beta != (${ACC})0)
+                                v = FMA(beta, C[at + e * c_cs], v);
+                            C[at + e * c_cs] = v;
+                        }
+                    }
+% endif
+                }
+% endfor
+            }
+        }
+    }
+}
