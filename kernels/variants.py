@@ -44,7 +44,8 @@ def _gemm() -> Iterator[Variant]:
         template, _name = gemm_kernel.template_for(config)
         yield name, template, gemm_kernel.render_defines(dtype, config.compiled(), trans_a, trans_b)
     for dtype in gemm_kernel.DTYPES:  # the planner's packing of transposed operands
-        yield f"transpose-gemm_pack-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 32, "ry": 8}
+        yield f"transpose-gemm_pack-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 32, "ry": 8, "blocks": False}
+        yield f"transpose-gemm_pack_blocks-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 16, "ry": 1, "blocks": True}
 
 
 def _igemm() -> Iterator[Variant]:

@@ -241,11 +241,21 @@ def test_batched_small(xgpu_device, batch, m, n, k, dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch,rows,cols,stride", [(1, 1, 1, 1), (1, 7, 33, 1), (3, 31, 65, 1), (2, 40, 3, 0)])
-def test_pack_transposes(xgpu_device, batch, rows, cols, stride, dtype, rng):
-    """The packing kernel alone: bitwise transposes (NaN and infinities pass unchanged), edges, batches."""
+@pytest.mark.parametrize("blocks", [False, True], ids=["tiles", "blocks"])
+def test_pack_transposes(xgpu_device, batch, rows, cols, stride, dtype, blocks, rng, monkeypatch):
+    """The packing kernel alone, in both forms (local-memory tiles; one block per work-item, as CPU
+    runtimes get it): bitwise transposes (NaN and infinities pass unchanged), edges, batches."""
+    from xgpu.kernels import gemm as gemm_module
     from xgpu.kernels.gemm import transposed
 
     need(xgpu_device, dtype)
+    t, ry = (16, 1) if blocks else (32, 8)
+    while t * ry > xgpu_device.max_work_group_size and ry > 1:
+        ry //= 2
+    program = xgpu.compile(gemm_module.PACK, xgpu_device, defines={"dtype": np.dtype(dtype), "t": t, "ry": ry,
+                                                                   "blocks": blocks})
+    monkeypatch.setitem(gemm_module._kernels, (xgpu_device, "pack", np.dtype(dtype)),
+                        (program.kernel("transpose"), (t, ry, blocks)))
     x = rng.uniform(-1, 1, (batch, rows, cols)).astype(dtype)
     x.flat[::7] = np.nan
     x.flat[1::11] = np.inf

@@ -14,7 +14,7 @@ import numpy as np
 import xgpu
 from xgpu import Array
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
-from xgpu.plugin import same_device
+from xgpu.plugin import device_class, same_device
 
 from .planner import GemmPlan, plan_for_shape
 from .tuning import RULES, GemmConfig, acc_itemsize, adapt, rule_for, shape_class
@@ -188,11 +188,14 @@ def _pack_kernel(device: xgpu.Device, dtype: np.dtype):
     key = (device, "pack", dtype)
     hit = _kernels.get(key)
     if hit is None:
-        t, ry = 32, 8
-        while t * ry > device.max_work_group_size and ry > 1:
+        # CPU runtimes: one work-item per 16 x 16 tile (no local memory, no barrier); others: 32 x 32 tiles
+        # staged in local memory by 32 x RY work-items
+        blocks = device_class(device).type == "cpu" and not device.is_simulator
+        t, ry = (16, 1) if blocks else (32, 8)
+        while not blocks and t * ry > device.max_work_group_size and ry > 1:
             ry //= 2
-        program = xgpu.compile(PACK, device, defines={"dtype": dtype, "t": t, "ry": ry})
-        hit = _kernels[key] = (program.kernel("transpose"), (t, ry))
+        program = xgpu.compile(PACK, device, defines={"dtype": dtype, "t": t, "ry": ry, "blocks": blocks})
+        hit = _kernels[key] = (program.kernel("transpose"), (t, ry, blocks))
     return hit
 
 
@@ -202,9 +205,12 @@ def transposed(x: Array, rows: int, cols: int, batch: int = 1, stride: int = 0, 
     batch = batch if stride else 1
     if out is None:
         out = xgpu.empty((batch, cols, rows), x.dtype, x.device)
-    kernel, (t, ry) = _pack_kernel(x.device, x.dtype)
-    kernel(out, x, np.int32(rows), np.int32(cols), np.int32(stride), np.int32(rows * cols),
-           global_size=(-(-cols // t) * t, -(-rows // t) * ry, batch), local_size=(t, ry, 1))
+    kernel, (t, ry, blocks) = _pack_kernel(x.device, x.dtype)
+    if blocks:
+        sizes = {"global_size": (-(-cols // t), -(-rows // t), batch), "local_size": (1, 1, 1)}
+    else:
+        sizes = {"global_size": (-(-cols // t) * t, -(-rows // t) * ry, batch), "local_size": (t, ry, 1)}
+    kernel(out, x, np.int32(rows), np.int32(cols), np.int32(stride), np.int32(rows * cols), **sizes)
     return out
 
 
