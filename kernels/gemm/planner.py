@@ -68,15 +68,14 @@ def fit_panel(cfg: GemmConfig, m: int, n: int, batch: int = 1, compute_units: in
     """A panel variant with its rows per work-group cut to the matrix (rounded up to whole micro-panels of
     WM rows) and to enough work-groups, and its columns per work-group halved while wider than N."""
     wm, tn = cfg.wm, cfg.tn
-    tm = min(cfg.tm, -(-m // wm) * wm)
     while tn > n and tn > cfg.wn:
         tn //= 2
-
-    def groups() -> int:
-        return -(-m // tm) * -(-n // tn) * batch
-
-    while groups() < GROUPS_PER_UNIT * compute_units and tm > wm:
-        tm = max(wm, (tm // 2) // wm * wm)
+    blocks = -(-m // cfg.tm)  # row blocks of at most cfg.tm rows
+    columns = -(-n // tn) * batch
+    while blocks * columns < GROUPS_PER_UNIT * compute_units and -(-m // (blocks + 1)) >= wm:
+        blocks += 1
+    # the rows shared out evenly between the blocks, in whole micro-panels (127 rows: 66 + 61, not 96 + 31)
+    tm = -(-(-(-m // blocks)) // wm) * wm
     return replace(cfg, tm=tm, tn=tn)
 
 
