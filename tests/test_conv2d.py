@@ -231,3 +231,27 @@ def test_conv2d_mixed_devices():
         pytest.skip("one device only")
     with pytest.raises(DeviceMismatchError):
         conv2d(xgpu.zeros((1, 4, 5, 5), np.float32, devs[0]), xgpu.zeros((6, 4, 3, 3), np.float32, devs[1]))
+
+
+@pytest.mark.parametrize("rows", [False, True], ids=["elements", "rows"])
+@pytest.mark.parametrize("in_layout,out_layout", [("NCHW", "NCHW"), ("NCHW", "NHWC"), ("NHWC", "NHWC"),
+                                                  ("NHWC", "NCHW")])
+@pytest.mark.parametrize("pads,stride", [((1, 1, 1, 1), (1, 1)), ((0, 2, 3, 0), (1, 1)), ((1, 0, 1, 2), (2, 3)),
+                                         ((0, 0, 0, 0), (2, 2))])
+def test_pad_copy_forms(xgpu_device, rows, in_layout, out_layout, pads, stride, rng, monkeypatch):
+    """The padding copy in both forms (a work-item per element; per row or channel plane, as CPU runtimes
+    get it), on every device (Oclgrind checks the rows form's accesses too): zeros around the image,
+    every stride-th pixel inside, bit for bit, into an output poisoned with NaN."""
+    import xgpu.kernels.conv2d as conv_module
+
+    n, c, h, w = 2, 3, 7, 9
+    x = rng.uniform(-1, 1, (n, c, h, w)).astype(np.float32)
+    padded = np.pad(x, ((0, 0), (0, 0), pads[:2], pads[2:]))[:, :, ::stride[0], ::stride[1]]
+    xin = x if in_layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    expected = padded if out_layout == "NCHW" else padded.transpose(0, 2, 3, 1)
+    monkeypatch.setattr(conv_module, "_rows_form", lambda dev: rows)
+    empty = xgpu.empty
+    monkeypatch.setattr(xgpu, "empty", lambda *a, **k: empty(*a, **k).set(np.full(a[0], np.nan, np.float32)))
+    out = conv_module._pad(xgpu_device, np.dtype(np.float32), xgpu.asarray(xin, xgpu_device), in_layout, pads,
+                           out_layout, False, stride=stride)
+    assert out.get().tolist() == expected.tolist()

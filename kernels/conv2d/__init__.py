@@ -15,7 +15,7 @@ from xgpu import Array
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.kernels.gemm import DTYPES, compile_variant, config_for, gemm, matmul
 from xgpu.kernels.gemm.tuning import GemmConfig, adapt, rule_for
-from xgpu.plugin import same_device
+from xgpu.plugin import device_class, same_device
 
 from .tuning import RULES, TRAITS, ConvTraits, window_class
 
@@ -186,6 +186,11 @@ def _permute(device, dtype, src: Array, out_shape: tuple[int, int, int, int], st
     return out
 
 
+def _rows_form(device: xgpu.Device) -> bool:
+    """Whether the padding copy runs a work-item per row (CPU runtimes) rather than per element."""
+    return device_class(device).type == "cpu" and not device.is_simulator
+
+
 def _pad(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int], out_layout: str,
          row_loop: bool, stride: tuple[int, int] = (1, 1), phases: int = 1) -> Array:
     """x (in ``layout``) copied to ``out_layout`` with its padding (top, bottom, left, right) as zeros;
@@ -201,9 +206,15 @@ def _pad(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int], 
     wq = -(-wp // phases)
     out = xgpu.empty((n, c, hp, wq * phases) if out_nchw else (n, hp, wp, c), dtype, device)
     row_loop = row_loop and not out_nchw
+    # CPU runtimes: a work-item per output row (pad.mako's ``rows``); the phased form keeps the elements
+    rows = _rows_form(device) and phases == 1
     kernel = xgpu.compile(PAD, device, defines={"dtype": dtype, "in_nchw": layout == "NCHW", "out_nchw": out_nchw,
                                                  "row_loop": row_loop, "ssh": stride[0], "ssw": stride[1],
-                                                 "phases": phases}).pad
+                                                 "phases": phases, "rows": rows}).pad
+    if rows:
+        gsize = (n * c, 1, 1) if out_nchw else (n * hp, 1, 1)
+        kernel(out, x, *_index(n, h, wd, c, hp, wp, pads[0], pads[2]), global_size=gsize, local_size=(1, 1, 1))
+        return out
     # dimension 0 along the output's rows, up to 64 rows a group: for NCHW -> NHWC a CPU thread then
     # walks a whole image row of each channel's cache lines (Intel N8 C64 56x56: 0.69 ms with 64 x 58
     # work-items a group, 0.81 with 64 x 16 or 64 x 4, 1.08 with 64 x 1)

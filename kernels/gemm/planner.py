@@ -75,7 +75,8 @@ def fit_panel(cfg: GemmConfig, m: int, n: int, batch: int = 1, compute_units: in
     while blocks * columns < GROUPS_PER_UNIT * compute_units and -(-m // (blocks + 1)) >= wm:
         blocks += 1
     # the rows shared out evenly between the blocks, in whole micro-panels (127 rows: 66 + 61, not 96 + 31)
-    tm = -(-(-(-m // blocks)) // wm) * wm
+    rows = -(-m // blocks)
+    tm = -(-rows // wm) * wm
     return replace(cfg, tm=tm, tn=tn)
 
 
