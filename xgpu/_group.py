@@ -290,20 +290,29 @@ class DeviceGroup:
             raise ShapeError(f"the parts gathered to {gathered.shape}, not {out_shape}")
         return gathered if host else xgpu.asarray(gathered, self.devices[0])
 
-    def trace_text(self, width: int = 60) -> str:
-        """The last call as a timeline, one row a device and step (``#`` where it was busy)."""
+    def trace_text(self, width: int = 50) -> str:
+        """The last call as a timeline: a row for each device and step, ``#`` where it was busy, and the
+        step's time in milliseconds from the call's start (first start to last end)."""
         if not self.last_trace:
             return "(no call yet)"
         end = max(s.end_s for s in self.last_trace) or 1e-9
-        rows = []
-        name_w = max(len(s.device) for s in self.last_trace) + 9
-        for s in self.last_trace:
-            a = int(s.start_s / end * width)
-            b = max(a + 1, int(round(s.end_s / end * width)))
-            bar = " " * a + "#" * (b - a) + " " * (width - b)
-            label = f"{s.device} {s.step}".ljust(name_w)
-            rows.append(f"{label}|{bar}| {s.start_s * 1e3:7.1f} - {s.end_s * 1e3:7.1f} ms  ({s.items} items)")
-        return "\n".join(rows)
+        order = {d.id: i for i, d in enumerate(self.devices)}
+        steps = ("upload", "launch", "compute", "download")
+        rows: dict[tuple[str, str], list[Span]] = {}
+        for s in sorted(self.last_trace, key=lambda s: (order.get(s.device, 0), steps.index(s.step), s.start_s)):
+            rows.setdefault((s.device, s.step), []).append(s)
+        label_w = max(len(f"{dev} {step}") for dev, step in rows)
+        lines = []
+        for (dev, step), spans in rows.items():
+            bar = [" "] * width
+            for s in spans:
+                a = min(int(s.start_s / end * width), width - 1)
+                b = max(a + 1, round(s.end_s / end * width))
+                bar[a:b] = "#" * (b - a)
+            first, last = spans[0].start_s * 1e3, max(s.end_s for s in spans) * 1e3
+            lines.append(f"{f'{dev} {step}'.ljust(label_w)} |{''.join(bar)}| {first:6.1f} -{last:6.1f} ms"
+                         f"  {spans[0].items} items")
+        return "\n".join(lines)
 
 
 def _named(failed: list[tuple[Part, BaseException]]) -> BaseException:
