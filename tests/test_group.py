@@ -174,6 +174,17 @@ def test_bad_groups_and_inputs_say_what_to_do(rng):
         group.conv2d(np.ones((2, 3, 4, 4), np.float32), np.ones((1, 2, 1, 1), np.float32))
 
 
+def test_empty_batches_and_a_group_of_one(rng):
+    pocl, intel = need("pocl"), need("intel")
+    empty = xgpu.matmul(np.ones((0, 3, 2), np.float32), np.ones((0, 2, 4), np.float32), devices=[pocl, intel])
+    assert empty.shape == (0, 3, 4) and empty.device is pocl
+    out = xgpu.conv2d(np.ones((0, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32), devices=[intel, pocl])
+    assert out.shape == (0, 3, 3, 3) and out.device is intel
+    a = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    b = rng.standard_normal((5, 2)).astype(np.float32)
+    np.testing.assert_allclose(xgpu.matmul(a, b, devices=[intel]).get(), gemm_reference(a, b), rtol=RTOL, atol=ATOL)
+
+
 def test_float64_refused_up_front_where_a_device_lacks_it():
     pocl, rusticl = need("pocl"), need("rusticl")
     if rusticl.fp64:
