@@ -148,6 +148,32 @@ def test_one_device_failing_raises_its_error_once_the_others_are_done(rng, monke
     np.testing.assert_allclose(group.matmul(a, b).get(), gemm_reference(a, b), rtol=RTOL, atol=ATOL)
 
 
+def test_a_device_that_does_not_finish_times_out_and_the_others_end(rng, monkeypatch):
+    pocl, intel = need("pocl"), need("intel")
+    a = rng.standard_normal((4, 6, 5)).astype(np.float32)
+    b = rng.standard_normal((4, 5, 3)).astype(np.float32)
+    group = xgpu.DeviceGroup([pocl, intel], weights=[1, 1])
+    group.matmul(a, b)  # compiled on both
+    release = threading.Event()
+    real = intel._opened_impl.synchronize
+
+    def stuck():  # a kernel that runs for as long as the test says
+        release.wait(60)
+        real()
+
+    monkeypatch.setattr(intel._opened_impl, "synchronize", stuck)
+    try:
+        with pytest.raises(errors.KernelTimeoutError, match=rf"within 0.5 s: {intel.id} \(items 2:4\) still running"):
+            group.matmul(a, b, timeout=0.5)
+        assert (pocl.id, "download") in {(s.device, s.step) for s in group.last_trace}
+    finally:
+        release.set()
+    monkeypatch.undo()
+    np.testing.assert_allclose(group.matmul(a, b, timeout=60).get(), gemm_reference(a, b), rtol=RTOL, atol=ATOL)
+    with pytest.raises(errors.InvalidArgumentError, match="timeout must be a number of seconds"):
+        group.matmul(a, b, timeout="soon")
+
+
 def test_bad_groups_and_inputs_say_what_to_do(rng):
     pocl, intel = need("pocl"), need("intel")
     with pytest.raises(errors.InvalidArgumentError, match="at least one device"):

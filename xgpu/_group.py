@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ import numpy as np
 import xgpu
 
 from ._devices import Device, get_device
-from .errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError, XgpuError
+from .errors import InvalidArgumentError, KernelTimeoutError, ShapeError, UnsupportedDtypeError, XgpuError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -125,7 +125,7 @@ class DeviceGroup:
     # ---------------------------------------------------------------------------------------------
     # the operations
 
-    def matmul(self, a: Any, b: Any, *, host: bool = False) -> Any:
+    def matmul(self, a: Any, b: Any, *, host: bool = False, timeout: float | None = None) -> Any:
         """``a @ b`` (numpy's matmul) with the batch split over the devices.
 
         ``a``, ``b``: numpy or xgpu arrays, 2-D or 3-D; a 3-D operand's batch is split, a 2-D one (or a
@@ -157,13 +157,13 @@ class DeviceGroup:
             return impl(pa, pb)
 
         problem = ("matmul", ha.shape[1:] if split_a else ha.shape, hb.shape[1:] if split_b else hb.shape, ha.dtype.str)
-        return self._run(problem, batch, out_shape, ha.dtype, run, host, batched=len(out_shape) == 3)
+        return self._run(problem, batch, out_shape, ha.dtype, run, host, len(out_shape) == 3, timeout)
 
     def conv2d(self, x: Any, w: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-               groups: int = 1, layout: str = "NCHW", host: bool = False) -> Any:
+               groups: int = 1, layout: str = "NCHW", host: bool = False, timeout: float | None = None) -> Any:
         """:func:`xgpu.conv2d` with the batch (N, the first axis in both layouts) split over the devices;
         ``w`` and ``bias`` go whole to every device. Returns an xgpu array on the group's first device, or
-        the numpy array with ``host=True``."""
+        the numpy array with ``host=True``; ``timeout`` as for :meth:`matmul`."""
         from .kernels.conv2d import conv2d as impl
 
         hx, hw = _host(x, "x"), _host(w, "w")
@@ -182,7 +182,7 @@ class DeviceGroup:
 
         problem = ("conv2d", hx.shape[1:], hw.shape, None if hbias is None else hbias.shape, hx.dtype.str,
                    repr(sorted(kwargs.items())))
-        return self._run(problem, batch, None, hx.dtype, run, host, batched=True)
+        return self._run(problem, batch, None, hx.dtype, run, host, True, timeout)
 
     # ---------------------------------------------------------------------------------------------
     # splitting, measuring, running
@@ -231,7 +231,9 @@ class DeviceGroup:
                 )
 
     def _run(self, problem: tuple[Any, ...], batch: int, out_shape: tuple[int, ...] | None, dtype: np.dtype,
-             run: Callable[..., xgpu.Array], host: bool, batched: bool) -> Any:
+             run: Callable[..., xgpu.Array], host: bool, batched: bool, timeout: float | None) -> Any:
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
+            raise InvalidArgumentError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
         self._check_dtype(dtype)
         with self._lock:  # one split call at a time per group: it owns last_trace and the measuring
             if batch > 1 and self.weights is None and problem not in self.speeds and len(self.devices) > 1:
@@ -261,30 +263,37 @@ class DeviceGroup:
                 # the host's side of the launches after the last upload (compiling, on a first call)
                 note(dev, "launch", last_upload[0], part.items)
                 t1 = time.perf_counter()
-                dev.synchronize()
+                # on this part's own thread: Device.synchronize would queue it behind the other devices' waits
+                dev._impl.synchronize()
                 note(dev, "compute", t1, part.items)
                 t2 = time.perf_counter()
                 out = result.get()
                 note(dev, "download", t2, part.items)
                 return out
 
-            if len(parts) == 1:
-                results = [work(parts[0])]
-            else:
-                with ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="xgpu-group") as pool:
-                    futures = [pool.submit(work, p) for p in parts]
-                    failed: list[tuple[Part, BaseException]] = []
-                    results = []
-                    for part, fut in zip(parts, futures):  # every part ends (or fails) before anything is raised
-                        exc = fut.exception()
-                        if exc is not None:
-                            failed.append((part, exc))
-                        else:
-                            results.append(fut.result())
-                if failed:
-                    self.last_trace = sorted(trace, key=lambda s: (s.start_s, s.device))
-                    raise _named(failed)
+            # the parts' threads, waited for here in short steps (Ctrl-C interrupts), at most ``timeout`` s;
+            # a part still running then is left to end on its own thread (a kernel cannot be cancelled)
+            pool = ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="xgpu-group")
+            all_ended = False
+            try:
+                futures = [pool.submit(work, p) for p in parts]
+                _done, pending = wait(futures, timeout=timeout)
+                all_ended = not pending
+            finally:  # after Ctrl-C or a timeout, the parts still running are not waited for
+                pool.shutdown(wait=all_ended, cancel_futures=True)
             self.last_trace = sorted(trace, key=lambda s: (s.start_s, s.device))
+            if pending:
+                late = ", ".join(f"{p.device.id} (items {p.start}:{p.stop})" for p, f in zip(parts, futures)
+                                 if f in pending)
+                raise KernelTimeoutError(
+                    f"a DeviceGroup call did not finish within {timeout} s: {late} still running; the other parts "
+                    "ended. A running kernel cannot be cancelled: it goes on until it ends, and work queued behind "
+                    "it on its device waits for it"
+                )
+            failed = [(p, exc) for p, f in zip(parts, futures) if (exc := f.exception()) is not None]
+            if failed:  # every part has ended (or failed) before anything is raised
+                raise _named(failed)
+            results = [f.result() for f in futures]
         gathered = np.concatenate(results, axis=0) if batched else results[0]
         if out_shape is not None and gathered.shape != out_shape:  # pragma: no cover - the parts' shapes add up
             raise ShapeError(f"the parts gathered to {gathered.shape}, not {out_shape}")
