@@ -174,6 +174,27 @@ def test_a_device_that_does_not_finish_times_out_and_the_others_end(rng, monkeyp
         group.matmul(a, b, timeout="soon")
 
 
+def test_a_wait_on_one_device_does_not_queue_behind_a_stuck_one(rng, monkeypatch):
+    pocl, intel = need("pocl"), need("intel")
+    release = threading.Event()
+    real = intel._opened_impl.synchronize
+
+    def stuck():
+        release.wait(60)
+        real()
+
+    monkeypatch.setattr(intel._opened_impl, "synchronize", stuck)
+    try:
+        with pytest.raises(errors.KernelTimeoutError):
+            intel.synchronize(timeout=0.2)  # its wait goes on, on a waiting thread
+        c = xgpu.matmul(xgpu.asarray(rng.standard_normal((5, 4)).astype(np.float32), pocl),
+                        xgpu.asarray(rng.standard_normal((4, 3)).astype(np.float32), pocl))
+        pocl.synchronize(timeout=30)  # another waiting thread: no wait for the stuck one
+        assert c.shape == (5, 3)
+    finally:
+        release.set()
+
+
 def test_bad_groups_and_inputs_say_what_to_do(rng):
     pocl, intel = need("pocl"), need("intel")
     with pytest.raises(errors.InvalidArgumentError, match="at least one device"):
