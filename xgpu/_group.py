@@ -263,7 +263,8 @@ class DeviceGroup:
                 # the host's side of the launches after the last upload (compiling, on a first call)
                 note(dev, "launch", last_upload[0], part.items)
                 t1 = time.perf_counter()
-                # on this part's own thread: Device.synchronize would queue it behind the other devices' waits
+                # the driver's wait, here on the part's own thread: the caller is the one that waits in short
+                # steps (for the parts), so no hand-over to a waiting thread is needed
                 dev._impl.synchronize()
                 note(dev, "compute", t1, part.items)
                 t2 = time.perf_counter()
