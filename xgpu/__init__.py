@@ -6,6 +6,7 @@ Public surface (everything else is private)::
     xgpu.asarray(x, device), xgpu.empty(...), xgpu.zeros(...)     arrays in device memory
     xgpu.render(template, backend), xgpu.compile(template, device) kernel templates
     xgpu.gemm(a, b, c, ...), xgpu.matmul(a, b), a @ b, xgpu.conv2d   the kernel library
+    xgpu.DeviceGroup(devices), matmul/conv2d(..., devices=[...])    a batch split over devices
     xgpu.cache_info(), xgpu.cache_clear()                           the on-disk compile cache
     xgpu.KernelTemplate, xgpu.hookimpl, xgpu.errors                 templates, plugins, errors
 """
@@ -20,6 +21,7 @@ from ._array import Array, asarray, copyto, empty, shares_memory, zeros
 from ._cache import clear as cache_clear
 from ._cache import info as cache_info
 from ._devices import Device, devices, get_device, list_backends
+from ._group import DeviceGroup
 from ._ops import conv2d, gemm, matmul
 from ._plugins import register_plugin, unregister_plugin
 from ._program import Event, Kernel, Program, compile, compile_offline, render
@@ -36,6 +38,7 @@ __all__ = [
     "REQUIRED_WORDS",
     "Array",
     "Device",
+    "DeviceGroup",
     "Event",
     "Kernel",
     "KernelTemplate",

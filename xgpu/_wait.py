@@ -1,19 +1,36 @@
-"""Waiting for a device without losing Ctrl-C: a driver's blocking wait runs on xgpu's waiting thread
-while the caller waits in short steps (used by ``Event.wait`` and ``Device.synchronize``)."""
+"""Waiting for a device without losing Ctrl-C: a driver's blocking wait runs on one of xgpu's waiting
+threads while the caller waits in short steps (used by ``Event.wait`` and ``Device.synchronize``). There
+are as many waiting threads as waits at once, so waits on several devices never queue behind each other."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
 
 from .errors import InvalidArgumentError, KernelTimeoutError
 
-_wait_jobs: Any = None  # one waiting thread per process, started on first use
+_wait_jobs: Any = None  # the waiting threads' jobs, made on first use
 _wait_lock = threading.Lock()
+# waiting threads that are idle and not yet promised a job: a wait that finds none starts another thread, so
+# a wait on one device never queues behind a wait on another (or behind a kernel that timed out and runs on)
+_idle_waiters = 0
+
+
+def _forget_waiters() -> None:
+    """In a forked child: the parent's waiting threads did not come along (the fork copied only the forking
+    thread), so jobs must go to threads of the child's own."""
+    global _wait_jobs, _wait_lock, _idle_waiters
+    _wait_jobs, _wait_lock, _idle_waiters = None, threading.Lock(), 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_waiters)
 
 
 def _waiter() -> None:
+    global _idle_waiters
     while True:
         wait, finished, failure = _wait_jobs.get()
         try:
@@ -22,6 +39,8 @@ def _waiter() -> None:
             failure.append(exc)
         finally:
             finished.set()
+            with _wait_lock:
+                _idle_waiters += 1
 
 
 def wait_interruptibly(wait: Any, timeout: float | None, what: str, done: Any = None) -> None:
@@ -29,7 +48,7 @@ def wait_interruptibly(wait: Any, timeout: float | None, what: str, done: Any = 
     raises KeyboardInterrupt at once (a driver's wait ignores SIGINT), and ``timeout`` raises
     KernelTimeoutError. ``done()``, where a backend can tell, skips the hand-over for work already finished.
     The kernel itself cannot be cancelled: it runs to its end (and the waiting thread with it)."""
-    global _wait_jobs
+    global _wait_jobs, _idle_waiters
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
         raise InvalidArgumentError(f"timeout must be a number of seconds >= 0 or None, not {timeout!r}")
     if done is not None:
@@ -40,15 +59,18 @@ def wait_interruptibly(wait: Any, timeout: float | None, what: str, done: Any = 
                 return
             if time.perf_counter() > spin_until:
                 break
+    finished = threading.Event()
+    failure: list[BaseException] = []
     with _wait_lock:
         if _wait_jobs is None:
             import queue
 
             _wait_jobs = queue.SimpleQueue()
+        if _idle_waiters:
+            _idle_waiters -= 1
+        else:
             threading.Thread(target=_waiter, name="xgpu-wait", daemon=True).start()
-    finished = threading.Event()
-    failure: list[BaseException] = []
-    _wait_jobs.put((wait, finished, failure))
+        _wait_jobs.put((wait, finished, failure))
     deadline = None if timeout is None else time.monotonic() + timeout
     while not finished.wait(0.05 if deadline is None else max(0.0, min(0.05, deadline - time.monotonic()))):
         if deadline is not None and time.monotonic() >= deadline:
