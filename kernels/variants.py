@@ -43,9 +43,12 @@ def _gemm() -> Iterator[Variant]:
         name = f"gemm-{dtype}-{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}-{config.label}"
         template, _name = gemm_kernel.template_for(config)
         yield name, template, gemm_kernel.render_defines(dtype, config.compiled(), trans_a, trans_b)
+    for dtype in gemm_kernel.DTYPES:  # few columns: dot products along K
+        yield f"gemm_dot-{dtype}", gemm_kernel.DOT, {"dtype": dtype, "vw": 4 if dtype.itemsize == 8 else 8,
+                                                      "rows": gemm_kernel.DOT_ROWS}
     for dtype in gemm_kernel.DTYPES:  # the planner's packing of transposed operands
-        yield f"transpose-gemm_pack-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 32, "ry": 8, "blocks": False}
-        yield f"transpose-gemm_pack_blocks-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 16, "ry": 1, "blocks": True}
+        yield f"transpose-gemm_pack-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 32, "ry": 8, "blocks": 0}
+        yield f"transpose-gemm_pack_blocks-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 16, "ry": 1, "blocks": 4}
 
 
 def _igemm() -> Iterator[Variant]:

@@ -241,7 +241,7 @@ def test_batched_small(xgpu_device, batch, m, n, k, dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch,rows,cols,stride", [(1, 1, 1, 1), (1, 7, 33, 1), (3, 31, 65, 1), (2, 40, 3, 0)])
-@pytest.mark.parametrize("blocks", [False, True], ids=["tiles", "blocks"])
+@pytest.mark.parametrize("blocks", [0, 4], ids=["tiles", "blocks"])
 def test_pack_transposes(xgpu_device, batch, rows, cols, stride, dtype, blocks, rng, monkeypatch):
     """The packing kernel alone, in both forms (local-memory tiles; one block per work-item, as CPU
     runtimes get it): bitwise transposes (NaN and infinities pass unchanged), edges, batches."""
@@ -249,7 +249,7 @@ def test_pack_transposes(xgpu_device, batch, rows, cols, stride, dtype, blocks, 
     from xgpu.kernels.gemm import transposed
 
     need(xgpu_device, dtype)
-    t, ry = (16, 1) if blocks else (32, 8)
+    t, ry = (16 if blocks else 32), (1 if blocks else 8)
     while t * ry > xgpu_device.max_work_group_size and ry > 1:
         ry //= 2
     program = xgpu.compile(gemm_module.PACK, xgpu_device, defines={"dtype": np.dtype(dtype), "t": t, "ry": ry,
@@ -347,13 +347,22 @@ def test_panel_plans():
     assert p.swap and not p.pack_a and not p.pack_b  # both transposes flip: nothing packed
     p = plan_for_shape(panel, 4, 64, 4096, 4096, 1, False, True, 2, "table")
     assert p.swap and (p.pack_a, p.pack_b) == (False, True)  # x @ W.T, few rows: packs x, not W
+    p = plan_for_shape(panel, 4, 1, 4096, 4096, 1, False, True, 2, "table")
+    assert p.swap and p.dot and not p.pack_a and not p.pack_b  # one row: W's rows dotted with x, nothing packed
+    p = plan_for_shape(panel, 4, 4096, 3, 4096, 1, False, False, 2, "table")
+    assert p.dot and not p.swap and p.pack_b  # W @ x: x (K x 3) transposed to 3 rows
+    assert not plan_for_shape(panel, 4, 4096, 9, 4096, 1, False, False, 2, "table").dot
     p = plan_for_shape(panel, 4, 1024, 1024, 1024, 1, False, True, 2, "table")
     assert not p.swap and (p.pack_a, p.pack_b) == (False, True)
     p = plan_for_shape(panel, 4, 1024, 1024, 1024, 1, True, False, 2, "table")
     assert not p.swap and (p.pack_a, p.pack_b) == (True, False)
     for m, n, k, batch in ((1, 1, 1, 1), (7, 1000, 5, 1), (1000, 3, 9, 1), (127, 1000, 1000, 1), (64, 64, 64, 64),
                            (5, 17, 3, 300)):
-        c = plan_for_shape(panel, 4, m, n, k, batch, False, False, 2, "table").config
+        p = plan_for_shape(panel, 4, m, n, k, batch, False, False, 2, "table")
+        if p.dot:  # a few columns: dot products, no panels
+            assert min(m, n) <= 8
+            continue
+        c = p.config
         assert c.tm % c.wm == 0 and c.wm <= c.tm <= max(panel.tm, c.wm) and c.tn % c.wn == 0 and c.tn >= c.wn
         assert c.compiled() == replace(c, tm=c.wm)
         groups = -(-m // c.tm) * -(-n // c.tn) * batch
@@ -382,6 +391,37 @@ def test_panel_blocks_on_every_device(xgpu_device, m, n, k, batch, trans_a, tran
     for beta, start in ((0.0, np.full_like(c0, np.nan)), (-1.5, c0)):  # beta = 0 never reads C: poisoned
         c = xgpu.asarray(start, xgpu_device)
         strides = (a[0].size if batch > 1 else 0, 0, m * n)  # B broadcast over the batch
+        execute(p, c, xgpu.asarray(a, xgpu_device), xgpu.asarray(b, xgpu_device), m, n, k, batch, 0.75, beta,
+                trans_a, trans_b, strides, explicit=True)
+        for i in range(batch):
+            expected = reference(a[i], b, trans_a, trans_b, 0.75, beta, c0[i])
+            assert_close(c.get()[i], expected, dtype=dtype, terms=max(k, 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m,n,k,batch,trans_a,trans_b", [(1, 37, 29, 1, False, True), (7, 40, 17, 1, False, True),
+                                                         (37, 1, 29, 1, False, False), (33, 6, 3, 1, False, False),
+                                                         (5, 40, 13, 3, False, True), (4, 3, 0, 1, False, True)])
+def test_dot_products_on_every_device(xgpu_device, m, n, k, batch, trans_a, trans_b, dtype, rng):
+    """Products with few columns (after the planner's swap) as dot products along K: x @ W.T with a few
+    rows, W @ x with a few columns, batches with a broadcast operand, K not a multiple of the vector and
+    K = 0, on every device (Oclgrind: memory checks); beta = 0 never reads the NaN-poisoned C."""
+    from xgpu.kernels.gemm import execute
+    from xgpu.kernels.gemm.planner import plan_for_shape
+    from xgpu.kernels.gemm.tuning import GemmConfig
+
+    need(xgpu_device, dtype)
+    base = GemmConfig(local_tiles=False, panel=True, tm=12, tn=32, wm=6, wn=16, kc=8, vw=8)
+    if dtype == np.float64:
+        base = replace(base, tn=16, wn=8, vw=4)
+    p = plan_for_shape(base, np.dtype(dtype).itemsize, m, n, k, batch, trans_a, trans_b, 2, "test")
+    assert p.dot, p.why
+    a, b = operands(rng, m, n, k, dtype, trans_a, trans_b)
+    a = np.stack([a * (i + 1) for i in range(batch)])
+    c0 = rng.uniform(-1, 1, (batch, m, n)).astype(dtype)
+    for beta, start in ((0.0, np.full_like(c0, np.nan)), (-1.5, c0)):
+        c = xgpu.asarray(start, xgpu_device)
+        strides = (a[0].size if batch > 1 else 0, 0, m * n)
         execute(p, c, xgpu.asarray(a, xgpu_device), xgpu.asarray(b, xgpu_device), m, n, k, batch, 0.75, beta,
                 trans_a, trans_b, strides, explicit=True)
         for i in range(batch):

@@ -24,6 +24,11 @@ __all__ = ["GemmConfig", "GemmPlan", "gemm", "matmul", "plan"]
 log = logging.getLogger(__name__)
 TEMPLATE = xgpu.KernelTemplate(Path(__file__).with_name("gemm.mako"))
 PANEL = xgpu.KernelTemplate(Path(__file__).with_name("gemm_panel.mako"))
+DOT = xgpu.KernelTemplate(Path(__file__).with_name("gemm_dot.mako"))
+#: 16 x 16 tiles per work-item of the packing kernel's CPU form
+PACK_BLOCKS = 4
+#: rows of A per work-item of the dot-product kernel (with 4 columns: 8 vector accumulators)
+DOT_ROWS = 2
 PACK = xgpu.KernelTemplate(Path(__file__).with_name("pack.mako"))
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
 
@@ -188,9 +193,9 @@ def _pack_kernel(device: xgpu.Device, dtype: np.dtype):
     key = (device, "pack", dtype)
     hit = _kernels.get(key)
     if hit is None:
-        # CPU runtimes: one work-item per 16 x 16 tile (no local memory, no barrier); others: 32 x 32 tiles
-        # staged in local memory by 32 x RY work-items
-        blocks = device_class(device).type == "cpu" and not device.is_simulator
+        # CPU runtimes: one work-item per strip of four 16 x 16 tiles (no local memory, no barrier); others:
+        # 32 x 32 tiles staged in local memory by 32 x RY work-items
+        blocks = PACK_BLOCKS if device_class(device).type == "cpu" and not device.is_simulator else 0
         t, ry = (16, 1) if blocks else (32, 8)
         while not blocks and t * ry > device.max_work_group_size and ry > 1:
             ry //= 2
@@ -207,7 +212,7 @@ def transposed(x: Array, rows: int, cols: int, batch: int = 1, stride: int = 0, 
         out = xgpu.empty((batch, cols, rows), x.dtype, x.device)
     kernel, (t, ry, blocks) = _pack_kernel(x.device, x.dtype)
     if blocks:
-        sizes = {"global_size": (-(-cols // t), -(-rows // t), batch), "local_size": (1, 1, 1)}
+        sizes = {"global_size": (-(-cols // (t * blocks)), -(-rows // t), batch), "local_size": (1, 1, 1)}
     else:
         sizes = {"global_size": (-(-cols // t) * t, -(-rows // t) * ry, batch), "local_size": (t, ry, 1)}
     kernel(out, x, np.int32(rows), np.int32(cols), np.int32(stride), np.int32(rows * cols), **sizes)
@@ -221,6 +226,8 @@ def _launch(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, con
 
 def execute(chosen: GemmPlan, c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, explicit=False):
     """Run ``chosen`` (a plan, see :func:`plan`) for ``C = alpha op(A) @ op(B) + beta C``."""
+    if chosen.dot:
+        return _run_dot(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen)
     if chosen.config.panel:
         return _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen, explicit)
     if not chosen.swap:
@@ -284,6 +291,41 @@ def _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, 
         c, a, b, i32(m), i32(n), i32(k), i32(mc), scalar(alpha), scalar(beta), i32(max(k, 1)), i32(max(n, 1)),
         i32(c_rs), i32(c_cs), i32(stride_a), i32(stride_b), i32(stride_c), *extra,
         global_size=(-(-n // cfg.tn) * wg, -(-m // mc), batch), local_size=(wg, 1, 1),
+    )
+
+
+def _dot_kernel(device: xgpu.Device, dtype: np.dtype, vw: int):
+    key = (device, "dot", dtype, vw)
+    hit = _kernels.get(key)
+    if hit is None:
+        program = xgpu.compile(DOT, device, defines={"dtype": dtype, "vw": vw, "rows": DOT_ROWS})
+        hit = _kernels[key] = (program.kernel("gemm_dot"), vw)
+    return hit
+
+
+def _run_dot(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen: GemmPlan):
+    """A product with few columns (after any swap) as dot products along K: A row-major, B read as its
+    transpose (n x K rows), transposing it first when it lies untransposed (K x n: a few columns)."""
+    device, dtype = c.device, c.dtype
+    stride_a, stride_b, stride_c = strides
+    c_rs, c_cs = n, 1
+    if chosen.swap:
+        a, b, stride_a, stride_b = b, a, stride_b, stride_a
+        m, n, trans_a, trans_b = n, m, not trans_b, not trans_a
+        c_rs, c_cs = 1, m
+    if trans_a:  # the planner sends only row-major A here; any other is transposed
+        a = transposed(a, k, m, batch, stride_a) if k else a
+        stride_a = m * k if stride_a else 0
+    if not trans_b and k:  # B is (K, n): its transposes, (n, K) each
+        b = transposed(b, k, n, batch, stride_b)
+        stride_b = k * n if stride_b else 0
+    kernel, vw = _dot_kernel(device, dtype, chosen.config.vw)
+    scalar = np.float64 if dtype == np.float64 else np.float32
+    i32 = np.int32
+    return kernel(
+        c, a, b, i32(m), i32(n), i32(k), scalar(alpha), scalar(beta), i32(max(k, 1)), i32(max(k, 1)),
+        i32(c_rs), i32(c_cs), i32(stride_a), i32(stride_b), i32(stride_c),
+        global_size=(min(-(-m // DOT_ROWS), 128), -(-n // 4), batch), local_size=(1, 1, 1),
     )
 
 

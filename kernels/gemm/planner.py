@@ -23,6 +23,9 @@ from .tuning import GemmConfig, adapt
 MIN_ROWS = 8
 #: work-groups per compute unit below which a direct variant's tile is made shorter
 GROUPS_PER_UNIT = 4
+#: a product with at most this many columns (after any swap) runs as dot products along K when its
+#: A operand is row-major: the panel kernel's 16-column panels would be mostly idle
+DOT_COLUMNS = 8
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class GemmPlan:
     #: computed as C^T = op(B)^T op(A)^T (an N x M product whose operands' transposes flip), into scratch
     #: that is then transposed into C; ``config`` and the packing flags are for that product
     swap: bool = False
+    #: (panel variants) few columns: dot products along K (``gemm_dot.mako``) instead of panels of C
+    dot: bool = False
 
 
 def fit_tile(cfg: GemmConfig, m: int, n: int, batch: int = 1, compute_units: int = 1) -> GemmConfig:
@@ -80,23 +85,34 @@ def fit_panel(cfg: GemmConfig, m: int, n: int, batch: int = 1, compute_units: in
     return replace(cfg, tm=tm, tn=tn)
 
 
+def _panel_cost(m: int, n: int, k: int, trans_a: bool, trans_b: bool, blocks: int,
+                swapped: bool) -> tuple[int, bool]:
+    """(elements copied or written along C's columns, as dot products) for a product of m x n (after any
+    swap): the dot-product kernel for a few columns when A lies row-major, the panel kernel otherwise."""
+    if n <= DOT_COLUMNS and not trans_a:  # B read as its n x K transpose: copied only when it lies K x n
+        return (not trans_b) * n * k + swapped * m * n, True
+    return trans_a * m * k + trans_b * n * k + swapped * m * n * blocks, False
+
+
 def plan_panel(base: GemmConfig, itemsize: int, m: int, n: int, k: int, batch: int, trans_a: bool,
                trans_b: bool, compute_units: int, source: str) -> GemmPlan:
     """The plan for a panel variant, which reads A and B row-major: a transposed operand is transposed
     first, or the product is computed as C^T = op(B)^T op(A)^T (the kernel writing C along its columns)
-    when that transposes fewer elements. Writing C along columns costs scalar stores once per K block."""
-    as_is = trans_a * m * k + trans_b * n * k
+    when that copies fewer elements; a product with a few columns runs as dot products along K. Writing
+    C along its columns costs scalar stores, once per K block for the panel kernel."""
     blocks = max(1, -(-k // max(base.kc, 1)))
-    swapped = (not trans_b) * n * k + (not trans_a) * m * k + m * n * blocks
+    as_is, dot = _panel_cost(m, n, k, trans_a, trans_b, blocks, False)
+    swapped, dot_swapped = _panel_cost(n, m, k, not trans_b, not trans_a, blocks, True)
     swap = swapped < as_is
     if swap:
-        m, n, trans_a, trans_b = n, m, not trans_b, not trans_a
+        m, n, trans_a, trans_b, dot = n, m, not trans_b, not trans_a, dot_swapped
+    why = source + (", as C^T = op(B)^T op(A)^T" if swap else "")
+    if dot:
+        why += f", {n} column(s): dot products along K" + ("" if trans_b else ", B transposed (n x K)")
+        return GemmPlan(base, False, not trans_b, why, swap=swap, dot=True)
     cfg = fit_panel(base, m, n, batch, compute_units)  # base: already fitted to the dtype (tuning.adapt)
-    why = source
     if trans_a or trans_b:
         why += ", " + " and ".join(x for x, p in (("A", trans_a), ("B", trans_b)) if p) + " packed (transposed once)"
-    if swap:
-        why += ", as C^T = op(B)^T op(A)^T"
     if (cfg.tm, cfg.tn) != (base.tm, base.tn):
         why += f", tile fitted to {m}x{n}" + (f" x{batch}" if batch > 1 else "")
     return GemmPlan(cfg, trans_a, trans_b, why, swap=swap)
