@@ -263,22 +263,32 @@ def _run(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen
     )
 
 
+def _oriented(a, b, m, n, k, batch, trans_a, trans_b, strides, swap: bool, want_b_transposed: bool):
+    """The operands as the CPU kernels read them: A row-major (M x K), B row-major (K x N), or with
+    ``want_b_transposed`` as its transpose (N x K); with ``swap``, the product C^T = op(B)^T op(A)^T, C
+    then written along its columns. Returns (a, b, m, n, strides, (C's row stride, column stride))."""
+    stride_a, stride_b, stride_c = strides
+    c_strides = (n, 1)
+    if swap:
+        a, b, stride_a, stride_b = b, a, stride_b, stride_a
+        m, n, trans_a, trans_b = n, m, not trans_b, not trans_a
+        c_strides = (1, m)
+    if trans_a and k:  # A is (K, M): its transposes, (M, K) each
+        a = transposed(a, k, m, batch, stride_a)
+        stride_a = m * k if stride_a else 0
+    if trans_b != want_b_transposed and k:  # B lies as (N, K) or (K, N): the other way, each
+        rows, cols = (n, k) if trans_b else (k, n)
+        b = transposed(b, rows, cols, batch, stride_b)
+        stride_b = k * n if stride_b else 0
+    return a, b, m, n, (stride_a, stride_b, stride_c), c_strides
+
+
 def _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen: GemmPlan, explicit: bool):
     """The panel kernel (CPU runtimes): both operands row-major, transposed ones packed first; with
     ``chosen.swap``, C^T = op(B)^T op(A)^T written into C along its columns."""
     device, dtype = c.device, c.dtype
-    stride_a, stride_b, stride_c = strides
-    c_rs, c_cs = n, 1
-    if chosen.swap:
-        a, b, stride_a, stride_b = b, a, stride_b, stride_a
-        m, n, trans_a, trans_b = n, m, not trans_b, not trans_a
-        c_rs, c_cs = 1, m
-    if trans_a and k:  # A is (K, M): its transposes, (M, K) each
-        a = transposed(a, k, m, batch, stride_a)
-        stride_a = m * k if stride_a else 0
-    if trans_b and k:  # B is (N, K): its transposes, (K, N) each
-        b = transposed(b, n, k, batch, stride_b)
-        stride_b = k * n if stride_b else 0
+    a, b, m, n, (stride_a, stride_b, stride_c), (c_rs, c_cs) = _oriented(
+        a, b, m, n, k, batch, trans_a, trans_b, strides, chosen.swap, want_b_transposed=False)
     kernel, cfg = _kernel(device, dtype, False, False, chosen.config, explicit=explicit)
     wg = cfg.local_size[0]
     mc = cfg.tm
@@ -307,18 +317,8 @@ def _run_dot(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, ch
     """A product with few columns (after any swap) as dot products along K: A row-major, B read as its
     transpose (n x K rows), transposing it first when it lies untransposed (K x n: a few columns)."""
     device, dtype = c.device, c.dtype
-    stride_a, stride_b, stride_c = strides
-    c_rs, c_cs = n, 1
-    if chosen.swap:
-        a, b, stride_a, stride_b = b, a, stride_b, stride_a
-        m, n, trans_a, trans_b = n, m, not trans_b, not trans_a
-        c_rs, c_cs = 1, m
-    if trans_a:  # the planner sends only row-major A here; any other is transposed
-        a = transposed(a, k, m, batch, stride_a) if k else a
-        stride_a = m * k if stride_a else 0
-    if not trans_b and k:  # B is (K, n): its transposes, (n, K) each
-        b = transposed(b, k, n, batch, stride_b)
-        stride_b = k * n if stride_b else 0
+    a, b, m, n, (stride_a, stride_b, stride_c), (c_rs, c_cs) = _oriented(
+        a, b, m, n, k, batch, trans_a, trans_b, strides, chosen.swap, want_b_transposed=True)
     kernel, vw = _dot_kernel(device, dtype, chosen.config.vw)
     scalar = np.float64 if dtype == np.float64 else np.float32
     i32 = np.int32
