@@ -255,3 +255,28 @@ def test_pad_copy_forms(xgpu_device, rows, in_layout, out_layout, pads, stride, 
     out = conv_module._pad(xgpu_device, np.dtype(np.float32), xgpu.asarray(xin, xgpu_device), in_layout, pads,
                            out_layout, False, stride=stride)
     assert out.get().tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("rows", [False, True], ids=["elements", "rows"])
+@pytest.mark.parametrize("phases,stride,pads", [(2, (1, 1), (1, 1, 1, 1)), (2, (1, 2), (0, 1, 2, 1)),
+                                                (3, (1, 1), (1, 0, 0, 2))])
+def test_pad_copy_phases(xgpu_device, rows, phases, stride, pads, rng, monkeypatch):
+    """The padding copy that stores each row as ``phases`` runs of every phases-th column (the direct
+    kernel's stride-2 layers), in both forms on every device, bit for bit, past-the-edge columns zero,
+    into an output poisoned with NaN."""
+    import xgpu.kernels.conv2d as conv_module
+
+    n, c, h, w = 2, 3, 5, 11
+    x = rng.uniform(-1, 1, (n, c, h, w)).astype(np.float32)
+    padded = np.pad(x, ((0, 0), (0, 0), pads[:2], pads[2:]))[:, :, ::stride[0], ::stride[1]]
+    wp = padded.shape[3]
+    wq = -(-wp // phases)
+    widened = np.zeros((n, c, padded.shape[2], wq * phases), np.float32)
+    widened[..., :wp] = padded
+    expected = np.concatenate([widened[..., f::phases] for f in range(phases)], axis=3)
+    monkeypatch.setattr(conv_module, "_rows_form", lambda dev: rows)
+    empty = xgpu.empty
+    monkeypatch.setattr(xgpu, "empty", lambda *a, **k: empty(*a, **k).set(np.full(a[0], np.nan, np.float32)))
+    out = conv_module._pad(xgpu_device, np.dtype(np.float32), xgpu.asarray(x, xgpu_device), "NCHW", pads, "NCHW",
+                           False, stride=stride, phases=phases)
+    assert out.get().tolist() == expected.tolist()

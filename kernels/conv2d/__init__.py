@@ -206,8 +206,8 @@ def _pad(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int], 
     wq = -(-wp // phases)
     out = xgpu.empty((n, c, hp, wq * phases) if out_nchw else (n, hp, wp, c), dtype, device)
     row_loop = row_loop and not out_nchw
-    # CPU runtimes: a work-item per output row (pad.mako's ``rows``); the phased form keeps the elements
-    rows = _rows_form(device) and phases == 1
+    # CPU runtimes: a work-item per channel plane or pixel row (pad.mako's ``rows``)
+    rows = _rows_form(device)
     kernel = xgpu.compile(PAD, device, defines={"dtype": dtype, "in_nchw": layout == "NCHW", "out_nchw": out_nchw,
                                                  "row_loop": row_loop, "ssh": stride[0], "ssw": stride[1],
                                                  "phases": phases, "rows": rows}).pad
