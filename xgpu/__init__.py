@@ -6,6 +6,7 @@ Public surface (everything else is private)::
     xgpu.asarray(x, device), xgpu.empty(...), xgpu.zeros(...)     arrays in device memory
     xgpu.render(template, backend), xgpu.compile(template, device) kernel templates
     xgpu.gemm(a, b, c, ...), xgpu.matmul(a, b), a @ b, xgpu.conv2d   the kernel library
+    xgpu.quantized.linear(...), xgpu.quantized.conv2d(...)          quantized layers (PyTorch's arithmetic)
     xgpu.cache_info(), xgpu.cache_clear()                           the on-disk compile cache
     xgpu.KernelTemplate, xgpu.hookimpl, xgpu.errors                 templates, plugins, errors
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import errors
+from . import errors, quantized
 from ._array import Array, asarray, copyto, empty, shares_memory, zeros
 from ._cache import clear as cache_clear
 from ._cache import info as cache_info
@@ -58,6 +59,7 @@ __all__ = [
     "get_device",
     "list_backends",
     "matmul",
+    "quantized",
     "hookimpl",
     "register_plugin",
     "render",

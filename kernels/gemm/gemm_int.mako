@@ -11,7 +11,8 @@
 ## one after another walk K in cache-sized blocks. B is always (K, N) here: the driver transposes a
 ## (N, K) operand first (``transpose`` below); A may be (M, K) or, with trans_a, (K, M).
 ##
-## Defines: dtype_a, dtype_b (int8 or uint8), trans_a, tm, tn, wm, wn, vw, kc.
+## Defines: part ("gemm" or "transpose": each program holds one kernel), dtype_a, dtype_b (int8 or uint8),
+## trans_a, tm, tn, wm, wn, vw, kc.
 <%
     TA, TB = ctype(dtype_a), ctype(dtype_b)
     TX, TY = tn // wn, tm // wm
@@ -54,32 +55,33 @@
             }
 </%def>
 <%def name="direct_scalar(row, col)">
+<% unroll = "#pragma unroll" if vw == 1 else "" %>
     uint acc[${wm}][${wn}];
-    #pragma unroll
+    ${unroll}
     for (index_t i = 0; i < ${wm}; ++i) {
-        #pragma unroll
+        ${unroll}
         for (index_t j = 0; j < ${wn}; ++j)
             acc[i][j] = 0u;
     }
     ${k_loop_open()}
             uint a[${wm}], b[${wn}];
-            #pragma unroll
+            ${unroll}
             for (index_t i = 0; i < ${wm}; ++i)
                 a[i] = (uint)(int)A[${a_index(row, "k")}];
-            #pragma unroll
+            ${unroll}
             for (index_t j = 0; j < ${wn}; ++j)
                 b[j] = (uint)(int)B[k * ldb + ${col}];
-            #pragma unroll
+            ${unroll}
             for (index_t i = 0; i < ${wm}; ++i) {
-                #pragma unroll
+                ${unroll}
                 for (index_t j = 0; j < ${wn}; ++j)
                     acc[i][j] += a[i] * b[j];
             }
     ${k_loop_close()}
-    #pragma unroll
+    ${unroll}
     for (index_t i = 0; i < ${wm}; ++i) {
         const index_t row = row0 + ${row_of("i")};
-        #pragma unroll
+        ${unroll}
         for (index_t j = 0; j < ${wn}; ++j) {
             const index_t col = col0 + ${col_of("j")};
             ${store("row", "col", "acc[i][j]")}
@@ -191,5 +193,8 @@ KERNEL void transpose(GLOBAL_MEM ${TB}* RESTRICT out, GLOBAL_MEM const ${TB}* RE
         out[batch * rows * cols + c * rows + r] = in[batch * stride + r * cols + c];
 }
 </%def>
+% if part == "gemm":
 ${gemm_int()}
+% else:
 ${transpose()}
+% endif

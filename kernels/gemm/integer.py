@@ -87,7 +87,7 @@ def all_variants() -> list[IntGemmConfig]:
 
 
 def render_defines(dtype_a: Any, dtype_b: Any, trans_a: bool, cfg: IntGemmConfig) -> dict[str, Any]:
-    return {"dtype_a": np.dtype(dtype_a), "dtype_b": np.dtype(dtype_b), "trans_a": trans_a, "tm": cfg.tm,
+    return {"part": "gemm", "dtype_a": np.dtype(dtype_a), "dtype_b": np.dtype(dtype_b), "trans_a": trans_a, "tm": cfg.tm,
             "tn": cfg.tn, "wm": cfg.wm, "wn": cfg.wn, "vw": cfg.vw, "kc": cfg.kc}
 
 
@@ -144,7 +144,8 @@ def transpose_int(x: Array, rows: int, cols: int, batch: int = 1, stride: int = 
     elements apart (0: one matrix)."""
     batch = batch if stride else 1
     out = xgpu.empty((batch, cols, rows), x.dtype, x.device)
-    program = xgpu.compile(TEMPLATE, x.device, defines=render_defines(x.dtype, x.dtype, False, RULES[-1][2]))
+    defines = {**render_defines(x.dtype, x.dtype, False, RULES[-1][2]), "part": "transpose"}
+    program = xgpu.compile(TEMPLATE, x.device, defines=defines)
     t = 16 if x.device.max_work_group_size >= 256 else 1
     program.transpose(out, x, np.int32(rows), np.int32(cols), np.int32(stride),
                       global_size=(-(-rows // t) * t, -(-cols // t) * t, batch), local_size=(t, t, 1))
