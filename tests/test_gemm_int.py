@@ -125,4 +125,18 @@ def test_variants_compile_for_cuda(cfg: IntGemmConfig):
     for dtype_a in (np.int8, np.uint8):
         build = xgpu.compile_offline(TEMPLATE, "cuda", "compute_80",
                                      defines=render_defines(dtype_a, np.int8, False, cfg))
-        assert b".entry gemm_int" in build.binary and b".entry transpose" in build.binary
+        assert b".entry gemm_int" in build.binary
+    build = xgpu.compile_offline(TEMPLATE, "cuda", "compute_80",
+                                 defines={**render_defines(np.int8, np.int8, False, cfg), "part": "transpose"})
+    assert b".entry transpose" in build.binary
+
+
+def test_quantized_kernels_compile_for_cuda():
+    """The im2col, row-sum and epilogue kernels, for every output dtype, compile for CUDA with NVRTC."""
+    from xgpu.kernels.quantized import OUT_DTYPES
+    from xgpu.kernels.quantized import TEMPLATE as QUANTIZED
+
+    for out_dtype in OUT_DTYPES:
+        build = xgpu.compile_offline(QUANTIZED, "cuda", "compute_80",
+                                     defines={"dtype": np.dtype(np.uint8), "out_dtype": out_dtype, "x_sums": True})
+        assert b".entry epilogue" in build.binary and b".entry im2col" in build.binary
