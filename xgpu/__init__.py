@@ -7,6 +7,7 @@ Public surface (everything else is private)::
     xgpu.render(template, backend), xgpu.compile(template, device) kernel templates
     xgpu.gemm(a, b, c, ...), xgpu.matmul(a, b), a @ b, xgpu.conv2d   the kernel library
     xgpu.DeviceGroup(devices), matmul/conv2d(..., devices=[...])    a batch split over devices
+    xgpu.quantized.linear(...), xgpu.quantized.conv2d(...)          quantized layers (PyTorch's arithmetic)
     xgpu.cache_info(), xgpu.cache_clear()                           the on-disk compile cache
     xgpu.KernelTemplate, xgpu.hookimpl, xgpu.errors                 templates, plugins, errors
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
-from . import errors
+from . import errors, quantized
 from ._array import Array, asarray, copyto, empty, shares_memory, zeros
 from ._cache import clear as cache_clear
 from ._cache import info as cache_info
@@ -61,6 +62,7 @@ __all__ = [
     "get_device",
     "list_backends",
     "matmul",
+    "quantized",
     "hookimpl",
     "register_plugin",
     "render",

@@ -95,6 +95,7 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "VSTORE",  # VSTORE(8, v, ptr, i)
     "VLOAD_HALF",  # VLOAD_HALF(8, ptr, i): half_t ptr[i .. i+7] as a float vector
     "VSTORE_HALF",  # VSTORE_HALF(8, v, ptr, i): a float vector rounded to half_t
+    "VLOAD_WIDEN",  # VLOAD_WIDEN(int, 8, ptr, i): 8- or 16-bit integers ptr[i .. i+7] widened to VEC(int, 8)
     "VSPLAT",  # VSPLAT(float, 8, x): x in every element
     "VGET",  # VGET(v, i): lane i
     "VSET",  # VSET(v, i, x): lane i = x

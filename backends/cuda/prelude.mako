@@ -186,6 +186,17 @@ static __device__ __forceinline__ void xgpu_vstore_half${N}(const xgpu_float${N}
 #define VFMA(a, b, c) xgpu_vfma((a), (b), (c))
 #define VSUM(v) xgpu_vsum(v)
 #define VDOT(a, b) xgpu_vdot((a), (b))
+// VLOAD_WIDEN(T, N, ptr, i): N 8- or 16-bit integers at ptr + i, sign- or zero-extended (by the pointer's
+// type) to a VEC(T, N) of int or uint (uint lanes hold the int's bits)
+#define VLOAD_WIDEN(T, N, ptr, i) xgpu_vload_widen_##T##N((ptr) + (i))
+% for T in ("int", "uint"):
+% for N in (2, 4, 8, 16):
+% for S, W in (("char", "(int)(signed char)"), ("signed char", "(int)"), ("unsigned char", "(int)"), ("short", "(int)"), ("unsigned short", "(int)")):
+static __device__ __forceinline__ xgpu_${T}${N} xgpu_vload_widen_${T}${N}(const ${S}* p)
+{ xgpu_${T}${N} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = (${T})(${W}p[e]); return v; }
+% endfor
+% endfor
+% endfor
 
 // Atomics on global and shared memory, returning the old value; memory order relaxed. Native CUDA
 // atomics where there is one (double add: sm_60 and later, which every supported target is), a

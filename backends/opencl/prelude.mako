@@ -110,6 +110,15 @@ typedef half half_t;
 #define VFMA(a, b, c) fma((a), (b), (c))
 #define VSUM(v) xgpu_vsum(v)
 #define VDOT(a, b) xgpu_vdot((a), (b))
+// VLOAD_WIDEN(T, N, ptr, i): N 8- or 16-bit integers at ptr + i, sign- or zero-extended (by the pointer's
+// type) to a VEC(T, N) of int or uint (uint lanes hold the int's bits)
+#define VLOAD_WIDEN(T, N, ptr, i) xgpu_widen_##T##N(vload##N(0, (ptr) + (i)))
+% for N in (2, 4, 8, 16):
+% for S in ("char", "uchar", "short", "ushort"):
+XGPU_OVERLOAD static inline int${N} xgpu_widen_int${N}(const ${S}${N} v) { return convert_int${N}(v); }
+XGPU_OVERLOAD static inline uint${N} xgpu_widen_uint${N}(const ${S}${N} v) { return as_uint${N}(convert_int${N}(v)); }
+% endfor
+% endfor
 % for T in ("float", "double", "int", "uint"):
 % if T == "double":
 #if defined(cl_khr_fp64)

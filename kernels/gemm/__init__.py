@@ -16,6 +16,7 @@ from xgpu import Array
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.plugin import device_class, same_device
 
+from .integer import gemm_int, is_integer, matmul_int
 from .planner import GemmPlan, plan_for_shape
 from .tuning import RULES, GemmConfig, acc_itemsize, adapt, rule_for, shape_class
 
@@ -160,7 +161,8 @@ def _check_dtype(device: xgpu.Device, *arrays: Array) -> np.dtype:
                                     "convert them to one with xgpu.asarray(x, dtype=...)")
     dtype = dtypes.pop()
     if dtype not in DTYPES:
-        raise UnsupportedDtypeError(f"GEMM takes float32, float64 or float16 arrays, not {dtype}")
+        raise UnsupportedDtypeError(f"GEMM takes float32, float64 or float16 arrays, or int8/uint8 ones (exact "
+                                    f"int32 results), not {dtype}")
     if not device.supports(dtype):
         raise UnsupportedDtypeError(f"{device.id} ({device.name}) does not support {dtype}")
     return dtype
@@ -339,6 +341,9 @@ def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool =
     device supports it, and float16 (accumulated in float32) are accepted.
     """
     a, b = _check_operand("a", a), _check_operand("b", b)
+    if is_integer(a, b):  # int8/uint8: exact int32 through the integer kernel (integer.py)
+        return gemm_int(a, b, None if c is None else _check_operand("c", c), alpha=alpha, beta=beta,
+                        trans_a=trans_a, trans_b=trans_b)
     arrays = [a, b] + ([_check_operand("c", c)] if c is not None else [])
     device = same_device(*arrays)
     dtype = _check_dtype(device, *arrays)
@@ -371,6 +376,8 @@ def matmul(a, b):
     """``a @ b`` as numpy's ``matmul`` does it, for 2-D arrays and batches of them (3-D, a leading batch
     dimension; a batch of 1 broadcasts against the other side's batch)."""
     a, b = _check_operand("a", a), _check_operand("b", b)
+    if is_integer(a, b):
+        return matmul_int(a, b)
     device = same_device(a, b)
     dtype = _check_dtype(device, a, b)
     if a.ndim not in (2, 3) or b.ndim not in (2, 3):
