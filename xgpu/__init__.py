@@ -3,7 +3,8 @@
 Public surface (everything else is private)::
 
     xgpu.devices(), xgpu.get_device(spec), xgpu.list_backends()     devices and backends
-    xgpu.asarray(x, device), xgpu.empty(...), xgpu.zeros(...)     arrays in device memory
+    xgpu.asarray(x, device), xgpu.empty/zeros/ones/full/arange(...) arrays in device memory (and *_like)
+    xgpu.elementwise(arguments, operation)                          kernels from one line
     xgpu.render(template, backend), xgpu.compile(template, device) kernel templates
     xgpu.gemm(a, b, c, ...), xgpu.matmul(a, b), a @ b, xgpu.conv2d   the kernel library
     xgpu.cache_info(), xgpu.cache_clear()                           the on-disk compile cache
@@ -16,10 +17,25 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from . import errors
-from ._array import Array, asarray, copyto, empty, shares_memory, zeros
+from ._array import (
+    Array,
+    arange,
+    asarray,
+    copyto,
+    empty,
+    empty_like,
+    full,
+    full_like,
+    ones,
+    ones_like,
+    shares_memory,
+    zeros,
+    zeros_like,
+)
 from ._cache import clear as cache_clear
 from ._cache import info as cache_info
 from ._devices import Device, devices, get_device, list_backends
+from ._elementwise import ElementwiseKernel, elementwise
 from ._ops import conv2d, gemm, matmul
 from ._plugins import register_plugin, unregister_plugin
 from ._program import Event, Kernel, Program, compile, compile_offline, render
@@ -36,6 +52,7 @@ __all__ = [
     "REQUIRED_WORDS",
     "Array",
     "Device",
+    "ElementwiseKernel",
     "Event",
     "Kernel",
     "KernelTemplate",
@@ -64,4 +81,12 @@ __all__ = [
     "shares_memory",
     "unregister_plugin",
     "zeros",
+    "arange",
+    "elementwise",
+    "empty_like",
+    "full",
+    "full_like",
+    "ones",
+    "ones_like",
+    "zeros_like",
 ]
