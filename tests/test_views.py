@@ -204,3 +204,27 @@ def test_unpickling_where_the_device_is_missing_says_so():
     blob = pickle.dumps(a).replace(a.device.id.encode(), b"opencl:9:9")
     with pytest.raises(DeviceNotFoundError, match=r"pickled on opencl:9:9.*a\.get\(\)"):
         pickle.loads(blob)
+
+
+def test_gemm_and_matmul_take_views(monkeypatch):
+    """a.T @ b maps onto the kernel's trans flag (no copy of a); other layouts are copied once; an output
+    view is written through."""
+    dev = xgpu.get_device()
+    rng = np.random.default_rng(3)
+    ha, hb = rng.standard_normal((37, 23)).astype(np.float32), rng.standard_normal((37, 29)).astype(np.float32)
+    a, b = xgpu.asarray(ha, dev), xgpu.asarray(hb, dev)
+    tol = {"rtol": 1e-4, "atol": 1e-4 * 37}
+    copies = []
+    real_copy = xgpu.Array.copy
+    monkeypatch.setattr(xgpu.Array, "copy", lambda self: copies.append(self.shape) or real_copy(self))
+    np.testing.assert_allclose((a.T @ b).get(), ha.T @ hb, **tol)
+    np.testing.assert_allclose(xgpu.gemm(b.T, a, trans_b=False).get(), hb.T @ ha, **tol)
+    np.testing.assert_allclose(xgpu.gemm(a.T, b.T, trans_b=True).get(), ha.T @ hb, **tol)
+    assert copies == []
+    np.testing.assert_allclose((a[1:, ::2].T @ b[1:]).get(), ha[1:, ::2].T @ hb[1:], **tol)
+    assert len(copies) == 2  # the strided a and the offset b, once each
+    out = xgpu.asarray(np.full((46, 29), np.nan, np.float32), dev)
+    xgpu.gemm(a.T, b, out[::2])
+    want = np.full((46, 29), np.nan, np.float32)
+    want[::2] = ha.T @ hb
+    np.testing.assert_allclose(out.get(), want, **tol)

@@ -509,3 +509,25 @@ def full_like(a: Any, fill_value: Any, dtype: Any = None, shape: Any = None,
     """``fill_value`` with ``a``'s shape, dtype and device."""
     shape, dtype, device = _like(a, dtype, shape, device)
     return full(shape, fill_value, dtype, device)
+
+
+def plain_operand(x: Array) -> tuple[Array, bool]:
+    """A matrix operand (2-D, or a batch of them in 3-D) as a kernel that takes ``trans`` flags wants it:
+    ``(x, False)`` when x is contiguous from the start of its memory; ``(x.swapaxes(-1, -2), True)`` when x
+    is such an array's transpose (``a.T``): no copy; otherwise ``(contiguous copy, False)``: one copy."""
+    if x._whole or x.ndim < 2:
+        return x, False
+    flipped = x.swapaxes(-1, -2)
+    if flipped._whole:
+        return flipped, True
+    return x.copy(), False
+
+
+def write_through(out: Array | None, compute: Any) -> Any:
+    """Run ``compute(target)`` for an output that kernels write whole: ``out`` itself when it is contiguous
+    from the start of its memory (or None: compute allocates), otherwise a contiguous copy of it, copied
+    back into the view afterwards."""
+    if out is None or out._whole:
+        return compute(out)
+    result = compute(out.copy())
+    return copyto(out, result)

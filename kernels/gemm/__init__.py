@@ -13,7 +13,7 @@ import numpy as np
 import xgpu
 from xgpu import Array
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
-from xgpu.plugin import same_device
+from xgpu.plugin import plain_operand, same_device, write_through
 
 from .planner import GemmPlan, plan_for_shape
 from .tuning import RULES, GemmConfig, acc_itemsize, adapt, rule_for, shape_class
@@ -240,6 +240,10 @@ def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool =
     """
     a, b = _check_operand("a", a), _check_operand("b", b)
     arrays = [a, b] + ([_check_operand("c", c)] if c is not None else [])
+    if not all(x.is_contiguous and not x.offset for x in arrays):  # views: transposes become trans flags, other layouts one copy
+        (a, ta), (b, tb) = plain_operand(a), plain_operand(b)
+        return write_through(c, lambda out: gemm(a, b, out, alpha=alpha, beta=beta, trans_a=trans_a != ta,
+                                                 trans_b=trans_b != tb, config=config))
     device = same_device(*arrays)
     dtype = _check_dtype(device, *arrays)
     if a.ndim != 2 or b.ndim != 2:
@@ -291,7 +295,8 @@ def matmul(a, b):
     if k == 0:
         return c.set(np.zeros(out_shape, dtype))
     strides = (m * k if ba > 1 else 0, k * n if bb > 1 else 0, m * n)
-    _launch(c, a, b, m, n, k, batch, 1.0, 0.0, False, False, strides)
+    (a, trans_a), (b, trans_b) = plain_operand(a), plain_operand(b)  # a.T: a trans flag, not a copy
+    _launch(c, a, b, m, n, k, batch, 1.0, 0.0, trans_a, trans_b, strides)
     return c
 
 
