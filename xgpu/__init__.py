@@ -4,7 +4,8 @@ Public surface (everything else is private)::
 
     xgpu.devices(), xgpu.get_device(spec), xgpu.list_backends()     devices and backends
     xgpu.asarray(x, device), xgpu.empty/zeros/ones/full/arange(...) arrays in device memory (and *_like)
-    xgpu.elementwise(arguments, operation)                          kernels from one line
+    xgpu.elementwise(...), xgpu.reduction(...)                      kernels from one line
+    a + b, a < b, xgpu.sum/max/min/mean/dot/where/exp/log/sqrt/abs   numpy's arithmetic on the device
     xgpu.render(template, backend), xgpu.compile(template, device) kernel templates
     xgpu.gemm(a, b, c, ...), xgpu.matmul(a, b), a @ b, xgpu.conv2d   the kernel library
     xgpu.cache_info(), xgpu.cache_clear()                           the on-disk compile cache
@@ -35,7 +36,8 @@ from ._array import (
 from ._cache import clear as cache_clear
 from ._cache import info as cache_info
 from ._devices import Device, devices, get_device, list_backends
-from ._elementwise import ElementwiseKernel, elementwise
+from ._elementwise import ElementwiseKernel, ReductionKernel, elementwise, reduction
+from ._math import abs, dot, exp, log, max, mean, min, sqrt, sum, where  # noqa: A004  (numpy's names)
 from ._ops import conv2d, gemm, matmul
 from ._plugins import register_plugin, unregister_plugin
 from ._program import Event, Kernel, Program, compile, compile_offline, render
@@ -53,6 +55,7 @@ __all__ = [
     "Array",
     "Device",
     "ElementwiseKernel",
+    "ReductionKernel",
     "Event",
     "Kernel",
     "KernelTemplate",
@@ -83,10 +86,21 @@ __all__ = [
     "zeros",
     "arange",
     "elementwise",
+    "reduction",
     "empty_like",
     "full",
     "full_like",
     "ones",
     "ones_like",
     "zeros_like",
+    "abs",
+    "dot",
+    "exp",
+    "log",
+    "max",
+    "mean",
+    "min",
+    "sqrt",
+    "sum",
+    "where",
 ]

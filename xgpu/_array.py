@@ -64,9 +64,6 @@ class Array:
     own offset and strides (numpy's meaning, in bytes). docs/arrays.md says what a kernel receives for one.
     """
 
-    # numpy defers to us (ndarray @ Array calls Array.__rmatmul__) instead of computing on the host
-    __array_ufunc__ = None
-
     def __init__(self, device: Device, shape: Any, dtype: Any):
         self.device = device
         self.shape = _check_shape(shape)
@@ -317,6 +314,125 @@ class Array:
 
     # -- operators --------------------------------------------------------------------------------
 
+    __hash__ = object.__hash__  # an array is a handle: hashed by identity, although == compares elements
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """numpy ufuncs on xgpu arrays run on the device where xgpu has the kernel; otherwise a clear error."""
+        from . import _math
+
+        out = kwargs.pop("out", None)
+        if out is not None:
+            out = out[0] if isinstance(out, tuple) and len(out) == 1 else out
+            if not isinstance(out, Array):
+                raise InvalidArgumentError(f"out= of an xgpu computation must be an xgpu array, not {type(out).__name__}")
+        if method == "__call__" and ufunc is np.matmul and not kwargs and out is None:
+            from ._ops import matmul
+
+            return matmul(*(asarray(x, self.device) for x in inputs))
+        if method == "__call__" and not kwargs:
+            return _math.apply(ufunc, *inputs, out=out)
+        if method == "reduce" and ufunc.__name__ in _math.UFUNC_METHODS and len(inputs) == 1 and out is None and \
+                set(kwargs) <= {"axis"} and isinstance(inputs[0], Array):
+            return _math.UFUNC_METHODS[ufunc.__name__](inputs[0], axis=kwargs.get("axis", 0))
+        raise InvalidArgumentError(
+            f"numpy's {ufunc.__name__}.{method}{' with ' + ', '.join(kwargs) if kwargs else ''} has no xgpu kernel: "
+            "compute it on the host (a.get()) or write it with xgpu.elementwise / xgpu.reduction"
+        )
+
+    def _binary(self, ufunc: Any, other: Any, reflected: bool = False) -> Any:
+        from . import _math
+
+        if not isinstance(other, (Array, np.ndarray, np.generic, int, float, bool)):
+            return NotImplemented
+        return _math.apply(ufunc, other, self) if reflected else _math.apply(ufunc, self, other)
+
+    def _inplace(self, ufunc: Any, other: Any) -> Array:
+        from . import _math
+
+        _math.apply(ufunc, self, other, out=self)
+        return self
+
+    def __add__(self, o: Any) -> Any: return self._binary(np.add, o)
+    def __radd__(self, o: Any) -> Any: return self._binary(np.add, o, True)
+    def __sub__(self, o: Any) -> Any: return self._binary(np.subtract, o)
+    def __rsub__(self, o: Any) -> Any: return self._binary(np.subtract, o, True)
+    def __mul__(self, o: Any) -> Any: return self._binary(np.multiply, o)
+    def __rmul__(self, o: Any) -> Any: return self._binary(np.multiply, o, True)
+    def __truediv__(self, o: Any) -> Any: return self._binary(np.divide, o)
+    def __rtruediv__(self, o: Any) -> Any: return self._binary(np.divide, o, True)
+    def __pow__(self, o: Any) -> Any: return self._binary(np.power, o)
+    def __rpow__(self, o: Any) -> Any: return self._binary(np.power, o, True)
+    def __lt__(self, o: Any) -> Any: return self._binary(np.less, o)
+    def __le__(self, o: Any) -> Any: return self._binary(np.less_equal, o)
+    def __gt__(self, o: Any) -> Any: return self._binary(np.greater, o)
+    def __ge__(self, o: Any) -> Any: return self._binary(np.greater_equal, o)
+    def __eq__(self, o: Any) -> Any: return self._binary(np.equal, o)
+    def __ne__(self, o: Any) -> Any: return self._binary(np.not_equal, o)
+    def __iadd__(self, o: Any) -> Array: return self._inplace(np.add, o)
+    def __isub__(self, o: Any) -> Array: return self._inplace(np.subtract, o)
+    def __imul__(self, o: Any) -> Array: return self._inplace(np.multiply, o)
+    def __itruediv__(self, o: Any) -> Array: return self._inplace(np.divide, o)
+
+    def __neg__(self) -> Array:
+        from . import _math
+
+        return _math.apply(np.negative, self)
+
+    def __pos__(self) -> Array:
+        return self.copy()
+
+    def __abs__(self) -> Array:
+        from . import _math
+
+        return _math.apply(np.absolute, self)
+
+    def _scalar(self) -> Any:
+        if self.size != 1:
+            raise InvalidArgumentError(f"only a one-element array converts to a Python number; this one has shape "
+                                       f"{self.shape}")
+        return self.get().reshape(())[()]
+
+    def __float__(self) -> float:
+        return float(self._scalar())
+
+    def __int__(self) -> int:
+        return int(self._scalar())
+
+    def __bool__(self) -> bool:
+        return bool(self._scalar())
+
+    def item(self) -> Any:
+        """The one element as a Python number."""
+        return self._scalar().item()
+
+    def sum(self, axis: int | None = None, dtype: Any = None, **kwargs: Any) -> Array:
+        """:func:`xgpu.sum` of this array."""
+        from . import _math
+
+        _only_defaults("sum", kwargs)
+        return _math.sum(self, axis=axis, dtype=dtype)
+
+    def max(self, axis: int | None = None, **kwargs: Any) -> Array:
+        """:func:`xgpu.max` of this array."""
+        from . import _math
+
+        _only_defaults("max", kwargs)
+        return _math.max(self, axis=axis)
+
+    def min(self, axis: int | None = None, **kwargs: Any) -> Array:
+        """:func:`xgpu.min` of this array."""
+        from . import _math
+
+        _only_defaults("min", kwargs)
+        return _math.min(self, axis=axis)
+
+    def mean(self, axis: int | None = None, **kwargs: Any) -> Array:
+        """:func:`xgpu.mean` of this array."""
+        from . import _math
+
+        _only_defaults("mean", kwargs)
+        return _math.mean(self, axis=axis)
+
     def __matmul__(self, other: Any) -> Array:
         from ._ops import matmul
 
@@ -332,6 +448,15 @@ class Array:
             raise ValueError("an xgpu array lives in device memory: numpy cannot see it without a copy")
         host = self.get()
         return host if dtype is None else host.astype(dtype)
+
+
+def _only_defaults(name: str, kwargs: dict[str, Any]) -> None:
+    # numpy's np.sum(a) calls a.sum(axis=None, dtype=None, out=None): its defaults are fine, anything else is not
+    given = {k: v for k, v in kwargs.items() if v is not None and not (k == "keepdims" and v is np._NoValue)
+             and v is not np._NoValue}
+    if given:
+        raise InvalidArgumentError(f"{name}: {', '.join(given)} {'is' if len(given) == 1 else 'are'} not supported "
+                                   "on xgpu arrays (axis= and dtype= are)")
 
 
 def _c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -193,13 +193,12 @@ class ElementwiseKernel:
         dims, strides = merge_dims(shape, [broadcast_strides(x, shape) for _, x in arrays])
         ndim = 0 if len(dims) <= 1 and all(s == [1] or not s for s in strides) else len(dims)
         program = compile(TEMPLATE, device, defines=self._defines(ndim))
+        # the kernel takes the arrays first, then the scalars (elementwise.mako)
         kernel_args: list[Any] = []
-        it = iter(strides)
-        for a, x in zip(self.arguments, args):
-            if a.pointer:
-                kernel_args += [x._base(), x._offset, *(next(it) if ndim else ())]
-            else:
-                kernel_args.append(_convert_scalar(x, a, f"argument {a.name} of {self.name}"))
+        for (_, x), st in zip(arrays, strides):
+            kernel_args += [x._base(), x._offset, *(st if ndim else ())]
+        kernel_args += [_convert_scalar(x, a, f"argument {a.name} of {self.name}")
+                        for a, x in zip(self.arguments, args) if not a.pointer]
         kernel_args += [*dims[1:ndim], n] if ndim else [n]
         return program.kernel(self.name)(*kernel_args, global_size=n)
 
@@ -286,3 +285,172 @@ def arange_into(dst: Array, start: Any, step: Any) -> None:
     if dst.dtype.kind not in "iuf":
         raise UnsupportedDtypeError(f"arange makes integer or float arrays, not {dst.dtype}")
     arange_kernel(dst.dtype)(dst, start, step)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reductions (xgpu.reduction), rendered from reduction.mako.
+
+REDUCTION_TEMPLATE = KernelTemplate(Path(__file__).with_name("reduction.mako"))
+_WG = 256
+
+
+class ReductionKernel:
+    """A reduction from a map expression and a reduce expression: see :func:`xgpu.reduction`."""
+
+    def __init__(self, arguments: str, map_expr: str, reduce_expr: str, neutral: Any, dtype: Any,
+                 name: str = "reduction", preamble: str = ""):
+        for what, text in (("map_expr", map_expr), ("reduce_expr", reduce_expr)):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidArgumentError(f"{what} must be a C expression, e.g. 'x * x' or 'a + b'")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise InvalidArgumentError(f"name must be a C identifier, not {name!r}")
+        self.arguments = parse_arguments(arguments)
+        writable = [a.name for a in self.arguments if a.pointer and not a.const]
+        if writable:
+            raise InvalidArgumentError(f"a reduction only reads its arrays: declare {', '.join(writable)} const")
+        self.map_expr, self.reduce_expr = map_expr.strip(), reduce_expr.strip()
+        self.neutral = str(neutral)
+        self.dtype = check_dtype(dtype)
+        if self.dtype.kind == "c":
+            raise UnsupportedDtypeError("reductions produce real or integer values, not complex")
+        self.name, self.preamble = name, preamble
+        # partial results keep the accumulator's precision (float for float16)
+        self._partial_dtype = np.dtype(np.float32) if self.dtype == np.float16 else self.dtype
+        self._second: ReductionKernel | None = None
+
+    def __repr__(self) -> str:
+        return (f"<xgpu.ReductionKernel {self.name}({', '.join(map(repr, self.arguments))}): "
+                f"reduce({self.reduce_expr}) of {self.map_expr} -> {self.dtype.name}>")
+
+    def _defines(self, out_dtype: np.dtype, wg: int) -> dict[str, Any]:
+        return {
+            "name": self.name, "map_expr": self.map_expr, "reduce_expr": self.reduce_expr, "neutral": self.neutral,
+            "arrays": tuple((a.name, a.dtype.name) for a in self.arguments if a.pointer),
+            "scalars": tuple((a.name, a.dtype.name) for a in self.arguments if not a.pointer),
+            "out_dtype": out_dtype.name, "preamble": self.preamble, "wg": wg,
+        }
+
+    def source(self, backend: str | None = None) -> str:
+        """The rendered source for ``backend`` (by default the default device's), for reading."""
+        from ._program import render
+
+        return render(REDUCTION_TEMPLATE, backend, defines=self._defines(self.dtype, _WG)).text
+
+    def _program(self, device: Any, out_dtype: np.dtype) -> tuple[Any, int]:
+        from ._program import compile
+
+        wg = 1 << (min(_WG, device.max_work_group_size).bit_length() - 1)
+        while True:
+            program = compile(REDUCTION_TEMPLATE, device, defines=self._defines(out_dtype, wg))
+            if program.kernel(self.name).max_work_group_size >= wg or wg == 1:
+                return program, wg
+            wg //= 2
+
+    def __call__(self, *args: Any, axis: int | None = None, out: Array | None = None) -> Array:
+        """Reduce over every element (``axis=None``: a 0-d array) or along one axis; the arrays broadcast
+        together first. ``out``: an array of the result's shape and dtype to write into."""
+        if len(args) != len(self.arguments):
+            raise InvalidArgumentError(f"{self.name} takes {len(self.arguments)} argument(s) "
+                                       f"({', '.join(map(repr, self.arguments))}), got {len(args)}")
+        arrays = [(a, x) for a, x in zip(self.arguments, args) if a.pointer]
+        for a, x in arrays:
+            if not isinstance(x, Array):
+                raise InvalidArgumentError(f"argument {a.name} of {self.name} is an array ({a!r}): pass an xgpu "
+                                           f"Array, not a {type(x).__name__}")
+            if x.dtype != a.dtype:
+                raise UnsupportedDtypeError(f"argument {a.name} of {self.name} is declared {a.dtype.name}, but the "
+                                            f"array passed holds {x.dtype}: convert it with .astype('{a.dtype.name}')")
+        device = same_device(*[x for _, x in arrays])
+        for dt in {a.dtype for a in self.arguments} | {self.dtype}:
+            if not device.supports(dt):
+                raise UnsupportedDtypeError(f"{device.id} ({device.name}) has no {dt.name} support; use float32")
+        try:
+            shape = tuple(np.broadcast_shapes(*[x.shape for _, x in arrays]))
+        except ValueError:
+            shapes = ", ".join(f"{a.name} {x.shape}" for a, x in arrays)
+            raise ShapeError(f"{self.name}: the arrays' shapes do not broadcast together ({shapes})") from None
+        if axis is None:
+            out_shape: tuple[int, ...] = ()
+            length = math.prod(shape)
+        else:
+            if not isinstance(axis, (int, np.integer)) or not -len(shape) <= axis < len(shape):
+                raise ShapeError(f"{self.name}: axis {axis!r} is out of range for shape {shape}")
+            axis = int(axis) % len(shape)
+            out_shape = shape[:axis] + shape[axis + 1:]
+            length = shape[axis]
+        rows = math.prod(out_shape)
+        result = out if out is not None else Array(device, out_shape, self.dtype)
+        if out is not None and (out.shape != out_shape or out.dtype != self.dtype):
+            raise ShapeError(f"out must be a {self.dtype} array of shape {out_shape}, not {out.dtype} {out.shape}")
+        if rows == 0:
+            return result
+        if length == 0:
+            from ._array import asarray
+
+            return _write(result, asarray(np.full(out_shape, _neutral_value(self.neutral, self.dtype), self.dtype),
+                                          device))
+        # each input as rows of `length` contiguous elements: the reduced axis last, copied when it is not so
+        kernel_args: list[Any] = []
+        for _, x in arrays:  # the kernel takes the arrays first, then the scalars (reduction.mako)
+            view = _broadcast_view(x, shape)
+            if axis is not None:
+                view = view.transpose([d for d in range(len(shape)) if d != axis] + [axis])
+            if not view.is_contiguous:
+                view = view.copy()
+            kernel_args += [view._base(), view._offset]
+        kernel_args += [_convert_scalar(x, a, f"argument {a.name} of {self.name}")
+                        for a, x in zip(self.arguments, args) if not a.pointer]
+        direct = length <= _WG or rows >= 4 * max(device.compute_units, 1)
+        program, wg = self._program(device, self.dtype if direct else self._partial_dtype)
+        if direct:
+            # one work-group per row: the result directly
+            target = result if result._whole else Array(device, out_shape, self.dtype)
+            program.kernel(self.name)(target, *kernel_args, length, 1, global_size=(wg, rows), local_size=(wg, 1))
+            return _write(result, target)
+        # several work-groups per row, then one pass over their partial results
+        chunks = int(min(-(-length // (wg * 4)), 64 * max(device.compute_units, 1), 1024))
+        partial = Array(device, (rows, chunks), self._partial_dtype)
+        program.kernel(self.name)(partial, *kernel_args, length, chunks, global_size=(wg * chunks, rows),
+                                  local_size=(wg, 1))
+        if self._second is None:
+            p = self._partial_dtype.name
+            self._second = ReductionKernel(f"const {p} *p", "p", self.reduce_expr, self.neutral, self.dtype,
+                                           name=f"{self.name}_partials", preamble=self.preamble)
+        final = self._second(partial, axis=1)
+        return final.reshape(out_shape) if out is None else _write(out, final)
+
+
+def _write(result: Array, computed: Array) -> Array:
+    if computed is not result:
+        from ._array import copyto
+
+        copyto(result, computed.reshape(result.shape))
+    return result
+
+
+def _broadcast_view(x: Array, shape: tuple[int, ...]) -> Array:
+    if x.shape == shape:
+        return x
+    return x._view(shape, broadcast_strides(x, shape), x._offset)
+
+
+def _neutral_value(neutral: str, dtype: np.dtype) -> Any:
+    text = neutral.strip().replace("INFINITY", "inf")
+    try:
+        return dtype.type(float(text) if dtype.kind == "f" else int(float(text)))
+    except ValueError:
+        raise InvalidArgumentError(f"the result of an empty reduction is its neutral element, and {neutral!r} is "
+                                   "not a number xgpu can read: give neutral as a number") from None
+
+
+def reduction(arguments: str, map_expr: str, reduce_expr: str, neutral: Any, dtype: Any,
+              name: str = "reduction", preamble: str = "") -> ReductionKernel:
+    """A reduction kernel from expressions.
+
+    ``arguments`` declares const arrays and scalars as for :func:`xgpu.elementwise`; ``map_expr`` is the
+    value each position contributes (array names stand for their elements; ``i`` is the position along
+    what is reduced), ``reduce_expr`` combines two values ``a`` and ``b``, ``neutral`` is its identity
+    (C text: ``"0"``, ``"-INFINITY"``), ``dtype`` the result's (and the accumulator's) dtype. Call it
+    with the arrays and scalars, and ``axis=`` (None for all elements).
+    """
+    return ReductionKernel(arguments, map_expr, reduce_expr, neutral, dtype, name, preamble)
