@@ -34,10 +34,10 @@ KERNEL void ${name}(
     LOCAL_MEM ${ACC} scratch__[${wg}];
     const index_t row__ = GROUP_ID(1);
     const index_t lid__ = LOCAL_ID(0);
-    ${ACC} acc__ = (${ACC})(${neutral});
-    // No early return: every work-item reaches the barriers below.
-    for (index_t i = GROUP_ID(0) * ${wg} + lid__; i < length; i += chunks * ${wg}) {
-        const index_t at__ = row__ * length + i;
+<%def name="fold(acc, offset)">\
+        {
+            const index_t i = j__ + ${offset};
+            const index_t at__ = row__ * length + i;
 % for a, dt in arrays:
 %   if ctype(dt) == "half_t":
 #define ${a} LOAD_HALF(${a}__base, ${a}__off + at__)
@@ -45,11 +45,31 @@ KERNEL void ${name}(
 #define ${a} (${a}__base[${a}__off + at__])
 %   endif
 % endfor
-        acc__ = ${name}__reduce(acc__, (${ACC})(${map_expr}));
+            ${acc} = ${name}__reduce(${acc}, (${ACC})(${map_expr}));
 % for a, dt in arrays:
 #undef ${a}
 % endfor
+        }
+</%def>
+    // Four independent accumulators per work-item (each of the launch's strides): CPU runtimes keep
+    // four vector chains in flight instead of waiting on one. No early return: every work-item
+    // reaches the barriers below.
+    ${ACC} acc__ = (${ACC})(${neutral});
+    ${ACC} acc1__ = (${ACC})(${neutral});
+    ${ACC} acc2__ = (${ACC})(${neutral});
+    ${ACC} acc3__ = (${ACC})(${neutral});
+    const index_t step__ = chunks * ${wg};
+    index_t j__ = GROUP_ID(0) * ${wg} + lid__;
+    for (; j__ + 3 * step__ < length; j__ += 4 * step__) {
+${fold("acc__", "0")}\
+${fold("acc1__", "step__")}\
+${fold("acc2__", "2 * step__")}\
+${fold("acc3__", "3 * step__")}\
     }
+    for (; j__ < length; j__ += step__) {
+${fold("acc__", "0")}\
+    }
+    acc__ = ${name}__reduce(${name}__reduce(acc__, acc1__), ${name}__reduce(acc2__, acc3__));
     scratch__[lid__] = acc__;
     LOCAL_BARRIER;
     for (index_t s = ${wg} / 2; s > 0; s >>= 1) {
