@@ -19,6 +19,17 @@ from .errors import (
 if TYPE_CHECKING:
     from ._devices import Device
 
+class _Generated:
+    """Where arrays find the generated kernels they run (copies, fills, arithmetic): ``xgpu._elementwise`` and
+    ``xgpu._math`` are built on this module and put themselves here when imported (``import xgpu`` imports
+    both), so this module never imports them and no import cycle forms."""
+
+    elementwise: Any = None
+    math: Any = None
+
+
+GENERATED = _Generated()
+
 INDEX_MAX = 2**31 - 1  # the largest 32-bit index_t: a kernel launched with more is built again with 64 bits
 
 
@@ -165,8 +176,7 @@ class Array:
         if self._whole:
             self.device._impl.write(self._buffer, np.ascontiguousarray(host, dtype=self.dtype))
         else:
-            from ._elementwise import copy_into
-
+            copy_into = GENERATED.elementwise.copy_into
             copy_into(self, asarray(host, self.device, self.dtype))
         return self
 
@@ -176,8 +186,7 @@ class Array:
         if self.nbytes and self._whole:
             self.device._impl.copy(out._buffer, self._buffer, self.nbytes)
         elif self.nbytes:
-            from ._elementwise import copy_kernel
-
+            copy_kernel = GENERATED.elementwise.copy_kernel
             copy_kernel(self.dtype, self.dtype)(out, self)
         return out
 
@@ -192,8 +201,7 @@ class Array:
             return self.copy()
         if not self.device.supports(dt):
             raise UnsupportedDtypeError(f"{self.device.id} ({self.device.name}) has no {dt} support")
-        from ._elementwise import copy_kernel
-
+        copy_kernel = GENERATED.elementwise.copy_kernel
         out = Array(self.device, self.shape, dt)
         if self.size:
             copy_kernel(self.dtype, dt)(out, self)
@@ -202,8 +210,7 @@ class Array:
     def fill(self, value: Any) -> Array:
         """Set every element (of a view too) to ``value``, on the device; returns this array."""
         if self.size:
-            from ._elementwise import fill
-
+            fill = GENERATED.elementwise.fill
             fill(self, value)
         return self
 
@@ -246,8 +253,7 @@ class Array:
         view = self[key]
         if isinstance(value, Array):
             same_device(view, value)
-            from ._elementwise import copy_into
-
+            copy_into = GENERATED.elementwise.copy_into
             copy_into(view, value)
         elif np.ndim(value) == 0:
             view.fill(value)
@@ -318,8 +324,7 @@ class Array:
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         """numpy ufuncs on xgpu arrays run on the device where xgpu has the kernel; otherwise a clear error."""
-        from . import _math
-
+        _math = GENERATED.math
         out = kwargs.pop("out", None)
         if out is not None:
             out = out[0] if isinstance(out, tuple) and len(out) == 1 else out
@@ -340,15 +345,13 @@ class Array:
         )
 
     def _binary(self, ufunc: Any, other: Any, reflected: bool = False) -> Any:
-        from . import _math
-
+        _math = GENERATED.math
         if not isinstance(other, (Array, np.ndarray, np.generic, int, float, bool)):
             return NotImplemented
         return _math.apply(ufunc, other, self) if reflected else _math.apply(ufunc, self, other)
 
     def _inplace(self, ufunc: Any, other: Any) -> Array:
-        from . import _math
-
+        _math = GENERATED.math
         _math.apply(ufunc, self, other, out=self)
         return self
 
@@ -374,16 +377,14 @@ class Array:
     def __itruediv__(self, o: Any) -> Array: return self._inplace(np.divide, o)
 
     def __neg__(self) -> Array:
-        from . import _math
-
+        _math = GENERATED.math
         return _math.apply(np.negative, self)
 
     def __pos__(self) -> Array:
         return self.copy()
 
     def __abs__(self) -> Array:
-        from . import _math
-
+        _math = GENERATED.math
         return _math.apply(np.absolute, self)
 
     def _scalar(self) -> Any:
@@ -407,29 +408,25 @@ class Array:
 
     def sum(self, axis: int | None = None, dtype: Any = None, **kwargs: Any) -> Array:
         """:func:`xgpu.sum` of this array."""
-        from . import _math
-
+        _math = GENERATED.math
         _only_defaults("sum", kwargs)
         return _math.sum(self, axis=axis, dtype=dtype)
 
     def max(self, axis: int | None = None, **kwargs: Any) -> Array:
         """:func:`xgpu.max` of this array."""
-        from . import _math
-
+        _math = GENERATED.math
         _only_defaults("max", kwargs)
         return _math.max(self, axis=axis)
 
     def min(self, axis: int | None = None, **kwargs: Any) -> Array:
         """:func:`xgpu.min` of this array."""
-        from . import _math
-
+        _math = GENERATED.math
         _only_defaults("min", kwargs)
         return _math.min(self, axis=axis)
 
     def mean(self, axis: int | None = None, **kwargs: Any) -> Array:
         """:func:`xgpu.mean` of this array."""
-        from . import _math
-
+        _math = GENERATED.math
         _only_defaults("mean", kwargs)
         return _math.mean(self, axis=axis)
 
@@ -535,8 +532,7 @@ def copyto(dst: Array, src: Array) -> Array:
         if not shares_memory(dst, src):
             dst.device._impl.copy(dst._buffer, src._buffer, dst.nbytes)
         return dst
-    from ._elementwise import copy_into
-
+    copy_into = GENERATED.elementwise.copy_into
     copy_into(dst, src)
     return dst
 
@@ -599,8 +595,7 @@ def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None,
     host_probe = np.arange(start, stop, step, dtype=dtype) if stop is not None else np.arange(start, dtype=dtype)
     out = empty(host_probe.shape, host_probe.dtype, device)
     if out.size:
-        from ._elementwise import arange_into
-
+        arange_into = GENERATED.elementwise.arange_into
         first = host_probe[0] if out.size else 0
         delta = (host_probe[1] - host_probe[0]) if out.size > 1 else step
         arange_into(out, first, delta)

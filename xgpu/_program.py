@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _cache
-from ._array import INDEX_MAX, Array
+from ._array import GENERATED, INDEX_MAX, Array
 from ._wait import wait_interruptibly
 from .backend import DeviceImpl as DeviceImplBase
 from .errors import (
@@ -706,10 +706,8 @@ class Kernel:
             if found:
                 raise memory_check_error(found, self.program.source, dev.id, self.name, padded, lsize)
         if staged:
-            from ._elementwise import copy_into
-
             for view, contiguous in staged:  # queued after the kernel: the device runs work in order
-                copy_into(view, contiguous)
+                GENERATED.elementwise.copy_into(view, contiguous)
         return event
 
     def _required_shape(self, gsize: tuple[int, ...], asked: tuple[int, ...] | None) -> tuple[int, ...]:
