@@ -524,8 +524,13 @@ def copyto(dst: Array, src: Array) -> Array:
     if not (_is_array(dst) and _is_array(src)):
         raise InvalidArgumentError("copyto takes two xgpu arrays: move host data with xgpu.asarray or Array.set")
     same_device(dst, src)
-    if dst.dtype != src.dtype:
-        raise ShapeError(f"copyto: dst is {dst.dtype} {dst.shape}, src is {src.dtype} {src.shape}; they must match")
+    try:
+        fits = np.broadcast_shapes(src.shape, dst.shape) == dst.shape
+    except ValueError:
+        fits = False
+    if dst.dtype != src.dtype or not fits:
+        raise ShapeError(f"copyto: dst is {dst.dtype} {dst.shape}, src is {src.dtype} {src.shape}; they must match "
+                         "(src's shape may broadcast to dst's)")
     if not dst.nbytes:
         return dst
     if dst.shape == src.shape and dst._whole and src._whole:
