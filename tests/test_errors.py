@@ -80,6 +80,14 @@ def row_non_contiguous(dev):
     np.testing.assert_allclose(out.get(), host, rtol=1e-6)
 
 
+def row_bad_index(dev):
+    a = xgpu.zeros((3, 4), np.float32, dev)
+    with pytest.raises(errors.InvalidIndexError, match="out of bounds"):
+        a[0, 4]
+    with pytest.raises(errors.InvalidIndexError, match="not a basic index"):
+        a[[0, 2]]
+
+
 def row_zero_size(dev):
     assert xgpu.gemm(xgpu.zeros((0, 3), np.float32, dev), xgpu.zeros((3, 4), np.float32, dev)).shape == (0, 4)
     c = xgpu.asarray(np.ones((2, 2), np.float32), dev)

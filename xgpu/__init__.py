@@ -3,7 +3,9 @@
 Public surface (everything else is private)::
 
     xgpu.devices(), xgpu.get_device(spec), xgpu.list_backends()     devices and backends
-    xgpu.asarray(x, device), xgpu.empty(...), xgpu.zeros(...)     arrays in device memory
+    xgpu.asarray(x, device), xgpu.empty/zeros/ones/full/arange(...) arrays in device memory (and *_like)
+    xgpu.elementwise(...), xgpu.reduction(...)                      kernels from one line
+    a + b, a < b, xgpu.sum/max/min/mean/dot/where/exp/log/sqrt/abs   numpy's arithmetic on the device
     xgpu.render(template, backend), xgpu.compile(template, device) kernel templates
     xgpu.gemm(a, b, c, ...), xgpu.matmul(a, b), a @ b, xgpu.conv2d   the kernel library
     xgpu.DeviceGroup(devices), matmul/conv2d(..., devices=[...])    a batch split over devices
@@ -18,11 +20,27 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from . import errors, quantized
-from ._array import Array, asarray, copyto, empty, shares_memory, zeros
+from ._array import (
+    Array,
+    arange,
+    asarray,
+    copyto,
+    empty,
+    empty_like,
+    full,
+    full_like,
+    ones,
+    ones_like,
+    shares_memory,
+    zeros,
+    zeros_like,
+)
 from ._cache import clear as cache_clear
 from ._cache import info as cache_info
 from ._devices import Device, devices, get_device, list_backends
+from ._elementwise import ElementwiseKernel, ReductionKernel, elementwise, reduction
 from ._group import DeviceGroup
+from ._math import abs, dot, exp, log, max, mean, min, sqrt, sum, where  # noqa: A004  (numpy's names)
 from ._ops import conv2d, gemm, matmul
 from ._plugins import register_plugin, unregister_plugin
 from ._program import Event, Kernel, Program, compile, compile_offline, render
@@ -40,6 +58,8 @@ __all__ = [
     "Array",
     "Device",
     "DeviceGroup",
+    "ElementwiseKernel",
+    "ReductionKernel",
     "Event",
     "Kernel",
     "KernelTemplate",
@@ -69,4 +89,23 @@ __all__ = [
     "shares_memory",
     "unregister_plugin",
     "zeros",
+    "arange",
+    "elementwise",
+    "reduction",
+    "empty_like",
+    "full",
+    "full_like",
+    "ones",
+    "ones_like",
+    "zeros_like",
+    "abs",
+    "dot",
+    "exp",
+    "log",
+    "max",
+    "mean",
+    "min",
+    "sqrt",
+    "sum",
+    "where",
 ]

@@ -6,11 +6,29 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
-from .errors import DeviceMismatchError, InvalidArgumentError, ShapeError, UnsupportedDtypeError
+from .errors import (
+    DeviceMismatchError,
+    InvalidArgumentError,
+    InvalidIndexError,
+    ShapeError,
+    UnsupportedDtypeError,
+)
 
 if TYPE_CHECKING:
     from ._devices import Device
+
+class _Generated:
+    """Where arrays find the generated kernels they run (copies, fills, arithmetic): ``xgpu._elementwise`` and
+    ``xgpu._math`` are built on this module and put themselves here when imported (``import xgpu`` imports
+    both), so this module never imports them and no import cycle forms."""
+
+    elementwise: Any = None
+    math: Any = None
+
+
+GENERATED = _Generated()
 
 INDEX_MAX = 2**31 - 1  # the largest 32-bit index_t: a kernel launched with more is built again with 64 bits
 
@@ -49,14 +67,13 @@ def _check_shape(shape: Any) -> tuple[int, ...]:
 
 
 class Array:
-    """A C-contiguous n-dimensional array in one device's memory.
+    """An n-dimensional array in one device's memory, or a view of one.
 
-    Make one with :func:`xgpu.asarray`, :func:`xgpu.empty` or :func:`xgpu.zeros`; ``get()`` (or
-    ``np.asarray(array)``) copies it back to the host.
+    Make one with :func:`xgpu.asarray`, :func:`xgpu.empty`, :func:`xgpu.zeros` and their kin; ``get()``
+    (or ``np.asarray(array)``) copies it back to the host. Basic indexing (``a[1:, ::-2, None]``), ``.T``,
+    ``transpose``, ``swapaxes`` and ``reshape`` give views: arrays that share the memory, each with its
+    own offset and strides (numpy's meaning, in bytes). docs/arrays.md says what a kernel receives for one.
     """
-
-    # numpy defers to us (ndarray @ Array calls Array.__rmatmul__) instead of computing on the host
-    __array_ufunc__ = None
 
     def __init__(self, device: Device, shape: Any, dtype: Any):
         self.device = device
@@ -66,6 +83,26 @@ class Array:
         self.nbytes = self.size * self.dtype.itemsize
         device._check_process()
         self._block = device._pool.allocate(self.nbytes)
+        #: where the first element is, in elements from the start of the memory block
+        self._offset = 0
+        #: the step between neighbours along each axis, in elements (may be 0 or negative in a view)
+        self._estrides = _c_strides(self.shape)
+
+    def _view(self, shape: tuple[int, ...], estrides: tuple[int, ...], offset: int) -> Array:
+        """An array over the same memory with another shape, strides and offset (in elements)."""
+        view = Array.__new__(Array)
+        view.device, view.dtype, view._block = self.device, self.dtype, self._block
+        view.shape, view._estrides, view._offset = tuple(shape), tuple(estrides), offset
+        view.size = math.prod(view.shape)
+        view.nbytes = view.size * view.dtype.itemsize
+        return view
+
+    def _base(self) -> Array:
+        """The whole memory block as a 1-D contiguous array (what kernels of generated code receive)."""
+        if self._offset == 0 and self.ndim == 1 and self._estrides in ((1,), (0,)) and \
+                self.size * self.dtype.itemsize == self._block.impl.nbytes:
+            return self
+        return self._view((self._block.impl.nbytes // self.dtype.itemsize,), (1,), 0)
 
     @property
     def _buffer(self):
@@ -77,52 +114,186 @@ class Array:
 
     @property
     def strides(self) -> tuple[int, ...]:
-        """C-contiguous strides in bytes, as numpy reports them."""
-        strides, step = [], self.dtype.itemsize
-        for dim in reversed(self.shape):
-            strides.append(step)
-            step *= max(dim, 1)
-        return tuple(reversed(strides))
+        """Strides in bytes, as numpy reports them."""
+        return tuple(s * self.dtype.itemsize for s in self._estrides)
+
+    @property
+    def offset(self) -> int:
+        """Where the first element lies in the memory the array shares with its base, in bytes."""
+        return self._offset * self.dtype.itemsize
+
+    @property
+    def is_contiguous(self) -> bool:
+        """Whether the elements lie in C order with no gaps (an offset may precede them)."""
+        return all(s == c for s, c, n in zip(self._estrides, _c_strides(self.shape), self.shape) if n > 1)
+
+    @property
+    def _whole(self) -> bool:
+        """Contiguous and starting at the start of its memory: a kernel can take the buffer as it is."""
+        return self._offset == 0 and self.is_contiguous
 
     def __repr__(self) -> str:
-        return f"<xgpu.Array shape={self.shape} dtype={self.dtype} on {self.device.id}>"
+        view = "" if self._whole else f" view offset={self.offset} strides={self.strides}"
+        return f"<xgpu.Array shape={self.shape} dtype={self.dtype}{view} on {self.device.id}>"
 
     def __len__(self) -> int:
         if not self.shape:
             raise TypeError("len() of a 0-d array")
         return self.shape[0]
 
+    # -- host transfers ---------------------------------------------------------------------------
+
     def get(self, out: np.ndarray | None = None) -> np.ndarray:
-        """Copy to the host; into ``out`` (C-contiguous, same shape and dtype) when given."""
+        """Copy to the host; into ``out`` (a numpy array of the same shape and dtype) when given."""
         if out is None:
             out = np.empty(self.shape, self.dtype)
-        elif out.shape != self.shape or out.dtype != self.dtype or not out.flags.c_contiguous:
-            raise ShapeError(
-                f"out must be a C-contiguous {self.dtype} array of shape {self.shape}, "
-                f"got {out.dtype} {out.shape}{'' if out.flags.c_contiguous else ' (not contiguous)'}"
-            )
-        if self.nbytes:
-            self.device._impl.read(self._buffer, out)
+        elif not isinstance(out, np.ndarray) or out.shape != self.shape or out.dtype != self.dtype:
+            got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+            raise ShapeError(f"out must be a numpy {self.dtype} array of shape {self.shape}, got {got}")
+        elif not out.flags.writeable:
+            raise InvalidArgumentError("out is read-only: pass a writeable numpy array")
+        if not self.nbytes:
+            return out
+        src = self if self._whole else self.copy()
+        if out.flags.c_contiguous:
+            self.device._impl.read(src._buffer, out)
+        else:
+            host = np.empty(self.shape, self.dtype)
+            self.device._impl.read(src._buffer, host)
+            out[...] = host
         return out
 
     def set(self, host: Any) -> Array:
-        """Copy a host array of the same shape into this array (converting its dtype)."""
+        """Copy a host array of this shape (or one that broadcasts to it) into this array, converting its dtype."""
         host = np.asarray(host)
         if host.shape != self.shape:
-            raise ShapeError(f"cannot set an array of shape {self.shape} from one of shape {host.shape}")
-        host = np.ascontiguousarray(host, dtype=self.dtype)
-        if self.nbytes:
-            self.device._impl.write(self._buffer, host)
+            try:
+                host = np.broadcast_to(host, self.shape)
+            except ValueError:
+                raise ShapeError(f"cannot set an array of shape {self.shape} from one of shape {host.shape}") from None
+        if not self.nbytes:
+            return self
+        if self._whole:
+            self.device._impl.write(self._buffer, np.ascontiguousarray(host, dtype=self.dtype))
+        else:
+            copy_into = GENERATED.elementwise.copy_into
+            copy_into(self, asarray(host, self.device, self.dtype))
         return self
 
     def copy(self) -> Array:
+        """A new contiguous array with the same elements (a view's elements, gathered)."""
         out = Array(self.device, self.shape, self.dtype)
-        if self.nbytes:
+        if self.nbytes and self._whole:
             self.device._impl.copy(out._buffer, self._buffer, self.nbytes)
+        elif self.nbytes:
+            copy_kernel = GENERATED.elementwise.copy_kernel
+            copy_kernel(self.dtype, self.dtype)(out, self)
         return out
 
+    def astype(self, dtype: Any, copy: bool = True) -> Array:
+        """The elements converted to ``dtype`` on the device, as numpy's ``astype`` converts them (floats
+        to integers truncate; to bool: nonzero is True). ``copy=False`` returns this array when the
+        dtype is already ``dtype``."""
+        dt = check_dtype(dtype)
+        if dt == self.dtype and not copy:
+            return self
+        if dt == self.dtype:
+            return self.copy()
+        if not self.device.supports(dt):
+            raise UnsupportedDtypeError(f"{self.device.id} ({self.device.name}) has no {dt} support")
+        copy_kernel = GENERATED.elementwise.copy_kernel
+        out = Array(self.device, self.shape, dt)
+        if self.size:
+            copy_kernel(self.dtype, dt)(out, self)
+        return out
+
+    def fill(self, value: Any) -> Array:
+        """Set every element (of a view too) to ``value``, on the device; returns this array."""
+        if self.size:
+            fill = GENERATED.elementwise.fill
+            fill(self, value)
+        return self
+
+    def to(self, device: Device | str) -> Array:
+        """This array on ``device`` (a Device or a spec such as ``"pocl"``): itself when it is there already,
+        otherwise a copy through the host."""
+        from ._devices import get_device
+
+        target = get_device(device)
+        if target is self.device:
+            return self
+        return asarray(self.get(), target)
+
+    def __reduce__(self):
+        # pickled as host data and the device's id; loaded back onto the device of that id
+        return (_unpickle, (self.get(), self.device.id))
+
+    # -- views ------------------------------------------------------------------------------------
+
+    def _host_shadow(self) -> np.ndarray:
+        """A numpy array with this array's shape and strides over no real memory: numpy works out the
+        shape, strides and offset of a view of it (never reading an element), and we use them."""
+        return as_strided(_SHADOW[self.dtype.itemsize], shape=self.shape, strides=self.strides, writeable=False)
+
+    def _from_shadow(self, shadow: np.ndarray, view: np.ndarray) -> Array:
+        moved = view.__array_interface__["data"][0] - shadow.__array_interface__["data"][0]
+        itemsize = self.dtype.itemsize
+        return self._view(view.shape, tuple(s // itemsize for s in view.strides), self._offset + moved // itemsize)
+
+    def __getitem__(self, key: Any) -> Array:
+        key = _basic_key(key)
+        shadow = self._host_shadow()
+        try:
+            view = shadow[key + (Ellipsis,)] if Ellipsis not in key else shadow[key]
+        except IndexError as exc:
+            raise InvalidIndexError(f"{exc} (array of shape {self.shape})") from None
+        return self._from_shadow(shadow, view)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        view = self[key]
+        if isinstance(value, Array):
+            same_device(view, value)
+            copy_into = GENERATED.elementwise.copy_into
+            copy_into(view, value)
+        elif np.ndim(value) == 0:
+            view.fill(value)
+        else:
+            view.set(value)
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d array")
+        for i in range(self.shape[0]):
+            yield self[i]
+
+    def transpose(self, *axes: Any) -> Array:
+        """A view with the axes permuted (reversed when none are given), as numpy's ``transpose``."""
+        if len(axes) == 1 and (axes[0] is None or hasattr(axes[0], "__iter__")):
+            axes = () if axes[0] is None else tuple(axes[0])
+        shadow = self._host_shadow()
+        try:
+            view = shadow.transpose(*axes) if axes else shadow.T
+        except (ValueError, TypeError, np.exceptions.AxisError) as exc:
+            raise ShapeError(f"transpose: {exc} (array of shape {self.shape}, axes {axes})") from None
+        return self._from_shadow(shadow, view)
+
+    @property
+    def T(self) -> Array:  # noqa: N802  (numpy's name)
+        """The view with the axes reversed."""
+        return self.transpose()
+
+    def swapaxes(self, axis1: int, axis2: int) -> Array:
+        """A view with two axes exchanged."""
+        shadow = self._host_shadow()
+        try:
+            view = shadow.swapaxes(axis1, axis2)
+        except (ValueError, TypeError, np.exceptions.AxisError) as exc:
+            raise ShapeError(f"swapaxes: {exc} (array of shape {self.shape})") from None
+        return self._from_shadow(shadow, view)
+
     def reshape(self, *shape: Any) -> Array:
-        """A view with another shape (same data, same size); one dimension may be -1."""
+        """The same elements in another shape (one dimension may be -1): a view when the strides allow
+        it (always for a contiguous array), otherwise a reshaped contiguous copy, as numpy does."""
         if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
             shape = shape[0]
         if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
@@ -136,11 +307,128 @@ class Array:
             shape = tuple(self.size // known if s == -1 else s for s in shape)
         if shape.count(-1) or any(s < 0 for s in shape) or math.prod(shape) != self.size:
             raise ShapeError(f"cannot reshape an array of shape {self.shape} into {shape}")
-        new_shape = shape
-        view = Array.__new__(Array)
-        view.__dict__.update(self.__dict__)
-        view.shape = tuple(new_shape)
-        return view
+        shadow = self._host_shadow()
+        try:
+            view = np.reshape(shadow, shape, copy=False)
+        except ValueError:  # these strides cannot be reshaped in place
+            return self.copy().reshape(shape)
+        return self._from_shadow(shadow, view)
+
+    def ravel(self) -> Array:
+        """A 1-D view when the array is contiguous, otherwise a 1-D copy."""
+        return self.reshape(-1)
+
+    # -- operators --------------------------------------------------------------------------------
+
+    __hash__ = object.__hash__  # an array is a handle: hashed by identity, although == compares elements
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """numpy ufuncs on xgpu arrays run on the device where xgpu has the kernel; otherwise a clear error."""
+        _math = GENERATED.math
+        out = kwargs.pop("out", None)
+        if out is not None:
+            out = out[0] if isinstance(out, tuple) and len(out) == 1 else out
+            if not isinstance(out, Array):
+                raise InvalidArgumentError(f"out= of an xgpu computation must be an xgpu array, not {type(out).__name__}")
+        if method == "__call__" and ufunc is np.matmul and not kwargs and out is None:
+            from ._ops import matmul
+
+            return matmul(*(asarray(x, self.device) for x in inputs))
+        if method == "__call__" and not kwargs:
+            return _math.apply(ufunc, *inputs, out=out)
+        if method == "reduce" and ufunc.__name__ in _math.UFUNC_METHODS and len(inputs) == 1 and out is None and \
+                set(kwargs) <= {"axis"} and isinstance(inputs[0], Array):
+            return _math.UFUNC_METHODS[ufunc.__name__](inputs[0], axis=kwargs.get("axis", 0))
+        raise InvalidArgumentError(
+            f"numpy's {ufunc.__name__}.{method}{' with ' + ', '.join(kwargs) if kwargs else ''} has no xgpu kernel: "
+            "compute it on the host (a.get()) or write it with xgpu.elementwise / xgpu.reduction"
+        )
+
+    def _binary(self, ufunc: Any, other: Any, reflected: bool = False) -> Any:
+        _math = GENERATED.math
+        if not isinstance(other, (Array, np.ndarray, np.generic, int, float, bool)):
+            return NotImplemented
+        return _math.apply(ufunc, other, self) if reflected else _math.apply(ufunc, self, other)
+
+    def _inplace(self, ufunc: Any, other: Any) -> Array:
+        _math = GENERATED.math
+        _math.apply(ufunc, self, other, out=self)
+        return self
+
+    def __add__(self, o: Any) -> Any: return self._binary(np.add, o)
+    def __radd__(self, o: Any) -> Any: return self._binary(np.add, o, True)
+    def __sub__(self, o: Any) -> Any: return self._binary(np.subtract, o)
+    def __rsub__(self, o: Any) -> Any: return self._binary(np.subtract, o, True)
+    def __mul__(self, o: Any) -> Any: return self._binary(np.multiply, o)
+    def __rmul__(self, o: Any) -> Any: return self._binary(np.multiply, o, True)
+    def __truediv__(self, o: Any) -> Any: return self._binary(np.divide, o)
+    def __rtruediv__(self, o: Any) -> Any: return self._binary(np.divide, o, True)
+    def __pow__(self, o: Any) -> Any: return self._binary(np.power, o)
+    def __rpow__(self, o: Any) -> Any: return self._binary(np.power, o, True)
+    def __lt__(self, o: Any) -> Any: return self._binary(np.less, o)
+    def __le__(self, o: Any) -> Any: return self._binary(np.less_equal, o)
+    def __gt__(self, o: Any) -> Any: return self._binary(np.greater, o)
+    def __ge__(self, o: Any) -> Any: return self._binary(np.greater_equal, o)
+    def __eq__(self, o: Any) -> Any: return self._binary(np.equal, o)
+    def __ne__(self, o: Any) -> Any: return self._binary(np.not_equal, o)
+    def __iadd__(self, o: Any) -> Array: return self._inplace(np.add, o)
+    def __isub__(self, o: Any) -> Array: return self._inplace(np.subtract, o)
+    def __imul__(self, o: Any) -> Array: return self._inplace(np.multiply, o)
+    def __itruediv__(self, o: Any) -> Array: return self._inplace(np.divide, o)
+
+    def __neg__(self) -> Array:
+        _math = GENERATED.math
+        return _math.apply(np.negative, self)
+
+    def __pos__(self) -> Array:
+        return self.copy()
+
+    def __abs__(self) -> Array:
+        _math = GENERATED.math
+        return _math.apply(np.absolute, self)
+
+    def _scalar(self) -> Any:
+        if self.size != 1:
+            raise InvalidArgumentError(f"only a one-element array converts to a Python number; this one has shape "
+                                       f"{self.shape}")
+        return self.get().reshape(())[()]
+
+    def __float__(self) -> float:
+        return float(self._scalar())
+
+    def __int__(self) -> int:
+        return int(self._scalar())
+
+    def __bool__(self) -> bool:
+        return bool(self._scalar())
+
+    def item(self) -> Any:
+        """The one element as a Python number."""
+        return self._scalar().item()
+
+    def sum(self, axis: int | None = None, dtype: Any = None, **kwargs: Any) -> Array:
+        """:func:`xgpu.sum` of this array."""
+        _math = GENERATED.math
+        _only_defaults("sum", kwargs)
+        return _math.sum(self, axis=axis, dtype=dtype)
+
+    def max(self, axis: int | None = None, **kwargs: Any) -> Array:
+        """:func:`xgpu.max` of this array."""
+        _math = GENERATED.math
+        _only_defaults("max", kwargs)
+        return _math.max(self, axis=axis)
+
+    def min(self, axis: int | None = None, **kwargs: Any) -> Array:
+        """:func:`xgpu.min` of this array."""
+        _math = GENERATED.math
+        _only_defaults("min", kwargs)
+        return _math.min(self, axis=axis)
+
+    def mean(self, axis: int | None = None, **kwargs: Any) -> Array:
+        """:func:`xgpu.mean` of this array."""
+        _math = GENERATED.math
+        _only_defaults("mean", kwargs)
+        return _math.mean(self, axis=axis)
 
     def __matmul__(self, other: Any) -> Array:
         from ._ops import matmul
@@ -153,8 +441,59 @@ class Array:
         return matmul(asarray(other, self.device), self)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if copy is False:
+            raise ValueError("an xgpu array lives in device memory: numpy cannot see it without a copy")
         host = self.get()
         return host if dtype is None else host.astype(dtype)
+
+
+def _only_defaults(name: str, kwargs: dict[str, Any]) -> None:
+    # numpy's np.sum(a) calls a.sum(axis=None, dtype=None, out=None): its defaults are fine, anything else is not
+    given = {k: v for k, v in kwargs.items() if v is not None and not (k == "keepdims" and v is np._NoValue)
+             and v is not np._NoValue}
+    if given:
+        raise InvalidArgumentError(f"{name}: {', '.join(given)} {'is' if len(given) == 1 else 'are'} not supported "
+                                   "on xgpu arrays (axis= and dtype= are)")
+
+
+def _c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= max(dim, 1)
+    return tuple(reversed(strides))
+
+
+# one element per itemsize that shadows point into: numpy computes views of them and never reads
+_SHADOW = {n: np.zeros(1, f"V{n}") for n in (1, 2, 4, 8, 16)}
+
+
+def _basic_key(key: Any) -> tuple:
+    """``key`` as a tuple of basic indices (ints, slices, ``...``, None), or a clear error."""
+    key = key if isinstance(key, tuple) else (key,)
+    for k in key:
+        if k is None or k is Ellipsis or isinstance(k, slice):
+            continue
+        if isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
+            continue
+        what = "an xgpu array" if isinstance(k, Array) else type(k).__name__
+        raise InvalidIndexError(
+            f"index {k!r} ({what}) is not a basic index: xgpu arrays take ints, slices, ... and None, which give "
+            "views; for fancy or boolean indexing, index on the host (a.get()[...]) and upload the result"
+        )
+    return key
+
+
+def _unpickle(host: np.ndarray, device_id: str) -> Array:
+    from ._devices import get_device
+    from .errors import DeviceNotFoundError
+
+    try:
+        device = get_device(device_id)
+    except DeviceNotFoundError as exc:
+        raise DeviceNotFoundError(f"this array was pickled on {device_id}, which is not here: pickle a.get() (a "
+                                  f"numpy array) to move data between machines\n{exc}") from None
+    return asarray(host, device)
 
 
 def _is_array(x: Any) -> bool:
@@ -180,28 +519,41 @@ def shares_memory(a: Any, b: Any) -> bool:
 
 
 def copyto(dst: Array, src: Array) -> Array:
-    """Copy ``src`` into ``dst`` on the device: same device, shape and dtype; returns ``dst``."""
+    """Copy ``src`` into ``dst`` on the device: same device and dtype, ``src``'s shape broadcasting to
+    ``dst``'s; either may be a view. Returns ``dst``."""
     if not (_is_array(dst) and _is_array(src)):
         raise InvalidArgumentError("copyto takes two xgpu arrays: move host data with xgpu.asarray or Array.set")
     same_device(dst, src)
-    if dst.shape != src.shape or dst.dtype != src.dtype:
-        raise ShapeError(f"copyto: dst is {dst.dtype} {dst.shape}, src is {src.dtype} {src.shape}; they must match")
-    if dst.nbytes and not shares_memory(dst, src):
-        dst.device._impl.copy(dst._buffer, src._buffer, dst.nbytes)
+    try:
+        fits = np.broadcast_shapes(src.shape, dst.shape) == dst.shape
+    except ValueError:
+        fits = False
+    if dst.dtype != src.dtype or not fits:
+        raise ShapeError(f"copyto: dst is {dst.dtype} {dst.shape}, src is {src.dtype} {src.shape}; they must match "
+                         "(src's shape may broadcast to dst's)")
+    if not dst.nbytes:
+        return dst
+    if dst.shape == src.shape and dst._whole and src._whole:
+        if not shares_memory(dst, src):
+            dst.device._impl.copy(dst._buffer, src._buffer, dst.nbytes)
+        return dst
+    copy_into = GENERATED.elementwise.copy_into
+    copy_into(dst, src)
     return dst
 
 
 def asarray(data: Any, device: Device | str | None = None, dtype: Any = None) -> Array:
     """Copy ``data`` (a numpy array, anything numpy can convert, or an xgpu Array) to a device.
 
-    An xgpu Array already on that device (with that dtype) is returned as it is.
+    An xgpu Array already on that device (with that dtype) is returned as it is; one on another device
+    is copied through the host; with another dtype it is converted on the device.
     """
     from ._devices import get_device
 
     if _is_array(data):
         target = data.device if device is None else get_device(device)
-        if target is data.device and (dtype is None or np.dtype(dtype) == data.dtype):
-            return data
+        if target is data.device:
+            return data if dtype is None else data.astype(dtype, copy=False)
         data = data.get()
     else:
         target = get_device(device)
@@ -224,6 +576,83 @@ def empty(shape: Any, dtype: Any = np.float32, device: Device | str | None = Non
 
 
 def zeros(shape: Any, dtype: Any = np.float32, device: Device | str | None = None) -> Array:
-    """An array of zeros on ``device``."""
+    """An array of zeros on ``device`` (uploaded: no kernel to compile)."""
     out = empty(shape, dtype, device)
     return out.set(np.zeros(out.shape, out.dtype))
+
+
+def ones(shape: Any, dtype: Any = np.float32, device: Device | str | None = None) -> Array:
+    """An array of ones on ``device``."""
+    return full(shape, 1, dtype, device)
+
+
+def full(shape: Any, fill_value: Any, dtype: Any = None, device: Device | str | None = None) -> Array:
+    """An array of ``fill_value`` on ``device``; its dtype is numpy's for the value when not given
+    (float64 for a Python float: pass ``dtype=np.float32`` for the usual device type)."""
+    if dtype is None:
+        dtype = np.asarray(fill_value).dtype
+    return empty(shape, dtype, device).fill(fill_value)
+
+
+def arange(start: Any, stop: Any = None, step: Any = 1, dtype: Any = None,
+           device: Device | str | None = None) -> Array:
+    """numpy's ``arange`` (same values, same dtype rules), computed on the device."""
+    host_probe = np.arange(start, stop, step, dtype=dtype) if stop is not None else np.arange(start, dtype=dtype)
+    out = empty(host_probe.shape, host_probe.dtype, device)
+    if out.size:
+        arange_into = GENERATED.elementwise.arange_into
+        first = host_probe[0] if out.size else 0
+        delta = (host_probe[1] - host_probe[0]) if out.size > 1 else step
+        arange_into(out, first, delta)
+    return out
+
+
+def _like(a: Any, dtype: Any, shape: Any, device: Any) -> tuple[Any, Any, Any]:
+    if not _is_array(a) and not isinstance(a, np.ndarray):
+        raise InvalidArgumentError(f"*_like takes an xgpu or numpy array, not a {type(a).__name__}")
+    return (a.shape if shape is None else shape, a.dtype if dtype is None else dtype,
+            (a.device if _is_array(a) else None) if device is None else device)
+
+
+def empty_like(a: Any, dtype: Any = None, shape: Any = None, device: Device | str | None = None) -> Array:
+    """An uninitialised array with ``a``'s shape, dtype and device (each may be overridden)."""
+    return empty(*_like(a, dtype, shape, device))
+
+
+def zeros_like(a: Any, dtype: Any = None, shape: Any = None, device: Device | str | None = None) -> Array:
+    """Zeros with ``a``'s shape, dtype and device."""
+    return zeros(*_like(a, dtype, shape, device))
+
+
+def ones_like(a: Any, dtype: Any = None, shape: Any = None, device: Device | str | None = None) -> Array:
+    """Ones with ``a``'s shape, dtype and device."""
+    return ones(*_like(a, dtype, shape, device))
+
+
+def full_like(a: Any, fill_value: Any, dtype: Any = None, shape: Any = None,
+              device: Device | str | None = None) -> Array:
+    """``fill_value`` with ``a``'s shape, dtype and device."""
+    shape, dtype, device = _like(a, dtype, shape, device)
+    return full(shape, fill_value, dtype, device)
+
+
+def plain_operand(x: Array) -> tuple[Array, bool]:
+    """A matrix operand (2-D, or a batch of them in 3-D) as a kernel that takes ``trans`` flags wants it:
+    ``(x, False)`` when x is contiguous from the start of its memory; ``(x.swapaxes(-1, -2), True)`` when x
+    is such an array's transpose (``a.T``): no copy; otherwise ``(contiguous copy, False)``: one copy."""
+    if x._whole or x.ndim < 2:
+        return x, False
+    flipped = x.swapaxes(-1, -2)
+    if flipped._whole:
+        return flipped, True
+    return x.copy(), False
+
+
+def write_through(out: Array | None, compute: Any) -> Any:
+    """Run ``compute(target)`` for an output that kernels write whole: ``out`` itself when it is contiguous
+    from the start of its memory (or None: compute allocates), otherwise a contiguous copy of it, copied
+    back into the view afterwards."""
+    if out is None or out._whole:
+        return compute(out)
+    result = compute(out.copy())
+    return copyto(out, result)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import _cache
-from ._array import INDEX_MAX, Array
+from ._array import GENERATED, INDEX_MAX, Array
 from ._wait import wait_interruptibly
 from .backend import DeviceImpl as DeviceImplBase
 from .errors import (
@@ -519,12 +519,13 @@ _C_TYPES = {
 
 
 class Param:
-    """One kernel parameter: ``name``, ``ctype`` (as written), ``pointer``, and ``dtype`` (None if unknown)."""
+    """One kernel parameter: ``name``, ``ctype`` (as written), ``pointer``, ``dtype`` (None if unknown), and
+    ``const`` (a pointer to const: the kernel only reads through it)."""
 
-    __slots__ = ("ctype", "dtype", "name", "pointer")
+    __slots__ = ("const", "ctype", "dtype", "name", "pointer")
 
-    def __init__(self, name: str, ctype: str, pointer: bool, dtype: np.dtype | None):
-        self.name, self.ctype, self.pointer, self.dtype = name, ctype, pointer, dtype
+    def __init__(self, name: str, ctype: str, pointer: bool, dtype: np.dtype | None, const: bool = False):
+        self.name, self.ctype, self.pointer, self.dtype, self.const = name, ctype, pointer, dtype, const
 
     def __repr__(self) -> str:
         return f"{self.ctype}{'*' if self.pointer else ''} {self.name}"
@@ -569,7 +570,8 @@ def parse_signatures(text: str) -> dict[str, tuple[Param, ...]]:
             type_words = [w for w in words[:-1] if w not in _QUALIFIERS]
             ctype = " ".join(type_words)
             dtype = types.get(ctype)
-            params.append(Param(name, ctype, pointer, np.dtype(dtype) if dtype else None))
+            const = pointer and re.search(r"\bconst\b", re.split(r"[*\[]", raw)[0]) is not None
+            params.append(Param(name, ctype, pointer, np.dtype(dtype) if dtype else None, const))
         found[m.group(1)] = tuple(params)
     return found
 
@@ -613,6 +615,19 @@ def convert_scalar(value: Any, param: Param, where: str) -> Any:
             f"pass np.{want.name}({value!r}) to round it on purpose"
         )
     return converted
+
+
+def _stage_views(args: tuple[Any, ...], params: tuple[Param, ...] | None) -> tuple[tuple[Any, ...], list]:
+    """A kernel's pointer gets an array's first element. A view that is not contiguous from the start of
+    its memory (an offset, gaps, another order) has no such pointer: the kernel gets a contiguous copy
+    instead, and what it wrote is copied back into the view after it (not for ``const`` pointers)."""
+    out, staged = list(args), []
+    for i, a in enumerate(args):
+        if isinstance(a, Array) and not a._whole:
+            out[i] = a.copy()
+            if params is None or not params[i].const:
+                staged.append((a, out[i]))
+    return tuple(out), staged
 
 
 def _required_local_size(text: str, name: str) -> tuple[int, int, int] | None:
@@ -679,6 +694,9 @@ class Kernel:
                 f"kernel {self.name!r} takes {len(params)} argument(s) ({', '.join(map(repr, params))}), "
                 f"got {len(args)}"
             )
+        staged: list[tuple[Array, Array]] = []
+        if any(isinstance(a, Array) and not a._whole for a in args):
+            args, staged = _stage_views(args, params)
         converted = [self._arg(a, i, params[i] if params is not None else None) for i, a in enumerate(args)]
         event = Event(dev._impl.launch(self._impl, padded, lsize, converted), f"kernel {self.name!r} on {dev.id}")
         dev._last_kernel = self.name  # named by synchronize(timeout=)
@@ -687,6 +705,9 @@ class Kernel:
             found = dev._impl.take_diagnostics()
             if found:
                 raise memory_check_error(found, self.program.source, dev.id, self.name, padded, lsize)
+        if staged:
+            for view, contiguous in staged:  # queued after the kernel: the device runs work in order
+                GENERATED.elementwise.copy_into(view, contiguous)
         return event
 
     def _required_shape(self, gsize: tuple[int, ...], asked: tuple[int, ...] | None) -> tuple[int, ...]:

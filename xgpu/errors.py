@@ -6,6 +6,7 @@
     ├── UnsupportedDtypeError        a dtype the operation or the device cannot handle   (also TypeError)
     ├── ShapeError                   shapes that do not fit together, or ranks that are wrong (also ValueError)
     ├── InvalidArgumentError         any other bad argument value                        (also ValueError)
+    ├── InvalidIndexError            an index out of range, or one that is not a basic index (also IndexError)
     ├── DeviceMismatchError          arrays of one operation live on different devices   (also ValueError)
     ├── TemplateError                a kernel template could not be found or rendered (names file and line)
     ├── CompileError                 the device compiler rejected the rendered source (names template line)
@@ -28,6 +29,7 @@ __all__ = [
     "DeviceMismatchError",
     "DeviceNotFoundError",
     "InvalidArgumentError",
+    "InvalidIndexError",
     "KernelTimeoutError",
     "LaunchError",
     "MemoryCheckError",
@@ -61,6 +63,10 @@ class ShapeError(XgpuError, ValueError):
 
 class InvalidArgumentError(XgpuError, ValueError):
     """An argument value that cannot be used (the message says which and why)."""
+
+
+class InvalidIndexError(XgpuError, IndexError):
+    """An index out of an array's range, or one that xgpu arrays do not take (fancy or boolean indexing)."""
 
 
 class DeviceMismatchError(XgpuError, ValueError):

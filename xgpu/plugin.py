@@ -7,7 +7,7 @@ a private ``xgpu._*`` module. See docs/plugins.md for a complete minimal backend
 
 from __future__ import annotations
 
-from ._array import same_device
+from ._array import plain_operand, same_device, write_through
 from ._cache import enabled as disk_cache_enabled
 from ._cache import unsafe_reason as unsafe_folder_reason
 from ._paths import cache_dir
@@ -63,7 +63,9 @@ __all__ = [
     "disk_cache_enabled",
     "hookimpl",
     "match_rule",
+    "plain_operand",
     "rule_for",
     "same_device",
+    "write_through",
     "unsafe_folder_reason",
 ]

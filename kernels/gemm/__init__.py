@@ -14,7 +14,7 @@ import numpy as np
 import xgpu
 from xgpu import Array
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
-from xgpu.plugin import device_class, same_device
+from xgpu.plugin import device_class, plain_operand, same_device, write_through
 
 from .integer import gemm_int, is_integer, matmul_int
 from .planner import GemmPlan, plan_for_shape
@@ -345,6 +345,10 @@ def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool =
         return gemm_int(a, b, None if c is None else _check_operand("c", c), alpha=alpha, beta=beta,
                         trans_a=trans_a, trans_b=trans_b)
     arrays = [a, b] + ([_check_operand("c", c)] if c is not None else [])
+    if not all(x.is_contiguous and not x.offset for x in arrays):  # views: transposes become trans flags, other layouts one copy
+        (a, ta), (b, tb) = plain_operand(a), plain_operand(b)
+        return write_through(c, lambda out: gemm(a, b, out, alpha=alpha, beta=beta, trans_a=trans_a != ta,
+                                                 trans_b=trans_b != tb, config=config))
     device = same_device(*arrays)
     dtype = _check_dtype(device, *arrays)
     if a.ndim != 2 or b.ndim != 2:
@@ -398,7 +402,8 @@ def matmul(a, b):
     if k == 0:
         return c.set(np.zeros(out_shape, dtype))
     strides = (m * k if ba > 1 else 0, k * n if bb > 1 else 0, m * n)
-    _launch(c, a, b, m, n, k, batch, 1.0, 0.0, False, False, strides)
+    (a, trans_a), (b, trans_b) = plain_operand(a), plain_operand(b)  # a.T: a trans flag, not a copy
+    _launch(c, a, b, m, n, k, batch, 1.0, 0.0, trans_a, trans_b, strides)
     return c
 
 

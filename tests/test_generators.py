@@ -1,0 +1,143 @@
+"""xgpu.elementwise and xgpu.reduction on every device against numpy (float64 references), and the
+array arithmetic built on them (numpy's semantics and type promotion)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xgpu
+from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
+from xgpu.testing import poison
+
+from .conftest import small
+
+AXPBY = xgpu.elementwise("float32 *y, const float32 *x, const float32 *w, float32 a, float32 b",
+                         "y = a * x + b * w", name="axpby")
+SUMSQ = xgpu.reduction("const float32 *x, const float32 *w", "(x - w) * (x - w)", "a + b", "0", "float32",
+                       name="sumsq")
+
+
+@pytest.mark.parametrize("n", [1, 7, 127, 1000])
+def test_elementwise_on_views_and_broadcasts(xgpu_device, n, rng):
+    x_host = rng.standard_normal((3, n)).astype(np.float32)
+    w_host = rng.standard_normal((1, n)).astype(np.float32)  # broadcast over the rows
+    x, w = xgpu.asarray(x_host, xgpu_device), xgpu.asarray(w_host, xgpu_device)
+    y = xgpu.asarray(np.full((3, n), poison(np.float32), np.float32), xgpu_device)
+    AXPBY(y, x, w, 2.0, np.float32(-0.5))
+    want = 2.0 * x_host.astype(np.float64) - 0.5 * w_host
+    np.testing.assert_allclose(y.get(), want, rtol=1e-6, atol=1e-6)
+    # a reversed, strided output and a transposed input: read and written in place
+    big = xgpu.asarray(np.full((n, 6), poison(np.float32), np.float32), xgpu_device)
+    AXPBY(big[::-1, 1::2].T, x, w, 1.0, 0.0)
+    got = big.get()
+    np.testing.assert_array_equal(got[::-1, 1::2].T, x_host)
+    assert np.isnan(got[:, ::2]).all()
+
+
+def test_elementwise_dtypes_and_index(xgpu_device):
+    k = xgpu.elementwise("int64 *out, const float16 *h, uint8 s", "out = (int64_t)(h * 2.0f) + s + i", name="mixed_types")
+    if not xgpu_device.supports("int64"):
+        pytest.skip(f"int64 is not supported on {xgpu_device.id}")
+    h_host = np.linspace(-4, 4, 127).astype(np.float16)
+    out = xgpu.empty(127, np.int64, xgpu_device)
+    k(out, xgpu.asarray(h_host, xgpu_device), 3)
+    np.testing.assert_array_equal(out.get(), (h_host.astype(np.float32) * 2).astype(np.int64) + 3 + np.arange(127))
+    half = xgpu.elementwise("float16 *y", "y = y * 0.5f + 1.0f", name="halfwrite")
+    y = xgpu.asarray(h_host, xgpu_device)
+    half(y)
+    np.testing.assert_array_equal(y.get(), (h_host.astype(np.float32) * 0.5 + 1).astype(np.float16))
+
+
+def test_generator_errors(xgpu_device):
+    with pytest.raises(InvalidArgumentError, match="taken"):
+        xgpu.elementwise("float32 *i", "i = 0")
+    with pytest.raises(UnsupportedDtypeError, match="unknown type"):
+        xgpu.elementwise("floot *y", "y = 0")
+    with pytest.raises(InvalidArgumentError, match="declare w const"):
+        xgpu.reduction("const float32 *x, float32 *w", "x", "a + b", "0", "float32")
+    y = xgpu.zeros(4, np.float32, xgpu_device)
+    with pytest.raises(UnsupportedDtypeError, match="astype"):
+        AXPBY(y, xgpu.zeros(4, np.int32, xgpu_device), y, 1.0, 1.0)
+    with pytest.raises(ShapeError, match="broadcast"):
+        AXPBY(y, xgpu.zeros(5, np.float32, xgpu_device), y, 1.0, 1.0)
+    with pytest.raises(ShapeError, match="full shape"):
+        AXPBY(xgpu.zeros(1, np.float32, xgpu_device), y, y, 1.0, 1.0)
+    with pytest.raises(InvalidArgumentError, match="whole number"):
+        xgpu.elementwise("int32 *y, int32 s", "y = s", name="sets")(xgpu.zeros(2, np.int32, xgpu_device), 2.5)
+
+
+@pytest.mark.parametrize("shape,axis", [((1,), None), ((1000,), None), ((7, 127), 0), ((7, 127), 1),
+                                        ((3, 5, 127), -2)])
+def test_reduction_against_numpy(xgpu_device, shape, axis, rng):
+    x_host = rng.standard_normal(shape).astype(np.float32)
+    w_host = rng.standard_normal(shape[-1:]).astype(np.float32)
+    got = SUMSQ(xgpu.asarray(x_host, xgpu_device), xgpu.asarray(w_host, xgpu_device), axis=axis)
+    want = ((x_host.astype(np.float64) - w_host) ** 2).sum(axis=axis)
+    assert got.shape == np.shape(want) and got.dtype == np.float32
+    length = x_host.size if axis is None else shape[axis]
+    np.testing.assert_allclose(got.get(), want, rtol=1e-6 * length + 1e-6)
+
+
+def test_reduction_large_takes_two_passes(xgpu_device, rng):
+    n = small(xgpu_device, 300_001, 5_000)
+    x_host = rng.uniform(-1, 1, n).astype(np.float32)
+    x = xgpu.asarray(x_host, xgpu_device)
+    want = x_host.astype(np.float64).sum()
+    assert abs(float(xgpu.sum(x)) - want) <= 1e-6 * np.abs(x_host).sum()
+    ints = xgpu.asarray((x_host * 1000).astype(np.int32), xgpu_device)
+    total = xgpu.sum(ints)
+    assert total.dtype == np.int64 and int(total) == int((x_host * 1000).astype(np.int32).astype(np.int64).sum())
+    assert float(xgpu.max(x)) == x_host.max() and float(xgpu.min(x[::-3])) == x_host[::-3].min()
+
+
+def test_arithmetic_matches_numpy(xgpu_device, rng):
+    h = rng.standard_normal((7, 127)).astype(np.float32)
+    hi = np.arange(7 * 127, dtype=np.int32).reshape(7, 127) - 300
+    a, ai = xgpu.asarray(h, xgpu_device), xgpu.asarray(hi, xgpu_device)
+    cases = [
+        (a + 1, h + 1), (2.5 * a, 2.5 * h), (a - a[::-1], h - h[::-1]), (a / 3, h / 3), (a ** 2, h ** 2), (-a, -h),
+        (1 - a.T, 1 - h.T), (a[:, :1] * a, h[:, :1] * h), (a < 0.1, h < 0.1), (a == a[0], h == h[0]),
+        (abs(ai), abs(hi)), (ai * 2, hi * 2), (ai - 7, hi - 7), (ai >= 5, hi >= 5),
+        (xgpu.exp(a), np.exp(h)), (xgpu.sqrt(xgpu.abs(a)), np.sqrt(np.abs(h))), (xgpu.log(abs(a) + 1), np.log(abs(h) + 1)),
+        (xgpu.sum(a, axis=0), h.sum(0)), (xgpu.max(a, axis=1), h.max(1)), (xgpu.min(ai), hi.min()),
+        (np.sum(a), h.sum()), (np.add(a, h), h + h), (h * a, h * h), (np.maximum(a, 0), np.maximum(h, 0)),
+        (xgpu.where(a > 0, a, 0.0), np.where(h > 0, h, 0.0)), (xgpu.dot(a[0], a[1]), np.dot(h[0], h[1])),
+        (a.mean(axis=1), h.mean(1)), (np.add.reduce(a, axis=1), h.sum(1)), (a.T @ a, h.T @ h),
+    ]
+    for i, (got, want) in enumerate(cases):
+        want = np.asarray(want)
+        host = got.get()
+        assert host.dtype == want.dtype and host.shape == want.shape, (i, host.dtype, want.dtype, host.shape)
+        if want.dtype.kind in "biu":
+            np.testing.assert_array_equal(host, want, err_msg=str(i))  # integers and booleans: exact
+        else:
+            np.testing.assert_allclose(host, want, rtol=2e-5, atol=1e-5 * max(1, h.shape[0]), err_msg=str(i))
+    b = a.copy()
+    b += 1
+    b *= a
+    np.testing.assert_allclose(b.get(), (h + 1) * h, rtol=1e-6)
+    b[1:] -= b[:-1]  # in place over a shifted view of itself: numpy's result
+    want = (h + 1) * h
+    want[1:] -= want[:-1].copy()
+    np.testing.assert_allclose(b.get(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_promotion_and_clear_errors(xgpu_device):
+    a = xgpu.asarray(np.arange(5, dtype=np.int32), xgpu_device)
+    assert (a + np.int8(1)).dtype == np.int32 and (a + 1).dtype == np.int32
+    if xgpu_device.fp64:
+        assert (a * 0.5).dtype == np.float64 and (a / 2).get().tolist() == [0, 0.5, 1, 1.5, 2]
+    if not xgpu_device.fp64:
+        with pytest.raises(UnsupportedDtypeError, match="float64"):
+            a / 2  # numpy gives float64 here, which this device lacks
+    f = xgpu.asarray(np.ones(5, np.float32), xgpu_device)
+    assert (f * 2.5).dtype == np.float32 and (f < 2).dtype == np.bool_ and (f + f.astype(np.float16)).dtype == np.float32
+    with pytest.raises(InvalidArgumentError, match="no xgpu kernel"):
+        np.arctan2(f, f)
+    with pytest.raises(InvalidArgumentError, match="no xgpu kernel"):
+        np.add.accumulate(f)
+    with pytest.raises(ShapeError, match="broadcast"):
+        f + xgpu.ones(4, np.float32, xgpu_device)
+    with pytest.raises(UnsupportedDtypeError, match="float dtype"):
+        a ** 2

@@ -1,0 +1,460 @@
+"""Elementwise kernels from one C statement (``xgpu.elementwise``), and the copies, conversions and fills
+that arrays build on them.
+
+The kernel is rendered from ``elementwise.mako``: each array argument is passed as its buffer, its
+offset and one stride per dimension (hidden arguments), and inside the statement its name stands for
+its element at the current position. So a strided or offset view is read and written in place, and a
+const input of size 1 along an axis is broadcast, with no copy. Dimensions that are contiguous for
+every array are merged first, so contiguous arrays take the plain ``base[offset + i]`` path.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._array import GENERATED, Array, check_dtype, same_device
+from .errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
+from .template import KernelTemplate, ctype
+
+if TYPE_CHECKING:
+    from ._program import Event
+
+TEMPLATE = KernelTemplate(Path(__file__).with_name("elementwise.mako"))
+
+# C names first: numpy reads "float" as float64 and "int" as the platform's long
+_C_NAMES = {
+    "float": "float32", "double": "float64", "half": "float16", "half_t": "float16", "bool": "bool", "bool_t": "bool",
+    "char": "int8", "unsigned char": "uint8", "uchar": "uint8", "short": "int16", "unsigned short": "uint16",
+    "ushort": "uint16", "int": "int32", "unsigned int": "uint32", "unsigned": "uint32", "uint": "uint32",
+    "long": "int64", "unsigned long": "uint64", "ulong": "uint64", "int64_t": "int64", "uint64_t": "uint64",
+    "int32_t": "int32", "uint32_t": "uint32", "cfloat_t": "complex64", "cdouble_t": "complex128",
+}
+_RESERVED = {"i", "n"}
+
+
+class Argument:
+    """One argument of a generated kernel: an array (``pointer``) or a scalar, its dtype, and whether it is const."""
+
+    __slots__ = ("const", "dtype", "name", "pointer")
+
+    def __init__(self, name: str, dtype: np.dtype, pointer: bool, const: bool):
+        self.name, self.dtype, self.pointer, self.const = name, dtype, pointer, const
+
+    def __repr__(self) -> str:
+        return f"{'const ' if self.const else ''}{self.dtype.name}{'*' if self.pointer else ''} {self.name}"
+
+
+def parse_arguments(text: str) -> tuple[Argument, ...]:
+    """``"float32 *y, const float32 *x, float32 a"`` (numpy or C type names) as Arguments."""
+    if not isinstance(text, str):
+        raise InvalidArgumentError(f"arguments must be a string such as 'float32 *y, const float32 *x, float32 a', "
+                                   f"not {type(text).__name__}")
+    out: list[Argument] = []
+    for raw in text.split(","):
+        raw = raw.strip()
+        if not raw:
+            continue
+        m = re.fullmatch(r"(const\s+)?([A-Za-z_][\w ]*?)\s*(\*?)\s*([A-Za-z_]\w*)", raw)
+        if m is None:
+            raise InvalidArgumentError(f"cannot read argument {raw!r}: write 'TYPE NAME' for a scalar, 'TYPE *NAME' "
+                                       "for an array, 'const TYPE *NAME' for an array only read")
+        const, tname, star, name = bool(m.group(1)), " ".join(m.group(2).split()), bool(m.group(3)), m.group(4)
+        try:
+            dtype = check_dtype(_C_NAMES.get(tname, tname))
+        except UnsupportedDtypeError:
+            raise UnsupportedDtypeError(f"argument {raw!r}: unknown type {tname!r}; use a numpy name (float32, int64, "
+                                        "bool, ...) or its C name (float, int, ...)") from None
+        if name in _RESERVED or "__" in name:
+            raise InvalidArgumentError(f"argument name {name!r} is taken: i (the position) and n (the size) are the "
+                                       "kernel's own, and names with '__' are the hidden arguments'")
+        if any(a.name == name for a in out):
+            raise InvalidArgumentError(f"argument {name!r} is declared twice")
+        out.append(Argument(name, dtype, star, const))
+    if not any(a.pointer for a in out):
+        raise InvalidArgumentError("an elementwise kernel needs at least one array argument ('TYPE *NAME')")
+    return tuple(out)
+
+
+def merge_dims(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> tuple[tuple[int, ...], list[list[int]]]:
+    """Drop size-1 dimensions and merge neighbours that are contiguous for every array (numpy's nditer does
+    the same): the launch then indexes as few dimensions as the layouts allow."""
+    keep = [d for d, s in enumerate(shape) if s != 1]
+    out_shape: list[int] = []
+    out_strides: list[list[int]] = [[] for _ in strides]
+    for d in keep:
+        if out_shape and all(o[-1] == st[d] * shape[d] for o, st in zip(out_strides, strides)):
+            out_shape[-1] *= shape[d]
+            for o, st in zip(out_strides, strides):
+                o[-1] = st[d]
+        else:
+            out_shape.append(shape[d])
+            for o, st in zip(out_strides, strides):
+                o.append(st[d])
+    return tuple(out_shape), out_strides
+
+
+def broadcast_strides(a: Array, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``a``'s element strides seen with ``shape`` (numpy broadcasting: stride 0 along a stretched axis)."""
+    pad = len(shape) - a.ndim
+    return tuple(0 if d < pad or a.shape[d - pad] == 1 else a._estrides[d - pad] for d in range(len(shape)))
+
+
+def _convert_scalar(value: Any, arg: Argument, where: str) -> Any:
+    if isinstance(value, Array):
+        raise InvalidArgumentError(f"{where} is a scalar ({arg!r}): pass a number, not an array")
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if not isinstance(value, (int, float, complex, bool, np.generic)):
+        raise InvalidArgumentError(f"{where} is a scalar ({arg!r}): pass a number, not a {type(value).__name__}")
+    dt = arg.dtype
+    if dt.kind in "iu" and isinstance(value, (float, np.floating)) and not float(value).is_integer():
+        raise InvalidArgumentError(f"{where} takes {dt.name}; {value!r} is not a whole number")
+    if dt.kind in "iu" and isinstance(value, (int, np.integer)):
+        info = np.iinfo(dt)
+        if not info.min <= int(value) <= info.max:
+            raise InvalidArgumentError(f"{where} = {value!r} does not fit {dt.name} ({info.min} to {info.max})")
+    if dt.kind == "c":
+        raise UnsupportedDtypeError(f"{where}: complex scalars cannot be passed to a kernel; pass the real and "
+                                    "imaginary parts as two real scalars")
+    with np.errstate(all="ignore"):
+        return (np.float32 if dt == np.float16 else dt.type)(value)
+
+
+class ElementwiseKernel:
+    """An elementwise kernel made from one C statement: see :func:`xgpu.elementwise`."""
+
+    def __init__(self, arguments: str, operation: str, name: str = "elementwise", preamble: str = ""):
+        if not isinstance(operation, str) or not operation.strip():
+            raise InvalidArgumentError("operation must be C statements, e.g. 'y = a * x + y'")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise InvalidArgumentError(f"name must be a C identifier, not {name!r}")
+        self.arguments = parse_arguments(arguments)
+        self.operation = operation.strip().rstrip(";")
+        self.name = name
+        self.preamble = preamble
+
+    def __repr__(self) -> str:
+        return f"<xgpu.ElementwiseKernel {self.name}({', '.join(map(repr, self.arguments))}): {self.operation}>"
+
+    def source(self, backend: str | None = None, ndim: int = 0) -> str:
+        """The rendered source for ``backend`` (by default the default device's), for reading."""
+        from ._program import render
+
+        return render(TEMPLATE, backend, defines=self._defines(ndim)).text
+
+    def _defines(self, ndim: int) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "arrays": tuple((a.name, a.dtype.name, a.const) for a in self.arguments if a.pointer),
+            "scalars": tuple((a.name, a.dtype.name) for a in self.arguments if not a.pointer),
+            "operation": self.operation,
+            "preamble": self.preamble,
+            "ndim": ndim,
+        }
+
+    def __call__(self, *args: Any) -> Event | None:
+        """Run over the broadcast shape of the array arguments, given in the declared order. Returns the
+        launch's :class:`~xgpu.Event`, or None when the shape holds no element."""
+        from ._program import compile
+
+        if len(args) != len(self.arguments):
+            raise InvalidArgumentError(f"{self.name} takes {len(self.arguments)} argument(s) "
+                                       f"({', '.join(map(repr, self.arguments))}), got {len(args)}")
+        arrays = [(a, x) for a, x in zip(self.arguments, args) if a.pointer]
+        for a, x in arrays:
+            if not isinstance(x, Array):
+                raise InvalidArgumentError(f"argument {a.name} of {self.name} is an array ({a!r}): pass an xgpu "
+                                           f"Array, not a {type(x).__name__} (xgpu.asarray copies host data)")
+            if x.dtype != a.dtype:
+                raise UnsupportedDtypeError(f"argument {a.name} of {self.name} is declared {a.dtype.name}, but the "
+                                            f"array passed holds {x.dtype}: convert it with .astype('{a.dtype.name}')")
+        device = same_device(*[x for _, x in arrays])
+        for dt in {a.dtype for a in self.arguments}:
+            if not device.supports(dt):
+                raise UnsupportedDtypeError(f"{device.id} ({device.name}) has no {dt.name} support; use float32")
+        try:
+            shape = np.broadcast_shapes(*[x.shape for _, x in arrays])
+        except ValueError:
+            shapes = ", ".join(f"{a.name} {x.shape}" for a, x in arrays)
+            raise ShapeError(f"{self.name}: the arrays' shapes do not broadcast together ({shapes})") from None
+        for a, x in arrays:
+            if not a.const and x.shape != shape:
+                raise ShapeError(f"{self.name}: argument {a.name} is written, so it must have the full shape {shape}, "
+                                 f"not {x.shape} (only const arguments are broadcast)")
+        n = math.prod(shape)
+        if n == 0:
+            return None
+        dims, strides = merge_dims(shape, [broadcast_strides(x, shape) for _, x in arrays])
+        ndim = 0 if len(dims) <= 1 and all(s == [1] or not s for s in strides) else len(dims)
+        program = compile(TEMPLATE, device, defines=self._defines(ndim))
+        # the kernel takes the arrays first, then the scalars (elementwise.mako)
+        kernel_args: list[Any] = []
+        for (_, x), st in zip(arrays, strides):
+            kernel_args += [x._base(), x._offset, *(st if ndim else ())]
+        kernel_args += [_convert_scalar(x, a, f"argument {a.name} of {self.name}")
+                        for a, x in zip(self.arguments, args) if not a.pointer]
+        kernel_args += [*dims[1:ndim], n] if ndim else [n]
+        return program.kernel(self.name)(*kernel_args, global_size=n)
+
+
+def elementwise(arguments: str, operation: str, name: str = "elementwise", preamble: str = "") -> ElementwiseKernel:
+    """An elementwise kernel from one C statement over named arguments.
+
+    ``arguments`` declares them, in the order the kernel takes them: ``"float32 *y, const float32 *x,
+    float32 a"`` (numpy or C type names; ``*`` an array, ``const`` an array only read). In ``operation``
+    each array's name stands for its element at the current position (``i`` is that position, flat, in
+    C order). Arrays may be views of any strides; const arrays broadcast (numpy's rules). float16
+    elements are read into ``float`` and written back rounded. Compiled once per device and layout,
+    and cached on disk like any kernel.
+    """
+    return ElementwiseKernel(arguments, operation, name, preamble)
+
+
+# ---------------------------------------------------------------------------------------------
+# What arrays build on it: copies between any layouts and dtypes, and fills.
+
+def _cast(src: np.dtype, dst: np.dtype, value: str) -> str:
+    """C for ``value`` (of dtype src, read as its compute type) converted the way numpy's astype converts."""
+    if dst.kind == "c":
+        if src.kind == "c":
+            return value if src == dst else f"CMAKE({ctype(dst)}, CREAL({value}), CIMAG({value}))"
+        real = "double" if dst == np.complex128 else "float"
+        return f"CMAKE({ctype(dst)}, ({real})({value}), ({real})0)"
+    if src.kind == "c":
+        raise UnsupportedDtypeError(f"converting {src} to {dst} drops the imaginary part: take .real on the host first")
+    if dst == np.bool_:
+        return f"(bool_t)(({value}) != 0)"
+    return f"({'float' if dst == np.float16 else ctype(dst)})({value})"
+
+
+@functools.cache
+def copy_kernel(src: np.dtype, dst: np.dtype) -> ElementwiseKernel:
+    return ElementwiseKernel(f"{dst.name} *dst, const {src.name} *src", f"dst = {_cast(src, dst, 'src')}",
+                             name=f"copy_{src.name}_to_{dst.name}")
+
+
+@functools.cache
+def fill_kernel(dtype: np.dtype) -> ElementwiseKernel:
+    return ElementwiseKernel(f"{dtype.name} *dst, {dtype.name} value", "dst = value", name=f"fill_{dtype.name}")
+
+
+def copy_into(dst: Array, src: Array) -> None:
+    """``dst[...] = src`` on the device: any strides, src broadcast to dst's shape, dtype converted."""
+    if src.shape != dst.shape:
+        try:
+            if np.broadcast_shapes(src.shape, dst.shape) != dst.shape:
+                raise ValueError
+        except ValueError:
+            raise ShapeError(f"cannot assign an array of shape {src.shape} to a view of shape {dst.shape}") from None
+    if dst._block is src._block:
+        src = src.copy()  # the same memory, perhaps overlapping: read all of it before writing
+    copy_kernel(src.dtype, dst.dtype)(dst, src)
+
+
+def fill(dst: Array, value: Any) -> None:
+    """Every element of ``dst`` (any strides) set to ``value``, converted to its dtype as numpy does."""
+    if dst.dtype.kind == "c" or dst.dtype == np.bool_:
+        # complex scalars cannot cross the kernel boundary, and a bool must stay 0 or 1: one element from the host
+        one = Array(dst.device, (), dst.dtype).set(np.asarray(value, dst.dtype))
+        copy_into(dst, one)
+        return
+    try:
+        with np.errstate(all="ignore"):
+            host = np.asarray(value).astype(dst.dtype)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"cannot fill a {dst.dtype} array with {value!r}: {exc}") from None
+    if host.ndim:
+        raise ShapeError(f"fill takes one number, not an array of shape {host.shape}")
+    fill_kernel(dst.dtype)(dst, host[()])
+
+
+@functools.cache
+def arange_kernel(dtype: np.dtype) -> ElementwiseKernel:
+    return ElementwiseKernel(f"{dtype.name} *dst, {dtype.name} start, {dtype.name} step", "dst = start + i * step",
+                             name=f"arange_{dtype.name}")
+
+
+def arange_into(dst: Array, start: Any, step: Any) -> None:
+    """``dst[i] = start + i * step`` (a 1-D array), in dst's dtype."""
+    if dst.dtype.kind not in "iuf":
+        raise UnsupportedDtypeError(f"arange makes integer or float arrays, not {dst.dtype}")
+    arange_kernel(dst.dtype)(dst, start, step)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reductions (xgpu.reduction), rendered from reduction.mako.
+
+REDUCTION_TEMPLATE = KernelTemplate(Path(__file__).with_name("reduction.mako"))
+_WG = 256
+
+
+class ReductionKernel:
+    """A reduction from a map expression and a reduce expression: see :func:`xgpu.reduction`."""
+
+    def __init__(self, arguments: str, map_expr: str, reduce_expr: str, neutral: Any, dtype: Any,
+                 name: str = "reduction", preamble: str = ""):
+        for what, text in (("map_expr", map_expr), ("reduce_expr", reduce_expr)):
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidArgumentError(f"{what} must be a C expression, e.g. 'x * x' or 'a + b'")
+        if not isinstance(name, str) or not name.isidentifier():
+            raise InvalidArgumentError(f"name must be a C identifier, not {name!r}")
+        self.arguments = parse_arguments(arguments)
+        writable = [a.name for a in self.arguments if a.pointer and not a.const]
+        if writable:
+            raise InvalidArgumentError(f"a reduction only reads its arrays: declare {', '.join(writable)} const")
+        self.map_expr, self.reduce_expr = map_expr.strip(), reduce_expr.strip()
+        self.neutral = str(neutral)
+        self.dtype = check_dtype(dtype)
+        if self.dtype.kind == "c":
+            raise UnsupportedDtypeError("reductions produce real or integer values, not complex")
+        self.name, self.preamble = name, preamble
+        # partial results keep the accumulator's precision (float for float16)
+        self._partial_dtype = np.dtype(np.float32) if self.dtype == np.float16 else self.dtype
+        self._second: ReductionKernel | None = None
+
+    def __repr__(self) -> str:
+        return (f"<xgpu.ReductionKernel {self.name}({', '.join(map(repr, self.arguments))}): "
+                f"reduce({self.reduce_expr}) of {self.map_expr} -> {self.dtype.name}>")
+
+    def _defines(self, out_dtype: np.dtype, wg: int) -> dict[str, Any]:
+        return {
+            "name": self.name, "map_expr": self.map_expr, "reduce_expr": self.reduce_expr, "neutral": self.neutral,
+            "arrays": tuple((a.name, a.dtype.name) for a in self.arguments if a.pointer),
+            "scalars": tuple((a.name, a.dtype.name) for a in self.arguments if not a.pointer),
+            "out_dtype": out_dtype.name, "preamble": self.preamble, "wg": wg,
+        }
+
+    def source(self, backend: str | None = None) -> str:
+        """The rendered source for ``backend`` (by default the default device's), for reading."""
+        from ._program import render
+
+        return render(REDUCTION_TEMPLATE, backend, defines=self._defines(self.dtype, _WG)).text
+
+    def _program(self, device: Any, out_dtype: np.dtype) -> tuple[Any, int]:
+        from ._program import compile
+
+        wg = 1 << (min(_WG, device.max_work_group_size).bit_length() - 1)
+        while True:
+            program = compile(REDUCTION_TEMPLATE, device, defines=self._defines(out_dtype, wg))
+            if program.kernel(self.name).max_work_group_size >= wg or wg == 1:
+                return program, wg
+            wg //= 2
+
+    def __call__(self, *args: Any, axis: int | None = None, out: Array | None = None) -> Array:
+        """Reduce over every element (``axis=None``: a 0-d array) or along one axis; the arrays broadcast
+        together first. ``out``: an array of the result's shape and dtype to write into."""
+        if len(args) != len(self.arguments):
+            raise InvalidArgumentError(f"{self.name} takes {len(self.arguments)} argument(s) "
+                                       f"({', '.join(map(repr, self.arguments))}), got {len(args)}")
+        arrays = [(a, x) for a, x in zip(self.arguments, args) if a.pointer]
+        for a, x in arrays:
+            if not isinstance(x, Array):
+                raise InvalidArgumentError(f"argument {a.name} of {self.name} is an array ({a!r}): pass an xgpu "
+                                           f"Array, not a {type(x).__name__}")
+            if x.dtype != a.dtype:
+                raise UnsupportedDtypeError(f"argument {a.name} of {self.name} is declared {a.dtype.name}, but the "
+                                            f"array passed holds {x.dtype}: convert it with .astype('{a.dtype.name}')")
+        device = same_device(*[x for _, x in arrays])
+        for dt in {a.dtype for a in self.arguments} | {self.dtype}:
+            if not device.supports(dt):
+                raise UnsupportedDtypeError(f"{device.id} ({device.name}) has no {dt.name} support; use float32")
+        try:
+            shape = tuple(np.broadcast_shapes(*[x.shape for _, x in arrays]))
+        except ValueError:
+            shapes = ", ".join(f"{a.name} {x.shape}" for a, x in arrays)
+            raise ShapeError(f"{self.name}: the arrays' shapes do not broadcast together ({shapes})") from None
+        if axis is None:
+            out_shape: tuple[int, ...] = ()
+            length = math.prod(shape)
+        else:
+            if not isinstance(axis, (int, np.integer)) or not -len(shape) <= axis < len(shape):
+                raise ShapeError(f"{self.name}: axis {axis!r} is out of range for shape {shape}")
+            axis = int(axis) % len(shape)
+            out_shape = shape[:axis] + shape[axis + 1:]
+            length = shape[axis]
+        rows = math.prod(out_shape)
+        result = out if out is not None else Array(device, out_shape, self.dtype)
+        if out is not None and (out.shape != out_shape or out.dtype != self.dtype):
+            raise ShapeError(f"out must be a {self.dtype} array of shape {out_shape}, not {out.dtype} {out.shape}")
+        if rows == 0:
+            return result
+        if length == 0:
+            from ._array import asarray
+
+            return _write(result, asarray(np.full(out_shape, _neutral_value(self.neutral, self.dtype), self.dtype),
+                                          device))
+        # each input as rows of `length` contiguous elements: the reduced axis last, copied when it is not so
+        kernel_args: list[Any] = []
+        for _, x in arrays:  # the kernel takes the arrays first, then the scalars (reduction.mako)
+            view = _broadcast_view(x, shape)
+            if axis is not None:
+                view = view.transpose([d for d in range(len(shape)) if d != axis] + [axis])
+            if not view.is_contiguous:
+                view = view.copy()
+            kernel_args += [view._base(), view._offset]
+        kernel_args += [_convert_scalar(x, a, f"argument {a.name} of {self.name}")
+                        for a, x in zip(self.arguments, args) if not a.pointer]
+        direct = length <= _WG or rows >= 4 * max(device.compute_units, 1)
+        program, wg = self._program(device, self.dtype if direct else self._partial_dtype)
+        if direct:
+            # one work-group per row: the result directly
+            target = result if result._whole else Array(device, out_shape, self.dtype)
+            program.kernel(self.name)(target, *kernel_args, length, 1, global_size=(wg, rows), local_size=(wg, 1))
+            return _write(result, target)
+        # several work-groups per row, then one pass over their partial results
+        chunks = int(min(-(-length // (wg * 4)), 64 * max(device.compute_units, 1), 1024))
+        partial = Array(device, (rows, chunks), self._partial_dtype)
+        program.kernel(self.name)(partial, *kernel_args, length, chunks, global_size=(wg * chunks, rows),
+                                  local_size=(wg, 1))
+        if self._second is None:
+            p = self._partial_dtype.name
+            self._second = ReductionKernel(f"const {p} *p", "p", self.reduce_expr, self.neutral, self.dtype,
+                                           name=f"{self.name}_partials", preamble=self.preamble)
+        final = self._second(partial, axis=1)
+        return final.reshape(out_shape) if out is None else _write(out, final)
+
+
+def _write(result: Array, computed: Array) -> Array:
+    if computed is not result:
+        from ._array import copyto
+
+        copyto(result, computed.reshape(result.shape))
+    return result
+
+
+def _broadcast_view(x: Array, shape: tuple[int, ...]) -> Array:
+    if x.shape == shape:
+        return x
+    return x._view(shape, broadcast_strides(x, shape), x._offset)
+
+
+def _neutral_value(neutral: str, dtype: np.dtype) -> Any:
+    text = neutral.strip().replace("INFINITY", "inf")
+    try:
+        return dtype.type(float(text) if dtype.kind == "f" else int(float(text)))
+    except ValueError:
+        raise InvalidArgumentError(f"the result of an empty reduction is its neutral element, and {neutral!r} is "
+                                   "not a number xgpu can read: give neutral as a number") from None
+
+
+def reduction(arguments: str, map_expr: str, reduce_expr: str, neutral: Any, dtype: Any,
+              name: str = "reduction", preamble: str = "") -> ReductionKernel:
+    """A reduction kernel from expressions.
+
+    ``arguments`` declares const arrays and scalars as for :func:`xgpu.elementwise`; ``map_expr`` is the
+    value each position contributes (array names stand for their elements; ``i`` is the position along
+    what is reduced), ``reduce_expr`` combines two values ``a`` and ``b``, ``neutral`` is its identity
+    (C text: ``"0"``, ``"-INFINITY"``), ``dtype`` the result's (and the accumulator's) dtype. Call it
+    with the arrays and scalars, and ``axis=`` (None for all elements).
+    """
+    return ReductionKernel(arguments, map_expr, reduce_expr, neutral, dtype, name, preamble)
+
+
+GENERATED.elementwise = sys.modules[__name__]  # arrays reach these kernels through it (see xgpu._array)
