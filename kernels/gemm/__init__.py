@@ -341,14 +341,13 @@ def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool =
     device supports it, and float16 (accumulated in float32) are accepted.
     """
     a, b = _check_operand("a", a), _check_operand("b", b)
-    if is_integer(a, b):  # int8/uint8: exact int32 through the integer kernel (integer.py)
-        return gemm_int(a, b, None if c is None else _check_operand("c", c), alpha=alpha, beta=beta,
-                        trans_a=trans_a, trans_b=trans_b)
     arrays = [a, b] + ([_check_operand("c", c)] if c is not None else [])
     if not all(x.is_contiguous and not x.offset for x in arrays):  # views: transposes become trans flags, other layouts one copy
         (a, ta), (b, tb) = plain_operand(a), plain_operand(b)
         return write_through(c, lambda out: gemm(a, b, out, alpha=alpha, beta=beta, trans_a=trans_a != ta,
                                                  trans_b=trans_b != tb, config=config))
+    if is_integer(a, b):  # int8/uint8: exact int32 through the integer kernel (integer.py)
+        return gemm_int(a, b, c, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
     device = same_device(*arrays)
     dtype = _check_dtype(device, *arrays)
     if a.ndim != 2 or b.ndim != 2:
@@ -380,8 +379,8 @@ def matmul(a, b):
     """``a @ b`` as numpy's ``matmul`` does it, for 2-D arrays and batches of them (3-D, a leading batch
     dimension; a batch of 1 broadcasts against the other side's batch)."""
     a, b = _check_operand("a", a), _check_operand("b", b)
-    if is_integer(a, b):
-        return matmul_int(a, b)
+    if is_integer(a, b):  # int8/uint8: exact int32; the integer kernel reads whole contiguous arrays
+        return matmul_int(*(x if x.is_contiguous and not x.offset else x.copy() for x in (a, b)))
     device = same_device(a, b)
     dtype = _check_dtype(device, a, b)
     if a.ndim not in (2, 3) or b.ndim not in (2, 3):
