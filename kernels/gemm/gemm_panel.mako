@@ -68,12 +68,16 @@ void gemm_panel(
                 }
             }
         } else {
-            // the last columns of C: zeros past N
-            for (index_t idx = lid; idx < kl * ${NC}; idx += ${wg}) {
-                const index_t j = idx % ${NC}, kk = idx / ${NC};
-                const index_t col = c0 + j;
-                Bl[((j / ${NR}) * ${kc} + kk) * ${NR} + j % ${NR}] =
-                    col < N ? (${ACC})${load("B", "(k0 + kk) * ldb + col")} : (${ACC})0;
+            // the last columns of C: zeros past N (rows of the slice in turn, no division per element)
+            for (index_t kk = lid; kk < kl; kk += ${wg}) {
+                const index_t src = (k0 + kk) * ldb;
+                for (index_t p = 0; p < ${wg}; ++p) {
+                    #pragma unroll
+                    for (index_t e = 0; e < ${NR}; ++e) {
+                        const index_t col = c0 + p * ${NR} + e;
+                        Bl[(p * ${kc} + kk) * ${NR} + e] = col < N ? (${ACC})${load("B", "src + col")} : (${ACC})0;
+                    }
+                }
             }
         }
         LOCAL_BARRIER;

@@ -91,7 +91,9 @@ def _panel_cost(m: int, n: int, k: int, trans_a: bool, trans_b: bool, blocks: in
     swap): the dot-product kernel for a few columns when A lies row-major, the panel kernel otherwise."""
     if n <= DOT_COLUMNS and not trans_a:  # B read as its n x K transpose: copied only when it lies K x n
         return (not trans_b) * n * k + swapped * m * n, True
-    return trans_a * m * k + trans_b * n * k + swapped * m * n * blocks, False
+    # C along its columns: a scalar read and write per element and K block, from cache (a few per cent of
+    # the block's multiply-adds), against a copy through memory for each transposed element
+    return trans_a * m * k + trans_b * n * k + swapped * m * n * blocks // 8, False
 
 
 def plan_panel(base: GemmConfig, itemsize: int, m: int, n: int, k: int, batch: int, trans_a: bool,
@@ -99,7 +101,8 @@ def plan_panel(base: GemmConfig, itemsize: int, m: int, n: int, k: int, batch: i
     """The plan for a panel variant, which reads A and B row-major: a transposed operand is transposed
     first, or the product is computed as C^T = op(B)^T op(A)^T (the kernel writing C along its columns)
     when that copies fewer elements; a product with a few columns runs as dot products along K. Writing
-    C along its columns costs scalar stores, once per K block for the panel kernel."""
+    C along its columns costs scalar stores, once per K block for the panel kernel (weighed as an eighth
+    of a copied element: they hit the cache)."""
     blocks = max(1, -(-k // max(base.kc, 1)))
     as_is, dot = _panel_cost(m, n, k, trans_a, trans_b, blocks, False)
     swapped, dot_swapped = _panel_cost(n, m, k, not trans_b, not trans_a, blocks, True)
