@@ -363,30 +363,29 @@ SUBGROUP = TEMPLATES / "lang_subgroup.mako"
 WG = 64
 
 
-@pytest.mark.parametrize("subgroups", ["auto", "emulated"])
-@pytest.mark.parametrize("dtype", [np.int32, np.float32])
-def test_subgroup_words(xgpu_device, dtype, subgroups, rng):
-    groups = 2 if xgpu_device.is_simulator else 5
+def _run_subgroup_words(device, dtype, rng, **defines):
+    """Run subgroup_words; check every subgroup's lanes, shuffle, broadcast and reductions against numpy;
+    return the set of subgroup sizes seen."""
+    groups = 2 if device.is_simulator else 5
     n = groups * WG
     x = (rng.integers(-1000, 1000, n) if dtype == np.int32 else rng.standard_normal(n)).astype(dtype)
-    prog = xgpu.compile(SUBGROUP, xgpu_device, defines={"T": xgpu.ctype(dtype), "wg": WG, "subgroups": subgroups})
-    ids = xgpu.asarray(np.full((n, 4), -1, np.int32), xgpu_device)
-    got = xgpu.asarray(np.full((n, 5), np.nan if dtype == np.float32 else -7, dtype), xgpu_device)
-    prog.subgroup_words(ids, got, xgpu.asarray(x, xgpu_device), global_size=n)  # the required size is picked
+    prog = xgpu.compile(SUBGROUP, device, defines={"T": xgpu.ctype(dtype), "wg": WG, **defines})
+    ids = xgpu.asarray(np.full((n, 4), -1, np.int32), device)
+    got = xgpu.asarray(np.full((n, 5), np.nan if dtype == np.float32 else -7, dtype), device)
+    prog.subgroup_words(ids, got, xgpu.asarray(x, device), global_size=n)  # the required size is picked
     ids, got = ids.get(), got.get()
     assert (ids[:, 3] == WG).all()
-    sizes = set(ids[:, 0].tolist())
-    native = subgroups == "auto" and xgpu_device.supports("subgroups") == "native"
-    assert (sizes != {1}) == native, (sizes, xgpu_device.supports("subgroups"))
     for g in range(groups):
-        for sg in set(ids[g * WG:(g + 1) * WG, 2].tolist()):
+        seen = 0
+        for sg in sorted(set(ids[g * WG:(g + 1) * WG, 2].tolist())):
             members = g * WG + np.flatnonzero(ids[g * WG:(g + 1) * WG, 2] == sg)
             size = ids[members[0], 0]
             lanes = ids[members, 1]
             assert len(members) == size and sorted(lanes) == list(range(size))
-            np.testing.assert_array_equal(members - g * WG, sg * size + lanes)  # linear local id order
-            v = x[members[np.argsort(lanes)]]  # values by lane
+            np.testing.assert_array_equal(members - g * WG, seen + lanes)  # linear local id order
+            seen += size
             order = np.argsort(lanes)
+            v = x[members[order]]  # values by lane
             rows = got[members[order]]
             np.testing.assert_array_equal(rows[:, 0], np.roll(v, -1))
             np.testing.assert_array_equal(rows[:, 1], np.full(size, v[0]))
@@ -396,6 +395,53 @@ def test_subgroup_words(xgpu_device, dtype, subgroups, rng):
                 assert_close(rows[:, 2], np.full(size, v.astype(np.float64).sum()), dtype=dtype, terms=size)
             np.testing.assert_array_equal(rows[:, 3], np.full(size, v.min()))
             np.testing.assert_array_equal(rows[:, 4], np.full(size, v.max()))
+        assert seen == WG
+    return set(ids[:, 0].tolist())
+
+
+@pytest.mark.parametrize("subgroups", ["auto", "emulated"])
+@pytest.mark.parametrize("dtype", [np.int32, np.float32])
+def test_subgroup_words(xgpu_device, dtype, subgroups, rng):
+    sizes = _run_subgroup_words(xgpu_device, dtype, rng, subgroups=subgroups)
+    if subgroups == "auto" and xgpu_device.supports("subgroups") == "native":
+        assert sizes <= set(xgpu_device.subgroup_sizes) and sizes != {1}, (sizes, xgpu_device.subgroup_sizes)
+    else:  # emulated through local memory, 32 lanes unless asked otherwise
+        assert sizes == {xgpu.template.EMULATED_SUBGROUP_SIZE}
+
+
+def test_subgroup_words_at_every_native_size(xgpu_device, rng):
+    if not xgpu_device.subgroup_sizes:
+        pytest.skip(f"{xgpu_device.id} ({xgpu_device.name}) has no native subgroups (emulated: tested below)")
+    for size in xgpu_device.subgroup_sizes:  # int32 at each size (float32 at the compiler's choice above)
+        assert _run_subgroup_words(xgpu_device, np.int32, rng, subgroup_size=size) == {size}, size
+
+
+@pytest.mark.parametrize("size,expected", [(1, {1}), (8, {8}), (24, {24, 16})])  # 64 = 24 + 24 + 16
+def test_subgroup_words_emulated_at_any_size(xgpu_device, size, expected, rng):
+    got = _run_subgroup_words(xgpu_device, np.int32, rng, subgroups="emulated", subgroup_size=size)
+    assert got == expected
+
+
+def test_native_subgroup_size_must_be_one_the_device_offers(xgpu_device):
+    defines = {"T": "int", "wg": WG, "subgroup_size": 24}
+    if xgpu_device.supports("subgroups") == "native":
+        with pytest.raises(TemplateError, match=f"subgroup_size=24 is not a native subgroup size of {xgpu_device.id}"
+                           r".*offers .*subgroups='emulated'"):
+            xgpu.compile(SUBGROUP, xgpu_device, defines=defines)
+    else:  # the emulation takes any size
+        prog = xgpu.compile(SUBGROUP, xgpu_device, defines=defines)
+        assert "xgpu_subgroup_scratch" in prog.source.text
+    with pytest.raises(TemplateError, match="subgroup_size must be an int from 1 to 1024"):
+        xgpu.compile(SUBGROUP, xgpu_device, defines={**defines, "subgroup_size": 0})
+
+
+def test_subgroup_words_outside_a_kernel_body_are_refused_when_emulated():
+    text = ("DEVICE_FN int total(int x) { return SUBGROUP_REDUCE_ADD(x); }\n"
+            "KERNEL void k(GLOBAL_MEM int* out) { out[GLOBAL_ID(0)] = total(1); }\n")
+    with pytest.raises(TemplateError, match=r"<string>:1: SUBGROUP_REDUCE_ADD outside a KERNEL body.*"
+                                            "subgroups='native'"):
+        xgpu.render(text, "opencl", defines={"subgroups": "emulated"})
+    assert "__shfl_xor_sync" in xgpu.render(text, "cuda").text  # native there: nothing to refuse
 
 
 @pytest.mark.parametrize("subgroups", ["auto", "emulated"])

@@ -15,6 +15,7 @@ import numpy as np
 from . import _cache
 from ._array import INDEX_MAX, Array
 from ._wait import wait_interruptibly
+from .backend import LOCAL_ALIGN, LocalMemory
 from .backend import DeviceImpl as DeviceImplBase
 from .errors import (
     BackendUnavailableError,
@@ -26,7 +27,7 @@ from .errors import (
     TemplateError,
     UnsupportedDtypeError,
 )
-from .template import KernelTemplate, RenderedSource
+from .template import SUBGROUP_SCRATCH, KernelTemplate, RenderedSource
 
 if TYPE_CHECKING:
     from ._devices import Device
@@ -519,14 +520,19 @@ _C_TYPES = {
 
 
 class Param:
-    """One kernel parameter: ``name``, ``ctype`` (as written), ``pointer``, and ``dtype`` (None if unknown)."""
+    """One kernel parameter: ``name``, ``ctype`` (as written), ``pointer``, and ``dtype`` (None if unknown).
 
-    __slots__ = ("ctype", "dtype", "name", "pointer")
+    ``local`` marks the hidden parameter of a ``LOCAL_MEM_DYNAMIC(T, name)`` array: not passed by the
+    caller, but sized by the launch's ``local_mem={name: nbytes}``."""
 
-    def __init__(self, name: str, ctype: str, pointer: bool, dtype: np.dtype | None):
-        self.name, self.ctype, self.pointer, self.dtype = name, ctype, pointer, dtype
+    __slots__ = ("ctype", "dtype", "local", "name", "pointer")
+
+    def __init__(self, name: str, ctype: str, pointer: bool, dtype: np.dtype | None, local: bool = False):
+        self.name, self.ctype, self.pointer, self.dtype, self.local = name, ctype, pointer, dtype, local
 
     def __repr__(self) -> str:
+        if self.local:
+            return f"LOCAL_MEM_DYNAMIC({self.ctype}, {self.name})"
         return f"{self.ctype}{'*' if self.pointer else ''} {self.name}"
 
 
@@ -562,6 +568,12 @@ def parse_signatures(text: str) -> dict[str, tuple[Param, ...]]:
         for raw in _split_params(params_text):
             raw = raw.strip()
             if not raw or raw == "void":
+                continue
+            hidden = re.fullmatch(r"LOCAL_MEM_DYNAMIC_PARAM\s*\((.*),\s*(\w+)\s*\)", raw, re.S)
+            if hidden:
+                ctype = " ".join(hidden.group(1).split())
+                dtype = types.get(ctype)
+                params.append(Param(hidden.group(2), ctype, True, np.dtype(dtype) if dtype else None, local=True))
                 continue
             pointer = "*" in raw or "[" in raw
             words = re.findall(r"[A-Za-z_]\w*(?:\s*\([^)]*\))?", raw.replace("*", " "))
@@ -639,10 +651,22 @@ class Kernel:
         #: The parameters parsed from the rendered source (None when the declaration could not be read).
         self.params: tuple[Param, ...] | None = parse_signatures(program.source.text).get(name)
 
+    @property
+    def signature(self) -> tuple[Param, ...] | None:
+        """The parameters the caller passes, in order (the hidden ones of ``LOCAL_MEM_DYNAMIC`` arrays left
+        out: see :attr:`local_arrays`), parsed from the rendered source; None when it could not be read."""
+        return None if self.params is None else tuple(p for p in self.params if not p.local)
+
+    @property
+    def local_arrays(self) -> tuple[str, ...]:
+        """The names of the kernel's ``LOCAL_MEM_DYNAMIC`` arrays, which a launch sizes with ``local_mem=``."""
+        return tuple(p.name for p in self.params or () if p.local and p.name != SUBGROUP_SCRATCH)
+
     def __repr__(self) -> str:
         return f"<xgpu.Kernel {self.name} on {self.program.device.id}>"
 
-    def __call__(self, *args: Any, global_size: Any, local_size: Any = None) -> Event:
+    def __call__(self, *args: Any, global_size: Any, local_size: Any = None,
+                 local_mem: dict[str, int] | None = None) -> Event:
         dev = self.program.device
         gsize = _sizes(global_size, "global_size")
         if local_size is None:
@@ -672,14 +696,18 @@ class Kernel:
                     f"kernel {self.name!r} was built with a 32-bit index_t, too small for global size {padded} or an "
                     "array of more than 2**31-1 elements; compile it with defines={'index_bits': 64}"
                 )
-            return wide.kernel(self.name)(*args, global_size=global_size, local_size=local_size)
-        params = self.params
+            return wide.kernel(self.name)(*args, global_size=global_size, local_size=local_size, local_mem=local_mem)
+        params = self.signature
         if params is not None and len(args) != len(params):
             raise InvalidArgumentError(
                 f"kernel {self.name!r} takes {len(params)} argument(s) ({', '.join(map(repr, params))}), "
                 f"got {len(args)}"
             )
         converted = [self._arg(a, i, params[i] if params is not None else None) for i, a in enumerate(args)]
+        hidden = self._local_memory(local_mem, lsize)
+        if hidden:
+            given = iter(converted)
+            converted = [hidden[p.name] if p.local else next(given) for p in self.params or ()]
         event = Event(dev._impl.launch(self._impl, padded, lsize, converted), f"kernel {self.name!r} on {dev.id}")
         dev._last_kernel = self.name  # named by synchronize(timeout=)
         if dev.checks_memory:
@@ -688,6 +716,54 @@ class Kernel:
             if found:
                 raise memory_check_error(found, self.program.source, dev.id, self.name, padded, lsize)
         return event
+
+    def _local_memory(self, local_mem: Any, lsize: tuple[int, ...]) -> dict[str, LocalMemory]:
+        """The hidden arguments of the kernel's launch-sized local arrays, checked against the device."""
+        dev = self.program.device
+        names = self.local_arrays
+        if local_mem is None:
+            local_mem = {}
+        if not isinstance(local_mem, dict):
+            raise InvalidArgumentError(f"local_mem must be a dict of array name -> bytes, e.g. "
+                                       f"{{{(names or ('tile',))[0]!r}: 4096}}, not {type(local_mem).__name__}")
+        unknown = [k for k in local_mem if k not in names]
+        if unknown:
+            declared = ", ".join(names) if names else "none"
+            raise InvalidArgumentError(
+                f"local_mem names {', '.join(map(repr, unknown))}, which kernel {self.name!r} does not declare with "
+                f"LOCAL_MEM_DYNAMIC(type, name) (its launch-sized local arrays: {declared})")
+        missing = [n for n in names if n not in local_mem]
+        if missing:
+            raise InvalidArgumentError(
+                f"kernel {self.name!r} declares launch-sized local arrays {', '.join(map(repr, missing))} "
+                f"(LOCAL_MEM_DYNAMIC): give each its size in bytes, local_mem={{{missing[0]!r}: nbytes, ...}}")
+        hidden: dict[str, LocalMemory] = {}
+        for p in self.params or ():
+            if not p.local:
+                continue
+            if p.name == SUBGROUP_SCRATCH:  # the subgroup emulation's exchange: 8 bytes a work-item
+                hidden[p.name] = LocalMemory(p.name, 8 * math.prod(lsize))
+                continue
+            nbytes = local_mem[p.name]
+            if not isinstance(nbytes, (int, np.integer)) or isinstance(nbytes, (bool, np.bool_)) or nbytes < 1:
+                raise InvalidArgumentError(f"local_mem[{p.name!r}] must be a number of bytes (an int of at least 1), "
+                                           f"not {nbytes!r}")
+            if p.dtype is not None and nbytes % p.dtype.itemsize:
+                raise InvalidArgumentError(
+                    f"local_mem[{p.name!r}] = {nbytes} bytes is not a whole number of {p.ctype} "
+                    f"({p.dtype.itemsize} bytes each): pass count * {p.dtype.itemsize}")
+            hidden[p.name] = LocalMemory(p.name, int(nbytes))
+        if hidden:
+            static = self._impl.static_local_mem_bytes()
+            total = sum(-(-m.nbytes // LOCAL_ALIGN) * LOCAL_ALIGN for m in hidden.values()) + static
+            if total > dev.local_mem_bytes:
+                parts = ", ".join(f"{m.name}: {m.nbytes}" for m in hidden.values())
+                raise LaunchError(
+                    f"kernel {self.name!r} needs {total} bytes of local (shared) memory per work-group ({parts}"
+                    f"{f', its own arrays: {static}' if static else ''}; each array rounded up to {LOCAL_ALIGN} "
+                    f"bytes), more than the {dev.local_mem_bytes} that {dev.id} ({dev.name}) has: ask for less "
+                    "local_mem (or a smaller work-group)")
+        return hidden
 
     def _required_shape(self, gsize: tuple[int, ...], asked: tuple[int, ...] | None) -> tuple[int, ...]:
         required = self.required_local_size or ()

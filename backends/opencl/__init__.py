@@ -33,6 +33,7 @@ from xgpu.plugin import (
     Diagnostic,
     EventImpl,
     KernelImpl,
+    LocalMemory,
     OfflineBuild,
     ProgramImpl,
     cache_dir,
@@ -241,6 +242,18 @@ class OpenCLKernel(KernelImpl):
         self._device = device
         self.lock = threading.Lock()  # set_args + enqueue must not interleave between threads
         self.arg_dtypes: tuple[Any, ...] | None = None  # what pyopencl was last told the scalars are
+        self._static_local: int | None = None
+
+    def static_local_mem_bytes(self) -> int:
+        # read before the first launch sets any __local argument's size, which the driver would count too
+        if self._static_local is None:
+            cl = _cl()
+            try:
+                self._static_local = int(self.kernel.get_work_group_info(cl.kernel_work_group_info.LOCAL_MEM_SIZE,
+                                                                         self._device))
+            except cl.Error:
+                self._static_local = 0
+        return self._static_local
 
     def max_work_group_size(self) -> int:
         cl = _cl()
@@ -273,6 +286,34 @@ def _device_type(cl: Any, dev: Any) -> str:
     if dev.type & cl.device_type.CPU:
         return "cpu"
     return "accelerator"
+
+
+_SUB_GROUP_SIZES_INTEL = 0x4108  # clGetDeviceInfo's CL_DEVICE_SUB_GROUP_SIZES_INTEL (no pyopencl name)
+
+
+def _subgroup_sizes(dev: Any, extensions: list[str]) -> tuple[int, ...]:
+    """The subgroup sizes a kernel may require on a device with ``cl_intel_required_subgroup_size``,
+    read through the ICD loader pyopencl itself loaded; () where there is no such choice."""
+    if "cl_intel_subgroups" not in extensions or "cl_intel_required_subgroup_size" not in extensions:
+        return ()
+    import ctypes
+
+    cl = _cl()
+    try:
+        loader = next(iter(sorted((Path(cl.__file__).parent / ".libs").glob("libOpenCL*"))), None)
+        lib = ctypes.CDLL(str(loader) if loader else "libOpenCL.so.1")
+        get_info = lib.clGetDeviceInfo
+        get_info.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_size_t, ctypes.c_void_p,
+                             ctypes.POINTER(ctypes.c_size_t)]
+        size = ctypes.c_size_t(0)
+        if get_info(ctypes.c_void_p(dev.int_ptr), _SUB_GROUP_SIZES_INTEL, 0, None, ctypes.byref(size)) != 0:
+            return ()
+        values = (ctypes.c_size_t * (size.value // ctypes.sizeof(ctypes.c_size_t)))()
+        if get_info(ctypes.c_void_p(dev.int_ptr), _SUB_GROUP_SIZES_INTEL, size, values, None) != 0:
+            return ()
+    except (OSError, AttributeError):
+        return ()
+    return tuple(sorted(int(v) for v in values))
 
 
 def _atomics(extensions: list[str], fp64: bool) -> dict[str, str]:
@@ -334,6 +375,7 @@ class OpenCLDevice(DeviceImpl):
             checks_memory=self._log is not None,
             aliases=_PLATFORM_ALIASES.get(platform.name.strip().lower(), ()),
             features=_atomics(extensions, bool(dev.double_fp_config) or "cl_khr_fp64" in extensions),
+            subgroup_sizes=_subgroup_sizes(dev, extensions),
             extra={
                 "opencl_version": dev.version.strip(),
                 "platform_version": platform.version.strip(),
@@ -435,11 +477,12 @@ class OpenCLDevice(DeviceImpl):
         with self.serial, kernel.lock, translate_errors(self._id, f"launching {kernel.name} {global_size}/{local_size}"):
             # told the scalars' types, pyopencl packs them itself: 2 us for ten arguments, against 50-85 us
             # when it works out each scalar's size through the driver (6 us a scalar, measured here)
-            dtypes = tuple(None if isinstance(a, OpenCLBuffer) else a.dtype for a in args)
+            dtypes = tuple(None if isinstance(a, (OpenCLBuffer, LocalMemory)) else a.dtype for a in args)
             if dtypes != kernel.arg_dtypes:
                 kernel.kernel.set_scalar_arg_dtypes(list(dtypes))
                 kernel.arg_dtypes = dtypes
-            kernel.kernel.set_args(*[a.mem if isinstance(a, OpenCLBuffer) else a for a in args])
+            kernel.kernel.set_args(*[a.mem if isinstance(a, OpenCLBuffer) else
+                                     cl.LocalMemory(a.nbytes) if isinstance(a, LocalMemory) else a for a in args])
             event = cl.enqueue_nd_range_kernel(self.queue, kernel.kernel, global_size, local_size)
         return OpenCLEvent(event, self._id, self.serial)
 
