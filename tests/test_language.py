@@ -499,6 +499,98 @@ def test_subgroup_template_compiles_for_cuda(arch, subgroups):
 
 
 # ---------------------------------------------------------------------------------------------------
+# Local memory sized at launch
+
+LOCAL = TEMPLATES / "lang_local.mako"
+
+
+def test_local_mem_dynamic_is_sized_at_launch(xgpu_device):
+    prog = xgpu.compile(LOCAL, xgpu_device)
+    kernel = prog.reverse_groups
+    assert kernel.local_arrays == ("tile", "marks")
+    assert [p.name for p in kernel.signature] == ["out_f", "out_i", "x", "n"]  # the hidden ones left out
+    for local in (16, 64):  # one build, two sizes of its local arrays
+        n = 3 * local - 5
+        x = np.arange(n, dtype=np.float32) * 0.5
+        out_f = xgpu.asarray(np.full(n, np.nan, np.float32), xgpu_device)
+        out_i = xgpu.asarray(np.full(n, -7, np.int32), xgpu_device)
+        kernel(out_f, out_i, xgpu.asarray(x, xgpu_device), n, global_size=n, local_size=local,
+               local_mem={"tile": 4 * local, "marks": 4 * local})
+        i = np.arange(n)
+        mirror = (i // local) * local + local - 1 - i % local
+        np.testing.assert_array_equal(out_f.get(), np.where(mirror < n, mirror * 0.5, -1).astype(np.float32))
+        np.testing.assert_array_equal(out_i.get(), (mirror * 3 + 1 + (i // local) * 1000000).astype(np.int32))
+
+
+def test_local_mem_dynamic_arrays_start_aligned(xgpu_device):
+    prog = xgpu.compile(LOCAL, xgpu_device)
+    out = xgpu.asarray(np.full(128, -1, np.int32), xgpu_device)
+    prog.bytes_then_doubles(out, global_size=128, local_size=64, local_mem={"flags": 64, "wide": 8 * 64})
+    lane = np.arange(128) % 64
+    np.testing.assert_array_equal(out.get(), (64 - lane + lane * 1000).astype(np.int32))
+
+
+def test_local_mem_mistakes_are_clear_errors(xgpu_device):
+    prog = xgpu.compile(LOCAL, xgpu_device)
+    out = xgpu.asarray(np.zeros(64, np.int32), xgpu_device)
+    k = prog.bytes_then_doubles
+    with pytest.raises(xgpu.errors.InvalidArgumentError, match=r"declares launch-sized local arrays 'flags', 'wide'.*"
+                                                              r"local_mem=\{'flags': nbytes"):
+        k(out, global_size=64, local_size=64)
+    with pytest.raises(xgpu.errors.InvalidArgumentError, match=r"local_mem names 'tile'.*arrays: flags, wide"):
+        k(out, global_size=64, local_size=64, local_mem={"flags": 64, "wide": 512, "tile": 4})
+    with pytest.raises(xgpu.errors.InvalidArgumentError, match=r"local_mem\['wide'\] = 100 bytes is not a whole "
+                                                              r"number of int64_t \(8 bytes each\)"):
+        k(out, global_size=64, local_size=64, local_mem={"flags": 64, "wide": 100})
+    for bad in (0, -8, 8.0, "64", None):
+        with pytest.raises(xgpu.errors.InvalidArgumentError, match=r"local_mem\['flags'\] must be a number of bytes"):
+            k(out, global_size=64, local_size=64, local_mem={"flags": bad, "wide": 512})
+    with pytest.raises(xgpu.errors.InvalidArgumentError, match="local_mem must be a dict"):
+        k(out, global_size=64, local_size=64, local_mem=[64, 512])
+    too_much = xgpu_device.local_mem_bytes  # with the flags' 16 bytes, one array of it is too much
+    with pytest.raises(xgpu.errors.LaunchError, match=rf"needs \d+ bytes of local .*more than the "
+                                                      rf"{xgpu_device.local_mem_bytes} that {xgpu_device.id}"):
+        k(out, global_size=64, local_size=64, local_mem={"flags": 16, "wide": too_much})
+    with pytest.raises(xgpu.errors.InvalidArgumentError, match="does not declare.*none"):
+        xgpu.compile(SUBGROUP, xgpu_device, defines={"T": "int", "wg": WG}).global_exchange(
+            out, out, 8, global_size=8, local_mem={"tile": 64})
+
+
+@pytest.mark.parametrize("text,match", [
+    ("DEVICE_FN void f(void) { LOCAL_MEM_DYNAMIC(float, t); }\nKERNEL void k(GLOBAL_MEM int* o) { o[0] = 1; }",
+     r"<string>:1: LOCAL_MEM_DYNAMIC outside a KERNEL body: declare it in the KERNEL's body.*LOCAL_MEM_ARG"),
+    ("KERNEL void k(GLOBAL_MEM int* o)\n{\n    LOCAL_MEM_DYNAMIC(int, t);\n    LOCAL_MEM_DYNAMIC(float, t);\n}",
+     r"<string>:4: LOCAL_MEM_DYNAMIC array 't' is declared twice in kernel 'k'"),
+])
+def test_local_mem_dynamic_misuse_is_refused_when_rendering(text, match):
+    for backend in ("opencl", "cuda"):
+        with pytest.raises(TemplateError, match=match):
+            xgpu.render(text, backend)
+
+
+@pytest.mark.parametrize("arch", CUDA_ARCHS)
+def test_local_mem_template_compiles_for_cuda(arch):
+    build = xgpu.compile_offline(LOCAL, "cuda", arch)
+    assert build.binary and "warning" not in build.log.lower(), build.log
+    text = xgpu.render(LOCAL, "cuda").text
+    assert "LOCAL_MEM_DYNAMIC_PARAM(float, tile), LOCAL_MEM_DYNAMIC_PARAM(int, marks))" in text
+
+
+def test_a_template_can_require_what_it_needs(xgpu_device):
+    text = '${require("subgroups", "atomic:int64:add")}\nKERNEL void k(GLOBAL_MEM int* o) { o[0] = 1; }\n'
+    missing = [f for f in ("subgroups", "atomic:int64:add") if not xgpu_device.supports(f)]
+    if missing:
+        with pytest.raises(TemplateError, match=rf"requires {missing[0]}.*which {xgpu_device.id} .*does not have"):
+            xgpu.compile(text, xgpu_device)
+    else:
+        prog = xgpu.compile(text, xgpu_device)
+        out = xgpu.asarray(np.zeros(1, np.int32), xgpu_device)
+        prog.k(out, global_size=1)
+        assert int(out.get()[0]) == 1
+    assert "require" not in xgpu.render(text, xgpu_device.backend).text.split("KERNEL")[-1]  # renders to nothing
+
+
+# ---------------------------------------------------------------------------------------------------
 # The worked examples of docs/examples, written only with the documented words
 
 EXAMPLES = TEMPLATES.parent.parent / "docs" / "examples"
@@ -566,11 +658,30 @@ def test_example_stencil_past_2_31_elements(xgpu_device, rng):
     assert (got[expected.size:] == 65535).all()
 
 
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_example_fft_butterfly(xgpu_device, dtype, rng):
+    if dtype == np.complex128:
+        _needs(xgpu_device, np.float64)
+    rows, log2n = (2, 5) if xgpu_device.is_simulator else (6, 8)
+    n = 1 << log2n
+    x = (rng.standard_normal((rows, n)) + 1j * rng.standard_normal((rows, n))).astype(dtype)
+    out = xgpu.asarray(np.full((rows, n), np.nan, dtype), xgpu_device)
+    prog = xgpu.compile(EXAMPLES / "fft_butterfly.mako", xgpu_device, defines={"C": xgpu.ctype(dtype)})
+    prog.fft_rows(out, xgpu.asarray(x, xgpu_device), np.int32(log2n), global_size=rows * n // 2,
+                  local_size=n // 2, local_mem={"row": n * np.dtype(dtype).itemsize})
+    got, expected = out.get(), np.fft.fft(x.astype(np.complex128), axis=1)
+    real = np.float32 if dtype == np.complex64 else np.float64
+    assert_close(got.real, expected.real, dtype=real, terms=n)
+    assert_close(got.imag, expected.imag, dtype=real, terms=n)
+
 @pytest.mark.parametrize("arch", CUDA_ARCHS)
 def test_examples_compile_for_cuda(arch):
     for name, defines in (("histogram.mako", {"T": "unsigned int", "bins": 10}),
                           ("histogram.mako", {"T": "uint64_t", "bins": 10}),
                           ("subgroup_sum.mako", {"T": "int", "wg": 64}),
+                          ("fft_butterfly.mako", {"C": "cfloat_t"}),
+                          ("fft_butterfly.mako", {"C": "cdouble_t"}),
                           ("stencil64.mako", {"index_bits": 64}), ("stencil64.mako", {})):
         build = xgpu.compile_offline(EXAMPLES / name, "cuda", arch, defines=defines)
         assert build.binary
