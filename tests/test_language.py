@@ -269,7 +269,14 @@ def test_an_atomic_the_device_cannot_do_is_a_clear_error(xgpu_device):
     with pytest.raises(CompileError, match=r"ATOMIC_ADD on int64_t: 64-bit integer atomics need "
                                            r"cl_khr_int64_base_atomics") as info:
         xgpu.compile(ATOMIC, xgpu_device, defines={"T": "int64_t", "cells": CELLS, "bins": 7})
-    assert xgpu_device.id in str(info.value)
+    first = str(info.value).splitlines()[0]  # the device, the word and the way out, before the compiler's log
+    assert first.startswith(f"ATOMIC_ADD on int64_t at {ATOMIC}:") and f"not available on {xgpu_device.id} (" in first
+    assert "device.supports('atomic:int64:add') is False" in first and "require('atomic:int64:add')" in first
+    assert info.value.lineno is not None
+    # declared by the template, the same refusal comes when rendering
+    text = '${require("atomic:int64:add")}\n' + ATOMIC.read_text()
+    with pytest.raises(TemplateError, match=rf"requires atomic:int64:add, which {xgpu_device.id} "):
+        xgpu.compile(text, xgpu_device, defines={"T": "int64_t", "cells": CELLS, "bins": 7})
 
 
 def test_atomic_support_queries(xgpu_device):

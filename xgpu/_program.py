@@ -273,7 +273,7 @@ def _compile_cached(rendered: RenderedSource, dev: Device, options: tuple[str, .
     try:
         impl = dev._impl.compile(rendered.text, options)
     except CompileError as exc:
-        raise explain_compile_error(exc, rendered) from exc
+        raise explain_compile_error(exc, rendered, f"{dev.id} ({dev.name})") from exc
     warn_compiler_warnings(impl.log, rendered, dev)
     if key is not None:
         binary = dev._impl.program_binary(impl)
@@ -333,7 +333,12 @@ def warn_compiler_warnings(log: str, rendered: RenderedSource, dev: Device) -> N
                                   f"{found[0]}{more}"), stacklevel=5)
 
 
-def explain_compile_error(exc: CompileError, rendered: RenderedSource) -> CompileError:
+_UNAVAILABLE_ATOMIC = re.compile(r"unavailable: (ATOMIC_[A-Z]+) on ([\w ]+?): ([^\n'\"]*?), which this device lacks")
+_ATOMIC_DTYPE = {"int": "int32", "uint": "uint32", "int64_t": "int64", "uint64_t": "uint64", "float": "float32",
+                 "double": "float64"}
+
+
+def explain_compile_error(exc: CompileError, rendered: RenderedSource, device: str | None = None) -> CompileError:
     """Name the template file and line the compiler log blames; show the rendered source around it."""
     where = _blamed_line(exc.log, rendered, "(?:fatal )?error")
     lines = rendered.text.split("\n")
@@ -354,6 +359,14 @@ def explain_compile_error(exc: CompileError, rendered: RenderedSource) -> Compil
     if where:
         head += f" at {where[0]}:{where[1]}"
     parts = [head]
+    atomic = _UNAVAILABLE_ATOMIC.search(exc.log)
+    if atomic:  # the prelude's refusal of an atomic the device cannot do at all: say it first, plainly
+        word, ctype, why = atomic.groups()
+        query = f"atomic:{_ATOMIC_DTYPE.get(ctype, ctype)}:{word[len('ATOMIC_'):].lower()}"
+        at = f" at {where[0]}:{where[1]}" if where else ""
+        parts = [f"{word} on {ctype}{at} is not available on {device or exc.device}: {why}, which this device lacks "
+                 f"(device.supports({query!r}) is False). Use a type the device has atomics for, or put "
+                 f"${{require({query!r})}} in the template to refuse such devices when rendering", head]
     if excerpt:
         parts += ["rendered source (line | text [template:line]):", *excerpt]
     parts += ["compiler log:", *("  " + ln for ln in log_lines)]
@@ -383,15 +396,20 @@ def memory_check_error(found: list[Diagnostic], rendered: RenderedSource, device
     problems: dict[tuple[str, tuple[str, int] | None], dict] = {}
     for d in found:
         kind = re.sub(r"0x[0-9a-f]+", "0x...", d.kind)  # one entry per problem, not per address
-        if d.file is not None:  # named through a #line directive: find which template file
+        via = ""
+        if d.file is not None and d.file.startswith("<xgpu ") and d.line:
+            # inside a prelude function (an atomic, a vector load...): blame the kernel's line that called it
+            where, via = _prelude_caller(rendered, d.line, d.kernel)
+        elif d.file is not None:  # named through a #line directive: find which template file
             name = next((f for f in files if f == d.file or f.endswith(os.sep + d.file.lstrip("./"))), None)
             where = (name, d.line) if name and d.line else None
         else:
             where = rendered.template_line(d.line) if d.line else None
         entry = problems.get((kind, where))
         if entry is None:
-            hits = rendered.lines_of(*where) if where else ([d.line] if d.line else [])
+            hits = rendered.lines_of(*where) if where else ([d.line] if d.line and d.file is None else [])
             text = lines[hits[0] - 1].strip() if hits and hits[0] <= len(lines) else ""
+            text += via
             entry = problems[(kind, where)] = {
                 "kind": kind, "kernel": d.kernel, "filename": where[0] if where else None,
                 "lineno": where[1] if where else None, "source_line": text, "count": 0, "first": d.text,
@@ -405,6 +423,51 @@ def memory_check_error(found: list[Diagnostic], rendered: RenderedSource, device
     first = next(iter(problems.values()))["first"]
     parts += ["first report as the checker wrote it:", *("  " + ln for ln in first.strip().splitlines())]
     return MemoryCheckError("\n".join(parts), device=device, problems=list(problems.values()))
+
+
+_PRELUDE_HEAD = re.compile(r'^#line 1 "(<xgpu \w+ prelude>)"$', re.M)
+_PRELUDE_FUNCTION = re.compile(r"\b(xgpu_\w+)\s*\(")
+
+
+def _prelude_caller(rendered: RenderedSource, line: int, kernel: str) -> tuple[tuple[str, int] | None, str]:
+    """The template line of ``kernel`` that called the prelude function holding prelude line ``line``,
+    found through the word whose macro calls that function; (None, "") where it cannot be told."""
+    head = _PRELUDE_HEAD.search(rendered.text)
+    if head is None:
+        return None, ""
+    lines = rendered.text.split("\n")
+    first = rendered.text.count("\n", 0, head.start()) + 1  # the #line directive's own line, 0-based + 1
+    at = first + line - 1  # 0-based index of prelude line ``line``
+    function = None
+    for i in range(min(at, len(lines) - 1), first - 1, -1):  # the definition this line belongs to
+        text = lines[i]
+        if not text.startswith((" ", "\t", "{", "}", "#", "//")):
+            m = _PRELUDE_FUNCTION.search(text)
+            if m:
+                function = m.group(1)
+                break
+    if function is None:
+        return None, ""
+    words = set(re.findall(r"^#define (\w+)\b.*\b" + re.escape(function) + r"\b", rendered.text, re.M)) | {function}
+    pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words))) + r")\b")
+    body_start = re.search(r"\bKERNEL\b[^;{]*?\bvoid\s+" + re.escape(kernel) + r"\s*\(", rendered.text)
+    start = rendered.text.count("\n", 0, body_start.start()) if body_start else 0
+    found: list[tuple[str, int]] = []
+    for i in range(start, len(lines)):
+        loc = rendered.template_line(i + 1)
+        if loc is None or loc in found:
+            continue
+        if body_start and i > start and re.match(r"\s*KERNEL\b", lines[i]):
+            break  # the next kernel
+        if pattern.search(lines[i]):
+            found.append(loc)
+    word = next((w for w in sorted(words) if w != function), function)
+    if len(found) == 1:
+        return found[0], f"  (inside {word})"
+    if found:
+        others = ", ".join(f"{os.path.basename(f)}:{n}" for f, n in found[1:])
+        return found[0], f"  (inside {word}; or its use at {others})"
+    return None, ""
 
 
 class Program:

@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import stat
+import sys
 import tempfile
 import threading
 import warnings
@@ -159,6 +160,42 @@ def parse_oclgrind_log(text: str) -> list[Diagnostic]:
                                 int(line.group(1)) if line else None, block.strip(),
                                 None if file in (None, "input.cl") else file))
     return found
+
+
+# clang-based OpenCL compilers (PoCL's, Oclgrind's) print a count of their diagnostics to the process's
+# stderr ("1 warning generated.", "2 warnings and 1 error generated."), beside the build log that already
+# holds the diagnostics themselves (and reaches the user as CompileError or CompilerWarning)
+_CHATTER = re.compile(r"^\d+ (?:warnings?|errors?)(?: and \d+ (?:warnings?|errors?))? generated\.\r?\n?", re.M)
+_STDERR_LOCK = threading.Lock()  # the redirection is the whole process's: one build at a time under it
+
+
+@contextlib.contextmanager
+def quiet_compiler():
+    """Hold back what a compiler prints to file descriptor 2 while a build runs; afterwards pass on all of it
+    but the compiler's diagnostic counts (another thread's output in that time is delayed, not lost)."""
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            capture = tempfile.TemporaryFile()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable stderr or temporary folder: leave it alone
+            yield
+            return
+        try:
+            os.dup2(capture.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read()
+            capture.close()
+            rest = _CHATTER.sub("", text.decode(errors="replace"))
+            if rest:
+                with contextlib.suppress(OSError):
+                    os.write(2, rest.encode(errors="replace"))
 
 
 def _cl():
@@ -439,7 +476,8 @@ class OpenCLDevice(DeviceImpl):
     def _build(self, program: Any, source: str, options: tuple[str, ...]) -> OpenCLProgram:
         cl = _cl()
         try:
-            program._build(options=" ".join(options + self._extra_options).encode(), devices=[self.dev])
+            with quiet_compiler():
+                program._build(options=" ".join(options + self._extra_options).encode(), devices=[self.dev])
         except cl.Error as exc:
             log = ""
             with contextlib.suppress(cl.Error):
@@ -469,7 +507,8 @@ class OpenCLDevice(DeviceImpl):
         cl = _cl()
         with self.serial, translate_errors(self._id, "loading a cached program binary"):
             program = cl._cl._Program(self.context, [self.dev], [binary])
-            program._build(options=" ".join(options + self._extra_options).encode(), devices=[self.dev])
+            with quiet_compiler():
+                program._build(options=" ".join(options + self._extra_options).encode(), devices=[self.dev])
         return OpenCLProgram(program, self.dev, "")
 
     def launch(self, kernel: OpenCLKernel, global_size, local_size, args) -> OpenCLEvent:  # type: ignore[override]  # handed only this backend's own objects
