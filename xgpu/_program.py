@@ -27,7 +27,7 @@ from .errors import (
     TemplateError,
     UnsupportedDtypeError,
 )
-from .template import SUBGROUP_SCRATCH, KernelTemplate, RenderedSource
+from .template import SUBGROUP_SCRATCH, KernelTemplate, RenderedSource, line_name
 
 if TYPE_CHECKING:
     from ._devices import Device
@@ -307,7 +307,7 @@ def _blamed_line(log: str, rendered: RenderedSource, kind: str) -> tuple[str, in
     where: tuple[str, int] | None = None
     first_pos = len(log) + 1
     for name in files:
-        m = re.search(re.escape(name) + r"(?::|\()(\d+)", log)
+        m = re.search("(?:" + re.escape(name) + "|" + re.escape(line_name(name)) + r")(?::|\()(\d+)", log)
         if m and m.start() < first_pos:
             first_pos, where = m.start(), (name, int(m.group(1)))
     if where is None:
@@ -401,7 +401,8 @@ def memory_check_error(found: list[Diagnostic], rendered: RenderedSource, device
             # inside a prelude function (an atomic, a vector load...): blame the kernel's line that called it
             where, via = _prelude_caller(rendered, d.line, d.kernel)
         elif d.file is not None:  # named through a #line directive: find which template file
-            name = next((f for f in files if f == d.file or f.endswith(os.sep + d.file.lstrip("./"))), None)
+            name = next((f for f in files if d.file in (f, line_name(f))
+                         or f.endswith(os.sep + d.file.lstrip("./"))), None)
             where = (name, d.line) if name and d.line else None
         else:
             where = rendered.template_line(d.line) if d.line else None

@@ -282,6 +282,12 @@ class RenderedSource:
         return [i + 1 for i, loc in enumerate(self.line_map) if loc == (filename, lineno)]
 
 
+def line_name(name: str) -> str:
+    """The name a ``#line`` directive gives a template file: the path, with the characters that some
+    compilers cannot read in it (``"``, ``\\``, a newline: Intel's takes no escapes there) replaced."""
+    return name.replace('"', "'").replace("\\", "/").replace("\n", " ")
+
+
 def _finish(rendered: str, language: str, template_name: str) -> RenderedSource:
     out: list[str] = []
     line_map: list[tuple[str, int] | None] = []
@@ -293,7 +299,7 @@ def _finish(rendered: str, language: str, template_name: str) -> RenderedSource:
         line = _MARK_RE.sub("", line)
         continuing = previous.rstrip().endswith("\\")  # inside a multi-line macro: no #line here
         if loc is not None and loc != expected and not continuing:
-            out.append(f'#line {loc[1]} "{loc[0]}"')
+            out.append(f'#line {loc[1]} "{line_name(loc[0])}"')
             line_map.append(None)
             expected = loc
         out.append(line)
