@@ -972,3 +972,15 @@ def test_gemm_coefficients_must_be_real_numbers(xgpu_device, bad):
     np.testing.assert_array_equal(c.get(), np.full((3, 3), 7, np.float32))  # untouched
     xgpu.gemm(a, a, c, alpha=np.float64(2), beta=1)
     np.testing.assert_array_equal(c.get(), np.full((3, 3), 13, np.float32))
+
+
+def test_sizes_on_the_command_line_must_be_positive_whole_numbers(capsys):
+    from xgpu.tools import cli
+
+    for args in (["bench", "cache", "--size", "-5"], ["bench", "cache", "--size", "0"],
+                 ["bench", "gemm", "--sizes", "64", "-1"], ["bench", "conv2d", "--batch", "two"]):
+        with pytest.raises(SystemExit) as info:
+            cli.main(args)
+        assert info.value.code == 2, args  # argparse's usage error, before any device work
+        err = capsys.readouterr().err
+        assert "error: argument" in err and "Traceback" not in err, err
