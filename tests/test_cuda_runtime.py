@@ -99,6 +99,32 @@ def test_compile_with_nvrtc_and_launch(drv):
     np.testing.assert_array_equal(y.get(), np.arange(1000, dtype=np.float32))  # memory round-trips
 
 
+def test_local_mem_dynamic_becomes_the_launchs_shared_memory(drv):
+    dev = xgpu.get_device("cuda:0")
+    program = xgpu.compile(Path(__file__).with_name("templates") / "lang_local.mako", dev)
+    out = xgpu.asarray(np.zeros(64, np.int32), dev)
+    drv.LAUNCHES.clear()
+    program.bytes_then_doubles(out, global_size=64, local_size=64, local_mem={"flags": 63, "wide": 8 * 64})
+    (launch,) = drv.LAUNCHES
+    # one extern buffer: flags at 0, wide at the next multiple of 16, the launch asks for both
+    assert launch["args"] == [("ptr", launch["args"][0][1]), ("uint32", 0), ("uint32", 64)]
+    assert launch["shared"] == 64 + 512
+    with pytest.raises(errors.LaunchError, match=r"needs 49168 bytes of local .*more than the 49152 that cuda:0"):
+        program.bytes_then_doubles(out, global_size=64, local_size=64, local_mem={"flags": 16, "wide": 49152})
+    assert len(drv.LAUNCHES) == 1  # refused before the driver was asked
+
+
+def test_emulated_subgroups_get_their_scratch_from_shared_memory(drv):
+    dev = xgpu.get_device("cuda:0")
+    program = xgpu.compile(Path(__file__).with_name("templates") / "lang_subgroup.mako", dev,
+                           defines={"T": "int", "wg": 64, "subgroups": "emulated"})
+    x = xgpu.asarray(np.ones(64, np.int32), dev)
+    drv.LAUNCHES.clear()
+    program.two_level_sum(x, x, 64, global_size=64)
+    (launch,) = drv.LAUNCHES
+    assert launch["args"][-1] == ("uint32", 0) and launch["shared"] == 8 * 64
+
+
 def test_each_device_gets_a_cubin_for_its_own_architecture(drv):
     a100, h100 = xgpu.get_device("cuda:0"), xgpu.get_device("cuda:1")
     pa, ph = xgpu.compile(SAXPY, a100), xgpu.compile(SAXPY, h100)

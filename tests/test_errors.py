@@ -287,6 +287,52 @@ def row_cli_errors(dev):
     assert cli.main(["parity", "merge", str(ROOT)]) == 1  # a folder, not a report: one error line
 
 
+# ---- rows added with the template language of issue 15 (tests/test_language.py tries each harder)
+
+
+def row_local_memory(dev):
+    program = xgpu.compile("KERNEL void k(GLOBAL_MEM float* y) { LOCAL_MEM_DYNAMIC(float, tile); "
+                           "tile[LOCAL_ID(0)] = 1.0f; LOCAL_BARRIER; y[GLOBAL_ID(0)] = tile[0]; }", dev)
+    y = xgpu.zeros(4, np.float32, dev)
+    with pytest.raises(errors.InvalidArgumentError, match=r"launch-sized local arrays 'tile'.*local_mem="):
+        program.k(y, global_size=4)
+    with pytest.raises(errors.InvalidArgumentError, match="local_mem names 'x'"):
+        program.k(y, global_size=4, local_mem={"tile": 16, "x": 4})
+    with pytest.raises(errors.LaunchError, match=f"more than the {dev.local_mem_bytes} that {dev.id}"):
+        program.k(y, global_size=4, local_mem={"tile": dev.local_mem_bytes + 4})
+    with pytest.raises(errors.TemplateError, match="LOCAL_MEM_DYNAMIC outside a KERNEL body"):
+        xgpu.compile("DEVICE_FN void f(void) { LOCAL_MEM_DYNAMIC(int, t); }\nKERNEL void k(GLOBAL_MEM int* o) { }", dev)
+    program.k(y, global_size=4, local_size=4, local_mem={"tile": 16})
+    assert y.get().tolist() == [1.0] * 4
+
+
+def row_unavailable_atomic(dev):
+    text = "KERNEL void k(GLOBAL_MEM int64_t* c) { ATOMIC_ADD(&c[0], (int64_t)1); }"
+    if dev.supports("atomic:int64:add"):
+        program = xgpu.compile(text, dev)
+        c = xgpu.zeros(1, np.int64, dev)
+        program.k(c, global_size=8)
+        assert c.get().tolist() == [8]
+        return
+    with pytest.raises(errors.CompileError, match=rf"^ATOMIC_ADD on int64_t at <string>:1 is not available on {dev.id}"):
+        xgpu.compile(text, dev)
+    with pytest.raises(errors.TemplateError, match=f"requires atomic:int64:add, which {dev.id}"):
+        xgpu.compile('${require("atomic:int64:add")}\n' + text, dev)
+
+
+def row_native_subgroups(dev):
+    text = "KERNEL void k(GLOBAL_MEM int* o) { o[GLOBAL_ID(0)] = (int)SUBGROUP_SIZE; }"
+    if dev.supports("subgroups") == "native":
+        xgpu.compile(text, dev, defines={"subgroups": "native"})
+        with pytest.raises(errors.TemplateError, match=f"subgroup_size=3 is not a native subgroup size of {dev.id}"):
+            xgpu.compile(text, dev, defines={"subgroup_size": 3})
+        return
+    with pytest.raises(errors.TemplateError, match=f"needs native subgroups.*which {dev.id}"):
+        xgpu.compile(text, dev, defines={"subgroups": "native"})
+    with pytest.raises(errors.TemplateError, match=f"requires subgroups, which {dev.id}"):
+        xgpu.compile('${require("subgroups")}\n' + text, dev)
+
+
 ROWS = {name[4:].replace("_", "-"): func for name, func in globals().items() if name.startswith("row_")}
 
 

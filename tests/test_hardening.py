@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import xgpu
-from xgpu import _cache, _paths
+from xgpu import _cache, _paths, errors
 from xgpu.errors import InvalidArgumentError, ShapeError, TemplateError, UnsupportedDtypeError
 
 from .conftest import run_xgpu
@@ -938,3 +938,49 @@ def test_an_allocation_past_the_address_space_limit_is_an_error_not_an_abort(xgp
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-1500:]}"
     assert "REFUSED True" in proc.stdout and "STILL WORKS 1000.0" in proc.stdout, proc.stdout + proc.stderr[-1500:]
+
+
+# ---- issue 14, re-checked: inputs that still misbehaved
+
+
+@pytest.mark.parametrize("filename", ['quo"te.mako', "back\\slash.mako"])
+def test_a_template_path_with_quotes_or_backslashes_keeps_its_file_and_line(xgpu_device, tmp_path, filename):
+    path = tmp_path / filename
+    path.write_text("KERNEL void k(GLOBAL_MEM float* y)\n{\n    y[0] = oops;\n}\n")
+    with pytest.raises(errors.CompileError) as info:
+        xgpu.compile(path, xgpu_device)
+    assert (info.value.filename, info.value.lineno) == (str(path), 3)
+    assert f"failed at {path}:3" in str(info.value)
+
+
+@pytest.mark.parametrize("filename", ['quo"te.mako', "back\\slash.mako"])
+def test_a_template_path_with_quotes_compiles_for_cuda_with_its_line(tmp_path, filename):
+    path = tmp_path / filename
+    path.write_text("KERNEL void k(GLOBAL_MEM float* y)\n{\n    y[0] = oops;\n}\n")
+    with pytest.raises(errors.CompileError) as info:
+        xgpu.compile_offline(path, "cuda", "sm_80")
+    assert (info.value.filename, info.value.lineno) == (str(path), 3)
+
+
+@pytest.mark.parametrize("bad", [None, "2", True, 1 + 2j, [2.0]])
+def test_gemm_coefficients_must_be_real_numbers(xgpu_device, bad):
+    a = xgpu.asarray(np.ones((3, 3), np.float32), xgpu_device)
+    c = xgpu.asarray(np.full((3, 3), 7, np.float32), xgpu_device)
+    for name in ("alpha", "beta"):
+        with pytest.raises(errors.InvalidArgumentError, match=f"gemm's {name} must be a real number"):
+            xgpu.gemm(a, a, c, **{name: bad})
+    np.testing.assert_array_equal(c.get(), np.full((3, 3), 7, np.float32))  # untouched
+    xgpu.gemm(a, a, c, alpha=np.float64(2), beta=1)
+    np.testing.assert_array_equal(c.get(), np.full((3, 3), 13, np.float32))
+
+
+def test_sizes_on_the_command_line_must_be_positive_whole_numbers(capsys):
+    from xgpu.tools import cli
+
+    for args in (["bench", "cache", "--size", "-5"], ["bench", "cache", "--size", "0"],
+                 ["bench", "gemm", "--sizes", "64", "-1"], ["bench", "conv2d", "--batch", "two"]):
+        with pytest.raises(SystemExit) as info:
+            cli.main(args)
+        assert info.value.code == 2, args  # argparse's usage error, before any device work
+        err = capsys.readouterr().err
+        assert "error: argument" in err and "Traceback" not in err, err

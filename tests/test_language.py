@@ -269,7 +269,14 @@ def test_an_atomic_the_device_cannot_do_is_a_clear_error(xgpu_device):
     with pytest.raises(CompileError, match=r"ATOMIC_ADD on int64_t: 64-bit integer atomics need "
                                            r"cl_khr_int64_base_atomics") as info:
         xgpu.compile(ATOMIC, xgpu_device, defines={"T": "int64_t", "cells": CELLS, "bins": 7})
-    assert xgpu_device.id in str(info.value)
+    first = str(info.value).splitlines()[0]  # the device, the word and the way out, before the compiler's log
+    assert first.startswith(f"ATOMIC_ADD on int64_t at {ATOMIC}:") and f"not available on {xgpu_device.id} (" in first
+    assert "device.supports('atomic:int64:add') is False" in first and "require('atomic:int64:add')" in first
+    assert info.value.lineno is not None
+    # declared by the template, the same refusal comes when rendering
+    text = '${require("atomic:int64:add")}\n' + ATOMIC.read_text()
+    with pytest.raises(TemplateError, match=rf"requires atomic:int64:add, which {xgpu_device.id} "):
+        xgpu.compile(text, xgpu_device, defines={"T": "int64_t", "cells": CELLS, "bins": 7})
 
 
 def test_atomic_support_queries(xgpu_device):
@@ -363,30 +370,29 @@ SUBGROUP = TEMPLATES / "lang_subgroup.mako"
 WG = 64
 
 
-@pytest.mark.parametrize("subgroups", ["auto", "emulated"])
-@pytest.mark.parametrize("dtype", [np.int32, np.float32])
-def test_subgroup_words(xgpu_device, dtype, subgroups, rng):
-    groups = 2 if xgpu_device.is_simulator else 5
+def _run_subgroup_words(device, dtype, rng, **defines):
+    """Run subgroup_words; check every subgroup's lanes, shuffle, broadcast and reductions against numpy;
+    return the set of subgroup sizes seen."""
+    groups = 2 if device.is_simulator else 5
     n = groups * WG
     x = (rng.integers(-1000, 1000, n) if dtype == np.int32 else rng.standard_normal(n)).astype(dtype)
-    prog = xgpu.compile(SUBGROUP, xgpu_device, defines={"T": xgpu.ctype(dtype), "wg": WG, "subgroups": subgroups})
-    ids = xgpu.asarray(np.full((n, 4), -1, np.int32), xgpu_device)
-    got = xgpu.asarray(np.full((n, 5), np.nan if dtype == np.float32 else -7, dtype), xgpu_device)
-    prog.subgroup_words(ids, got, xgpu.asarray(x, xgpu_device), global_size=n)  # the required size is picked
+    prog = xgpu.compile(SUBGROUP, device, defines={"T": xgpu.ctype(dtype), "wg": WG, **defines})
+    ids = xgpu.asarray(np.full((n, 4), -1, np.int32), device)
+    got = xgpu.asarray(np.full((n, 5), np.nan if dtype == np.float32 else -7, dtype), device)
+    prog.subgroup_words(ids, got, xgpu.asarray(x, device), global_size=n)  # the required size is picked
     ids, got = ids.get(), got.get()
     assert (ids[:, 3] == WG).all()
-    sizes = set(ids[:, 0].tolist())
-    native = subgroups == "auto" and xgpu_device.supports("subgroups") == "native"
-    assert (sizes != {1}) == native, (sizes, xgpu_device.supports("subgroups"))
     for g in range(groups):
-        for sg in set(ids[g * WG:(g + 1) * WG, 2].tolist()):
+        seen = 0
+        for sg in sorted(set(ids[g * WG:(g + 1) * WG, 2].tolist())):
             members = g * WG + np.flatnonzero(ids[g * WG:(g + 1) * WG, 2] == sg)
             size = ids[members[0], 0]
             lanes = ids[members, 1]
             assert len(members) == size and sorted(lanes) == list(range(size))
-            np.testing.assert_array_equal(members - g * WG, sg * size + lanes)  # linear local id order
-            v = x[members[np.argsort(lanes)]]  # values by lane
+            np.testing.assert_array_equal(members - g * WG, seen + lanes)  # linear local id order
+            seen += size
             order = np.argsort(lanes)
+            v = x[members[order]]  # values by lane
             rows = got[members[order]]
             np.testing.assert_array_equal(rows[:, 0], np.roll(v, -1))
             np.testing.assert_array_equal(rows[:, 1], np.full(size, v[0]))
@@ -396,6 +402,53 @@ def test_subgroup_words(xgpu_device, dtype, subgroups, rng):
                 assert_close(rows[:, 2], np.full(size, v.astype(np.float64).sum()), dtype=dtype, terms=size)
             np.testing.assert_array_equal(rows[:, 3], np.full(size, v.min()))
             np.testing.assert_array_equal(rows[:, 4], np.full(size, v.max()))
+        assert seen == WG
+    return set(ids[:, 0].tolist())
+
+
+@pytest.mark.parametrize("subgroups", ["auto", "emulated"])
+@pytest.mark.parametrize("dtype", [np.int32, np.float32])
+def test_subgroup_words(xgpu_device, dtype, subgroups, rng):
+    sizes = _run_subgroup_words(xgpu_device, dtype, rng, subgroups=subgroups)
+    if subgroups == "auto" and xgpu_device.supports("subgroups") == "native":
+        assert sizes <= set(xgpu_device.subgroup_sizes) and sizes != {1}, (sizes, xgpu_device.subgroup_sizes)
+    else:  # emulated through local memory, 32 lanes unless asked otherwise
+        assert sizes == {xgpu.template.EMULATED_SUBGROUP_SIZE}
+
+
+def test_subgroup_words_at_every_native_size(xgpu_device, rng):
+    if not xgpu_device.subgroup_sizes:
+        pytest.skip(f"{xgpu_device.id} ({xgpu_device.name}) has no native subgroups (emulated: tested below)")
+    for size in xgpu_device.subgroup_sizes:  # int32 at each size (float32 at the compiler's choice above)
+        assert _run_subgroup_words(xgpu_device, np.int32, rng, subgroup_size=size) == {size}, size
+
+
+@pytest.mark.parametrize("size,expected", [(1, {1}), (8, {8}), (24, {24, 16})])  # 64 = 24 + 24 + 16
+def test_subgroup_words_emulated_at_any_size(xgpu_device, size, expected, rng):
+    got = _run_subgroup_words(xgpu_device, np.int32, rng, subgroups="emulated", subgroup_size=size)
+    assert got == expected
+
+
+def test_native_subgroup_size_must_be_one_the_device_offers(xgpu_device):
+    defines = {"T": "int", "wg": WG, "subgroup_size": 24}
+    if xgpu_device.supports("subgroups") == "native":
+        with pytest.raises(TemplateError, match=f"subgroup_size=24 is not a native subgroup size of {xgpu_device.id}"
+                           r".*offers .*subgroups='emulated'"):
+            xgpu.compile(SUBGROUP, xgpu_device, defines=defines)
+    else:  # the emulation takes any size
+        prog = xgpu.compile(SUBGROUP, xgpu_device, defines=defines)
+        assert "xgpu_subgroup_scratch" in prog.source.text
+    with pytest.raises(TemplateError, match="subgroup_size must be an int from 1 to 1024"):
+        xgpu.compile(SUBGROUP, xgpu_device, defines={**defines, "subgroup_size": 0})
+
+
+def test_subgroup_words_outside_a_kernel_body_are_refused_when_emulated():
+    text = ("DEVICE_FN int total(int x) { return SUBGROUP_REDUCE_ADD(x); }\n"
+            "KERNEL void k(GLOBAL_MEM int* out) { out[GLOBAL_ID(0)] = total(1); }\n")
+    with pytest.raises(TemplateError, match=r"<string>:1: SUBGROUP_REDUCE_ADD outside a KERNEL body.*"
+                                            "subgroups='native'"):
+        xgpu.render(text, "opencl", defines={"subgroups": "emulated"})
+    assert "__shfl_xor_sync" in xgpu.render(text, "cuda").text  # native there: nothing to refuse
 
 
 @pytest.mark.parametrize("subgroups", ["auto", "emulated"])
@@ -450,6 +503,98 @@ def test_subgroup_template_compiles_for_cuda(arch, subgroups):
         build = xgpu.compile_offline(SUBGROUP, "cuda", arch, defines={"T": T, "wg": WG, "subgroups": subgroups})
         assert build.binary
         assert "warning" not in build.log.lower(), build.log
+
+
+# ---------------------------------------------------------------------------------------------------
+# Local memory sized at launch
+
+LOCAL = TEMPLATES / "lang_local.mako"
+
+
+def test_local_mem_dynamic_is_sized_at_launch(xgpu_device):
+    prog = xgpu.compile(LOCAL, xgpu_device)
+    kernel = prog.reverse_groups
+    assert kernel.local_arrays == ("tile", "marks")
+    assert [p.name for p in kernel.signature] == ["out_f", "out_i", "x", "n"]  # the hidden ones left out
+    for local in (16, 64):  # one build, two sizes of its local arrays
+        n = 3 * local - 5
+        x = np.arange(n, dtype=np.float32) * 0.5
+        out_f = xgpu.asarray(np.full(n, np.nan, np.float32), xgpu_device)
+        out_i = xgpu.asarray(np.full(n, -7, np.int32), xgpu_device)
+        kernel(out_f, out_i, xgpu.asarray(x, xgpu_device), n, global_size=n, local_size=local,
+               local_mem={"tile": 4 * local, "marks": 4 * local})
+        i = np.arange(n)
+        mirror = (i // local) * local + local - 1 - i % local
+        np.testing.assert_array_equal(out_f.get(), np.where(mirror < n, mirror * 0.5, -1).astype(np.float32))
+        np.testing.assert_array_equal(out_i.get(), (mirror * 3 + 1 + (i // local) * 1000000).astype(np.int32))
+
+
+def test_local_mem_dynamic_arrays_start_aligned(xgpu_device):
+    prog = xgpu.compile(LOCAL, xgpu_device)
+    out = xgpu.asarray(np.full(128, -1, np.int32), xgpu_device)
+    prog.bytes_then_doubles(out, global_size=128, local_size=64, local_mem={"flags": 64, "wide": 8 * 64})
+    lane = np.arange(128) % 64
+    np.testing.assert_array_equal(out.get(), (64 - lane + lane * 1000).astype(np.int32))
+
+
+def test_local_mem_mistakes_are_clear_errors(xgpu_device):
+    prog = xgpu.compile(LOCAL, xgpu_device)
+    out = xgpu.asarray(np.zeros(64, np.int32), xgpu_device)
+    k = prog.bytes_then_doubles
+    with pytest.raises(xgpu.errors.InvalidArgumentError, match=r"declares launch-sized local arrays 'flags', 'wide'.*"
+                                                              r"local_mem=\{'flags': nbytes"):
+        k(out, global_size=64, local_size=64)
+    with pytest.raises(xgpu.errors.InvalidArgumentError, match=r"local_mem names 'tile'.*arrays: flags, wide"):
+        k(out, global_size=64, local_size=64, local_mem={"flags": 64, "wide": 512, "tile": 4})
+    with pytest.raises(xgpu.errors.InvalidArgumentError, match=r"local_mem\['wide'\] = 100 bytes is not a whole "
+                                                              r"number of int64_t \(8 bytes each\)"):
+        k(out, global_size=64, local_size=64, local_mem={"flags": 64, "wide": 100})
+    for bad in (0, -8, 8.0, "64", None):
+        with pytest.raises(xgpu.errors.InvalidArgumentError, match=r"local_mem\['flags'\] must be a number of bytes"):
+            k(out, global_size=64, local_size=64, local_mem={"flags": bad, "wide": 512})
+    with pytest.raises(xgpu.errors.InvalidArgumentError, match="local_mem must be a dict"):
+        k(out, global_size=64, local_size=64, local_mem=[64, 512])
+    too_much = xgpu_device.local_mem_bytes  # with the flags' 16 bytes, one array of it is too much
+    with pytest.raises(xgpu.errors.LaunchError, match=rf"needs \d+ bytes of local .*more than the "
+                                                      rf"{xgpu_device.local_mem_bytes} that {xgpu_device.id}"):
+        k(out, global_size=64, local_size=64, local_mem={"flags": 16, "wide": too_much})
+    with pytest.raises(xgpu.errors.InvalidArgumentError, match="does not declare.*none"):
+        xgpu.compile(SUBGROUP, xgpu_device, defines={"T": "int", "wg": WG}).global_exchange(
+            out, out, 8, global_size=8, local_mem={"tile": 64})
+
+
+@pytest.mark.parametrize("text,match", [
+    ("DEVICE_FN void f(void) { LOCAL_MEM_DYNAMIC(float, t); }\nKERNEL void k(GLOBAL_MEM int* o) { o[0] = 1; }",
+     r"<string>:1: LOCAL_MEM_DYNAMIC outside a KERNEL body: declare it in the KERNEL's body.*LOCAL_MEM_ARG"),
+    ("KERNEL void k(GLOBAL_MEM int* o)\n{\n    LOCAL_MEM_DYNAMIC(int, t);\n    LOCAL_MEM_DYNAMIC(float, t);\n}",
+     r"<string>:4: LOCAL_MEM_DYNAMIC array 't' is declared twice in kernel 'k'"),
+])
+def test_local_mem_dynamic_misuse_is_refused_when_rendering(text, match):
+    for backend in ("opencl", "cuda"):
+        with pytest.raises(TemplateError, match=match):
+            xgpu.render(text, backend)
+
+
+@pytest.mark.parametrize("arch", CUDA_ARCHS)
+def test_local_mem_template_compiles_for_cuda(arch):
+    build = xgpu.compile_offline(LOCAL, "cuda", arch)
+    assert build.binary and "warning" not in build.log.lower(), build.log
+    text = xgpu.render(LOCAL, "cuda").text
+    assert "LOCAL_MEM_DYNAMIC_PARAM(float, tile), LOCAL_MEM_DYNAMIC_PARAM(int, marks))" in text
+
+
+def test_a_template_can_require_what_it_needs(xgpu_device):
+    text = '${require("subgroups", "atomic:int64:add")}\nKERNEL void k(GLOBAL_MEM int* o) { o[0] = 1; }\n'
+    missing = [f for f in ("subgroups", "atomic:int64:add") if not xgpu_device.supports(f)]
+    if missing:
+        with pytest.raises(TemplateError, match=rf"requires {missing[0]}.*which {xgpu_device.id} .*does not have"):
+            xgpu.compile(text, xgpu_device)
+    else:
+        prog = xgpu.compile(text, xgpu_device)
+        out = xgpu.asarray(np.zeros(1, np.int32), xgpu_device)
+        prog.k(out, global_size=1)
+        assert int(out.get()[0]) == 1
+    assert "require" not in xgpu.render(text, xgpu_device.backend).text.split("KERNEL")[-1]  # renders to nothing
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -520,11 +665,30 @@ def test_example_stencil_past_2_31_elements(xgpu_device, rng):
     assert (got[expected.size:] == 65535).all()
 
 
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_example_fft_butterfly(xgpu_device, dtype, rng):
+    if dtype == np.complex128:
+        _needs(xgpu_device, np.float64)
+    rows, log2n = (2, 5) if xgpu_device.is_simulator else (6, 8)
+    n = 1 << log2n
+    x = (rng.standard_normal((rows, n)) + 1j * rng.standard_normal((rows, n))).astype(dtype)
+    out = xgpu.asarray(np.full((rows, n), np.nan, dtype), xgpu_device)
+    prog = xgpu.compile(EXAMPLES / "fft_butterfly.mako", xgpu_device, defines={"C": xgpu.ctype(dtype)})
+    prog.fft_rows(out, xgpu.asarray(x, xgpu_device), np.int32(log2n), global_size=rows * n // 2,
+                  local_size=n // 2, local_mem={"row": n * np.dtype(dtype).itemsize})
+    got, expected = out.get(), np.fft.fft(x.astype(np.complex128), axis=1)
+    real = np.float32 if dtype == np.complex64 else np.float64
+    assert_close(got.real, expected.real, dtype=real, terms=n)
+    assert_close(got.imag, expected.imag, dtype=real, terms=n)
+
 @pytest.mark.parametrize("arch", CUDA_ARCHS)
 def test_examples_compile_for_cuda(arch):
     for name, defines in (("histogram.mako", {"T": "unsigned int", "bins": 10}),
                           ("histogram.mako", {"T": "uint64_t", "bins": 10}),
                           ("subgroup_sum.mako", {"T": "int", "wg": 64}),
+                          ("fft_butterfly.mako", {"C": "cfloat_t"}),
+                          ("fft_butterfly.mako", {"C": "cdouble_t"}),
                           ("stencil64.mako", {"index_bits": 64}), ("stencil64.mako", {})):
         build = xgpu.compile_offline(EXAMPLES / name, "cuda", arch, defines=defines)
         assert build.binary

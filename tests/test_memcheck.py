@@ -32,6 +32,36 @@ def test_planted_out_of_bounds_write_is_caught_with_its_template_line(checker):
     assert "planted_oob.mako:5" in message and "fill_oob" in message and checker.id in message
 
 
+INSIDE_PRELUDE = """\
+KERNEL void atomic_oob(GLOBAL_MEM int* counts, GLOBAL_MEM float* out)
+{
+    const index_t i = GLOBAL_ID(0);
+    out[i] = 1.0f;
+    ATOMIC_ADD(&counts[i + 4], 1);
+}
+
+KERNEL void two_uses(GLOBAL_MEM int* counts)
+{
+    ATOMIC_ADD(&counts[0], 1);
+    ATOMIC_ADD(&counts[GLOBAL_ID(0) + 9], 1);
+}
+"""
+
+
+def test_a_bad_access_inside_a_prelude_word_names_the_template_line_that_used_it(checker):
+    program = xgpu.compile(INSIDE_PRELUDE, checker)
+    counts, out = xgpu.zeros(4, np.int32, checker), xgpu.zeros(2, np.float32, checker)
+    with pytest.raises(errors.MemoryCheckError) as info:
+        program.atomic_oob(counts, out, global_size=2, local_size=2)
+    assert {(p["filename"], p["lineno"]) for p in info.value.problems} == {("<string>", 5)}
+    assert all(p["source_line"] == "ATOMIC_ADD(&counts[i + 4], 1);  (inside ATOMIC_ADD)" for p in info.value.problems)
+    assert "unknown line" not in str(info.value)
+    with pytest.raises(errors.MemoryCheckError) as info:  # two uses in the kernel: the first named, the other too
+        program.two_uses(counts, global_size=1)
+    assert "(inside ATOMIC_ADD; or its use at <string>:11)" in str(info.value)
+    assert "unknown line" not in str(info.value)
+
+
 def test_planted_local_memory_race_is_caught(checker):
     program = xgpu.compile(PLANTED, checker)
     out = xgpu.empty(8, np.float32, checker)

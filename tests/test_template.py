@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
 import warnings
 from pathlib import Path
 
@@ -270,6 +272,32 @@ def test_compiler_warnings_become_one_xgpu_warning_naming_the_template_line(tmp_
         warnings.simplefilter("error")
         _program.warn_compiler_warnings("Compilation started\nCompilation done\nremark: 9 instructions\n",
                                         rendered, dev)  # chatter is not a warning
+
+
+def test_a_real_compiler_warning_reaches_python_and_nothing_reaches_stderr(xgpu_device, tmp_path, capfd):
+    path = tmp_path / "warns.mako"
+    # a fresh source each run, so that the compiler really runs (a cached binary has no log)
+    path.write_text(f"// {uuid.uuid4()}\nKERNEL void k(GLOBAL_MEM int* o)\n{{\n#warning planted\n    o[0] = 1;\n}}\n")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        program = xgpu.compile(path, xgpu_device)
+    if "planted" in program.build_log:  # Mesa's rusticl keeps no warnings in its log
+        (only,) = [w for w in seen if issubclass(w.category, errors.CompilerWarning)]
+        assert "warns.mako:4" in str(only.message) and "planted" in str(only.message)
+    broken = tmp_path / "broken.mako"
+    broken.write_text(f"// {uuid.uuid4()}\nKERNEL void k(GLOBAL_MEM int* o) {{ o[0] = oops; }}\n")
+    with pytest.raises(errors.CompileError, match="broken.mako:2"):
+        xgpu.compile(broken, xgpu_device)
+    err = capfd.readouterr().err
+    assert "generated." not in err, err  # the compilers' counts ("1 warning generated.") are held back
+
+
+def test_quiet_compiler_passes_on_everything_but_the_counts(capfd):
+    from xgpu.backends.opencl import quiet_compiler
+
+    with quiet_compiler():
+        os.write(2, b"2 warnings and 1 error generated.\nkept: another thread's line\n1 warning generated.\n")
+    assert capfd.readouterr().err == "kept: another thread's line\n"
 
 
 def test_compiler_notes_are_not_warnings(tmp_path):

@@ -57,6 +57,9 @@ class Device:
         self.checks_memory = info.checks_memory
         self.extra = dict(info.extra)
         self.features = dict(info.features)
+        #: Native subgroup (warp) sizes a kernel may ask for with ``subgroup_size=``; () where subgroups are
+        #: emulated through local memory (docs/templates.md, Subgroups).
+        self.subgroup_sizes = tuple(info.subgroup_sizes)
         self.aliases = info.aliases
         self._pool = MemoryPool(impl, info.global_mem_bytes)
         self._programs: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -75,7 +78,8 @@ class Device:
         kernels do); ``arithmetic=True`` asks whether the device computes in half precision too.
         An operation such as ``"atomic:float32:add"`` (``atomic:<dtype>:<add|sub|min|max|and|or|xor|
         xchg|cas>``) answers ``"native"``, ``"emulated"`` (a compare-and-swap loop) or False;
-        ``"subgroups"`` answers ``"native"`` or False (then SUBGROUP_SIZE is 1).
+        ``"subgroups"`` answers ``"native"`` or False (then the subgroup words are emulated through local
+        memory).
         """
         if isinstance(dtype, str) and (dtype.startswith("atomic:") or dtype == "subgroups"):
             return self.features.get(dtype, False)

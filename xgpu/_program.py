@@ -15,6 +15,7 @@ import numpy as np
 from . import _cache
 from ._array import GENERATED, INDEX_MAX, Array
 from ._wait import wait_interruptibly
+from .backend import LOCAL_ALIGN, LocalMemory
 from .backend import DeviceImpl as DeviceImplBase
 from .errors import (
     BackendUnavailableError,
@@ -26,7 +27,7 @@ from .errors import (
     TemplateError,
     UnsupportedDtypeError,
 )
-from .template import KernelTemplate, RenderedSource
+from .template import SUBGROUP_SCRATCH, KernelTemplate, RenderedSource, line_name
 
 if TYPE_CHECKING:
     from ._devices import Device
@@ -272,7 +273,7 @@ def _compile_cached(rendered: RenderedSource, dev: Device, options: tuple[str, .
     try:
         impl = dev._impl.compile(rendered.text, options)
     except CompileError as exc:
-        raise explain_compile_error(exc, rendered) from exc
+        raise explain_compile_error(exc, rendered, f"{dev.id} ({dev.name})") from exc
     warn_compiler_warnings(impl.log, rendered, dev)
     if key is not None:
         binary = dev._impl.program_binary(impl)
@@ -306,7 +307,7 @@ def _blamed_line(log: str, rendered: RenderedSource, kind: str) -> tuple[str, in
     where: tuple[str, int] | None = None
     first_pos = len(log) + 1
     for name in files:
-        m = re.search(re.escape(name) + r"(?::|\()(\d+)", log)
+        m = re.search("(?:" + re.escape(name) + "|" + re.escape(line_name(name)) + r")(?::|\()(\d+)", log)
         if m and m.start() < first_pos:
             first_pos, where = m.start(), (name, int(m.group(1)))
     if where is None:
@@ -332,7 +333,12 @@ def warn_compiler_warnings(log: str, rendered: RenderedSource, dev: Device) -> N
                                   f"{found[0]}{more}"), stacklevel=5)
 
 
-def explain_compile_error(exc: CompileError, rendered: RenderedSource) -> CompileError:
+_UNAVAILABLE_ATOMIC = re.compile(r"unavailable: (ATOMIC_[A-Z]+) on ([\w ]+?): ([^\n'\"]*?), which this device lacks")
+_ATOMIC_DTYPE = {"int": "int32", "uint": "uint32", "int64_t": "int64", "uint64_t": "uint64", "float": "float32",
+                 "double": "float64"}
+
+
+def explain_compile_error(exc: CompileError, rendered: RenderedSource, device: str | None = None) -> CompileError:
     """Name the template file and line the compiler log blames; show the rendered source around it."""
     where = _blamed_line(exc.log, rendered, "(?:fatal )?error")
     lines = rendered.text.split("\n")
@@ -353,6 +359,14 @@ def explain_compile_error(exc: CompileError, rendered: RenderedSource) -> Compil
     if where:
         head += f" at {where[0]}:{where[1]}"
     parts = [head]
+    atomic = _UNAVAILABLE_ATOMIC.search(exc.log)
+    if atomic:  # the prelude's refusal of an atomic the device cannot do at all: say it first, plainly
+        word, ctype, why = atomic.groups()
+        query = f"atomic:{_ATOMIC_DTYPE.get(ctype, ctype)}:{word[len('ATOMIC_'):].lower()}"
+        at = f" at {where[0]}:{where[1]}" if where else ""
+        parts = [f"{word} on {ctype}{at} is not available on {device or exc.device}: {why}, which this device lacks "
+                 f"(device.supports({query!r}) is False). Use a type the device has atomics for, or put "
+                 f"${{require({query!r})}} in the template to refuse such devices when rendering", head]
     if excerpt:
         parts += ["rendered source (line | text [template:line]):", *excerpt]
     parts += ["compiler log:", *("  " + ln for ln in log_lines)]
@@ -382,15 +396,21 @@ def memory_check_error(found: list[Diagnostic], rendered: RenderedSource, device
     problems: dict[tuple[str, tuple[str, int] | None], dict] = {}
     for d in found:
         kind = re.sub(r"0x[0-9a-f]+", "0x...", d.kind)  # one entry per problem, not per address
-        if d.file is not None:  # named through a #line directive: find which template file
-            name = next((f for f in files if f == d.file or f.endswith(os.sep + d.file.lstrip("./"))), None)
+        via = ""
+        if d.file is not None and d.file.startswith("<xgpu ") and d.line:
+            # inside a prelude function (an atomic, a vector load...): blame the kernel's line that called it
+            where, via = _prelude_caller(rendered, d.line, d.kernel)
+        elif d.file is not None:  # named through a #line directive: find which template file
+            name = next((f for f in files if d.file in (f, line_name(f))
+                         or f.endswith(os.sep + d.file.lstrip("./"))), None)
             where = (name, d.line) if name and d.line else None
         else:
             where = rendered.template_line(d.line) if d.line else None
         entry = problems.get((kind, where))
         if entry is None:
-            hits = rendered.lines_of(*where) if where else ([d.line] if d.line else [])
+            hits = rendered.lines_of(*where) if where else ([d.line] if d.line and d.file is None else [])
             text = lines[hits[0] - 1].strip() if hits and hits[0] <= len(lines) else ""
+            text += via
             entry = problems[(kind, where)] = {
                 "kind": kind, "kernel": d.kernel, "filename": where[0] if where else None,
                 "lineno": where[1] if where else None, "source_line": text, "count": 0, "first": d.text,
@@ -404,6 +424,51 @@ def memory_check_error(found: list[Diagnostic], rendered: RenderedSource, device
     first = next(iter(problems.values()))["first"]
     parts += ["first report as the checker wrote it:", *("  " + ln for ln in first.strip().splitlines())]
     return MemoryCheckError("\n".join(parts), device=device, problems=list(problems.values()))
+
+
+_PRELUDE_HEAD = re.compile(r'^#line 1 "(<xgpu \w+ prelude>)"$', re.M)
+_PRELUDE_FUNCTION = re.compile(r"\b(xgpu_\w+)\s*\(")
+
+
+def _prelude_caller(rendered: RenderedSource, line: int, kernel: str) -> tuple[tuple[str, int] | None, str]:
+    """The template line of ``kernel`` that called the prelude function holding prelude line ``line``,
+    found through the word whose macro calls that function; (None, "") where it cannot be told."""
+    head = _PRELUDE_HEAD.search(rendered.text)
+    if head is None:
+        return None, ""
+    lines = rendered.text.split("\n")
+    first = rendered.text.count("\n", 0, head.start()) + 1  # the #line directive's own line, 0-based + 1
+    at = first + line - 1  # 0-based index of prelude line ``line``
+    function = None
+    for i in range(min(at, len(lines) - 1), first - 1, -1):  # the definition this line belongs to
+        text = lines[i]
+        if not text.startswith((" ", "\t", "{", "}", "#", "//")):
+            m = _PRELUDE_FUNCTION.search(text)
+            if m:
+                function = m.group(1)
+                break
+    if function is None:
+        return None, ""
+    words = set(re.findall(r"^#define (\w+)\b.*\b" + re.escape(function) + r"\b", rendered.text, re.M)) | {function}
+    pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words))) + r")\b")
+    body_start = re.search(r"\bKERNEL\b[^;{]*?\bvoid\s+" + re.escape(kernel) + r"\s*\(", rendered.text)
+    start = rendered.text.count("\n", 0, body_start.start()) if body_start else 0
+    found: list[tuple[str, int]] = []
+    for i in range(start, len(lines)):
+        loc = rendered.template_line(i + 1)
+        if loc is None or loc in found:
+            continue
+        if body_start and i > start and re.match(r"\s*KERNEL\b", lines[i]):
+            break  # the next kernel
+        if pattern.search(lines[i]):
+            found.append(loc)
+    word = next((w for w in sorted(words) if w != function), function)
+    if len(found) == 1:
+        return found[0], f"  (inside {word})"
+    if found:
+        others = ", ".join(f"{os.path.basename(f)}:{n}" for f, n in found[1:])
+        return found[0], f"  (inside {word}; or its use at {others})"
+    return None, ""
 
 
 class Program:
@@ -520,14 +585,21 @@ _C_TYPES = {
 
 class Param:
     """One kernel parameter: ``name``, ``ctype`` (as written), ``pointer``, ``dtype`` (None if unknown), and
-    ``const`` (a pointer to const: the kernel only reads through it)."""
+    ``const`` (a pointer to const: the kernel only reads through it).
 
-    __slots__ = ("const", "ctype", "dtype", "name", "pointer")
+    ``local`` marks the hidden parameter of a ``LOCAL_MEM_DYNAMIC(T, name)`` array: not passed by the
+    caller, but sized by the launch's ``local_mem={name: nbytes}``."""
 
-    def __init__(self, name: str, ctype: str, pointer: bool, dtype: np.dtype | None, const: bool = False):
-        self.name, self.ctype, self.pointer, self.dtype, self.const = name, ctype, pointer, dtype, const
+    __slots__ = ("const", "ctype", "dtype", "local", "name", "pointer")
+
+    def __init__(self, name: str, ctype: str, pointer: bool, dtype: np.dtype | None, const: bool = False,
+                 local: bool = False):
+        self.name, self.ctype, self.pointer, self.dtype = name, ctype, pointer, dtype
+        self.const, self.local = const, local
 
     def __repr__(self) -> str:
+        if self.local:
+            return f"LOCAL_MEM_DYNAMIC({self.ctype}, {self.name})"
         return f"{self.ctype}{'*' if self.pointer else ''} {self.name}"
 
 
@@ -563,6 +635,12 @@ def parse_signatures(text: str) -> dict[str, tuple[Param, ...]]:
         for raw in _split_params(params_text):
             raw = raw.strip()
             if not raw or raw == "void":
+                continue
+            hidden = re.fullmatch(r"LOCAL_MEM_DYNAMIC_PARAM\s*\((.*),\s*(\w+)\s*\)", raw, re.S)
+            if hidden:
+                ctype = " ".join(hidden.group(1).split())
+                dtype = types.get(ctype)
+                params.append(Param(hidden.group(2), ctype, True, np.dtype(dtype) if dtype else None, local=True))
                 continue
             pointer = "*" in raw or "[" in raw
             words = re.findall(r"[A-Za-z_]\w*(?:\s*\([^)]*\))?", raw.replace("*", " "))
@@ -654,10 +732,22 @@ class Kernel:
         #: The parameters parsed from the rendered source (None when the declaration could not be read).
         self.params: tuple[Param, ...] | None = parse_signatures(program.source.text).get(name)
 
+    @property
+    def signature(self) -> tuple[Param, ...] | None:
+        """The parameters the caller passes, in order (the hidden ones of ``LOCAL_MEM_DYNAMIC`` arrays left
+        out: see :attr:`local_arrays`), parsed from the rendered source; None when it could not be read."""
+        return None if self.params is None else tuple(p for p in self.params if not p.local)
+
+    @property
+    def local_arrays(self) -> tuple[str, ...]:
+        """The names of the kernel's ``LOCAL_MEM_DYNAMIC`` arrays, which a launch sizes with ``local_mem=``."""
+        return tuple(p.name for p in self.params or () if p.local and p.name != SUBGROUP_SCRATCH)
+
     def __repr__(self) -> str:
         return f"<xgpu.Kernel {self.name} on {self.program.device.id}>"
 
-    def __call__(self, *args: Any, global_size: Any, local_size: Any = None) -> Event:
+    def __call__(self, *args: Any, global_size: Any, local_size: Any = None,
+                 local_mem: dict[str, int] | None = None) -> Event:
         dev = self.program.device
         gsize = _sizes(global_size, "global_size")
         if local_size is None:
@@ -687,8 +777,8 @@ class Kernel:
                     f"kernel {self.name!r} was built with a 32-bit index_t, too small for global size {padded} or an "
                     "array of more than 2**31-1 elements; compile it with defines={'index_bits': 64}"
                 )
-            return wide.kernel(self.name)(*args, global_size=global_size, local_size=local_size)
-        params = self.params
+            return wide.kernel(self.name)(*args, global_size=global_size, local_size=local_size, local_mem=local_mem)
+        params = self.signature
         if params is not None and len(args) != len(params):
             raise InvalidArgumentError(
                 f"kernel {self.name!r} takes {len(params)} argument(s) ({', '.join(map(repr, params))}), "
@@ -698,6 +788,10 @@ class Kernel:
         if any(isinstance(a, Array) and not a._whole for a in args):
             args, staged = _stage_views(args, params)
         converted = [self._arg(a, i, params[i] if params is not None else None) for i, a in enumerate(args)]
+        hidden = self._local_memory(local_mem, lsize)
+        if hidden:
+            given = iter(converted)
+            converted = [hidden[p.name] if p.local else next(given) for p in self.params or ()]
         event = Event(dev._impl.launch(self._impl, padded, lsize, converted), f"kernel {self.name!r} on {dev.id}")
         dev._last_kernel = self.name  # named by synchronize(timeout=)
         if dev.checks_memory:
@@ -709,6 +803,54 @@ class Kernel:
             for view, contiguous in staged:  # queued after the kernel: the device runs work in order
                 GENERATED.elementwise.copy_into(view, contiguous)
         return event
+
+    def _local_memory(self, local_mem: Any, lsize: tuple[int, ...]) -> dict[str, LocalMemory]:
+        """The hidden arguments of the kernel's launch-sized local arrays, checked against the device."""
+        dev = self.program.device
+        names = self.local_arrays
+        if local_mem is None:
+            local_mem = {}
+        if not isinstance(local_mem, dict):
+            raise InvalidArgumentError(f"local_mem must be a dict of array name -> bytes, e.g. "
+                                       f"{{{(names or ('tile',))[0]!r}: 4096}}, not {type(local_mem).__name__}")
+        unknown = [k for k in local_mem if k not in names]
+        if unknown:
+            declared = ", ".join(names) if names else "none"
+            raise InvalidArgumentError(
+                f"local_mem names {', '.join(map(repr, unknown))}, which kernel {self.name!r} does not declare with "
+                f"LOCAL_MEM_DYNAMIC(type, name) (its launch-sized local arrays: {declared})")
+        missing = [n for n in names if n not in local_mem]
+        if missing:
+            raise InvalidArgumentError(
+                f"kernel {self.name!r} declares launch-sized local arrays {', '.join(map(repr, missing))} "
+                f"(LOCAL_MEM_DYNAMIC): give each its size in bytes, local_mem={{{missing[0]!r}: nbytes, ...}}")
+        hidden: dict[str, LocalMemory] = {}
+        for p in self.params or ():
+            if not p.local:
+                continue
+            if p.name == SUBGROUP_SCRATCH:  # the subgroup emulation's exchange: 8 bytes a work-item
+                hidden[p.name] = LocalMemory(p.name, 8 * math.prod(lsize))
+                continue
+            nbytes = local_mem[p.name]
+            if not isinstance(nbytes, (int, np.integer)) or isinstance(nbytes, (bool, np.bool_)) or nbytes < 1:
+                raise InvalidArgumentError(f"local_mem[{p.name!r}] must be a number of bytes (an int of at least 1), "
+                                           f"not {nbytes!r}")
+            if p.dtype is not None and nbytes % p.dtype.itemsize:
+                raise InvalidArgumentError(
+                    f"local_mem[{p.name!r}] = {nbytes} bytes is not a whole number of {p.ctype} "
+                    f"({p.dtype.itemsize} bytes each): pass count * {p.dtype.itemsize}")
+            hidden[p.name] = LocalMemory(p.name, int(nbytes))
+        if hidden:
+            static = self._impl.static_local_mem_bytes()
+            total = sum(-(-m.nbytes // LOCAL_ALIGN) * LOCAL_ALIGN for m in hidden.values()) + static
+            if total > dev.local_mem_bytes:
+                parts = ", ".join(f"{m.name}: {m.nbytes}" for m in hidden.values())
+                raise LaunchError(
+                    f"kernel {self.name!r} needs {total} bytes of local (shared) memory per work-group ({parts}"
+                    f"{f', its own arrays: {static}' if static else ''}; each array rounded up to {LOCAL_ALIGN} "
+                    f"bytes), more than the {dev.local_mem_bytes} that {dev.id} ({dev.name}) has: ask for less "
+                    "local_mem (or a smaller work-group)")
+        return hidden
 
     def _required_shape(self, gsize: tuple[int, ...], asked: tuple[int, ...] | None) -> tuple[int, ...]:
         required = self.required_local_size or ()

@@ -29,6 +29,7 @@ __all__ = [
     "DeviceInfo",
     "EventImpl",
     "KernelImpl",
+    "LocalMemory",
     "OfflineBuild",
     "ProgramImpl",
 ]
@@ -65,6 +66,24 @@ class DeviceInfo:
     #: "native" or "emulated"}``; an operation missing here is one it cannot do (see
     #: :func:`xgpu.template.atomic_features`). ``device.supports("atomic:float32:add")`` reads it.
     features: dict[str, str] = field(default_factory=dict)
+    #: The subgroup (warp) sizes the device runs natively and a kernel may ask for (``subgroup_size=``);
+    #: empty where it has no native subgroups (then they are emulated through local memory).
+    subgroup_sizes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class LocalMemory:
+    """A launch argument standing for one ``LOCAL_MEM_DYNAMIC`` array of ``nbytes`` (a hidden kernel
+    parameter, in the kernel's parameter order). OpenCL passes it as a ``__local`` pointer argument of that
+    size; CUDA carves the kernel's arrays from the block's dynamic shared memory, passing each one's offset
+    (a multiple of :data:`LOCAL_ALIGN` bytes) and asking the launch for the total."""
+
+    name: str
+    nbytes: int
+
+
+#: The alignment of each launch-sized local array within the block's dynamic shared memory (CUDA).
+LOCAL_ALIGN = 16
 
 
 @dataclass(frozen=True)
@@ -105,6 +124,10 @@ class KernelImpl(abc.ABC):
     @abc.abstractmethod
     def max_work_group_size(self) -> int:
         """The largest work-group (block) this compiled kernel can be launched with on its device."""
+
+    def static_local_mem_bytes(self) -> int:
+        """Local (shared) memory the compiled kernel declares itself, beyond launch-sized arrays (0: unknown)."""
+        return 0
 
 
 class ProgramImpl(abc.ABC):
@@ -156,7 +179,8 @@ class DeviceImpl(abc.ABC):
     ) -> EventImpl:
         """Launch ``kernel``. ``global_size`` is a multiple of ``local_size`` in every dimension.
 
-        ``args`` holds :class:`BufferImpl` objects and numpy scalars, in the kernel's order.
+        ``args`` holds :class:`BufferImpl` objects, numpy scalars and :class:`LocalMemory` objects (the
+        hidden parameters of launch-sized local arrays), in the kernel's order.
         """
 
     @abc.abstractmethod

@@ -13,6 +13,7 @@ from ._cache import unsafe_reason as unsafe_folder_reason
 from ._paths import cache_dir
 from ._plugins import PluginWarning
 from .backend import (
+    LOCAL_ALIGN,
     Backend,
     BufferImpl,
     DeviceImpl,
@@ -20,6 +21,7 @@ from .backend import (
     Diagnostic,
     EventImpl,
     KernelImpl,
+    LocalMemory,
     OfflineBuild,
     ProgramImpl,
 )
@@ -49,6 +51,8 @@ __all__ = [
     "Diagnostic",
     "EventImpl",
     "KernelImpl",
+    "LOCAL_ALIGN",
+    "LocalMemory",
     "OfflineBuild",
     "ParityCase",
     "PluginWarning",

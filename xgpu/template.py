@@ -30,7 +30,7 @@ from mako.template import Template
 
 from .errors import TemplateError
 
-__all__ = ["ATOMIC_DTYPES", "ATOMIC_OPS", "REQUIRED_WORDS", "KernelTemplate", "RenderedSource", "atomic_features",
+__all__ = ["ATOMIC_DTYPES", "ATOMIC_OPS", "EMULATED_SUBGROUP_SIZE", "REQUIRED_WORDS", "SUBGROUP_SCRATCH", "KernelTemplate", "RenderedSource", "atomic_features",
            "ctype", "parse_define"]
 
 #: Every word a backend's prelude must define, so that neutral templates compile everywhere.
@@ -43,6 +43,7 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "GLOBAL_MEM",  # pointer into global (device) memory
     "LOCAL_MEM",  # local (OpenCL) / shared (CUDA) memory, declared inside a kernel
     "LOCAL_MEM_ARG",  # pointer to local memory passed to a device function
+    "LOCAL_MEM_DYNAMIC",  # LOCAL_MEM_DYNAMIC(T, name); in a kernel body: an array sized at launch (local_mem=)
     "CONSTANT_MEM",  # read-only constant memory
     "RESTRICT",  # pointer does not alias
     # synchronisation
@@ -282,6 +283,12 @@ class RenderedSource:
         return [i + 1 for i, loc in enumerate(self.line_map) if loc == (filename, lineno)]
 
 
+def line_name(name: str) -> str:
+    """The name a ``#line`` directive gives a template file: the path, with the characters that some
+    compilers cannot read in it (``"``, ``\\``, a newline: Intel's takes no escapes there) replaced."""
+    return name.replace('"', "'").replace("\\", "/").replace("\n", " ")
+
+
 def _finish(rendered: str, language: str, template_name: str) -> RenderedSource:
     out: list[str] = []
     line_map: list[tuple[str, int] | None] = []
@@ -293,7 +300,7 @@ def _finish(rendered: str, language: str, template_name: str) -> RenderedSource:
         line = _MARK_RE.sub("", line)
         continuing = previous.rstrip().endswith("\\")  # inside a multi-line macro: no #line here
         if loc is not None and loc != expected and not continuing:
-            out.append(f'#line {loc[1]} "{loc[0]}"')
+            out.append(f'#line {loc[1]} "{line_name(loc[0])}"')
             line_map.append(None)
             expected = loc
         out.append(line)
@@ -358,12 +365,14 @@ class KernelTemplate:
         """
         template = self._template
         switches = _prelude_switches(defines, self.name)
-        context = {"ctype": ctype, "index_bits": 32, "atomics": "auto", "subgroups": "auto", **defines}
+        context = {"ctype": ctype, "index_bits": 32, "atomics": "auto", "subgroups": "auto", "subgroup_size": None,
+                   "require": functools.partial(_require, defines.get("device"), self.name), **defines}
         try:
             body = template.render(**context)
         except Exception as exc:
             raise _template_error(exc, self.name) from exc
         _refuse_raw_lanes(body, self.name)
+        body = _add_hidden_params(body, self.name, emulated_subgroups="XGPU_SUBGROUPS_EMULATED" in switches)
         body_src = _finish(body, language, self.name)
         head = f'#line 1 "<xgpu {language} prelude>"\n{switches}{prelude.rstrip()}\n'
         head_lines = head.count("\n")
@@ -373,6 +382,18 @@ class KernelTemplate:
             self.name,
             (None,) * head_lines + body_src.line_map,
         )
+
+
+def _require(device: Any, name: str, *features: str) -> str:
+    """``${require("subgroups", "atomic:float64:add")}`` in a template: a TemplateError naming the device and
+    the feature when the device it renders for lacks one (``device.supports(feature)`` is False). Renders
+    to nothing; with no device (``xgpu render``, offline compiles) nothing is checked."""
+    if device is not None:
+        missing = [f for f in features if not device.supports(f)]
+        if missing:
+            raise TemplateError(f"{name} requires {', '.join(missing)}, which {device.id} ({device.name}) does not "
+                                f"have (device.supports({missing[0]!r}) is False)", filename=name)
+    return ""
 
 
 def _prelude_switches(defines: dict[str, Any], name: str) -> str:
@@ -388,22 +409,130 @@ def _prelude_switches(defines: dict[str, Any], name: str) -> str:
     subgroups = defines.get("subgroups", "auto")
     if subgroups not in ("auto", "native", "emulated"):
         raise TemplateError(
-            f"{name}: subgroups must be 'auto' (native where the device has them), 'native' (refuse a device "
-            f"without) or 'emulated' (one work-item per subgroup), not {subgroups!r}", filename=name)
+            f"{name}: subgroups must be 'auto' (native where the device has them, else emulated through local "
+            f"memory), 'native' (refuse a device without) or 'emulated' (local memory everywhere), not "
+            f"{subgroups!r}", filename=name)
+    size = defines.get("subgroup_size")
+    if size is not None and (type(size) is not int or not 1 <= size <= 1024):
+        raise TemplateError(f"{name}: subgroup_size must be an int from 1 to 1024 (or None: the device's choice), "
+                            f"not {size!r}", filename=name)
     device = defines.get("device")
-    native = device is not None and getattr(device, "features", {}).get("subgroups") == "native"
+    backend = defines.get("backend")
+    native = subgroups != "emulated" and (
+        getattr(device, "features", {}).get("subgroups") == "native" if device is not None else backend == "cuda")
     if subgroups == "native" and device is not None and not native:
         raise TemplateError(
             f"{name} needs native subgroups (rendered with subgroups='native'), which {device.id} ({device.name}) "
-            "does not have; render with subgroups='auto' to run it with one work-item per subgroup", filename=name)
+            "does not have; render with subgroups='auto' to run it with subgroups emulated through local memory",
+            filename=name)
     out = f"#define XGPU_INDEX_BITS {bits}\n"
     if atomics == "emulated":
         out += "#define XGPU_ATOMICS_EMULATED 1\n"
-    if subgroups == "emulated":
-        out += "#define XGPU_SUBGROUPS_EMULATED 1\n"
-    elif native:
+    if native:
         out += "#define XGPU_SUBGROUPS_NATIVE 1\n"
+        if size is not None:
+            offered = tuple(getattr(device, "subgroup_sizes", ()) if device is not None else (32,))
+            if size not in offered:
+                where = f"{device.id} ({device.name})" if device is not None else f"the {backend} backend"
+                raise TemplateError(
+                    f"{name}: subgroup_size={size} is not a native subgroup size of {where}, which offers "
+                    f"{', '.join(map(str, offered)) or 'no choice of size'}; render with subgroups='emulated' for "
+                    "any size", filename=name)
+            out += f"#define XGPU_SUBGROUP_SIZE {size}\n"
+    else:
+        out += f"#define XGPU_SUBGROUPS_EMULATED {size or EMULATED_SUBGROUP_SIZE}\n"
     return out
+
+
+#: The subgroup size of the local-memory emulation unless the template is rendered with ``subgroup_size``.
+EMULATED_SUBGROUP_SIZE = 32
+#: The hidden local-memory argument that the subgroup emulation exchanges values through (8 bytes a work-item).
+SUBGROUP_SCRATCH = "xgpu_subgroup_scratch"
+_SCRATCH_WORDS = re.compile(r"\bSUBGROUP_(?:SHUFFLE|BROADCAST|REDUCE_ADD|REDUCE_MIN|REDUCE_MAX)\b")
+_KERNEL_HEAD = re.compile(r"\bKERNEL\b[^;{}()]*?(?:\([^;{}]*?\)[^;{}()]*?)?\bvoid\s+(\w+)\s*\(")
+_DYNAMIC = re.compile(r"\bLOCAL_MEM_DYNAMIC\s*\(\s*((?:[^(),;]|\([^()]*\))+?)\s*,\s*([A-Za-z_]\w*)\s*\)")
+
+
+def _code_mask(body: str) -> str:
+    """``body`` with line markers, comments and strings blanked, every character where it was."""
+    text = _MARK_RE.sub(lambda m: " " * len(m.group(0)), body)
+    return _COMMENT_OR_STRING.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+
+
+def _closing(code: str, start: int, open_: str, close: str) -> int:
+    """The index of the bracket that closes the one at ``start`` (-1: none)."""
+    depth = 0
+    for i in range(start, len(code)):
+        if code[i] == open_:
+            depth += 1
+        elif code[i] == close:
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def _template_line(body: str, pos: int, name: str) -> tuple[str, int | None]:
+    line_start = body.rfind("\n", 0, pos) + 1
+    mark = _MARK_RE.match(body, line_start)
+    return (_files[mark.group(1)], int(mark.group(2))) if mark else (name, None)
+
+
+def _add_hidden_params(body: str, name: str, *, emulated_subgroups: bool) -> str:
+    """Give each kernel a hidden parameter per ``LOCAL_MEM_DYNAMIC(T, name)`` of its body (and one for the
+    subgroup emulation's scratch where its body needs it): ``LOCAL_MEM_DYNAMIC_PARAM(T, name)``, which each
+    prelude turns into what its language needs (OpenCL a ``__local T*``, CUDA an offset into the block's
+    dynamic shared memory). Lines are not added or removed, so the template line map still holds."""
+    if "LOCAL_MEM_DYNAMIC" not in body and not (emulated_subgroups and "SUBGROUP_" in body):
+        return body
+    code = _code_mask(body)
+    edits: list[tuple[int, int, str]] = []
+    inside: list[tuple[int, int]] = []
+    for m in _KERNEL_HEAD.finditer(code):
+        params_end = _closing(code, m.end() - 1, "(", ")")
+        brace = re.compile(r"\s*\{").match(code, params_end + 1) if params_end > 0 else None
+        if brace is None:
+            continue  # a declaration, or something the compiler will reject anyway
+        body_start = brace.end() - 1
+        body_end = _closing(code, body_start, "{", "}")
+        if body_end < 0:
+            continue
+        inside.append((body_start, body_end))
+        kernel_code = code[body_start:body_end]
+        hidden: list[tuple[str, str]] = []
+        for d in _DYNAMIC.finditer(kernel_code):
+            if d.group(2) in (n for _, n in hidden):
+                filename, lineno = _template_line(body, body_start + d.start(), name)
+                raise TemplateError(f"{filename}:{lineno}: LOCAL_MEM_DYNAMIC array {d.group(2)!r} is declared twice in "
+                                    f"kernel {m.group(1)!r}", filename=filename, lineno=lineno)
+            hidden.append((" ".join(d.group(1).split()), d.group(2)))
+        if emulated_subgroups and _SCRATCH_WORDS.search(kernel_code):
+            hidden.append(("uint64_t", SUBGROUP_SCRATCH))
+            edits.append((body_start + 1, body_start + 1, f" LOCAL_MEM_DYNAMIC(uint64_t, {SUBGROUP_SCRATCH});"))
+        if hidden:
+            empty = not code[m.end():params_end].strip() or code[m.end():params_end].strip() == "void"
+            extra = ", ".join(f"LOCAL_MEM_DYNAMIC_PARAM({t}, {n})" for t, n in hidden)
+            if empty:
+                edits.append((m.end(), params_end, extra))
+            else:
+                edits.append((params_end, params_end, ", " + extra))
+    for pattern, what in ((_DYNAMIC, "LOCAL_MEM_DYNAMIC"), (_SCRATCH_WORDS if emulated_subgroups else None, "")):
+        if pattern is None:
+            continue
+        for d in pattern.finditer(code):
+            if any(a < d.start() < b for a, b in inside):
+                continue
+            filename, lineno = _template_line(body, d.start(), name)
+            word = what or d.group(0)
+            fix = ("declare it in the KERNEL's body and pass the pointer on to functions as a LOCAL_MEM_ARG T* "
+                   "parameter" if what else
+                   "on devices without native subgroups they are emulated through the kernel's local memory: use "
+                   "them in the KERNEL's body, or render with subgroups='native' to refuse such devices")
+            raise TemplateError(f"{filename}:{lineno}: {word} outside a KERNEL body: {fix}", filename=filename,
+                                lineno=lineno)
+    for start, end, text in sorted(edits, reverse=True):
+        body = body[:start] + text + body[end:]
+    return body
 
 
 # Lane names of OpenCL vectors (v.s0, v.xyzw, v.lo...): CUDA has none, so a template using them would

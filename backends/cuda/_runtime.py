@@ -16,6 +16,8 @@ import tempfile
 import threading
 from typing import Any
 
+import numpy as np
+
 from xgpu.errors import (
     BackendUnavailableError,
     CompileError,
@@ -23,7 +25,16 @@ from xgpu.errors import (
     LaunchError,
     OutOfMemoryError,
 )
-from xgpu.plugin import BufferImpl, DeviceImpl, DeviceInfo, EventImpl, KernelImpl, ProgramImpl
+from xgpu.plugin import (
+    LOCAL_ALIGN,
+    BufferImpl,
+    DeviceImpl,
+    DeviceInfo,
+    EventImpl,
+    KernelImpl,
+    LocalMemory,
+    ProgramImpl,
+)
 from xgpu.template import atomic_features
 
 from ._nvrtc import compile_cuda, find_tool, supported_archs
@@ -88,6 +99,11 @@ class CudaKernel(KernelImpl):
         drv = driver()
         with self.device.active(f"querying kernel {self.name}"):
             return int(self.function.get_attribute(drv.function_attribute.MAX_THREADS_PER_BLOCK))
+
+    def static_local_mem_bytes(self) -> int:
+        drv = driver()
+        with self.device.active(f"querying kernel {self.name}"):
+            return int(self.function.get_attribute(drv.function_attribute.SHARED_SIZE_BYTES))
 
 
 class CudaProgram(ProgramImpl):
@@ -181,6 +197,7 @@ class CudaDevice(DeviceImpl):
             fp16_storage=True,
             fp16_arithmetic=(major, minor) >= (5, 3),
             features={**atomic_features(_atomic_kind), "subgroups": "native"},
+            subgroup_sizes=(32,),
             extra={
                 "compute_capability": f"{major}.{minor}",
                 "arch": self.arch,
@@ -278,12 +295,19 @@ class CudaDevice(DeviceImpl):
                 )
         block = tuple(local_size) + (1,) * (3 - len(local_size))
         grid3 = grid + (1,) * (3 - len(grid))
-        values = [a.allocation if isinstance(a, CudaBuffer) else a for a in args]
-        what = f"launching {kernel.name} grid {grid3} block {block}"
+        values, shared = [], 0
+        for a in args:
+            if isinstance(a, LocalMemory):  # a LOCAL_MEM_DYNAMIC array: its offset in the dynamic shared memory
+                values.append(np.uint32(shared))
+                shared += -(-a.nbytes // LOCAL_ALIGN) * LOCAL_ALIGN
+            else:
+                values.append(a.allocation if isinstance(a, CudaBuffer) else a)
+        what = f"launching {kernel.name} grid {grid3} block {block}" + (f" with {shared} bytes of shared memory"
+                                                                         if shared else "")
         with self.active(what):
             start, end = drv.Event(), drv.Event()
             start.record(self.stream)
-            kernel.function(*values, block=block, grid=grid3, stream=self.stream)
+            kernel.function(*values, block=block, grid=grid3, stream=self.stream, shared=shared)
             end.record(self.stream)
         return CudaEvent(self, start, end)
 

@@ -46,11 +46,18 @@ static __device__ __forceinline__ index_t xgpu_local_size(int d)
 static __device__ __forceinline__ index_t xgpu_num_groups(int d)
 { return (index_t)(d == 0 ? gridDim.x : d == 1 ? gridDim.y : gridDim.z); }
 
+// Launch-sized local memory: every LOCAL_MEM_DYNAMIC array of a kernel is carved from the block's one
+// dynamic shared-memory buffer, at an offset (a multiple of 16 bytes) that xgpu passes as the hidden
+// parameter rendering adds for it (LOCAL_MEM_DYNAMIC_PARAM), and the launch asks for their total.
+extern __shared__ __align__(16) unsigned char xgpu_dynamic_local[];
+#define LOCAL_MEM_DYNAMIC(T, name) T* const name = (T*)(xgpu_dynamic_local + xgpu_local_offset_##name)
+#define LOCAL_MEM_DYNAMIC_PARAM(T, name) const unsigned int xgpu_local_offset_##name
+
 // Subgroups are warps of 32 threads (the block's threads in x, then y, then z order); every thread of
 // a warp must reach a subgroup word: give blocks a multiple of 32 threads. Rendered with
-// subgroups="emulated", every thread is a subgroup of its own (SUBGROUP_SIZE 1).
+// subgroups="emulated", the local-memory emulation below (as on OpenCL devices without subgroups).
 #define XGPU_LINEAR_LOCAL_ID (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z))
-#if !defined(XGPU_SUBGROUPS_EMULATED)
+#if defined(XGPU_SUBGROUPS_NATIVE)
 #define XGPU_NATIVE_SUBGROUPS 1
 #define SUBGROUP_SIZE ((index_t)32)
 #define SUBGROUP_LOCAL_ID ((index_t)(XGPU_LINEAR_LOCAL_ID % 32u))
@@ -68,15 +75,40 @@ template <typename T> static __device__ __forceinline__ T xgpu_warp_max(T x)
 #define SUBGROUP_REDUCE_MAX(x) xgpu_warp_max(x)
 #define SUBGROUP_BARRIER __syncwarp()
 #else
-#define SUBGROUP_SIZE ((index_t)1)
-#define SUBGROUP_LOCAL_ID ((index_t)0)
-#define SUBGROUP_ID ((index_t)XGPU_LINEAR_LOCAL_ID)
-#define SUBGROUP_SHUFFLE(x, i) (x)
-#define SUBGROUP_BROADCAST(x, i) (x)
-#define SUBGROUP_REDUCE_ADD(x) (x)
-#define SUBGROUP_REDUCE_MIN(x) (x)
-#define SUBGROUP_REDUCE_MAX(x) (x)
-#define SUBGROUP_BARRIER __syncwarp()
+// the same emulation as OpenCL's (backends/opencl/prelude.mako): values meet in the hidden shared array
+// xgpu_subgroup_scratch between two __syncthreads(), so every thread of the block must reach each word
+#define XGPU_LINEAR_LOCAL_SIZE ((index_t)(blockDim.x * blockDim.y * blockDim.z))
+#define SUBGROUP_ID ((index_t)XGPU_LINEAR_LOCAL_ID / XGPU_SUBGROUPS_EMULATED)
+#define SUBGROUP_LOCAL_ID ((index_t)XGPU_LINEAR_LOCAL_ID % XGPU_SUBGROUPS_EMULATED)
+#define SUBGROUP_SIZE min((index_t)XGPU_SUBGROUPS_EMULATED, XGPU_LINEAR_LOCAL_SIZE - SUBGROUP_ID * XGPU_SUBGROUPS_EMULATED)
+template <typename T> static __device__ __forceinline__ T xgpu_sg_shuffle(uint64_t* scratch, T x, index_t i)
+{
+    T* lane = (T*)scratch;
+    const index_t me = XGPU_LINEAR_LOCAL_ID, first = me - me % XGPU_SUBGROUPS_EMULATED;
+    __syncthreads();
+    lane[me] = x;
+    __syncthreads();
+    return lane[first + (index_t)((uindex_t)i % (uindex_t)SUBGROUP_SIZE)];
+}
+% for op, expr in (("add", "r + v"), ("min", "(v < r ? v : r)"), ("max", "(v > r ? v : r)")):
+template <typename T> static __device__ __forceinline__ T xgpu_sg_reduce_${op}(uint64_t* scratch, T x)
+{
+    T* lane = (T*)scratch;
+    const index_t me = XGPU_LINEAR_LOCAL_ID, first = me - me % XGPU_SUBGROUPS_EMULATED, size = SUBGROUP_SIZE;
+    __syncthreads();
+    lane[me] = x;
+    __syncthreads();
+    T r = lane[first];
+    for (index_t k = 1; k < size; ++k) { const T v = lane[first + k]; r = ${expr}; }
+    return r;
+}
+% endfor
+#define SUBGROUP_SHUFFLE(x, i) xgpu_sg_shuffle(xgpu_subgroup_scratch, (x), (index_t)(i))
+#define SUBGROUP_BROADCAST(x, i) xgpu_sg_shuffle(xgpu_subgroup_scratch, (x), (index_t)(i))
+#define SUBGROUP_REDUCE_ADD(x) xgpu_sg_reduce_add(xgpu_subgroup_scratch, (x))
+#define SUBGROUP_REDUCE_MIN(x) xgpu_sg_reduce_min(xgpu_subgroup_scratch, (x))
+#define SUBGROUP_REDUCE_MAX(x) xgpu_sg_reduce_max(xgpu_subgroup_scratch, (x))
+#define SUBGROUP_BARRIER __syncthreads()
 #endif
 
 #define LOCAL_ID(d) xgpu_local_id(d)

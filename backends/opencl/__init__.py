@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import stat
+import sys
 import tempfile
 import threading
 import warnings
@@ -33,6 +34,7 @@ from xgpu.plugin import (
     Diagnostic,
     EventImpl,
     KernelImpl,
+    LocalMemory,
     OfflineBuild,
     ProgramImpl,
     cache_dir,
@@ -160,6 +162,42 @@ def parse_oclgrind_log(text: str) -> list[Diagnostic]:
     return found
 
 
+# clang-based OpenCL compilers (PoCL's, Oclgrind's) print a count of their diagnostics to the process's
+# stderr ("1 warning generated.", "2 warnings and 1 error generated."), beside the build log that already
+# holds the diagnostics themselves (and reaches the user as CompileError or CompilerWarning)
+_CHATTER = re.compile(r"^\d+ (?:warnings?|errors?)(?: and \d+ (?:warnings?|errors?))? generated\.\r?\n?", re.M)
+_STDERR_LOCK = threading.Lock()  # the redirection is the whole process's: one build at a time under it
+
+
+@contextlib.contextmanager
+def quiet_compiler():
+    """Hold back what a compiler prints to file descriptor 2 while a build runs; afterwards pass on all of it
+    but the compiler's diagnostic counts (another thread's output in that time is delayed, not lost)."""
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            capture = tempfile.TemporaryFile()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable stderr or temporary folder: leave it alone
+            yield
+            return
+        try:
+            os.dup2(capture.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read()
+            capture.close()
+            rest = _CHATTER.sub("", text.decode(errors="replace"))
+            if rest:
+                with contextlib.suppress(OSError):
+                    os.write(2, rest.encode(errors="replace"))
+
+
 def _cl():
     import pyopencl
 
@@ -241,6 +279,18 @@ class OpenCLKernel(KernelImpl):
         self._device = device
         self.lock = threading.Lock()  # set_args + enqueue must not interleave between threads
         self.arg_dtypes: tuple[Any, ...] | None = None  # what pyopencl was last told the scalars are
+        self._static_local: int | None = None
+
+    def static_local_mem_bytes(self) -> int:
+        # read before the first launch sets any __local argument's size, which the driver would count too
+        if self._static_local is None:
+            cl = _cl()
+            try:
+                self._static_local = int(self.kernel.get_work_group_info(cl.kernel_work_group_info.LOCAL_MEM_SIZE,
+                                                                         self._device))
+            except cl.Error:
+                self._static_local = 0
+        return self._static_local
 
     def max_work_group_size(self) -> int:
         cl = _cl()
@@ -273,6 +323,34 @@ def _device_type(cl: Any, dev: Any) -> str:
     if dev.type & cl.device_type.CPU:
         return "cpu"
     return "accelerator"
+
+
+_SUB_GROUP_SIZES_INTEL = 0x4108  # clGetDeviceInfo's CL_DEVICE_SUB_GROUP_SIZES_INTEL (no pyopencl name)
+
+
+def _subgroup_sizes(dev: Any, extensions: list[str]) -> tuple[int, ...]:
+    """The subgroup sizes a kernel may require on a device with ``cl_intel_required_subgroup_size``,
+    read through the ICD loader pyopencl itself loaded; () where there is no such choice."""
+    if "cl_intel_subgroups" not in extensions or "cl_intel_required_subgroup_size" not in extensions:
+        return ()
+    import ctypes
+
+    cl = _cl()
+    try:
+        loader = next(iter(sorted((Path(cl.__file__).parent / ".libs").glob("libOpenCL*"))), None)
+        lib = ctypes.CDLL(str(loader) if loader else "libOpenCL.so.1")
+        get_info = lib.clGetDeviceInfo
+        get_info.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_size_t, ctypes.c_void_p,
+                             ctypes.POINTER(ctypes.c_size_t)]
+        size = ctypes.c_size_t(0)
+        if get_info(ctypes.c_void_p(dev.int_ptr), _SUB_GROUP_SIZES_INTEL, 0, None, ctypes.byref(size)) != 0:
+            return ()
+        values = (ctypes.c_size_t * (size.value // ctypes.sizeof(ctypes.c_size_t)))()
+        if get_info(ctypes.c_void_p(dev.int_ptr), _SUB_GROUP_SIZES_INTEL, size, values, None) != 0:
+            return ()
+    except (OSError, AttributeError):
+        return ()
+    return tuple(sorted(int(v) for v in values))
 
 
 def _atomics(extensions: list[str], fp64: bool) -> dict[str, str]:
@@ -334,6 +412,7 @@ class OpenCLDevice(DeviceImpl):
             checks_memory=self._log is not None,
             aliases=_PLATFORM_ALIASES.get(platform.name.strip().lower(), ()),
             features=_atomics(extensions, bool(dev.double_fp_config) or "cl_khr_fp64" in extensions),
+            subgroup_sizes=_subgroup_sizes(dev, extensions),
             extra={
                 "opencl_version": dev.version.strip(),
                 "platform_version": platform.version.strip(),
@@ -397,7 +476,8 @@ class OpenCLDevice(DeviceImpl):
     def _build(self, program: Any, source: str, options: tuple[str, ...]) -> OpenCLProgram:
         cl = _cl()
         try:
-            program._build(options=" ".join(options + self._extra_options).encode(), devices=[self.dev])
+            with quiet_compiler():
+                program._build(options=" ".join(options + self._extra_options).encode(), devices=[self.dev])
         except cl.Error as exc:
             log = ""
             with contextlib.suppress(cl.Error):
@@ -427,7 +507,8 @@ class OpenCLDevice(DeviceImpl):
         cl = _cl()
         with self.serial, translate_errors(self._id, "loading a cached program binary"):
             program = cl._cl._Program(self.context, [self.dev], [binary])
-            program._build(options=" ".join(options + self._extra_options).encode(), devices=[self.dev])
+            with quiet_compiler():
+                program._build(options=" ".join(options + self._extra_options).encode(), devices=[self.dev])
         return OpenCLProgram(program, self.dev, "")
 
     def launch(self, kernel: OpenCLKernel, global_size, local_size, args) -> OpenCLEvent:  # type: ignore[override]  # handed only this backend's own objects
@@ -435,11 +516,12 @@ class OpenCLDevice(DeviceImpl):
         with self.serial, kernel.lock, translate_errors(self._id, f"launching {kernel.name} {global_size}/{local_size}"):
             # told the scalars' types, pyopencl packs them itself: 2 us for ten arguments, against 50-85 us
             # when it works out each scalar's size through the driver (6 us a scalar, measured here)
-            dtypes = tuple(None if isinstance(a, OpenCLBuffer) else a.dtype for a in args)
+            dtypes = tuple(None if isinstance(a, (OpenCLBuffer, LocalMemory)) else a.dtype for a in args)
             if dtypes != kernel.arg_dtypes:
                 kernel.kernel.set_scalar_arg_dtypes(list(dtypes))
                 kernel.arg_dtypes = dtypes
-            kernel.kernel.set_args(*[a.mem if isinstance(a, OpenCLBuffer) else a for a in args])
+            kernel.kernel.set_args(*[a.mem if isinstance(a, OpenCLBuffer) else
+                                     cl.LocalMemory(a.nbytes) if isinstance(a, LocalMemory) else a for a in args])
             event = cl.enqueue_nd_range_kernel(self.queue, kernel.kernel, global_size, local_size)
         return OpenCLEvent(event, self._id, self.serial)
 

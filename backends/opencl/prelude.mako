@@ -20,11 +20,21 @@
 #define MEM_FENCE mem_fence(CLK_GLOBAL_MEM_FENCE | CLK_LOCAL_MEM_FENCE)
 #define REQD_WORK_GROUP_SIZE(x, y, z) __attribute__((reqd_work_group_size(x, y, z)))
 
+// Launch-sized local memory: LOCAL_MEM_DYNAMIC(T, name); in a kernel body names an array whose size the
+// launch gives (local_mem={"name": nbytes}); rendering adds LOCAL_MEM_DYNAMIC_PARAM(T, name) to the kernel's
+// parameters, a __local pointer that xgpu sets with the launch (clSetKernelArg with a size and no value).
+#define LOCAL_MEM_DYNAMIC(T, name)
+#define LOCAL_MEM_DYNAMIC_PARAM(T, name) __local T* restrict name
+
 // Subgroups: Intel's (cl_intel_subgroups) where the device has them (decided when rendering for the
-// device: some compilers define the extension's macro for devices without it, Oclgrind for one);
-// elsewhere, or rendered with subgroups="emulated", every work-item is a subgroup of its own.
-#if defined(XGPU_SUBGROUPS_NATIVE) && !defined(XGPU_SUBGROUPS_EMULATED)
+// device: some compilers define the extension's macro for devices that lack it, Oclgrind for one);
+// elsewhere, or rendered with subgroups="emulated", emulated through local memory (see below).
+#if defined(XGPU_SUBGROUPS_NATIVE)
 #define XGPU_NATIVE_SUBGROUPS 1
+#if defined(XGPU_SUBGROUP_SIZE)
+#undef KERNEL
+#define KERNEL __kernel __attribute__((intel_reqd_sub_group_size(XGPU_SUBGROUP_SIZE)))
+#endif
 #define SUBGROUP_SIZE ((index_t)get_sub_group_size())
 #define SUBGROUP_LOCAL_ID ((index_t)get_sub_group_local_id())
 #define SUBGROUP_ID ((index_t)get_sub_group_id())
@@ -34,18 +44,7 @@
 #define SUBGROUP_REDUCE_MIN(x) sub_group_reduce_min(x)
 #define SUBGROUP_REDUCE_MAX(x) sub_group_reduce_max(x)
 #define SUBGROUP_BARRIER sub_group_barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
-#else
-#define SUBGROUP_SIZE ((index_t)1)
-#define SUBGROUP_LOCAL_ID ((index_t)0)
-#define SUBGROUP_ID ((index_t)(get_local_id(0) + get_local_size(0) * (get_local_id(1) + get_local_size(1) * get_local_id(2))))
-#define SUBGROUP_SHUFFLE(x, i) (x)
-#define SUBGROUP_BROADCAST(x, i) (x)
-#define SUBGROUP_REDUCE_ADD(x) (x)
-#define SUBGROUP_REDUCE_MIN(x) (x)
-#define SUBGROUP_REDUCE_MAX(x) (x)
-#define SUBGROUP_BARRIER mem_fence(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
 #endif
-
 #if defined(cl_khr_int64_base_atomics)
 #pragma OPENCL EXTENSION cl_khr_int64_base_atomics : enable
 #endif
@@ -78,6 +77,57 @@ typedef half half_t;
 #define LOCAL_SIZE(d) ((index_t)get_local_size(d))
 #define NUM_GROUPS(d) ((index_t)get_num_groups(d))
 #define GLOBAL_SIZE(d) ((index_t)get_global_size(d))
+
+// Subgroups emulated through local memory: lanes are consecutive linear local ids, XGPU_SUBGROUPS_EMULATED
+// of them (the last subgroup of a work-group may be smaller). Values are exchanged through the kernel's
+// hidden local array xgpu_subgroup_scratch (8 bytes a work-item), between two work-group barriers: every
+// work-item of the work-group must reach each of these words (uniform control flow), and they work only
+// in a kernel's body (the render refuses them in a DEVICE_FN).
+#if defined(XGPU_SUBGROUPS_EMULATED)
+#define XGPU_LINEAR_LOCAL_ID ((index_t)(get_local_id(0) + get_local_size(0) * (get_local_id(1) + get_local_size(1) * get_local_id(2))))
+#define XGPU_LINEAR_LOCAL_SIZE ((index_t)(get_local_size(0) * get_local_size(1) * get_local_size(2)))
+#define SUBGROUP_ID (XGPU_LINEAR_LOCAL_ID / XGPU_SUBGROUPS_EMULATED)
+#define SUBGROUP_LOCAL_ID (XGPU_LINEAR_LOCAL_ID % XGPU_SUBGROUPS_EMULATED)
+#define SUBGROUP_SIZE min((index_t)XGPU_SUBGROUPS_EMULATED, XGPU_LINEAR_LOCAL_SIZE - SUBGROUP_ID * XGPU_SUBGROUPS_EMULATED)
+#define SUBGROUP_SHUFFLE(x, i) xgpu_sg_shuffle(xgpu_subgroup_scratch, (x), (index_t)(i))
+#define SUBGROUP_BROADCAST(x, i) xgpu_sg_shuffle(xgpu_subgroup_scratch, (x), (index_t)(i))
+#define SUBGROUP_REDUCE_ADD(x) xgpu_sg_reduce_add(xgpu_subgroup_scratch, (x))
+#define SUBGROUP_REDUCE_MIN(x) xgpu_sg_reduce_min(xgpu_subgroup_scratch, (x))
+#define SUBGROUP_REDUCE_MAX(x) xgpu_sg_reduce_max(xgpu_subgroup_scratch, (x))
+#define SUBGROUP_BARRIER barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)
+% for T in ("int", "uint", "long", "ulong", "float", "double"):
+% if T == "double":
+#if defined(cl_khr_fp64)
+% endif
+// x of lane i of this subgroup (i taken modulo the subgroup's size, as CUDA's __shfl_sync does)
+XGPU_OVERLOAD static inline ${T} xgpu_sg_shuffle(__local ulong* scratch, ${T} x, index_t i)
+{
+    __local ${T}* lane = (__local ${T}*)scratch;
+    const index_t me = XGPU_LINEAR_LOCAL_ID, first = me - me % XGPU_SUBGROUPS_EMULATED;
+    barrier(CLK_LOCAL_MEM_FENCE);  // the last word's readers are done with the scratch
+    lane[me] = x;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return lane[first + (index_t)((uindex_t)i % (uindex_t)SUBGROUP_SIZE)];
+}
+% for op, expr in (("add", "r + v"), ("min", "(v < r ? v : r)"), ("max", "(v > r ? v : r)")):
+// over the subgroup's lanes in the order 0, 1, ..., the same result in every lane
+XGPU_OVERLOAD static inline ${T} xgpu_sg_reduce_${op}(__local ulong* scratch, ${T} x)
+{
+    __local ${T}* lane = (__local ${T}*)scratch;
+    const index_t me = XGPU_LINEAR_LOCAL_ID, first = me - me % XGPU_SUBGROUPS_EMULATED, size = SUBGROUP_SIZE;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    lane[me] = x;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    ${T} r = lane[first];
+    for (index_t k = 1; k < size; ++k) { const ${T} v = lane[first + k]; r = ${expr}; }
+    return r;
+}
+% endfor
+% if T == "double":
+#endif
+% endif
+% endfor
+#endif
 
 #define LOAD_HALF(ptr, i) vload_half((i), (ptr))
 #define STORE_HALF(ptr, i, value) vstore_half_rte((value), (i), (ptr))

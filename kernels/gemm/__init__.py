@@ -331,6 +331,14 @@ def _run_dot(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, ch
     )
 
 
+def _check_coefficient(name: str, value: Any) -> int | float:
+    """``alpha``/``beta`` as an int or a float (ints stay ints: the integer GEMM takes only those): a real
+    number, never None, a string or a bool (which would be NaN or silently taken for 1)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InvalidArgumentError(f"gemm's {name} must be a real number (an int or a float), not {value!r}")
+    return int(value) if isinstance(value, (int, np.integer)) else float(value)
+
+
 def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool = False, trans_b: bool = False,
          config: GemmConfig | None = None):
     """``C = alpha * op(A) @ op(B) + beta * C`` on row-major arrays (BLAS semantics).
@@ -340,6 +348,7 @@ def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool =
     otherwise a new array is returned (``beta`` is then ignored). float32, float64 where the
     device supports it, and float16 (accumulated in float32) are accepted.
     """
+    alpha, beta = _check_coefficient("alpha", alpha), _check_coefficient("beta", beta)
     a, b = _check_operand("a", a), _check_operand("b", b)
     arrays = [a, b] + ([_check_operand("c", c)] if c is not None else [])
     if not all(x.is_contiguous and not x.offset for x in arrays):  # views: transposes become trans flags, other layouts one copy

@@ -23,6 +23,17 @@ from xgpu.tools import cluster_cli
 from xgpu.tools.output import Table, _check_writable, _print_matrix, _write_atomic, _write_outputs
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a size, a batch), else a usage error naming it."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a size: give a whole number of at least 1")
+    return value
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
@@ -606,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = p.add_subparsers(dest="what", required=True)
     g = bench.add_parser("gemm", help="GEMM GF/s beside numpy/OpenBLAS, CLBlast and reikna")
     g.add_argument("--device", help="device spec (default: the default device)")
-    g.add_argument("--sizes", type=int, nargs="+", metavar="N", help="matrix sizes (default: 1024 2048)")
+    g.add_argument("--sizes", type=_positive_int, nargs="+", metavar="N", help="matrix sizes (default: 1024 2048)")
     g.add_argument("--dtype", help="float32 (default), float64 or float16 (--sweep: float32 and float64)")
     g.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     g.add_argument("--sweep", action="store_true",
@@ -622,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--network", choices=("resnet50", "mobilenetv2", "others", "all"),
                     help="every layer of a network (others: grouped, dilated, strided, high-resolution) beside "
                          "PyTorch CPU, with the geometric mean")
-    cv.add_argument("--batch", type=int, action="append", metavar="N", help="with --network: batch sizes "
+    cv.add_argument("--batch", type=_positive_int, action="append", metavar="N", help="with --network: batch sizes "
                     "(repeatable; default 1 and 8)")
     cv.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW", help="with --network (default NCHW)")
     cv.add_argument("--plot", metavar="FILE.png", help="with --network: a figure of the ratios per layer")
@@ -636,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     bd.set_defaults(func=cmd_bench_device)
     cb = bench.add_parser("cache", help="first GEMM call in a new process, cold cache against warm")
     cb.add_argument("--device", help="device spec (default: the default device)")
-    cb.add_argument("--size", type=int, default=256, help="matrix size (default: 256)")
+    cb.add_argument("--size", type=_positive_int, default=256, help="matrix size (default: 256)")
     cb.add_argument("--json", action="store_true", help="print JSON")
     cb.set_defaults(func=cmd_bench_cache)
 
@@ -664,7 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="device spec (default: the default device)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64", "float16"), help="default: float32")
     p.add_argument("--budget", type=float, default=120.0, metavar="SECONDS", help="time budget (default: 120)")
-    p.add_argument("--size", type=int, help="gemm: n of the n x n x n product timed (default 2048); conv2d: batch")
+    p.add_argument("--size", type=_positive_int, help="gemm: n of the n x n x n product timed (default 2048); conv2d: batch")
     p.add_argument("--show", action="store_true", help="list the stored tuning results")
     p.add_argument("--clear", action="store_true", help="forget every stored tuning result")
     p.add_argument("--json", action="store_true", help="print JSON")

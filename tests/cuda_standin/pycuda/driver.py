@@ -397,6 +397,11 @@ class Function:
                 or any(b > lim for b, lim in zip(block, limits)) or any(g > lim for g, lim in zip(grid, glimits))
                 or min(block + grid) < 1):
             raise LogicError("cuLaunchKernel failed: invalid argument")
+        # like the driver: dynamic shared memory beyond the block's limit (48 KiB without an opt-in) is refused
+        if not isinstance(shared, int) or shared < 0 or (
+                shared + self.get_attribute(function_attribute.SHARED_SIZE_BYTES)
+                > dev.get_attribute(device_attribute.MAX_SHARED_MEMORY_PER_BLOCK)):
+            raise LogicError("cuLaunchKernel failed: invalid argument")
         packed = []
         for i, a in enumerate(args):
             if isinstance(a, DeviceAllocation):
@@ -407,5 +412,6 @@ class Function:
                 packed.append((a.dtype.name, a.item()))
             else:
                 raise TypeError(f"invalid type on parameter #{i} (0-based)")
-        LAUNCHES.append({"kernel": self.name, "block": block, "grid": grid, "args": packed, "device": dev.ordinal,
+        LAUNCHES.append({"kernel": self.name, "block": block, "grid": grid, "args": packed, "shared": shared,
+                         "device": dev.ordinal,
                          "stream": stream, "thread": threading.get_ident()})
