@@ -88,10 +88,14 @@ def _helpers(dtype: np.dtype) -> Iterator[Variant]:
     for in_nchw, out_nchw, row_loop, stride, phases in ((0, 0, 0, 1, 1), (0, 0, 1, 1, 1), (1, 0, 0, 1, 1),
                                                         (1, 0, 1, 1, 1), (0, 1, 0, 1, 1), (1, 1, 0, 1, 1),
                                                         (1, 1, 0, 2, 1), (0, 0, 1, 2, 1), (1, 1, 0, 1, 2)):
-        yield (f"pad-{dtype}-{'NCHW' if in_nchw else 'NHWC'}-to-{'NCHW' if out_nchw else 'NHWC'}-loop{row_loop}"
-               f"-s{stride}-ph{phases}",
-               conv_kernel.PAD, {"dtype": dtype, "in_nchw": bool(in_nchw), "out_nchw": bool(out_nchw),
-                                 "row_loop": bool(row_loop), "ssh": stride, "ssw": stride, "phases": phases})
+        for rows in (False, True):  # per element (GPUs), per row or channel plane (CPU runtimes)
+            yield (f"pad-{dtype}-{'NCHW' if in_nchw else 'NHWC'}-to-{'NCHW' if out_nchw else 'NHWC'}-loop{row_loop}"
+                   f"-s{stride}-ph{phases}{'-rows' if rows else ''}",
+                   conv_kernel.PAD, {"dtype": dtype, "in_nchw": bool(in_nchw), "out_nchw": bool(out_nchw),
+                                     "row_loop": bool(row_loop), "ssh": stride, "ssw": stride, "phases": phases,
+                                     "rows": rows})
+    yield (f"im2col-{dtype}", conv_kernel.IM2COL,
+           {"dtype": dtype, "kr": 3, "ks": 3, "ksh": 2, "ksw": 2, "kdh": 1, "kdw": 1})
 
 
 def variant_row(name: str) -> tuple[str, str, str]:

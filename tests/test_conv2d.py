@@ -280,3 +280,24 @@ def test_pad_copy_phases(xgpu_device, rows, phases, stride, pads, rng, monkeypat
     out = conv_module._pad(xgpu_device, np.dtype(np.float32), xgpu.asarray(x, xgpu_device), "NCHW", pads, "NCHW",
                            False, stride=stride, phases=phases)
     assert out.get().tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("n,c,h,w,k,r,stride,pad,dilation", [(2, 5, 7, 7, 6, 3, 1, 1, 1), (1, 4, 9, 8, 5, 3, 2, 1, 1),
+                                                             (3, 4, 6, 7, 5, 2, 1, 0, 2), (1, 16, 5, 5, 4, 2, 2, 0, 1)])
+def test_im2col_path_on_every_device(xgpu_device, n, c, h, w, k, r, stride, pad, dilation, rng, monkeypatch):
+    """Layers with few output pixels run on CPU runtimes as im2col + the GEMM: forced here on every
+    device (Oclgrind checks the im2col kernel's accesses), against a float64 reference, strides,
+    dilations and padding included."""
+    import xgpu.kernels.conv2d as conv_module
+
+    monkeypatch.setattr(conv_module, "_rows_form", lambda dev: True)
+    calls = []
+    real = conv_module._im2col_gemm
+    monkeypatch.setattr(conv_module, "_im2col_gemm", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    x = rng.uniform(-1, 1, (n, c, h, w)).astype(np.float32)
+    wt = rng.uniform(-1, 1, (k, c, r, r)).astype(np.float32)
+    y = conv_module.conv2d(xgpu.asarray(x, xgpu_device), xgpu.asarray(wt, xgpu_device), stride=stride,
+                           padding=pad, dilation=dilation)
+    assert calls, "the layer did not take the im2col path"
+    expected = conv2d_reference(x, wt, stride=(stride, stride), pads=(pad,) * 4, dilation=(dilation, dilation))
+    assert_close(y.get(), expected, dtype=np.float32, terms=c * r * r)

@@ -28,6 +28,12 @@ DIRECT = xgpu.KernelTemplate(_HERE / "conv2d_direct.mako")
 PERMUTE = xgpu.KernelTemplate(_HERE / "permute.mako")
 TRANSPOSE = xgpu.KernelTemplate(_HERE / "transpose.mako")
 PAD = xgpu.KernelTemplate(_HERE / "pad.mako")
+IM2COL = xgpu.KernelTemplate(_HERE / "im2col.mako")
+#: NCHW layers with at most this many output pixels per image (14x14 and smaller), one group and no bias
+#: run on CPU runtimes as im2col + the GEMM: the implicit GEMM has too few rows per work-group there
+IM2COL_PIXELS = 196
+#: ... when the im2col matrix takes at most this many bytes
+IM2COL_BYTES = 64 << 20
 LAYOUTS = ("NCHW", "NHWC")
 # below these, an implicit GEMM has too little to reduce over or too few columns to fill its tiles; an
 # RGB stem (3 x 3 x 3 = 27 products, 16-32 output channels) is an implicit GEMM with its column tile cut
@@ -186,6 +192,25 @@ def _permute(device, dtype, src: Array, out_shape: tuple[int, int, int, int], st
     return out
 
 
+def _im2col_gemm(device, dtype, x: Array, w: Array, pads, stride, dilation, out_shape, tr: ConvTraits) -> Array:
+    """An NCHW layer (one group, no bias) as im2col (``im2col.mako``, on the padded input) and the batched
+    GEMM y[n] (K x P*Q) = w (K x C*R*S) @ col[n] (C*R*S x P*Q), which writes NCHW directly."""
+    from xgpu.kernels.gemm import _launch
+
+    n, k, p, q = out_shape
+    _k, c, r, s = w.shape
+    xp = _pad(device, dtype, x, "NCHW", pads, "NCHW", tr.pad_row_loop) if any(pads) else x
+    hp, wp = xp.shape[2:]
+    col = xgpu.empty((n, c * r * s, p * q), dtype, device)
+    kernel = xgpu.compile(IM2COL, device, defines={"dtype": dtype, "kr": r, "ks": s, "ksh": stride[0], "ksw": stride[1],
+                                                    "kdh": dilation[0], "kdw": dilation[1]}).im2col
+    kernel(col, xp, *_index(c, hp, wp, p, q), global_size=(n * c * r * s, 1, 1), local_size=(1, 1, 1))
+    y = xgpu.empty(out_shape, dtype, device)
+    crs = c * r * s
+    _launch(y, w, col, k, p * q, crs, n, 1.0, 0.0, False, False, (0, crs * p * q, k * p * q))
+    return y
+
+
 def _rows_form(device: xgpu.Device) -> bool:
     """Whether the padding copy runs a work-item per row (CPU runtimes) rather than per element."""
     return device_class(device).type == "cpu" and not device.is_simulator
@@ -334,6 +359,10 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         if layout == "NCHW":  # y[n] (K x HW) = w (K x C) @ x[n] (C x HW)
             return matmul(w.reshape(k, c), x.reshape(n, c, h * wd)).reshape(out_shape)
         return gemm(x.reshape(n * h * wd, c), w.reshape(c, k)).reshape(out_shape)  # (NHW x C) @ (C x K)
+    if (chosen.kernel == "implicit-gemm" and config is None and layout == "NCHW" and g == 1 and not has_bias
+            and p * q <= IM2COL_PIXELS and n * c * r * s * p * q * dtype.itemsize <= IM2COL_BYTES
+            and _rows_form(device)):
+        return _im2col_gemm(device, dtype, x, w, pads, (sh, sw), (dh, dw), out_shape, tr)
     y = xgpu.empty(out_shape, dtype, device)
 
     defines = {"dtype": dtype, "has_bias": has_bias, "out_nchw": layout == "NCHW"}
