@@ -17,7 +17,7 @@ from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.plugin import device_class, plain_operand, same_device, write_through
 
 from .integer import gemm_int, is_integer, matmul_int
-from .planner import GemmPlan, plan_for_shape
+from .planner import GemmPlan, matmul_shape, plan_for_shape
 from .tuning import RULES, GemmConfig, acc_itemsize, adapt, rule_for, shape_class
 
 __all__ = ["GemmConfig", "GemmPlan", "gemm", "matmul", "plan"]
@@ -392,24 +392,12 @@ def matmul(a, b):
         return matmul_int(*(x if x.is_contiguous and not x.offset else x.copy() for x in (a, b)))
     device = same_device(a, b)
     dtype = _check_dtype(device, a, b)
-    if a.ndim not in (2, 3) or b.ndim not in (2, 3):
-        raise ShapeError(f"matmul takes 2-D or 3-D arrays, got a {a.shape} and b {b.shape}")
-    if a.shape[-1] != b.shape[-2]:
-        raise ShapeError(f"matmul: a {a.shape} and b {b.shape} do not fit: {a.shape[-1]} != {b.shape[-2]}")
-    m, k = a.shape[-2:]
-    n = b.shape[-1]
-    ba = a.shape[0] if a.ndim == 3 else 1
-    bb = b.shape[0] if b.ndim == 3 else 1
-    if ba != bb and 1 not in (ba, bb):
-        raise ShapeError(f"matmul: batch sizes {ba} and {bb} do not broadcast")
-    batch = max(ba, bb)
-    out_shape = (batch, m, n) if (a.ndim == 3 or b.ndim == 3) else (m, n)
+    m, n, k, batch, out_shape, strides = matmul_shape(a.shape, b.shape)
     c = xgpu.empty(out_shape, dtype, device)
     if c.size == 0:
         return c
     if k == 0:
         return c.set(np.zeros(out_shape, dtype))
-    strides = (m * k if ba > 1 else 0, k * n if bb > 1 else 0, m * n)
     (a, trans_a), (b, trans_b) = plain_operand(a), plain_operand(b)  # a.T: a trans flag, not a copy
     _launch(c, a, b, m, n, k, batch, 1.0, 0.0, trans_a, trans_b, strides)
     return c

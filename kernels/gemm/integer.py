@@ -207,24 +207,14 @@ def matmul_int(a: Array, b: Array) -> Array:
     """numpy's ``matmul`` on int8/uint8 arrays (2-D, or 3-D batches), exact int32 results."""
     from xgpu.plugin import same_device
 
+    from .planner import matmul_shape
+
     device = same_device(a, b)
     check_dtypes(device, a, b)
-    if a.ndim not in (2, 3) or b.ndim not in (2, 3):
-        raise ShapeError(f"matmul takes 2-D or 3-D arrays, got a {a.shape} and b {b.shape}")
-    if a.shape[-1] != b.shape[-2]:
-        raise ShapeError(f"matmul: a {a.shape} and b {b.shape} do not fit: {a.shape[-1]} != {b.shape[-2]}")
-    m, k = a.shape[-2:]
-    n = b.shape[-1]
-    ba = a.shape[0] if a.ndim == 3 else 1
-    bb = b.shape[0] if b.ndim == 3 else 1
-    if ba != bb and 1 not in (ba, bb):
-        raise ShapeError(f"matmul: batch sizes {ba} and {bb} do not broadcast")
-    batch = max(ba, bb)
-    out_shape = (batch, m, n) if (a.ndim == 3 or b.ndim == 3) else (m, n)
+    m, n, k, batch, out_shape, strides = matmul_shape(a.shape, b.shape)
     c = xgpu.empty(out_shape, OUT_DTYPE, device)
     if c.size == 0:
         return c
     if k == 0:
         return c.set(np.zeros(out_shape, OUT_DTYPE))
-    strides = (m * k if ba > 1 else 0, k * n if bb > 1 else 0, m * n)
     return launch(c, a, b, m, n, k, batch, 1, 0, False, False, strides)

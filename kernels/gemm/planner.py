@@ -69,6 +69,27 @@ def fit_tile(cfg: GemmConfig, m: int, n: int, batch: int = 1, compute_units: int
     return replace(cfg, tm=tm, wm=min(wm, tm), tn=tn, wn=wn)
 
 
+def matmul_shape(a_shape: tuple[int, ...], b_shape: tuple[int, ...]):
+    """numpy's ``matmul`` shapes for 2-D arrays and 3-D batches (a batch of 1 broadcasts): (m, n, k, batch,
+    the result's shape, the operands' and result's batch strides in elements); a ShapeError otherwise."""
+    from xgpu.errors import ShapeError
+
+    if len(a_shape) not in (2, 3) or len(b_shape) not in (2, 3):
+        raise ShapeError(f"matmul takes 2-D or 3-D arrays, got a {a_shape} and b {b_shape}")
+    if a_shape[-1] != b_shape[-2]:
+        raise ShapeError(f"matmul: a {a_shape} and b {b_shape} do not fit: {a_shape[-1]} != {b_shape[-2]}")
+    m, k = a_shape[-2:]
+    n = b_shape[-1]
+    ba = a_shape[0] if len(a_shape) == 3 else 1
+    bb = b_shape[0] if len(b_shape) == 3 else 1
+    if ba != bb and 1 not in (ba, bb):
+        raise ShapeError(f"matmul: batch sizes {ba} and {bb} do not broadcast")
+    batch = max(ba, bb)
+    out_shape = (batch, m, n) if 3 in (len(a_shape), len(b_shape)) else (m, n)
+    strides = (m * k if ba > 1 else 0, k * n if bb > 1 else 0, m * n)
+    return m, n, k, batch, out_shape, strides
+
+
 def fit_panel(cfg: GemmConfig, m: int, n: int, batch: int = 1, compute_units: int = 1) -> GemmConfig:
     """A panel variant with its rows per work-group cut to the matrix (rounded up to whole micro-panels of
     WM rows) and to enough work-groups, and its columns per work-group halved while wider than N."""
