@@ -7,6 +7,7 @@ device the suite finds (``xgpu_device``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -687,7 +688,7 @@ def test_a_good_tuned_variant_passes_its_check(store, xgpu_device):
     if xgpu_device.is_simulator:
         pytest.skip("a simulator is never tuned")
     cfg = gemm.config_for(xgpu_device, np.dtype(np.float32))
-    _write_store(store, [_gemm_entry(store, xgpu_device, gemm.GemmConfig.defines(cfg), "small")])
+    _write_store(store, [_gemm_entry(store, xgpu_device, dataclasses.asdict(cfg), "small")])
     with warnings.catch_warnings():
         warnings.simplefilter("error", store.TuningWarning)
         assert store.lookup("gemm", xgpu_device, np.float32, "small") is not None

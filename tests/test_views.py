@@ -192,10 +192,10 @@ def test_get_out_to_and_pickle(xgpu_device):
     other = next((d for d in xgpu.devices() if d is not xgpu_device and not d.is_simulator), None)
     if other is not None:
         moved = a[::-1].to(other.id)
-        assert moved.device is other
+        assert moved.device.id == other.id  # the device lists may be re-read between tests
         np.testing.assert_array_equal(moved.get(), host[::-1])
     loaded = pickle.loads(pickle.dumps(a[1:, ::2]))
-    assert loaded.device is xgpu_device and not xgpu.shares_memory(loaded, a)
+    assert loaded.device.id == xgpu_device.id and not xgpu.shares_memory(loaded, a)
     np.testing.assert_array_equal(loaded.get(), host[1:, ::2])
 
 

@@ -30,6 +30,10 @@ from mako.template import Template
 
 from .errors import TemplateError
 
+#: backends whose every device has native subgroups (CUDA's warps): a render for them with no device
+#: takes the native words; other backends' renders with no device take the emulation
+_WARP_BACKENDS = frozenset({"cuda"})
+
 __all__ = ["ATOMIC_DTYPES", "ATOMIC_OPS", "EMULATED_SUBGROUP_SIZE", "REQUIRED_WORDS", "SUBGROUP_SCRATCH", "KernelTemplate", "RenderedSource", "atomic_features",
            "ctype", "parse_define"]
 
@@ -419,7 +423,8 @@ def _prelude_switches(defines: dict[str, Any], name: str) -> str:
     device = defines.get("device")
     backend = defines.get("backend")
     native = subgroups != "emulated" and (
-        getattr(device, "features", {}).get("subgroups") == "native" if device is not None else backend == "cuda")
+        getattr(device, "features", {}).get("subgroups") == "native" if device is not None
+        else backend in _WARP_BACKENDS)
     if subgroups == "native" and device is not None and not native:
         raise TemplateError(
             f"{name} needs native subgroups (rendered with subgroups='native'), which {device.id} ({device.name}) "
