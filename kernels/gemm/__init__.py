@@ -17,7 +17,7 @@ from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.plugin import device_class, plain_operand, same_device, write_through
 
 from .integer import gemm_int, is_integer, matmul_int
-from .planner import GemmPlan, matmul_shape, plan_for_shape
+from .planner import GemmPlan, gemm_shape, matmul_shape, plan_for_shape
 from .tuning import RULES, GemmConfig, acc_itemsize, adapt, rule_for, shape_class
 
 __all__ = ["GemmConfig", "GemmPlan", "gemm", "matmul", "plan"]
@@ -361,13 +361,7 @@ def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool =
     dtype = _check_dtype(device, *arrays)
     if a.ndim != 2 or b.ndim != 2:
         raise ShapeError(f"gemm takes 2-D arrays, got a {a.shape} and b {b.shape}; use xgpu.matmul for batches")
-    m, k = a.shape[::-1] if trans_a else a.shape
-    k2, n = b.shape[::-1] if trans_b else b.shape
-    if k != k2:
-        raise ShapeError(
-            f"inner dimensions differ: op(a) is {m}x{k} and op(b) is {k2}x{n} "
-            f"(trans_a={trans_a}, trans_b={trans_b})"
-        )
+    m, n, k = gemm_shape(a.shape, b.shape, trans_a, trans_b)
     if c is None:
         c = xgpu.empty((m, n), dtype, device)
         beta = 0.0

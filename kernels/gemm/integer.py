@@ -183,11 +183,9 @@ def gemm_int(a: Array, b: Array, c: Array | None = None, *, alpha: Any = 1, beta
     alpha_i, beta_i = _check_scalar("alpha", alpha), _check_scalar("beta", beta)
     if a.ndim != 2 or b.ndim != 2:
         raise ShapeError(f"gemm takes 2-D arrays, got a {a.shape} and b {b.shape}; use xgpu.matmul for batches")
-    m, k = a.shape[::-1] if trans_a else a.shape
-    k2, n = b.shape[::-1] if trans_b else b.shape
-    if k != k2:
-        raise ShapeError(f"inner dimensions differ: op(a) is {m}x{k} and op(b) is {k2}x{n} "
-                         f"(trans_a={trans_a}, trans_b={trans_b})")
+    from .planner import gemm_shape
+
+    m, n, k = gemm_shape(a.shape, b.shape, trans_a, trans_b)
     if c is None:
         c = xgpu.empty((m, n), OUT_DTYPE, device)
         beta_i = 0

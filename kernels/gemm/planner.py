@@ -69,6 +69,18 @@ def fit_tile(cfg: GemmConfig, m: int, n: int, batch: int = 1, compute_units: int
     return replace(cfg, tm=tm, wm=min(wm, tm), tn=tn, wn=wn)
 
 
+def gemm_shape(a_shape: tuple[int, ...], b_shape: tuple[int, ...], trans_a: bool, trans_b: bool):
+    """(m, n, k) of ``op(a) @ op(b)`` for 2-D operands; a ShapeError when the inner dimensions differ."""
+    from xgpu.errors import ShapeError
+
+    m, k = a_shape[::-1] if trans_a else a_shape
+    k2, n = b_shape[::-1] if trans_b else b_shape
+    if k != k2:
+        raise ShapeError(f"inner dimensions differ: op(a) is {m}x{k} and op(b) is {k2}x{n} "
+                         f"(trans_a={trans_a}, trans_b={trans_b})")
+    return m, n, k
+
+
 def matmul_shape(a_shape: tuple[int, ...], b_shape: tuple[int, ...]):
     """numpy's ``matmul`` shapes for 2-D arrays and 3-D batches (a batch of 1 broadcasts): (m, n, k, batch,
     the result's shape, the operands' and result's batch strides in elements); a ShapeError otherwise."""
