@@ -27,6 +27,7 @@ def library_variants() -> Iterator[Variant]:
     yield from _igemm()
     for dtype in gemm_kernel.DTYPES:
         yield from _direct(dtype)
+        yield from _depthwise(dtype)
         yield from _helpers(dtype)
     for name in ("float32", "float64"):  # xgpu bench device's kernels
         yield f"copy-{name}", bench_kernels.TEMPLATE, bench_kernels.defines(name)
@@ -80,6 +81,16 @@ def _direct(dtype: np.dtype) -> Iterator[Variant]:
                        {"dtype": dtype, "has_bias": has_bias, "out_nchw": in_nchw, "in_nchw": in_nchw,
                         "padded": not in_nchw, "vw": 8, "kr": 3, "ks": 3, "kcg": kcg, "kkg": 1, "kgroups": kgroups,
                         "ksh": 2, "ksw": 1, "kdh": 1, "kdw": 2, "phased": False})
+
+
+def _depthwise(dtype: np.dtype) -> Iterator[Variant]:
+    # conv2d_dw.mako (CPU runtimes): stride 1 and a column stride of 2 (lanes gathered from neighbouring
+    # vectors), a channel multiplier, dilation
+    for has_bias, kr, ks, stride, dil, mult, vw in ((True, 3, 3, 1, 1, 1, 8), (False, 3, 3, 2, 1, 2, 8),
+                                                  (True, 5, 5, 2, 2, 1, 4)):
+        yield (f"conv2d_dw-{dtype}-bias{int(has_bias)}-{kr}x{ks}s{stride}d{dil}x{mult}-vw{vw}", conv_kernel.DEPTHWISE,
+               {"dtype": dtype, "has_bias": has_bias, "kr": kr, "ks": ks, "ksh": stride, "ksw": stride,
+                "kdh": dil, "kdw": dil, "kkg": mult, "vw": vw})
 
 
 def _helpers(dtype: np.dtype) -> Iterator[Variant]:

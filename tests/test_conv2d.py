@@ -12,7 +12,7 @@ from xgpu.kernels.conv2d import all_igemm_variants, conv2d, fit_columns, igemm_c
 from xgpu.kernels.conv2d.tuning import ConvTraits
 from xgpu.kernels.gemm.tuning import GemmConfig
 from xgpu.reference import conv2d_reference
-from xgpu.testing import assert_close
+from xgpu.testing import assert_close, poison
 
 DTYPES = [np.float32, np.float64, np.float16]
 
@@ -301,3 +301,47 @@ def test_im2col_path_on_every_device(xgpu_device, n, c, h, w, k, r, stride, pad,
     assert calls, "the layer did not take the im2col path"
     expected = conv2d_reference(x, wt, stride=(stride, stride), pads=(pad,) * 4, dilation=(dilation, dilation))
     assert_close(y.get(), expected, dtype=np.float32, terms=c * r * r)
+
+
+# (N, C, H, W, channel multiplier, R, S, stride, padding, dilation, bias): rows shorter and longer than a
+# vector, strides 2 and 3, dilation, padding wider than the window, "same" with an even kernel, 1x1 images
+DEPTHWISE_CASES = [
+    (2, 5, 7, 7, 1, 3, 3, 1, 1, 1, True),
+    (1, 3, 9, 8, 1, 3, 3, 1, 1, 1, False),
+    (3, 20, 5, 5, 1, 3, 3, 1, 1, 1, True),
+    (1, 4, 13, 17, 2, 3, 3, 2, 1, 1, False),
+    (1, 3, 11, 23, 1, 3, 3, (1, 3), 2, (2, 1), True),
+    (1, 2, 12, 19, 1, 5, 5, 2, 0, 1, True),
+    (1, 3, 8, 11, 1, 4, 2, 1, "same", 1, False),
+    (2, 3, 1, 1, 1, 3, 3, 1, 1, 1, True),
+    (1, 2, 6, 5, 3, 3, 3, 2, 3, 1, True),
+    (1, 1, 40, 37, 1, 3, 3, 1, 1, 2, False),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=[f"dw{i}" for i in range(len(DEPTHWISE_CASES))])
+def test_depthwise_kernel_on_every_device(xgpu_device, case, dtype, rng, monkeypatch):
+    """Depthwise layers run on CPU runtimes through conv2d_dw.mako: forced here on every device (Oclgrind
+    checks its buffer's bounds), with a buffer small enough that large images take several row blocks,
+    into outputs poisoned with NaN, against a float64 reference."""
+    need(xgpu_device, dtype)
+    n, c, h, w, mult, r, s, stride, padding, dilation, has_bias = case
+    monkeypatch.setattr(conv_module, "_rows_form", lambda dev: True)
+    monkeypatch.setattr(conv_module, "DEPTHWISE_BUFFER_BYTES", 2048)
+    calls = []
+    real = conv_module._depthwise
+    monkeypatch.setattr(conv_module, "_depthwise", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    empty = xgpu.empty
+    monkeypatch.setattr(xgpu, "empty", lambda shape, dt=np.float32, device=None: empty(shape, dt, device).fill(
+        poison(dt)))
+    k = c * mult
+    x = rng.uniform(-1, 1, (n, c, h, w)).astype(dtype)
+    wt = rng.uniform(-1, 1, (k, 1, r, s)).astype(dtype)
+    b = rng.uniform(-1, 1, k).astype(dtype) if has_bias else None
+    y = conv2d(xgpu.asarray(x, xgpu_device), xgpu.asarray(wt, xgpu_device),
+               xgpu.asarray(b, xgpu_device) if has_bias else None, stride=stride, padding=padding,
+               dilation=dilation, groups=c)
+    assert calls, "the layer did not take the depthwise kernel"
+    ref = conv2d_reference(x, wt, b, pair(stride), pads_of(padding, r, s, pair(dilation)), pair(dilation), c)
+    assert_close(y.get(), ref, dtype=dtype, terms=r * s, what=f"depthwise {case}")

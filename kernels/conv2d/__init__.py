@@ -29,6 +29,12 @@ PERMUTE = xgpu.KernelTemplate(_HERE / "permute.mako")
 TRANSPOSE = xgpu.KernelTemplate(_HERE / "transpose.mako")
 PAD = xgpu.KernelTemplate(_HERE / "pad.mako")
 IM2COL = xgpu.KernelTemplate(_HERE / "im2col.mako")
+DEPTHWISE = xgpu.KernelTemplate(_HERE / "conv2d_dw.mako")
+#: the depthwise kernel's buffer of input rows (conv2d_dw.mako), per work-item: at most this many bytes
+#: (a CPU core's L2 share), fewer rows a work-item where the image is large
+DEPTHWISE_BUFFER_BYTES = 48 << 10
+#: ... and where whole planes are smaller than this many output pixels, several planes a work-item
+DEPTHWISE_PIXELS = 2048
 #: NCHW layers with at most this many output pixels per image (14x14 and smaller), one group and no bias
 #: run on CPU runtimes as im2col + the GEMM: the implicit GEMM has too few rows per work-group there
 IM2COL_PIXELS = 196
@@ -211,6 +217,46 @@ def _im2col_gemm(device, dtype, x: Array, w: Array, pads, stride, dilation, out_
     return y
 
 
+def depthwise_lanes(device: xgpu.Device, dtype: np.dtype) -> int:
+    """Output pixels per vector in the depthwise kernel: the CPU's native vector of the compute type."""
+    lanes = device_class(device).simd_lanes or 8
+    return max(2, lanes * 4 // max(4, np.dtype(dtype).itemsize))
+
+
+def _depthwise(device, dtype, x: Array, w: Array, bias: Array, has_bias: bool, pads, stride, dilation,
+               out_shape, kg: int) -> Array | None:
+    """An NCHW layer with one input channel per group (conv2d_dw.mako): a work-item per output channel
+    plane and block of rows, reading its input rows through a padded buffer in local memory. None where
+    even one output row's input rows do not fit that buffer (very wide images: the direct kernel)."""
+    n, k, p, q = out_shape
+    c, h, wd = x.shape[1:]
+    r, s = w.shape[2:]
+    (sh, sw), (dh, dw) = stride, dilation
+    vw = depthwise_lanes(device, dtype)
+    acc_bytes = 8 if dtype == np.float64 else 4
+    wb = -(-q // vw) * vw * sw + (s - 1) * dw
+    budget = min(DEPTHWISE_BUFFER_BYTES, device.local_mem_bytes // 2)
+    rows_fit = (budget // (wb * acc_bytes) - (r - 1) * dh - 1) // sh + 1
+    if rows_fit < 1:
+        return None
+    rb = min(p, rows_fit)
+    # enough work-items for every core a few times over; small planes several to a work-item
+    cores = device.compute_units
+    while rb > 1 and n * k * -(-p // rb) < 4 * cores:
+        rb = -(-rb // 2)
+    planes = 1
+    if rb == p:
+        planes = max(1, min(DEPTHWISE_PIXELS // (p * q), n * k // (8 * cores)))
+    nrows = (rb - 1) * sh + (r - 1) * dh + 1
+    y = xgpu.empty(out_shape, dtype, device)
+    kernel = xgpu.compile(DEPTHWISE, device, defines={"dtype": dtype, "kr": r, "ks": s, "ksh": sh, "ksw": sw,
+                                                       "kdh": dh, "kdw": dw, "kkg": kg, "vw": vw,
+                                                       "has_bias": has_bias}).conv2d_dw
+    kernel(y, x, w, bias, *_index(n, c, h, wd, k, p, q, pads[0], pads[2], rb, wb, planes),
+           global_size=(-(-(n * k) // planes), -(-p // rb), 1), local_size=(1, 1, 1), local_mem={"rows": nrows * wb * acc_bytes})
+    return y
+
+
 def _rows_form(device: xgpu.Device) -> bool:
     """Whether the padding copy runs a work-item per row (CPU runtimes) rather than per element."""
     return device_class(device).type == "cpu" and not device.is_simulator
@@ -365,6 +411,10 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         return _im2col_gemm(device, dtype, x, w, pads, (sh, sw), (dh, dw), out_shape, tr)
     y = xgpu.empty(out_shape, dtype, device)
 
+    if chosen.kernel == "direct" and layout == "NCHW" and cg == 1 and _rows_form(device):
+        found = _depthwise(device, dtype, x, w, bias_arr, has_bias, pads, (sh, sw), (dh, dw), out_shape, kg)
+        if found is not None:
+            return found
     defines = {"dtype": dtype, "has_bias": has_bias, "out_nchw": layout == "NCHW"}
     shape_args = (n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
     if chosen.kernel == "direct":

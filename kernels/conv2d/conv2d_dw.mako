@@ -1,0 +1,120 @@
+## Depthwise 2-D convolution for CPU runtimes (NCHW; one input channel per group, any channel multiplier):
+## y[n][k] = x[n][k / kkg] (*) w[k][0], one work-item (a work-group of its own) per output channel plane
+## and block of RB output rows, or per PL whole planes where planes are small (a work-group costs CPU
+## runtimes a fraction of a microsecond: 7x7 planes would spend more on that than on the plane).
+##
+## The work-item first copies the input rows its block reads into a buffer in local memory (on a CPU: its
+## own cache-resident scratch), with the padding written as zeros around them and the rows long enough for
+## whole vectors of output pixels. Every read of the window is then an unmasked vector load at a unit
+## stride from cache, whatever the padding: no padding copy through memory, no gathers, no edge cases in
+## the loop. Rows of output pixels are computed vw at a time (vw-wide FMAs, the filter's taps in
+## registers) and stored with vector stores; the row's last, partial vector lane by lane.
+##
+## A column stride sw > 1 reads sw neighbouring vectors and keeps every sw-th lane (the compiler turns
+## the lane moves into shuffles), so stride-2 layers read contiguous memory too.
+##
+## Defines: dtype; kr, ks (filter), ksh, ksw (strides), kdh, kdw (dilations), kkg (output channels per
+## input channel), vw (lanes), has_bias. Launch: global (ceil(N * K / PL), ceil(P / RB)), local (1, 1), local_mem
+## {"rows": (RB - 1) * ksh + (kr - 1) * kdh + 1 rows of Wb elements of the compute type}, where Wb >=
+## ceil(Q / vw) * vw * ksw + (ks - 1) * kdw and Wb >= pw + W.
+<%
+    T = ctype(dtype)
+    half = T == "half_t"
+    ACC = "double" if T == "double" else "float"
+    V = f"VEC({ACC}, {vw})"
+    span_w = (ks - 1) * kdw
+%>
+KERNEL REQD_WORK_GROUP_SIZE(1, 1, 1)
+void conv2d_dw(
+    GLOBAL_MEM ${T}* RESTRICT y,
+    GLOBAL_MEM const ${T}* RESTRICT x,
+    GLOBAL_MEM const ${T}* RESTRICT w,
+    GLOBAL_MEM const ${T}* RESTRICT bias,
+    const index_t N, const index_t C, const index_t H, const index_t W, const index_t K,
+    const index_t P, const index_t Q, const index_t ph, const index_t pw,
+    const index_t RB, const index_t Wb, const index_t PL)
+{
+    LOCAL_MEM_DYNAMIC(${ACC}, rows);
+    const index_t oh0 = GLOBAL_ID(1) * RB;
+    const index_t oh1 = MIN(oh0 + RB, P);
+    // the input rows the block reads: ih0 .. ih0 + nrows - 1, of which rows i0 .. i1 - 1 lie in the image
+    const index_t ih0 = oh0 * ${ksh} - ph;
+    const index_t nrows = (oh1 - oh0 - 1) * ${ksh} + ${(kr - 1) * kdh + 1};
+    const index_t i0 = MAX(-ih0, 0), i1 = MIN(H - ih0, nrows);
+    // columns of the input a row of the buffer holds after its pw zeros (beyond Wb: read by no window)
+    const index_t ncopy = MAX(MIN(W, Wb - pw), 0);
+    // the padding is the same zeros for every plane: written once, the planes' pixels then copied inside it
+    for (index_t j = 0; j < nrows * Wb; ++j)
+        rows[j] = (${ACC})0;
+    const index_t nk_end = MIN((GLOBAL_ID(0) + 1) * PL, N * K);
+    for (index_t nk = GLOBAL_ID(0) * PL; nk < nk_end; ++nk) {
+        const index_t n = nk / K, k = nk % K;
+        GLOBAL_MEM const ${T}* plane = x + (n * C + k / ${kkg}) * H * W;
+        for (index_t i = i0; i < i1; ++i) {
+            LOCAL_MEM_ARG ${ACC}* row = rows + i * Wb + pw;
+            GLOBAL_MEM const ${T}* src = plane + (ih0 + i) * W;
+            index_t j = 0;
+            for (; j + ${vw} <= ncopy; j += ${vw})
+% if half:
+                VSTORE(${vw}, VLOAD_HALF(${vw}, src, j), row, j);
+% else:
+                VSTORE(${vw}, VLOAD(${vw}, src, j), row, j);
+% endif
+            for (; j < ncopy; ++j)
+                row[j] = (${ACC})${"LOAD_HALF(src, j)" if half else "src[j]"};
+        }
+        // the filter's taps, in registers
+        ${ACC} taps[${kr * ks}];
+        #pragma unroll
+        for (index_t t = 0; t < ${kr * ks}; ++t)
+            taps[t] = (${ACC})${"LOAD_HALF(w, k * %d + t)" % (kr * ks) if half else "w[k * %d + t]" % (kr * ks)};
+% if has_bias:
+        const ${ACC} b = (${ACC})${"LOAD_HALF(bias, k)" if half else "bias[k]"};
+% else:
+        const ${ACC} b = (${ACC})0;
+% endif
+        for (index_t oh = oh0; oh < oh1; ++oh) {
+            LOCAL_MEM_ARG const ${ACC}* top = rows + (oh - oh0) * ${ksh} * Wb;
+            GLOBAL_MEM ${T}* out = y + (nk * P + oh) * Q;
+            for (index_t ow0 = 0; ow0 < Q; ow0 += ${vw}) {
+                ${V} acc = VSPLAT(${ACC}, ${vw}, b);
+                #pragma unroll
+                for (index_t r = 0; r < ${kr}; ++r) {
+                    LOCAL_MEM_ARG const ${ACC}* line = top + r * ${kdh} * Wb + ow0 * ${ksw};
+% for s in range(ks):
+% if ksw == 1:
+                    acc = VFMA(VLOAD(${vw}, line, ${s * kdw}), VSPLAT(${ACC}, ${vw}, taps[r * ${ks} + ${s}]), acc);
+% else:
+                    {
+% for j in range(ksw):
+                        const ${V} part${j} = VLOAD(${vw}, line, ${s * kdw + j * vw});
+% endfor
+                        ${V} v;
+% for e in range(vw):
+                        VSET(v, ${e}, VGET(part${(e * ksw) // vw}, ${(e * ksw) % vw}));
+% endfor
+                        acc = VFMA(v, VSPLAT(${ACC}, ${vw}, taps[r * ${ks} + ${s}]), acc);
+                    }
+% endif
+% endfor
+                }
+                if (ow0 + ${vw} <= Q) {
+% if half:
+                    VSTORE_HALF(${vw}, acc, out, ow0);
+% else:
+                    VSTORE(${vw}, acc, out, ow0);
+% endif
+                } else {
+                    ${ACC} lanes[${vw}];
+                    VSTORE(${vw}, acc, lanes, 0);
+                    for (index_t e = 0; e < Q - ow0; ++e)
+% if half:
+                        STORE_HALF(out, ow0 + e, lanes[e]);
+% else:
+                        out[ow0 + e] = lanes[e];
+% endif
+                }
+            }
+        }
+    }
+}
