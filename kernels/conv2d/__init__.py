@@ -234,7 +234,7 @@ def _depthwise(device, dtype, x: Array, w: Array, bias: Array, has_bias: bool, p
     (sh, sw), (dh, dw) = stride, dilation
     vw = depthwise_lanes(device, dtype)
     acc_bytes = 8 if dtype == np.float64 else 4
-    wb = -(-q // vw) * vw * sw + (s - 1) * dw
+    wb = sw * (-(-q // vw) * vw + (s - 1) * dw // sw)  # sw phases of a padded row (conv2d_dw.mako)
     budget = min(DEPTHWISE_BUFFER_BYTES, device.local_mem_bytes // 2)
     rows_fit = (budget // (wb * acc_bytes) - (r - 1) * dh - 1) // sh + 1
     if rows_fit < 1:

@@ -10,13 +10,14 @@
 ## the loop. Rows of output pixels are computed vw at a time (vw-wide FMAs, the filter's taps in
 ## registers) and stored with vector stores; the row's last, partial vector lane by lane.
 ##
-## A column stride sw > 1 reads sw neighbouring vectors and keeps every sw-th lane (the compiler turns
-## the lane moves into shuffles), so stride-2 layers read contiguous memory too.
+## A column stride sw > 1: each buffer row holds the padded input row as sw phases, every sw-th column
+## in each (column j at (j % sw) * Wph + j / sw, Wph = Wb / sw), so that neighbouring output pixels read
+## neighbouring elements of one phase: vector loads at unit stride for stride-2 layers too.
 ##
 ## Defines: dtype; kr, ks (filter), ksh, ksw (strides), kdh, kdw (dilations), kkg (output channels per
 ## input channel), vw (lanes), has_bias. Launch: global (ceil(N * K / PL), ceil(P / RB)), local (1, 1), local_mem
-## {"rows": (RB - 1) * ksh + (kr - 1) * kdh + 1 rows of Wb elements of the compute type}, where Wb >=
-## ceil(Q / vw) * vw * ksw + (ks - 1) * kdw and Wb >= pw + W.
+## {"rows": (RB - 1) * ksh + (kr - 1) * kdh + 1 rows of Wb elements of the compute type}, where
+## Wb = ksw * (ceil(Q / vw) * vw + (ks - 1) * kdw / ksw).
 <%
     T = ctype(dtype)
     half = T == "half_t"
@@ -43,6 +44,7 @@ void conv2d_dw(
     const index_t i0 = MAX(-ih0, 0), i1 = MIN(H - ih0, nrows);
     // columns of the input a row of the buffer holds after its pw zeros (beyond Wb: read by no window)
     const index_t ncopy = MAX(MIN(W, Wb - pw), 0);
+    const index_t Wph = Wb / ${ksw};
     // the padding is the same zeros for every plane: written once, the planes' pixels then copied inside it
     for (index_t j = 0; j < nrows * Wb; ++j)
         rows[j] = (${ACC})0;
@@ -51,8 +53,11 @@ void conv2d_dw(
         const index_t n = nk / K, k = nk % K;
         GLOBAL_MEM const ${T}* plane = x + (n * C + k / ${kkg}) * H * W;
         for (index_t i = i0; i < i1; ++i) {
+% if ksw == 1:
             LOCAL_MEM_ARG ${ACC}* row = rows + i * Wb + pw;
+% endif
             GLOBAL_MEM const ${T}* src = plane + (ih0 + i) * W;
+% if ksw == 1:
             index_t j = 0;
             for (; j + ${vw} <= ncopy; j += ${vw})
 % if half:
@@ -62,6 +67,19 @@ void conv2d_dw(
 % endif
             for (; j < ncopy; ++j)
                 row[j] = (${ACC})${"LOAD_HALF(src, j)" if half else "src[j]"};
+% else:
+            // phase by phase: reads at stride ksw (interleaved loads), unit-stride writes
+            #pragma unroll
+            for (index_t f = 0; f < ${ksw}; ++f) {
+                // columns col = idx * ksw + f of the padded row with pw <= col < pw + ncopy
+                const index_t lo = (MAX(pw - f, 0) + ${ksw - 1}) / ${ksw};
+                const index_t hi = MAX((pw + ncopy - f + ${ksw - 1}) / ${ksw}, lo);
+                LOCAL_MEM_ARG ${ACC}* dst = rows + i * Wb + f * Wph;
+                GLOBAL_MEM const ${T}* from = src + (lo * ${ksw} + f - pw);
+                for (index_t idx = 0; idx < hi - lo; ++idx)
+                    dst[lo + idx] = (${ACC})${"LOAD_HALF(from, idx * %d)" % ksw if half else "from[idx * %d]" % ksw};
+            }
+% endif
         }
         // the filter's taps, in registers
         ${ACC} taps[${kr * ks}];
@@ -80,22 +98,9 @@ void conv2d_dw(
                 ${V} acc = VSPLAT(${ACC}, ${vw}, b);
                 #pragma unroll
                 for (index_t r = 0; r < ${kr}; ++r) {
-                    LOCAL_MEM_ARG const ${ACC}* line = top + r * ${kdh} * Wb + ow0 * ${ksw};
+                    LOCAL_MEM_ARG const ${ACC}* line = top + r * ${kdh} * Wb + ow0;
 % for s in range(ks):
-% if ksw == 1:
-                    acc = VFMA(VLOAD(${vw}, line, ${s * kdw}), VSPLAT(${ACC}, ${vw}, taps[r * ${ks} + ${s}]), acc);
-% else:
-                    {
-% for j in range(ksw):
-                        const ${V} part${j} = VLOAD(${vw}, line, ${s * kdw + j * vw});
-% endfor
-                        ${V} v;
-% for e in range(vw):
-                        VSET(v, ${e}, VGET(part${(e * ksw) // vw}, ${(e * ksw) % vw}));
-% endfor
-                        acc = VFMA(v, VSPLAT(${ACC}, ${vw}, taps[r * ${ks} + ${s}]), acc);
-                    }
-% endif
+                    acc = VFMA(VLOAD(${vw}, line, ${(s * kdw) % ksw} * Wph + ${(s * kdw) // ksw}), VSPLAT(${ACC}, ${vw}, taps[r * ${ks} + ${s}]), acc);
 % endfor
                 }
                 if (ow0 + ${vw} <= Q) {
