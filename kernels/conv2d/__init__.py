@@ -34,7 +34,7 @@ DEPTHWISE = xgpu.KernelTemplate(_HERE / "conv2d_dw.mako")
 #: (a CPU core's L2 share), fewer rows a work-item where the image is large
 DEPTHWISE_BUFFER_BYTES = 48 << 10
 #: ... and where whole planes are smaller than this many output pixels, several planes a work-item
-DEPTHWISE_PIXELS = 2048
+DEPTHWISE_PIXELS = 8192
 #: NCHW layers with at most this many output pixels per image (14x14 and smaller), one group and no bias
 #: run on CPU runtimes as im2col + the GEMM: the implicit GEMM has too few rows per work-group there
 IM2COL_PIXELS = 196
