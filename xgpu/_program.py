@@ -8,6 +8,7 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -481,7 +482,7 @@ class Program:
         self._kernels: dict[str, Kernel] = {}
         #: (template, defines, options) it was compiled from, to build it again with a 64-bit index_t
         self._build: tuple[KernelTemplate, dict[str, Any], tuple[str, ...]] | None = None
-        self.index_bits = 64 if re.search(r"^#define XGPU_INDEX_BITS 64\b", source.text, re.M) else 32
+        self.index_bits = 64 if _wide_index(source.text) else 32
 
     @property
     def build_log(self) -> str:
@@ -622,13 +623,32 @@ def _split_params(text: str) -> list[str]:
     return out
 
 
+def _wide_index(text: str) -> bool:
+    """Whether a rendered source was built with a 64-bit index_t (the substring test first: a regular
+    expression over a whole program takes a millisecond)."""
+    return "#define XGPU_INDEX_BITS 64" in text and re.search(r"^#define XGPU_INDEX_BITS 64\b", text, re.M) is not None
+
+
+def _kernel_declarations(text: str) -> Iterator[re.Match[str]]:
+    """_SIGNATURE's matches, tried only where the word KERNEL occurs (a search from every position of a
+    100 kB program took 4 ms of a process's first launch)."""
+    pos = text.find("KERNEL")
+    while pos != -1:
+        m = _SIGNATURE.match(text, pos)
+        if m is not None:
+            yield m
+            pos = text.find("KERNEL", m.end())
+        else:
+            pos = text.find("KERNEL", pos + 6)
+
+
 @functools.lru_cache(maxsize=512)
 def parse_signatures(text: str) -> dict[str, tuple[Param, ...]]:
     """Every ``KERNEL void name(...)`` of a rendered source: its parameters, in order."""
-    bits64 = re.search(r"^#define XGPU_INDEX_BITS 64\b", text, re.M) is not None
+    bits64 = _wide_index(text)
     types = dict(_C_TYPES, index_t="int64" if bits64 else "int32", uindex_t="uint64" if bits64 else "uint32")
     found: dict[str, tuple[Param, ...]] = {}
-    for m in _SIGNATURE.finditer(text):
+    for m in _kernel_declarations(text):
         params_text = "\n".join(ln for ln in m.group(2).split("\n") if not ln.lstrip().startswith("#"))
         params_text = re.sub(r"/\*.*?\*/|//[^\n]*", " ", params_text, flags=re.S)
         params: list[Param] = []
