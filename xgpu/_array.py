@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -456,6 +457,7 @@ def _only_defaults(name: str, kwargs: dict[str, Any]) -> None:
                                    "on xgpu arrays (axis= and dtype= are)")
 
 
+@functools.lru_cache(maxsize=1024)
 def _c_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     strides, step = [], 1
     for dim in reversed(shape):

@@ -535,6 +535,8 @@ class Event:
 
 
 def _sizes(value: Any, what: str) -> tuple[int, ...]:
+    if type(value) is tuple and 1 <= len(value) <= 3 and all(type(v) is int and v >= 1 for v in value):
+        return value  # the usual launch: checked without conversions
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
         value = (int(value),)
     # a string is iterable ('100' -> (1, 0, 0)) and a float truncates: refused, never guessed
@@ -751,12 +753,14 @@ class Kernel:
         self.required_local_size = _required_local_size(program.source.text, name)
         #: The parameters parsed from the rendered source (None when the declaration could not be read).
         self.params: tuple[Param, ...] | None = parse_signatures(program.source.text).get(name)
+        self._signature = None if self.params is None else tuple(p for p in self.params if not p.local)
+        self._hidden_params = any(p.local for p in self.params or ())
 
     @property
     def signature(self) -> tuple[Param, ...] | None:
         """The parameters the caller passes, in order (the hidden ones of ``LOCAL_MEM_DYNAMIC`` arrays left
         out: see :attr:`local_arrays`), parsed from the rendered source; None when it could not be read."""
-        return None if self.params is None else tuple(p for p in self.params if not p.local)
+        return self._signature
 
     @property
     def local_arrays(self) -> tuple[str, ...]:
@@ -787,8 +791,9 @@ class Kernel:
         if self.required_local_size is not None:
             lsize = self._required_shape(gsize, lsize if local_size is not None else None)
         padded = tuple(-(-g // ls) * ls for g, ls in zip(gsize, lsize))
+        arrays = [a for a in args if isinstance(a, Array)]
         if self.program.index_bits == 32 and (
-            math.prod(padded) > INDEX_MAX or any(isinstance(a, Array) and a.size > INDEX_MAX for a in args)
+            math.prod(padded) > INDEX_MAX or any(a.size > INDEX_MAX for a in arrays)
         ):
             # too large for a 32-bit index_t: launch the same kernel built with a 64-bit one
             wide = self.program._wide()
@@ -805,7 +810,7 @@ class Kernel:
                 f"got {len(args)}"
             )
         staged: list[tuple[Array, Array]] = []
-        if any(isinstance(a, Array) and not a._whole for a in args):
+        if any(not a._whole for a in arrays):
             args, staged = _stage_views(args, params)
         converted = [self._arg(a, i, params[i] if params is not None else None) for i, a in enumerate(args)]
         hidden = self._local_memory(local_mem, lsize)
@@ -826,6 +831,8 @@ class Kernel:
 
     def _local_memory(self, local_mem: Any, lsize: tuple[int, ...]) -> dict[str, LocalMemory]:
         """The hidden arguments of the kernel's launch-sized local arrays, checked against the device."""
+        if local_mem is None and not self._hidden_params:
+            return {}
         dev = self.program.device
         names = self.local_arrays
         if local_mem is None:
@@ -885,6 +892,12 @@ class Kernel:
     def _arg(self, a: Any, i: int, param: Param | None = None) -> Any:
         dev = self.program.device
         if param is not None:
+            # the common cases first, with no message built: a launch converts every argument
+            if param.dtype is not None and not isinstance(a, Array) and type(a) is param.dtype.type \
+                    and not param.pointer:
+                return a
+            if param.pointer and isinstance(a, Array) and a.dtype == param.dtype and a.device is dev:
+                return a._buffer
             where = f"argument {i} ({param.name}) of {self.name!r}"
             if param.pointer and not isinstance(a, Array):
                 raise InvalidArgumentError(f"{where} is a pointer ({param!r}): pass an xgpu Array, not a "

@@ -19,6 +19,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from xgpu.errors import (
     BackendUnavailableError,
     CompileError,
@@ -516,12 +518,14 @@ class OpenCLDevice(DeviceImpl):
         with self.serial, kernel.lock, translate_errors(self._id, f"launching {kernel.name} {global_size}/{local_size}"):
             # told the scalars' types, pyopencl packs them itself: 2 us for ten arguments, against 50-85 us
             # when it works out each scalar's size through the driver (6 us a scalar, measured here)
-            dtypes = tuple(None if isinstance(a, (OpenCLBuffer, LocalMemory)) else a.dtype for a in args)
+            # scalars arrive as numpy scalars; the numpy test first: isinstance against the buffer class (an
+            # abc.ABC) costs a microsecond a miss, 40-50 us a launch of the GEMM's sixteen arguments
+            dtypes = tuple(a.dtype if isinstance(a, np.generic) else None for a in args)
             if dtypes != kernel.arg_dtypes:
                 kernel.kernel.set_scalar_arg_dtypes(list(dtypes))
                 kernel.arg_dtypes = dtypes
-            kernel.kernel.set_args(*[a.mem if isinstance(a, OpenCLBuffer) else
-                                     cl.LocalMemory(a.nbytes) if isinstance(a, LocalMemory) else a for a in args])
+            kernel.kernel.set_args(*[a if isinstance(a, np.generic) else
+                                     cl.LocalMemory(a.nbytes) if type(a) is LocalMemory else a.mem for a in args])
             event = cl.enqueue_nd_range_kernel(self.queue, kernel.kernel, global_size, local_size)
         return OpenCLEvent(event, self._id, self.serial)
 
