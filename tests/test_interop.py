@@ -142,6 +142,11 @@ def test_stream_and_copy_follow_the_standard():
         a.__dlpack__(stream=1)
     with pytest.raises(errors.InvalidArgumentError, match="cannot export to DLPack device"):
         a.__dlpack__(dl_device=(2, 0))
+    view = np.asarray(a, copy=False)  # numpy's own way to ask for no copy
+    view[1] = 3
+    assert a.get()[1] == 3
+    with pytest.raises(ValueError, match="a copy is needed"):
+        np.asarray(xgpu.asarray(np.ones(2, np.float32), _device("oclgrind")), copy=False)
     copied = np.from_dlpack(a, copy=True)
     copied[0] = 5
     assert a.get()[0] == 1
@@ -279,6 +284,11 @@ def test_pyopencl_arrays_share_memory_both_ways(spec):
     assert q.get().tolist() == [0, 2, 4, 6, 8]
     with pytest.raises(errors.InvalidArgumentError, match="negative strides"):
         a[::-1].to_pyopencl()
+    # pyopencl's array outlives xgpu's: the memory stays its own, never handed to another xgpu array
+    keep = xgpu.asarray(np.full(5, 3, np.int32), dev).to_pyopencl()[1:]
+    gc.collect()
+    others = [xgpu.full(5, -1, np.int32, dev) for _ in range(3)]
+    assert keep.get().tolist() == [3, 3, 3, 3] and all(o.get().tolist() == [-1] * 5 for o in others)
 
 
 @PYOPENCL_WARNINGS

@@ -443,7 +443,9 @@ class Array:
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         if copy is False:
-            raise ValueError("an xgpu array lives in device memory: numpy cannot see it without a copy")
+            if dtype is None or np.dtype(dtype) == self.dtype:
+                return np.from_dlpack(self, copy=False)  # host memory shared with the device, or a BufferError
+            raise ValueError("np.asarray(a, dtype, copy=False) of another dtype needs a copy")
         host = self.get()
         return host if dtype is None else host.astype(dtype)
 

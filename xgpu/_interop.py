@@ -20,15 +20,10 @@ from . import _dlpack
 from ._array import GENERATED, Array, asarray, check_dtype
 from ._devices import Device, _default_key, _get_state, default_device_reason, devices, get_device
 from ._pool import Block
-from .errors import DeviceNotFoundError, InvalidArgumentError, UnsupportedDtypeError
+from .errors import DeviceNotFoundError, InteropError, InvalidArgumentError, UnsupportedDtypeError
 
 if TYPE_CHECKING:
     from .backend import BufferImpl
-
-
-class InteropError(InvalidArgumentError, BufferError):
-    """An exchange that cannot be done as asked (``copy=False`` where only a copy can work, a stream a CPU
-    array cannot take): a BufferError, as DLPack consumers expect, and an xgpu error."""
 
 
 # -- export ------------------------------------------------------------------------------------------
@@ -54,19 +49,19 @@ def to_dlpack(a: Array, stream: Any = None, max_version: Any = None, dl_device: 
             why = ("the host was asked for" if host_wanted else
                    f"{a.device.id} ({a.device.name}) has no memory the host or another library can address")
             raise InteropError(f"a copy is needed ({why}): leave copy=None to get one")
-        if stream is not None and stream != -1 and shared is not None and shared[0] == _dlpack.KDL_CPU:
+        if stream not in (None, -1) and (shared is None or shared[0] == _dlpack.KDL_CPU):
             raise InteropError(f"stream={stream!r}: a CPU tensor takes no stream (pass None)")
         host = np.ascontiguousarray(a.get())
         flags = _dlpack.FLAG_IS_COPIED
         return _dlpack.make_capsule(host.ctypes.data, (_dlpack.KDL_CPU, 0), host.shape, host.dtype,
                                     tuple(s // max(host.itemsize, 1) for s in host.strides), 0, host, versioned, flags)
-    if shared[0] == _dlpack.KDL_CPU and stream is not None:
+    if shared[0] == _dlpack.KDL_CPU and stream not in (None, -1):
         raise InteropError(f"stream={stream!r}: {a.device.id}'s memory is host memory, a CPU tensor takes no stream "
                            "(pass None)")
     if shared[0] != _dlpack.KDL_CPU and stream == 0:
         raise InteropError("stream=0 is ambiguous for CUDA (DLPack forbids it): pass 1 for the legacy default "
                            "stream, 2 for the per-thread one, or the stream's handle")
-    impl.ready_for(None if stream is None else int(stream))
+    impl.ready_for(None if stream is None or shared[0] == _dlpack.KDL_CPU else int(stream))
     pointer = impl.buffer_pointer(a._buffer) if a.nbytes else 0
     owner = (a._block, a._buffer)  # the pool cannot reuse the memory while a consumer holds it
     return _dlpack.make_capsule(pointer, shared, a.shape, a.dtype, a._estrides, a.offset if a.nbytes else 0, owner,
@@ -154,9 +149,9 @@ def _from_host(host: np.ndarray, device: Any, copy: bool | None, what: str) -> A
                         host)
         if wrapped is not None:
             return wrapped
-    if copy is False:
-        why = ("it is read-only" if not host.flags.writeable else
-               f"{target.id} ({target.name}) cannot use host memory in place" if host.size else "it is empty")
+    if copy is False and host.size:  # an empty array has nothing to copy
+        why = "it is read-only" if not host.flags.writeable else \
+            f"{target.id} ({target.name}) cannot use host memory in place"
         raise InteropError(f"{what} cannot be shared with xgpu without a copy ({why}): leave copy=None for a copy")
     return asarray(host, target)
 
@@ -246,9 +241,8 @@ def adopt(data: Any, device: Any, dtype: Any) -> Array | None:
         target = None if device is None else get_device(device)
         owner = next((d for d in mine if d._impl is found.device), None)
         if found.buffer is None or owner is None or (target is not None and target is not owner):
-            host = found.host if found.host is not None else None
-            if host is None:
-                raise InvalidArgumentError(f"a {type(data).__name__} that xgpu cannot read")
+            # a context xgpu does not use, or another device asked for: the elements, through the host
+            host = found.host if found.host is not None else data.get()
             return asarray(host, target, dtype)
         itemsize = np.dtype(found.dtype).itemsize
         if found.offset % itemsize or any(s % itemsize for s in found.strides):
@@ -261,11 +255,15 @@ def adopt(data: Any, device: Any, dtype: Any) -> Array | None:
 
 def to_native(a: Array, library: str) -> Any:
     try:
-        return a.device._impl.native_array(library, a._buffer, a.shape, a.dtype, a.strides, a.offset)
+        native = a.device._impl.native_array(library, a._buffer, a.shape, a.dtype, a.strides, a.offset)
     except NotImplementedError:
         raise InvalidArgumentError(f"to_{library}(): {a.device.id} is a {a.device.backend} device, whose arrays "
                                    f"{library} does not run on; move the array there (a.to(device)) or use "
                                    "DLPack") from None
+    # the other library holds the buffer itself (its views too, which no xgpu object can follow): the memory
+    # never goes back to the pool, the driver frees it once neither library holds it
+    a._block.pool = None
+    return native
 
 
 def device_from_queue(queue: Any) -> Device:
