@@ -438,3 +438,21 @@ def test_pycuda_gpuarrays_share_the_pointer(drv):  # noqa: F811
     np.testing.assert_array_equal(a.get(), np.ones((3, 4), np.float32))
     with pytest.raises(errors.InvalidArgumentError, match="to_pyopencl"):
         a.to_pyopencl()
+
+
+def test_svm_can_be_turned_off(monkeypatch):
+    from xgpu import _devices
+
+    saved = _devices._state
+    monkeypatch.setenv("XGPU_SVM", "0")
+    _devices.reset()
+    try:
+        dev = _device("pocl")
+        assert dev._impl.dlpack_device() is None
+        a = xgpu.asarray(np.arange(3, dtype=np.float32), dev)
+        t = torch.from_dlpack(a)  # a copy now
+        t += 1
+        assert a.get().tolist() == [0, 1, 2]
+    finally:
+        with _devices._state_lock:
+            _devices._state = saved
