@@ -40,6 +40,7 @@ from ._cache import info as cache_info
 from ._devices import Device, devices, get_device, list_backends
 from ._elementwise import ElementwiseKernel, ReductionKernel, elementwise, reduction
 from ._group import DeviceGroup
+from ._interop import from_dlpack
 from ._math import abs, dot, exp, log, max, mean, min, sqrt, sum, where  # noqa: A004  (numpy's names)
 from ._ops import conv2d, gemm, matmul
 from ._plugins import register_plugin, unregister_plugin
@@ -94,6 +95,7 @@ __all__ = [
     "reduction",
     "empty_like",
     "full",
+    "from_dlpack",
     "full_like",
     "ones",
     "ones_like",

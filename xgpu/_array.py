@@ -27,6 +27,7 @@ class _Generated:
 
     elementwise: Any = None
     math: Any = None
+    interop: Any = None  # xgpu._interop: DLPack, __cuda_array_interface__, the driver libraries' arrays
 
 
 GENERATED = _Generated()
@@ -443,9 +444,36 @@ class Array:
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         if copy is False:
-            raise ValueError("an xgpu array lives in device memory: numpy cannot see it without a copy")
+            if dtype is None or np.dtype(dtype) == self.dtype:
+                return np.from_dlpack(self, copy=False)  # host memory shared with the device, or a BufferError
+            raise ValueError("np.asarray(a, dtype, copy=False) of another dtype needs a copy")
         host = self.get()
         return host if dtype is None else host.astype(dtype)
+
+
+    # -- exchange with other libraries without a copy (xgpu._interop; docs/interop.md) -----------------
+
+    def __dlpack__(self, *, stream: Any = None, max_version: Any = None, dl_device: Any = None,
+                   copy: bool | None = None) -> Any:
+        """A DLPack capsule of this array (``numpy.from_dlpack(a)``, ``torch.from_dlpack(a)``): the same memory
+        where the device shares it (fine-grain SVM on the CPU runtimes, CUDA memory), otherwise a host copy."""
+        return GENERATED.interop.to_dlpack(self, stream, max_version, dl_device, copy)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return GENERATED.interop.dlpack_device(self)
+
+    @property
+    def __cuda_array_interface__(self) -> dict[str, Any]:
+        """Version 3 of Numba's CUDA array interface, for arrays on CUDA devices (an AttributeError elsewhere)."""
+        return GENERATED.interop.cuda_array_interface(self)
+
+    def to_pyopencl(self) -> Any:
+        """A ``pyopencl.array.Array`` over this array's memory (same offset and strides), on its device's queue."""
+        return GENERATED.interop.to_native(self, "pyopencl")
+
+    def to_pycuda(self) -> Any:
+        """A pycuda ``GPUArray`` over this array's memory (same offset and strides)."""
+        return GENERATED.interop.to_native(self, "pycuda")
 
 
 def _only_defaults(name: str, kwargs: dict[str, Any]) -> None:
@@ -547,11 +575,18 @@ def copyto(dst: Array, src: Array) -> Array:
 def asarray(data: Any, device: Device | str | None = None, dtype: Any = None) -> Array:
     """Copy ``data`` (a numpy array, anything numpy can convert, or an xgpu Array) to a device.
 
+    A pyopencl or pycuda array in a context xgpu uses is shared, not copied (docs/interop.md).
+
     An xgpu Array already on that device (with that dtype) is returned as it is; one on another device
     is copied through the host; with another dtype it is converted on the device.
     """
     from ._devices import get_device
 
+    if not isinstance(data, (Array, np.ndarray, np.generic, int, float, complex, list, tuple)) and \
+            GENERATED.interop is not None:
+        adopted = GENERATED.interop.adopt(data, device, dtype)  # a pyopencl or pycuda array: shared where it can be
+        if adopted is not None:
+            return adopted
     if _is_array(data):
         target = data.device if device is None else get_device(device)
         if target is data.device:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -64,6 +65,11 @@ class Device:
         self._pool = MemoryPool(impl, info.global_mem_bytes)
         self._programs: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._programs_lock = threading.Lock()
+
+    #: ``Device.from_pyopencl(queue)``: the device of a ``pyopencl.CommandQueue`` you made, in its context;
+    #: xgpu queues its work there, so pyopencl's and xgpu's work on shared buffers runs in order
+    #: (docs/interop.md). Set by ``xgpu._interop``, which builds on this module.
+    from_pyopencl: ClassVar[Callable[[Any], Device]]
 
     def __repr__(self) -> str:
         return f"<xgpu.Device {self.id} {self.name!r} ({self.platform})>"

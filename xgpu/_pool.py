@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 
 
 class Block:
-    """Owns one device buffer; gives it back to its pool when no array uses it any more."""
+    """Owns one device buffer; gives it back to its pool when no array uses it any more (a block without a
+    pool, over another library's memory, never goes to one)."""
 
     __slots__ = ("impl", "pool")
 
-    def __init__(self, impl: BufferImpl, pool: MemoryPool):
+    def __init__(self, impl: BufferImpl, pool: MemoryPool | None):
         self.impl = impl
         self.pool = pool
 

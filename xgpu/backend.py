@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "AdoptedArray",
     "Backend",
     "BufferImpl",
     "DeviceImpl",
@@ -201,6 +202,40 @@ class DeviceImpl(abc.ABC):
         """The problems reported since the last call (the work launched has finished)."""
         return []
 
+    # Optional: exchange with other libraries without a copy (docs/interop.md). A backend that leaves
+    # these as they are exchanges through host copies.
+    def dlpack_device(self) -> tuple[int, int] | None:
+        """The DLPack ``(device_type, device_id)`` under which this device's buffers are shared in place:
+        ``(1, 0)`` (kDLCPU) where the host may read and write them while kernels use them too (fine-grain
+        SVM on a CPU device), ``(2, ordinal)`` (kDLCUDA) for CUDA memory; None where only a copy can leave."""
+        return None
+
+    def buffer_pointer(self, buffer: BufferImpl) -> int:
+        """The address of ``buffer``'s first byte in the address space :meth:`dlpack_device` names."""
+        raise NotImplementedError
+
+    def wrap_memory(self, pointer: int, nbytes: int, owner: Any) -> BufferImpl | None:
+        """A buffer over ``nbytes`` of another library's memory at ``pointer`` (in the address space
+        :meth:`dlpack_device` names), keeping ``owner`` alive while it lives; None where the device cannot
+        use that memory in place (the core copies instead)."""
+        return None
+
+    def ready_for(self, stream: int | None) -> None:
+        """Make the work queued so far visible to a consumer on ``stream`` (a CUDA stream handle; -1: the
+        consumer synchronizes itself; None: the host). By default: wait for all of it."""
+        self.synchronize()
+
+    def consumer_stream(self) -> int | None:
+        """The stream handle to pass a DLPack producer (``__dlpack__(stream=...)``); None on host devices."""
+        return None
+
+    def native_array(self, library: str, buffer: BufferImpl, shape: tuple[int, ...], dtype: Any,
+                     strides: tuple[int, ...], offset: int) -> Any:
+        """The buffer as an array object of the driver's Python library (``"pyopencl"``: a
+        ``pyopencl.array.Array``, ``"pycuda"``: a ``GPUArray``), sharing its memory; ``strides`` and
+        ``offset`` in bytes. Raise ``NotImplementedError`` for a library this backend does not run on."""
+        raise NotImplementedError
+
 
 class Backend(abc.ABC):
     """A backend plugin's entry: its name, its source language and its devices."""
@@ -232,6 +267,33 @@ class Backend(abc.ABC):
         Backends whose compiler needs a device leave this as it is.
         """
         raise NotImplementedError(f"the {self.name} backend cannot compile without a device")
+
+    # Optional: objects of the driver's own Python library (docs/interop.md).
+    def adopt_array(self, obj: Any, devices: Sequence[DeviceImpl]) -> AdoptedArray | None:
+        """``obj`` as memory of one of ``devices`` (this backend's devices in use) when it is an array of
+        this backend's driver library living there; None when it is not such an array (the core tries
+        other ways); raise :class:`~xgpu.errors.InvalidArgumentError` when it is one that cannot be shared."""
+        return None
+
+    def adopt_queue(self, queue: Any) -> DeviceImpl | None:
+        """A device that runs its work on ``queue`` (the driver library's own queue or stream object) in
+        its context; None when ``queue`` is not one of this backend's."""
+        return None
+
+
+@dataclass
+class AdoptedArray:
+    """Another library's array as a backend sees it (:meth:`Backend.adopt_array`): the device it lives on
+    (one of those passed, or None: a context xgpu does not use), and either a buffer over its memory with
+    the array's layout in bytes, or (``host``) its elements copied to a numpy array when it cannot be shared."""
+
+    device: DeviceImpl | None
+    buffer: BufferImpl | None
+    shape: tuple[int, ...]
+    dtype: Any
+    strides: tuple[int, ...]
+    offset: int
+    host: Any = None
 
 
 @dataclass

@@ -6,6 +6,8 @@
     ├── UnsupportedDtypeError        a dtype the operation or the device cannot handle   (also TypeError)
     ├── ShapeError                   shapes that do not fit together, or ranks that are wrong (also ValueError)
     ├── InvalidArgumentError         any other bad argument value                        (also ValueError)
+    │   └── InteropError             an exchange that cannot be done as asked (copy=False where only a copy
+    │                                works, a stream for a CPU array)                    (also BufferError)
     ├── InvalidIndexError            an index out of range, or one that is not a basic index (also IndexError)
     ├── DeviceMismatchError          arrays of one operation live on different devices   (also ValueError)
     ├── TemplateError                a kernel template could not be found or rendered (names file and line)
@@ -29,6 +31,7 @@ __all__ = [
     "DeviceMismatchError",
     "DeviceNotFoundError",
     "InvalidArgumentError",
+    "InteropError",
     "InvalidIndexError",
     "KernelTimeoutError",
     "LaunchError",
@@ -63,6 +66,11 @@ class ShapeError(XgpuError, ValueError):
 
 class InvalidArgumentError(XgpuError, ValueError):
     """An argument value that cannot be used (the message says which and why)."""
+
+
+class InteropError(InvalidArgumentError, BufferError):
+    """An exchange with another library that cannot be done as asked (``copy=False`` where only a copy can
+    work, a stream a CPU array cannot take): a BufferError, as DLPack consumers expect."""
 
 
 class InvalidIndexError(XgpuError, IndexError):

@@ -14,6 +14,7 @@ from ._paths import cache_dir
 from ._plugins import PluginWarning
 from .backend import (
     LOCAL_ALIGN,
+    AdoptedArray,
     Backend,
     BufferImpl,
     DeviceImpl,
@@ -40,6 +41,7 @@ from .rules import DeviceClass, device_class, match_rule, rule_for
 from .template import REQUIRED_WORDS
 
 __all__ = [
+    "AdoptedArray",
     "REQUIRED_WORDS",
     "Backend",
     "BackendRegistry",

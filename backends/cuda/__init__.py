@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from xgpu.errors import BackendUnavailableError
-from xgpu.plugin import Backend, DeviceImpl, OfflineBuild, hookimpl
+from xgpu.plugin import AdoptedArray, Backend, DeviceImpl, OfflineBuild, hookimpl
 
 from ._nvrtc import CudaBinary, compile_cuda, nvrtc_version, ptxas_report, supported_archs
 
@@ -56,6 +57,11 @@ class CudaBackend(Backend):
         from ._runtime import list_devices
 
         return list_devices()
+
+    def adopt_array(self, obj: Any, devices: Sequence[DeviceImpl]) -> AdoptedArray | None:
+        from ._runtime import adopt_gpuarray
+
+        return adopt_gpuarray(obj, list(devices))  # type: ignore[arg-type]  # this backend's own devices
 
 
 _backend = CudaBackend()

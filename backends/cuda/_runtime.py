@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 from typing import Any
@@ -22,11 +23,13 @@ from xgpu.errors import (
     BackendUnavailableError,
     CompileError,
     DeviceError,
+    InvalidArgumentError,
     LaunchError,
     OutOfMemoryError,
 )
 from xgpu.plugin import (
     LOCAL_ALIGN,
+    AdoptedArray,
     BufferImpl,
     DeviceImpl,
     DeviceInfo,
@@ -68,9 +71,16 @@ def translate_errors(device: str, what: str, nbytes: int | None = None):
 
 
 class CudaBuffer(BufferImpl):
-    def __init__(self, allocation: Any, nbytes: int):
+    def __init__(self, allocation: Any, nbytes: int, owner: Any = None):
+        #: pycuda's DeviceAllocation, or the int pointer of another library's memory (kept alive by ``owner``)
         self.allocation = allocation
         self.nbytes = nbytes
+        self.owner = owner
+
+    @property
+    def arg(self) -> Any:
+        """What a launch passes for it: pycuda packs an allocation, or an integer of pointer size."""
+        return np.uintp(self.allocation) if isinstance(self.allocation, int) else self.allocation
 
 
 class CudaEvent(EventImpl):
@@ -301,7 +311,7 @@ class CudaDevice(DeviceImpl):
                 values.append(np.uint32(shared))
                 shared += -(-a.nbytes // LOCAL_ALIGN) * LOCAL_ALIGN
             else:
-                values.append(a.allocation if isinstance(a, CudaBuffer) else a)
+                values.append(a.arg if isinstance(a, CudaBuffer) else a)
         what = f"launching {kernel.name} grid {grid3} block {block}" + (f" with {shared} bytes of shared memory"
                                                                          if shared else "")
         with self.active(what):
@@ -314,6 +324,31 @@ class CudaDevice(DeviceImpl):
     def synchronize(self) -> None:
         with self.active("synchronizing"):
             self.stream.synchronize()
+
+    # exchange with other libraries (_shared.py)
+    def dlpack_device(self) -> tuple[int, int] | None:
+        return (KDL_CUDA, self.ordinal)
+
+    def buffer_pointer(self, buffer: CudaBuffer) -> int:  # type: ignore[override]  # handed only this backend's own objects
+        return int(buffer.allocation)
+
+    def wrap_memory(self, pointer: int, nbytes: int, owner: Any) -> CudaBuffer:
+        return CudaBuffer(int(pointer), nbytes, owner)
+
+    def ready_for(self, stream: int | None) -> None:
+        # the consumer's stream runs after everything queued here so far: waiting for our stream is enough
+        if stream != -1:
+            self.synchronize()
+
+    def consumer_stream(self) -> int | None:
+        return int(self.stream.handle)
+
+    def native_array(self, library: str, buffer: CudaBuffer, shape: tuple[int, ...], dtype: Any,  # type: ignore[override]  # handed only this backend's own objects
+                     strides: tuple[int, ...], offset: int) -> Any:
+        if library != "pycuda":
+            raise NotImplementedError(library)
+        with self.active("making a GPUArray"):
+            return gpuarray(self, buffer.allocation, shape, dtype, strides, offset, buffer)
 
 
 def device_uuid(ordinal: int) -> str:
@@ -360,3 +395,34 @@ def list_devices() -> list[CudaDevice]:
         raise BackendUnavailableError(f"the NVIDIA driver sees {count} GPU(s), but none could be opened")
     return found
 
+
+# -- memory shared with other libraries: DLPack (kDLCUDA), pycuda's GPUArray ------------------------------
+# Another library's device memory is used at its own pointer: the buffer holds the pointer (an int) and the
+# object that owns the memory, so kernels and copies reach the very same bytes.
+
+KDL_CUDA = 2
+
+
+def gpuarray(device: CudaDevice, allocation: Any, shape: tuple[int, ...], dtype: Any, strides: tuple[int, ...],
+             offset: int, keep: Any) -> Any:
+    """A pycuda GPUArray over ``allocation`` (+ ``offset`` bytes) that keeps ``keep`` alive."""
+    from pycuda import gpuarray as ga
+
+    if any(s < 0 for s in strides):
+        raise InvalidArgumentError("pycuda GPUArrays cannot have negative strides: pass a copy (a.copy()) of this view")
+    data = allocation if not offset else int(allocation) + offset
+    return ga.GPUArray(shape, dtype, base=keep, gpudata=data, strides=strides)
+
+
+def adopt_gpuarray(obj: Any, devices: list[CudaDevice]) -> AdoptedArray | None:
+    module = sys.modules.get("pycuda.gpuarray")
+    if module is None or not isinstance(obj, module.GPUArray):
+        return None
+    if not devices:
+        return AdoptedArray(None, None, obj.shape, obj.dtype, obj.strides, 0, host=obj.get())
+    current = driver().Context.get_current()
+    owner = next((d for d in devices if current is not None and current.get_device() == d.dev), devices[0])
+    if any(s < 0 for s in obj.strides):
+        return AdoptedArray(None, None, obj.shape, obj.dtype, obj.strides, 0, host=obj.get())
+    nbytes = sum((n - 1) * s for n, s in zip(obj.shape, obj.strides)) + obj.dtype.itemsize if obj.size else 0
+    return AdoptedArray(owner, CudaBuffer(int(obj.gpudata), nbytes, owner=obj), obj.shape, obj.dtype, obj.strides, 0)

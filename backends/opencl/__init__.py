@@ -29,6 +29,7 @@ from xgpu.errors import (
     OutOfMemoryError,
 )
 from xgpu.plugin import (
+    AdoptedArray,
     Backend,
     BufferImpl,
     DeviceImpl,
@@ -44,6 +45,7 @@ from xgpu.plugin import (
 )
 from xgpu.template import atomic_features
 
+from . import _shared
 from ._icd import ensure_vendor_folder
 
 _PRELUDE_FILE = Path(__file__).with_name("prelude.mako")
@@ -226,9 +228,11 @@ def translate_errors(device: str, what: str, nbytes: int | None = None):
 
 
 class OpenCLBuffer(BufferImpl):
-    def __init__(self, mem: Any, nbytes: int):
+    def __init__(self, mem: Any, nbytes: int, host: Any = None):
         self.mem = mem
         self.nbytes = nbytes
+        #: the same memory as a numpy array, where the host shares it (fine-grain SVM, wrapped host memory)
+        self.host = host
 
 
 def _host_room() -> int | None:
@@ -380,7 +384,8 @@ def _atomics(extensions: list[str], fp64: bool) -> dict[str, str]:
 
 
 class OpenCLDevice(DeviceImpl):
-    def __init__(self, platform_index: int, device_index: int, platform: Any, dev: Any, log: str | None):
+    def __init__(self, platform_index: int, device_index: int, platform: Any, dev: Any, log: str | None,
+                 context: Any = None, queue: Any = None, local_id: str | None = None):
         cl = _cl()
         self.dev = dev
         extensions = dev.extensions.split()
@@ -395,7 +400,7 @@ class OpenCLDevice(DeviceImpl):
         uninit = self._log is not None and os.environ.get("OCLGRIND_UNINITIALIZED", "0") not in ("", "0")
         self._extra_options: tuple[str, ...] = ("-cl-opt-disable",) if uninit else ()
         self.info = DeviceInfo(
-            local_id=f"{platform_index}:{device_index}",
+            local_id=local_id or f"{platform_index}:{device_index}",
             name=name,
             vendor=dev.vendor.strip(),
             platform=platform.name.strip(),
@@ -427,11 +432,13 @@ class OpenCLDevice(DeviceImpl):
             },
         )
         self._id = f"opencl:{self.info.local_id}"
-        # one context per device per process, kept for as long as its queue and buffers live
-        self.context = cl.Context([dev])
-        self.queue = cl.CommandQueue(
+        # one context per device per process, kept for as long as its queue and buffers live (or the context
+        # and queue of pyopencl code that handed them over: Device.from_pyopencl)
+        self.context = context if context is not None else cl.Context([dev])
+        self.queue = queue if queue is not None else cl.CommandQueue(
             self.context, dev, properties=cl.command_queue_properties.PROFILING_ENABLE
         )
+        self.shares_host = _shared.shares_host_memory(dev, self.info.type)
 
     def allocate(self, nbytes: int) -> OpenCLBuffer:
         cl = _cl()
@@ -451,6 +458,8 @@ class OpenCLDevice(DeviceImpl):
                     "use smaller ones, or raise the limit"
                 )
         with self.serial, translate_errors(self._id, "allocating memory", nbytes):
+            if self.shares_host:  # fine-grain SVM: host memory too (_shared.py)
+                return _svm_buffer(self.context, self.queue, nbytes)
             mem = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, max(nbytes, 1))
         return OpenCLBuffer(mem, nbytes)
 
@@ -542,6 +551,35 @@ class OpenCLDevice(DeviceImpl):
             self._log_pos = f.tell()
         return parse_oclgrind_log(text.decode(errors="replace"))
 
+    # exchange with other libraries (_shared.py)
+    def dlpack_device(self) -> tuple[int, int] | None:
+        return (_shared.KDL_CPU, 0) if self.shares_host else None
+
+    def buffer_pointer(self, buffer: OpenCLBuffer) -> int:  # type: ignore[override]  # handed only this backend's own objects
+        if buffer.host is None:
+            raise NotImplementedError(f"{self._id}: this buffer is not in host memory")
+        return int(buffer.host.ctypes.data)
+
+    def wrap_memory(self, pointer: int, nbytes: int, owner: Any) -> OpenCLBuffer | None:
+        if not self.shares_host:
+            return None
+        with self.serial, translate_errors(self._id, "wrapping host memory", nbytes):
+            mem = _shared.wrap_host(self.context, pointer, nbytes)
+        buffer = OpenCLBuffer(mem, nbytes, _shared.host_bytes(pointer, nbytes))
+        buffer.owner = owner  # type: ignore[attr-defined]  # the other library's memory lives as long as this
+        return buffer
+
+    def native_array(self, library: str, buffer: OpenCLBuffer, shape: tuple[int, ...], dtype: Any,  # type: ignore[override]  # handed only this backend's own objects
+                     strides: tuple[int, ...], offset: int) -> Any:
+        if library != "pyopencl":
+            raise NotImplementedError(library)
+        return _shared.pyopencl_array(self, buffer.mem, shape, dtype, strides, offset)
+
+
+def _svm_buffer(context: Any, queue: Any, nbytes: int) -> OpenCLBuffer:
+    mem, host = _shared.allocate_svm(context, queue, nbytes)
+    return OpenCLBuffer(mem, nbytes, host[:nbytes])
+
 
 class OpenCLBackend(Backend):
     name = "opencl"
@@ -550,6 +588,7 @@ class OpenCLBackend(Backend):
     def __init__(self) -> None:
         self._prelude: str | None = None
         self._version = ""
+        self._log: str | None = None
 
     def prelude(self) -> str:
         if self._prelude is None:
@@ -560,6 +599,17 @@ class OpenCLBackend(Backend):
 
     def version(self) -> str:
         return self._version
+
+    def adopt_array(self, obj: Any, devices: Any) -> AdoptedArray | None:
+        return _shared.adopt_pyopencl_array(obj, list(devices), OpenCLBuffer)
+
+    def adopt_queue(self, queue: Any) -> OpenCLDevice | None:
+        def make(pi: int, di: int, platform: Any, dev: Any, local_id: str) -> OpenCLDevice:
+            with translate_errors(f"opencl:{local_id}", "adopting a pyopencl queue"):
+                return OpenCLDevice(pi, di, platform, dev, self._log, context=queue.context, queue=queue,
+                                    local_id=local_id)
+
+        return _shared.device_for_queue(queue, make)
 
     def compile_offline(self, source: str, target: str | None, options: tuple[str, ...]) -> OfflineBuild:
         """AMD (``gfx90a``: clang + ROCm device libs) or Intel (``dg2``: ocloc) GPUs, with none present."""
@@ -578,7 +628,7 @@ class OpenCLBackend(Backend):
         except ImportError as exc:
             raise BackendUnavailableError(f"pyopencl is not installed ({exc}): pip install pyopencl") from exc
         self._version = f"pyopencl {cl.VERSION_TEXT}"
-        log = _arm_oclgrind()
+        log = self._log = _arm_oclgrind()
         _pin_pocl()
         _enable_rusticl()
         try:

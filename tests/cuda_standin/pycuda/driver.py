@@ -21,6 +21,7 @@ import re
 import struct
 import threading
 import time
+import weakref
 
 import numpy as np
 
@@ -220,6 +221,7 @@ class DeviceAllocation:
         self.context = context
         DeviceAllocation._next += (nbytes + 255) // 256 * 256
         self.ptr = DeviceAllocation._next
+        _LIVE[self.ptr] = weakref.ref(self)
 
     def __int__(self):
         return self.ptr
@@ -227,10 +229,27 @@ class DeviceAllocation:
     def free(self):
         self.context.used["bytes"] -= len(self.data)
         self.data = bytearray()
+        _LIVE.pop(self.ptr, None)
 
     def __del__(self):  # pycuda frees an allocation when it is garbage-collected
         if self.data:
             self.free()
+
+
+_LIVE: dict = {}  # pointer -> weak reference to its allocation
+
+
+def _memory(pointer):
+    """(memoryview, offset) of the live allocation holding ``pointer`` (an allocation or an int, as the driver
+    takes CUdeviceptr values); the driver's error for an address that is no allocation's."""
+    if isinstance(pointer, DeviceAllocation):
+        return memoryview(pointer.data), 0
+    address = int(pointer)
+    for ptr, ref in list(_LIVE.items()):
+        alloc = ref()
+        if alloc is not None and ptr <= address < ptr + len(alloc.data):
+            return memoryview(alloc.data), address - ptr
+    raise LogicError("cuMemcpy failed: invalid argument (not a device address)")
 
 
 def mem_alloc(nbytes):
@@ -253,29 +272,36 @@ def _host_bytes(host):
 def memcpy_htod(dest, src):
     _current()
     arr = _host_bytes(src)
-    if arr.nbytes > len(dest.data):
+    mem, at = _memory(dest)
+    if at + arr.nbytes > len(mem):
         raise LogicError("cuMemcpyHtoD failed: invalid argument")
-    dest.data[: arr.nbytes] = arr.tobytes()
+    mem[at: at + arr.nbytes] = arr.tobytes()
 
 
 def memcpy_dtoh(dest, src):
     _current()
     arr = _host_bytes(dest)
-    if arr.nbytes > len(src.data):
+    mem, at = _memory(src)
+    if at + arr.nbytes > len(mem):
         raise LogicError("cuMemcpyDtoH failed: invalid argument")
-    arr.view(np.uint8).reshape(-1)[:] = np.frombuffer(bytes(src.data[: arr.nbytes]), np.uint8)
+    arr.view(np.uint8).reshape(-1)[:] = np.frombuffer(bytes(mem[at: at + arr.nbytes]), np.uint8)
 
 
 def memcpy_dtod(dest, src, size):
     _current()
-    if size > len(src.data) or size > len(dest.data):
+    (dmem, dat), (smem, sat) = _memory(dest), _memory(src)
+    if sat + size > len(smem) or dat + size > len(dmem):
         raise LogicError("cuMemcpyDtoD failed: invalid argument")
-    dest.data[:size] = src.data[:size]
+    dmem[dat: dat + size] = bytes(smem[sat: sat + size])
 
 
 class Stream:
+    _next = 0x5000
+
     def __init__(self, flags=0):
         self.context = _current()
+        Stream._next += 16
+        self.handle = Stream._next  # the CUstream, as an int
 
     def synchronize(self):
         _current()
