@@ -120,6 +120,9 @@ DRIVER_NAMES = [
     ("Intel(R) Data Center GPU Max 1100", {"vendor_id": 0x8086}, 48, "Data Center GPU Max 1100"),
     ("Intel(R) Data Center GPU Max 1110", {"vendor_id": 0x8086}, 24, None),
     ("Intel(R) UHD Graphics 770", {"vendor_id": 0x8086}, 16, None),
+    # a part of a model: one die of a two-die module, one stack of a two-stack GPU
+    ("gfx90a:sramecc+:xnack-", {"board_name": "AMD Instinct MI250X", "vendor_id": 0x1002}, 64, None),
+    ("Intel(R) Data Center GPU Max 1550", {"vendor_id": 0x8086}, 64, None),
 ]
 
 
@@ -215,3 +218,13 @@ def test_published_fraction_when_the_driver_gives_no_peak():
     assert row["bandwidth"]["fraction_of_peak"] == pytest.approx(0.8) and row["bandwidth"]["peak_source"] == "published"
     assert row["float16"]["fraction_of_peak"] == pytest.approx(1.0)  # float16 in float32: of the FP32 peak
     assert hwbench.cell(row, "bandwidth", "gbps", ".1f") == "240.0 (80% of published peak)"
+
+
+def test_the_table_in_the_docs_is_the_data():
+    from xgpu.tools.peaks import markdown
+
+    from .conftest import ROOT
+
+    docs = (ROOT / "docs" / "hardware.md").read_text()
+    for line in markdown().splitlines():
+        assert line in docs, f"docs/hardware.md differs from gpu_peaks.json at: {line}"

@@ -517,7 +517,8 @@ def _published_line(published: dict[str, Any] | None, device_type: str, simulato
         value = published.get(key)
         return f"{value / scale:g}{unit}" if value else "-"
 
-    return (f"{published['vendor']} {published['model']}: {fig('compute_units', ' CUs', 1)}, "
+    units = f" {published.get('unit_kind') or 'CU'}s"
+    return (f"{published['vendor']} {published['model']}: {fig('compute_units', units, 1)}, "
             f"{fig('boost_clock_mhz', ' MHz', 1)}, {fig('memory_gb', ' GB', 1)}, {fig('gbps', ' GB/s', 1)}; "
             f"TF/s: FP32 {fig('float32', '')}, FP16 {fig('float16', '')} vector / {fig('float16_tensor', '')} tensor, "
             f"BF16 {fig('bfloat16_tensor', '')} tensor; INT8 {fig('int8_tensor', ' TOPS')} tensor")

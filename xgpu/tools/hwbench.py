@@ -262,7 +262,7 @@ def published_peaks(row: dict[str, Any] | None) -> dict[str, Any] | None:
             "gbps": row["bandwidth_gbps"], "float32": _scaled(row["fp32_tflops"], 1e3),
             "float16": _scaled(row["fp16_tflops"], 1e3), "float16_tensor": _scaled(row["fp16_tensor_tflops"], 1e3),
             "bfloat16_tensor": _scaled(row["bf16_tensor_tflops"], 1e3), "int8_tensor": _scaled(row["int8_tops"], 1e3),
-            "memory_gb": row["memory_gb"], "compute_units": row["compute_units"],
+            "memory_gb": row["memory_gb"], "compute_units": row["compute_units"], "unit_kind": row["unit_kind"],
             "boost_clock_mhz": row["boost_clock_mhz"]}
 
 

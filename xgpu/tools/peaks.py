@@ -7,7 +7,9 @@ AMD's driver reports; else the device's own name. Names are compared whole, afte
 :func:`normalise` (case, trademark signs, punctuation, a leading vendor word and a trailing
 "Graphics"): ``NVIDIA A100-SXM4-40GB`` matches the A100 SXM4 40GB row and ``NVIDIA RTX A1000`` matches
 nothing. Where one name belongs to several rows (the 8 GB and 16 GB Arc A770), the device's memory
-size picks the row; where it cannot, nothing matches. CPUs match nothing.
+size picks the row; where it cannot, nothing matches. A device reporting far less memory than its
+model (one die of an MI250X, one stack of a Max 1550, a partition) matches nothing: the model's
+figures are not its own. CPUs match nothing.
 """
 
 from __future__ import annotations
@@ -55,13 +57,17 @@ def table() -> list[dict[str, Any]]:
     return list(json.loads(text)["rows"])
 
 
+def _memory_fits(row: dict[str, Any], memory_bytes: int | None, within: float) -> bool:
+    return not (memory_bytes and row["memory_gb"]) or abs(memory_bytes / 1e9 / row["memory_gb"] - 1) <= within
+
+
 def _pick(rows: list[dict[str, Any]], memory_bytes: int | None) -> dict[str, Any] | None:
-    if len(rows) == 1:
+    if len(rows) > 1:  # one name, several memory sizes: the size the device reports decides
+        rows = [r for r in rows if memory_bytes and r["memory_gb"] and _memory_fits(r, memory_bytes, 0.15)]
+    # a device with far less memory than its model is part of one (one die of a two-die module, one
+    # stack of a two-stack GPU, a partition): the model's figures are not its own
+    if len(rows) == 1 and _memory_fits(rows[0], memory_bytes, 0.25):
         return rows[0]
-    if rows and memory_bytes:  # one name, several memory sizes: the size the device reports decides
-        sized = [r for r in rows if r["memory_gb"] and abs(memory_bytes / 1e9 / r["memory_gb"] - 1) < 0.15]
-        if len(sized) == 1:
-            return sized[0]
     return None
 
 
@@ -91,3 +97,21 @@ def match(name: str, *, type: str = "gpu", extra: dict[str, Any] | None = None,
 def match_device(device: Any) -> dict[str, Any] | None:
     """:func:`match` for an :class:`xgpu.Device`."""
     return match(device.name, type=device.type, extra=device.extra, memory_bytes=device.global_mem_bytes)
+
+
+def markdown() -> str:
+    """The table as Markdown, one line a row (docs/hardware.md holds it; a test keeps the two equal)."""
+
+    def fig(value: float | None) -> str:
+        return "" if value is None else f"{value:g}"
+
+    lines = ["| model | vendor | PCI ids | CUs | boost MHz | memory GB | GB/s | FP32 TF/s | FP16 TF/s vector | "
+             "FP16 TF/s tensor | BF16 TF/s tensor | INT8 TOPS tensor | source |", "|---" * 13 + "|"]
+    for r in table():
+        units = f"{r['compute_units']} {r['unit_kind']}s" if r["compute_units"] else ""
+        cells = [r["model"], r["vendor"], ", ".join(r["pci_ids"]), units, fig(r["boost_clock_mhz"]),
+                 fig(r["memory_gb"]), fig(r["bandwidth_gbps"]), fig(r["fp32_tflops"]), fig(r["fp16_tflops"]),
+                 fig(r["fp16_tensor_tflops"]), fig(r["bf16_tensor_tflops"]), fig(r["int8_tops"]),
+                 f"[{r['source'].split('/')[2]}]({r['source']})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
