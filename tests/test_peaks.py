@@ -228,3 +228,31 @@ def test_the_table_in_the_docs_is_the_data():
     docs = (ROOT / "docs" / "hardware.md").read_text()
     for line in markdown().splitlines():
         assert line in docs, f"docs/hardware.md differs from gpu_peaks.json at: {line}"
+
+
+def test_devices_peaks_shows_a_matched_gpu_with_its_figures(capsys):
+    """The table of `xgpu devices --peaks` for devices as an A100 machine's CUDA backend and a Radeon
+    machine's OpenCL driver list them (stand-ins: no such GPU here)."""
+    import argparse
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from xgpu.tools import cli
+
+    a100 = SimpleNamespace(id="cuda:0", name="NVIDIA A100-SXM4-40GB", type="gpu", is_simulator=False,
+                           global_mem_bytes=42_505_273_344, extra={"compute_capability": "8.0"})
+    radeon = SimpleNamespace(id="opencl:0:0", name="gfx1100", type="gpu", is_simulator=False,
+                             global_mem_bytes=25_753_026_560,
+                             extra={"vendor_id": 0x1002, "pci_device_id": 0x744C, "board_name": "AMD Radeon RX 7900 XTX"})
+    console = Console(width=400, record=True, file=io.StringIO())
+    cli.cmd_devices_peaks([a100, radeon], argparse.Namespace(json=False), console)
+    text = console.export_text()
+    assert ("NVIDIA A100 SXM4 40GB: 108 SMs, 1410 MHz, 40 GB, 1555 GB/s; TF/s: FP32 19.5, FP16 78 vector / "
+            "312 tensor, BF16 312 tensor; INT8 624 TOPS tensor") in text
+    assert "AMD Radeon RX 7900 XTX: 96 CUs, 2500 MHz, 24 GB, 960 GB/s; TF/s: FP32 61.4, FP16 122.8 vector / - tensor" in text
+    cli.cmd_devices_peaks([a100], argparse.Namespace(json=True), console)
+    listed = json.loads(capsys.readouterr().out)
+    assert listed[0]["published"]["model"] == "A100 SXM4 40GB"
+    assert listed[0]["published"]["source"].startswith("https://www.nvidia.com/")

@@ -509,9 +509,10 @@ def cmd_bench_device(args: argparse.Namespace, console: Console) -> int:
 
 def _published_line(published: dict[str, Any] | None, device_type: str, simulator: bool = False) -> str:
     """A device's published peaks in one line (xgpu devices --peaks, xgpu bench device)."""
+    from xgpu.tools import hwbench as hw
+
     if not published:
-        why = "a simulator" if simulator else "a CPU" if device_type == "cpu" else "the model is not in the table"
-        return f"no published figures ({why})"
+        return hw.published_text(None, device_type, simulator)
 
     def fig(key: str, unit: str, scale: float = 1e3) -> str:
         value = published.get(key)

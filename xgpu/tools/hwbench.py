@@ -82,19 +82,26 @@ def half_arithmetic(device) -> bool:
 
 
 def integer_dot_product(device) -> bool:
-    """Whether the int8 ceiling uses the packed dot-product builtin (cl_khr_integer_dot_product)."""
-    return "cl_khr_integer_dot_product" in device.extra.get("extensions", ())
+    """Whether the int8 ceiling may use the packed dot-product builtin: the device lists
+    cl_khr_integer_dot_product and compiles OpenCL C 3.0 (where the builtins are declared)."""
+    return ("cl_khr_integer_dot_product" in device.extra.get("extensions", ())
+            and str(device.extra.get("opencl_version", "")).startswith("OpenCL 3"))
 
 
-def _lowp_program(device):
+def _lowp_program(device) -> tuple[Any, bool]:
+    """The float16/int8 ceilings' program for ``device``, and whether it uses the dot-product builtin
+    (a compiler that refuses the builtin gets the portable form instead)."""
     import xgpu
+    from xgpu.errors import CompileError
     from xgpu.kernels.bench import LOWP, lowp_defines
 
-    dot = integer_dot_product(device)
-    # the extension's builtins are declared for OpenCL C 3.0 (the default language version is 1.2)
-    options = ["-cl-std=CL3.0"] if dot else []
-    return xgpu.compile(LOWP, device, defines=lowp_defines(half_arithmetic(device), "builtin" if dot else "portable"),
-                        options=options)
+    half = half_arithmetic(device)
+    if integer_dot_product(device):
+        try:  # the extension's builtins are declared for OpenCL C 3.0 (the default language version is 1.2)
+            return xgpu.compile(LOWP, device, defines=lowp_defines(half, "builtin"), options=["-cl-std=CL3.0"]), True
+        except CompileError:
+            pass
+    return xgpu.compile(LOWP, device, defines=lowp_defines(half, "portable")), False
 
 
 def _timed_chains(launch, target_s: float) -> tuple[int, float]:
@@ -149,7 +156,7 @@ def measure_float16(device, work_items: int | None = None, target_s: float = 0.0
     import xgpu
     from xgpu.kernels.bench import CHAINS
 
-    program = _lowp_program(device)
+    program, _dot = _lowp_program(device)
     n = work_items or max(device.compute_units * 2048, 65536)
     out = xgpu.empty(n, np.float16, device)
 
@@ -176,7 +183,7 @@ def measure_int8(device, work_items: int | None = None, target_s: float = 0.05) 
     import xgpu
     from xgpu.kernels.bench import CHAINS
 
-    program = _lowp_program(device)
+    program, dot = _lowp_program(device)
     n = work_items or max(device.compute_units * 2048, 65536)
     out = xgpu.empty(n, np.int32, device)
 
@@ -190,7 +197,7 @@ def measure_int8(device, work_items: int | None = None, target_s: float = 0.05) 
     iterations, seconds = _timed_chains(launch, target_s)
     ops = 8.0 * CHAINS * iterations * n
     return {"ops": ops, "seconds": seconds, "gops": ops / seconds / 1e9, "kernel": "int8_peak",
-            "method": "cl_khr_integer_dot_product" if integer_dot_product(device) else "4 x int8 dot product in 32-bit integer arithmetic"}
+            "method": "cl_khr_integer_dot_product" if dot else "4 x int8 dot product in 32-bit integer arithmetic"}
 
 
 def measure_latency(device, launches: int = 200) -> dict[str, Any]:
