@@ -376,10 +376,11 @@ def roofline(rows: list[dict[str, Any]], path: str) -> None:
             top = row[key]["gflops"]
             ax.loglog(ai, np.minimum(top, bw * ai), style, color="tab:blue" if key == "float32" else "tab:gray",
                       label=f"measured {key}: {top:.0f} GF/s, {bw:.0f} GB/s")
-        peak = row["peaks"]
-        if peak.get("float32") and peak.get("gbps"):
-            ax.loglog(ai, np.minimum(peak["float32"], peak["gbps"] * ai), ":", color="black",
-                      label=f"driver peak: {peak['float32']:.0f} GF/s, {peak['gbps']:.0f} GB/s")
+        for peak, what in ((row["peaks"], "driver peak"), (row.get("published") or {}, "published peak")):
+            if peak.get("float32") and peak.get("gbps"):
+                ax.loglog(ai, np.minimum(peak["float32"], peak["gbps"] * ai), ":", color="black",
+                          label=f"{what}: {peak['float32']:.0f} GF/s, {peak['gbps']:.0f} GB/s")
+                break
         for key, marker, color in (("gemm", "o", "tab:red"), ("conv2d", "s", "tab:green")):
             item = row.get(key, {})
             if "gflops" in item:
