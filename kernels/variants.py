@@ -31,6 +31,10 @@ def library_variants() -> Iterator[Variant]:
         yield from _helpers(dtype)
     for name in ("float32", "float64"):  # xgpu bench device's kernels
         yield f"copy-{name}", bench_kernels.TEMPLATE, bench_kernels.defines(name)
+    # the float16 and int8 ceilings in their neutral form; the forms that use cl_khr_fp16 arithmetic and
+    # cl_khr_integer_dot_product's builtin are rendered only for devices that list those extensions
+    # (tests/test_hwbench.py runs them on each such device)
+    yield "lowp-portable", bench_kernels.LOWP, bench_kernels.lowp_defines(False, "portable")
 
 
 def _axpy() -> Iterator[Variant]:

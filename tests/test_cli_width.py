@@ -34,7 +34,7 @@ def assert_fits(out: str, columns: int) -> None:
     assert "…" not in out, out
 
 
-@pytest.mark.parametrize("args", [("devices",), ("devices", "--wide"), ("plugins",), ("targets",)])
+@pytest.mark.parametrize("args", [("devices",), ("devices", "--wide"), ("devices", "--peaks"), ("plugins",), ("targets",)])
 def test_tables_fit_80_columns_without_cutting_cells(args):
     out = piped(*args, columns=80)
     assert_fits(out, 80)

@@ -51,7 +51,7 @@ def test_library_kernel_compiles_for_cuda(builds, arch, name, template, defines)
     assert build.binary, "NVRTC produced no cubin"
     assert "warning" not in build.log.lower(), build.log
     # ptxas (PyPI's nvidia-cuda-nvcc, set-up installs it) assembled the PTX and reported each kernel
-    kernel = {"axpy": "axpy_sum", "copy": "fma_peak"}.get(name.split("-")[0], name.split("-")[0])
+    kernel = {"axpy": "axpy_sum", "copy": "fma_peak", "lowp": "int8_peak"}.get(name.split("-")[0], name.split("-")[0])
     if kernel == "gemm" and "-panel-" in name:
         kernel = "gemm_panel"
     assert kernel in build.resources, f"no ptxas report for {kernel}: {build.log or build.resources}"

@@ -86,7 +86,7 @@ def test_library_kernel_compiles_offline(builds, name, target, template, defines
     build = builds[(name, target)].result()
     assert build.target == target.split(":")[1]
     assert build.binary
-    kernel = {"axpy": "axpy_sum", "copy": "fma_peak"}.get(name.split("-")[0], name.split("-")[0])
+    kernel = {"axpy": "axpy_sum", "copy": "fma_peak", "lowp": "int8_peak"}.get(name.split("-")[0], name.split("-")[0])
     if kernel == "gemm" and "-panel-" in name:
         kernel = "gemm_panel"
     assert kernel in build.resources, f"no resource report for {kernel}: {build.resources}\n{build.log}"

@@ -52,7 +52,8 @@ def test_wheel_contents(wheel):
     tops = {n.split("/")[0] for n in names}
     assert tops <= {"xgpu", next(t for t in tops if t.endswith(".dist-info"))}, tops
     for required in ("xgpu/backends/opencl/__init__.py", "xgpu/backends/opencl/prelude.mako",
-                     "xgpu/backends/cuda/prelude.mako", "xgpu/kernels/axpy/axpy.mako", "xgpu/py.typed"):
+                     "xgpu/backends/cuda/prelude.mako", "xgpu/kernels/axpy/axpy.mako", "xgpu/py.typed",
+                     "xgpu/kernels/bench/lowp.mako", "xgpu/tools/gpu_peaks.json"):
         assert required in names, required
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "[xgpu]" in entry_points and "opencl = xgpu.backends.opencl" in entry_points

@@ -359,6 +359,21 @@ def _subgroup_sizes(dev: Any, extensions: list[str]) -> tuple[int, ...]:
     return tuple(sorted(int(v) for v in values))
 
 
+def _amd_identity(dev: Any, extensions: list[str]) -> dict[str, Any]:
+    """The PCI device id and board name AMD's driver reports (cl_amd_device_attribute_query), else nothing."""
+    if "cl_amd_device_attribute_query" not in extensions:
+        return {}
+    cl = _cl()
+    found: dict[str, Any] = {}
+    for key, param in (("pci_device_id", "PCIE_ID_AMD"), ("board_name", "BOARD_NAME_AMD")):
+        try:
+            value = dev.get_info(getattr(cl.device_info, param))
+        except (AttributeError, cl.Error):  # an older driver or pyopencl without the query
+            continue
+        found[key] = value.strip() if isinstance(value, str) else int(value)
+    return found
+
+
 def _atomics(extensions: list[str], fp64: bool) -> dict[str, str]:
     """What prelude.mako compiles each atomic to on a device with these extensions (the same tests)."""
     base = "cl_khr_int64_base_atomics" in extensions
@@ -427,6 +442,13 @@ class OpenCLDevice(DeviceImpl):
                 # lanes of the native float vector (8 on AVX2, 16 on AVX-512): the device rules size
                 # register blocks by it (xgpu.rules: simd-narrow)
                 "native_vector_width_float": int(dev.native_vector_width_float),
+                # what the device says it is and can do: the extension list (xgpu bench device picks
+                # its float16 and int8 kernels by it), the PCI vendor id, and where AMD's driver reports
+                # them, the PCI device id and the board's marketing name (xgpu devices --peaks matches
+                # published figures by them)
+                "extensions": sorted(extensions),
+                "vendor_id": int(dev.vendor_id),
+                **_amd_identity(dev, extensions),
                 # part of the device's identity, so compile-cache keys tell such builds apart
                 **({"build_options": " ".join(self._extra_options)} if self._extra_options else {}),
             },

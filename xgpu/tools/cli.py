@@ -1,4 +1,5 @@
-"""The ``xgpu`` command: ``devices``, ``plugins``, ``render``, ``compile``, ``bench``, ``parity``, ``cache``."""
+"""The ``xgpu`` command: ``devices``, ``plugins``, ``render``, ``compile``, ``bench``, ``compare``, ``parity``,
+``cache``."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ def _defines(items: list[str] | None) -> dict[str, Any]:
 
 def cmd_devices(args: argparse.Namespace, console: Console) -> int:
     devs = _devices.devices()
+    if args.peaks:
+        return cmd_devices_peaks(devs, args, console)
     status = _devices.list_backends()
     try:
         default, why = _devices.default_device_reason()
@@ -465,12 +468,13 @@ def cmd_bench_device(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     table = Table(title="xgpu bench device", title_justify="left")
-    for col in ("device", "copy GB/s", "float32 GF/s (FMA)", "float64 GF/s (FMA)", "launch µs",
-                f"GEMM {hw.GEMM_N}³ GF/s", "conv2d 3x3 GF/s"):
+    for col in ("device", "copy GB/s", "float32 GF/s (FMA)", "float64 GF/s (FMA)", "float16 GF/s", "int8 GOPS",
+                "launch µs", f"GEMM {hw.GEMM_N}³ GF/s", "conv2d 3x3 GF/s"):
         table.add_column(col)
     for r in rows:
-        table.add_row(f"{r['device']} {r['name']} ({r['platform']})", hw.cell(r, "bandwidth", "gbps", ".1f"),
+        table.add_row(escape(f"{r['device']} {r['name']} ({r['platform']})"), hw.cell(r, "bandwidth", "gbps", ".1f"),
                       hw.cell(r, "float32", "gflops", ".1f"), hw.cell(r, "float64", "gflops", ".1f"),
+                      hw.cell(r, "float16", "gflops", ".1f"), hw.cell(r, "int8", "gops", ".1f"),
                       hw.cell(r, "latency", "us", ".1f"), hw.cell(r, "gemm", "gflops", ".1f"),
                       hw.cell(r, "conv2d", "gflops", ".1f"))
     console.print(table)
@@ -480,15 +484,92 @@ def cmd_bench_device(args: argparse.Namespace, console: Console) -> int:
         for key, item in r.items():
             if isinstance(item, dict) and "error" in item:
                 console.print(f"{r['device']} {key}: {item['error']}", highlight=False, markup=False)
-        if not r.get("excluded") and not any(v for v in r["peaks"].values()):
+        console.print(f"{r['device']}: {_published_line(r['published'], r['type'], bool(r.get('excluded')))}",
+                      highlight=False, markup=False)
+        if not r.get("excluded") and not any(v for v in r["peaks"].values()) and not r["published"]:
             console.print(f"{r['device']}: no fraction of peak: the driver reports no figures to estimate a peak from "
-                          "(memory clock, bus width, FLOP per cycle)", highlight=False)
+                          "(memory clock, bus width, FLOP per cycle) and no published figures match it",
+                          highlight=False)
+        if "arithmetic" in r.get("float16", {}):
+            console.print(f"{r['device']}: float16 computed in {r['float16']['arithmetic']}; int8 by "
+                          f"{r['int8'].get('method', '-') if isinstance(r.get('int8'), dict) else '-'}",
+                          highlight=False, markup=False)
     console.print("copy: 64M floats (less where memory is short) device to device, by a copy kernel and by the "
                   "driver, the faster, counting bytes read and written; FMA: 16 scalar chains or 8 chains of 16-wide "
-                  "vectors per work-item, the faster; launch: an empty kernel, launch to completion (median of 200); "
-                  f"GEMM: {hw.GEMM_N}³ float32; conv2d: {hw.CONV_LAYER[0]} float32", highlight=False)
+                  "vectors per work-item, the faster; float16: 16 multiply-add chains per work-item in float16 where "
+                  "the device lists cl_khr_fp16, else stored as float16 and computed in float32; int8: 16 chains of "
+                  "4 x int8 dot products with accumulation (8 operations each); launch: an empty kernel, launch to "
+                  f"completion (median of 200); GEMM: {hw.GEMM_N}³ float32; conv2d: {hw.CONV_LAYER[0]} float32; "
+                  "fractions: of the driver's peak where the backend estimates one, else of the published peak "
+                  "(int8: of the tensor/matrix units' figure, which this kernel does not use)", highlight=False)
     if args.plot:
         console.print(f"roofline chart: {args.plot}", highlight=False)
+    return 0
+
+
+def _published_line(published: dict[str, Any] | None, device_type: str, simulator: bool = False) -> str:
+    """A device's published peaks in one line (xgpu devices --peaks, xgpu bench device)."""
+    from xgpu.tools import hwbench as hw
+
+    if not published:
+        return hw.published_text(None, device_type, simulator)
+
+    def fig(key: str, unit: str, scale: float = 1e3) -> str:
+        value = published.get(key)
+        return f"{value / scale:g}{unit}" if value else "-"
+
+    units = f" {published.get('unit_kind') or 'CU'}s"
+    return (f"{published['vendor']} {published['model']}: {fig('compute_units', units, 1)}, "
+            f"{fig('boost_clock_mhz', ' MHz', 1)}, {fig('memory_gb', ' GB', 1)}, {fig('gbps', ' GB/s', 1)}; "
+            f"TF/s: FP32 {fig('float32', '')}, FP16 {fig('float16', '')} vector / {fig('float16_tensor', '')} tensor, "
+            f"BF16 {fig('bfloat16_tensor', '')} tensor; INT8 {fig('int8_tensor', ' TOPS')} tensor")
+
+
+def cmd_devices_peaks(devs: list[Any], args: argparse.Namespace, console: Console) -> int:
+    """``xgpu devices --peaks``: each device beside the published figures of the model it is."""
+    from xgpu.tools import hwbench as hw
+    from xgpu.tools import peaks as _peaks
+
+    found = {d.id: hw.published_peaks(_peaks.match_device(d)) for d in devs}
+    if args.json:
+        print(json.dumps([{"id": d.id, "name": d.name, "type": d.type, "published": found[d.id]} for d in devs],
+                         indent=2))
+        return 0
+    table = Table(title="xgpu devices: published peaks", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("id", no_wrap=True)
+    table.add_column("name", ratio=1)
+    table.add_column("published figures", ratio=2)
+    for d in devs:
+        table.add_row(d.id, escape(d.name), escape(_published_line(found[d.id], d.type, d.is_simulator)))
+    console.print(table)
+    console.print("figures from the vendors' datasheets (`xgpu devices --peaks --json` gives each row's source); "
+                  "tensor figures dense; '-': not published or not known for certain; docs/hardware.md",
+                  highlight=False)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> int:
+    """``xgpu compare A.json B.json ...``: devices of several machines side by side."""
+    from xgpu.tools import hwbench as hw
+
+    _check_writable(args.markdown)
+    rows = hw.load_bench_reports(args.reports)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    columns, cells = hw.compare_table(rows)
+    table = Table(title=f"xgpu compare: {len(args.reports)} report(s)", title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for row in cells:
+        table.add_row(*(escape(c) for c in row))
+    console.print(table)
+    console.print("measured: xgpu bench device (percentages: of the driver's peak, else of the published peak; "
+                  "int8 of the tensor/matrix figure); peaks: vendors' datasheets, tensor figures dense",
+                  highlight=False)
+    if args.markdown:
+        _write_atomic(args.markdown, hw.markdown_table(columns, cells))
+        console.print(f"Markdown table: {args.markdown}", highlight=False, markup=False)
     return 0
 
 
@@ -585,6 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--wide", action="store_true",
                    help="every column (vendor, clock, local memory, max work-group, driver), not only those that fit 80")
+    p.add_argument("--peaks", action="store_true",
+                   help="the published peak figures of each device's model (FP32, FP16, BF16, INT8, bandwidth)")
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("plugins", help="list loaded plugins with versions and hooks")
@@ -638,13 +721,19 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW", help="with --network (default NCHW)")
     cv.add_argument("--plot", metavar="FILE.png", help="with --network: a figure of the ratios per layer")
     cv.set_defaults(func=cmd_bench_conv)
-    bd = bench.add_parser("device", help="bandwidth, FMA ceilings, launch latency, GEMM and conv2d: the hardware")
+    bd = bench.add_parser("device", help="bandwidth, FMA, float16 and int8 ceilings, launch latency, GEMM and "
+                                        "conv2d, beside published peaks: the hardware")
     which = bd.add_mutually_exclusive_group()
     which.add_argument("--device", help="device spec (default: the default device)")
     which.add_argument("--all", action="store_true", help="every device, in one table")
     bd.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     bd.add_argument("--plot", metavar="FILE.png", help="draw a roofline chart per device (needs matplotlib)")
     bd.set_defaults(func=cmd_bench_device)
+    p = sub.add_parser("compare", help="devices of several machines side by side: xgpu bench device reports merged")
+    p.add_argument("reports", nargs="+", metavar="REPORT.json", help="written by `xgpu bench device --all --json`")
+    p.add_argument("--json", action="store_true", help="print the merged rows as JSON")
+    p.add_argument("--markdown", metavar="FILE.md", help="also write the table as Markdown")
+    p.set_defaults(func=cmd_compare)
     cb = bench.add_parser("cache", help="first GEMM call in a new process, cold cache against warm")
     cb.add_argument("--device", help="device spec (default: the default device)")
     cb.add_argument("--size", type=_positive_int, default=256, help="matrix size (default: 256)")

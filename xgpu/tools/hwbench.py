@@ -1,5 +1,6 @@
-"""``xgpu bench device``: measured hardware figures (bandwidth, FMA ceilings, launch latency, the
-library's GEMM and conv2d) per device, a comparison table, and a roofline chart."""
+"""``xgpu bench device``: measured hardware figures (bandwidth, FMA ceilings, float16 and int8 arithmetic
+ceilings, launch latency, the library's GEMM and conv2d) per device beside the model's published peaks
+(:mod:`xgpu.tools.peaks`), a comparison table, and a roofline chart."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from xgpu.errors import InvalidArgumentError
+from xgpu.tools import peaks as _peaks
 from xgpu.tools.bench import CONV_LAYERS, conv_flops, conv_operands, gemm_operands, median_time
 
 GEMM_N = 1024
@@ -74,6 +76,130 @@ def measure_fma(device, dtype: str) -> dict[str, Any]:
     return best
 
 
+def half_arithmetic(device) -> bool:
+    """Whether the float16 ceiling computes in float16: the device lists cl_khr_fp16 among its extensions."""
+    return "cl_khr_fp16" in device.extra.get("extensions", ())
+
+
+def integer_dot_product(device) -> bool:
+    """Whether the int8 ceiling may use the packed dot-product builtin: the device lists
+    cl_khr_integer_dot_product and compiles OpenCL C 3.0 (where the builtins are declared)."""
+    return ("cl_khr_integer_dot_product" in device.extra.get("extensions", ())
+            and str(device.extra.get("opencl_version", "")).startswith("OpenCL 3"))
+
+
+def _lowp_program(device) -> tuple[Any, bool]:
+    """The float16/int8 ceilings' program for ``device``, and whether it uses the dot-product builtin
+    (a compiler that refuses the builtin gets the portable form instead)."""
+    import xgpu
+    from xgpu.errors import CompileError
+    from xgpu.kernels.bench import LOWP, lowp_defines
+
+    half = half_arithmetic(device)
+    if integer_dot_product(device):
+        try:  # the extension's builtins are declared for OpenCL C 3.0 (the default language version is 1.2)
+            return xgpu.compile(LOWP, device, defines=lowp_defines(half, "builtin"), options=["-cl-std=CL3.0"]), True
+        except CompileError:
+            pass
+    return xgpu.compile(LOWP, device, defines=lowp_defines(half, "portable")), False
+
+
+def _timed_chains(launch, target_s: float) -> tuple[int, float]:
+    """(iterations, seconds): iterations grow until one launch takes ``target_s`` of device time."""
+    iterations = 64
+    while True:
+        seconds = _event_seconds(lambda it=iterations: launch(it), repeats=3)
+        if seconds > target_s or iterations >= 2**16:
+            return iterations, seconds
+        iterations *= 2 if seconds > target_s / 5 else 8
+
+
+def half_reference(work_items: int, chains: int, a: float, b: float, iterations: int) -> np.ndarray:
+    """What ``half_peak`` computes, in float64."""
+    gid = np.arange(work_items)
+    total = np.zeros(work_items)
+    for c in range(chains):
+        x = ((gid + c) % 1024) * 1e-4
+        for _ in range(iterations):
+            x = x * a + b
+        total += x
+    return total
+
+
+def dot4_reference(x: np.ndarray, w: int, b: int) -> np.ndarray:
+    """b + the dot product of the four signed bytes of each x with those of w (what ``bench_dot4`` does)."""
+    xb = x.astype("<i4").view(np.int8).reshape(-1, 4).astype(np.int64)
+    wb = np.array([w], "<i4").view(np.int8).astype(np.int64)
+    return (b + xb @ wb).astype(np.int32)
+
+
+def int8_reference(work_items: int, chains: int, w: int, b: int, iterations: int) -> np.ndarray:
+    """What ``int8_peak`` computes."""
+    gid = np.arange(work_items, dtype=np.int64)
+    total = np.zeros(work_items, np.int64)
+    for c in range(chains):
+        x = (((gid + c) % 4096) * 40503).astype(np.int32)
+        for _ in range(iterations):
+            x = dot4_reference(x, w, b)
+        total += x
+    return total.astype(np.int32)
+
+
+HALF_A, HALF_B = 0.999, 1e-3
+INT8_W, INT8_B = 0x03FD02FF, 7  # the bytes -1, 2, -3, 3 (lowest first)
+
+
+def measure_float16(device, work_items: int | None = None, target_s: float = 0.05) -> dict[str, Any]:
+    """The float16 ceiling: independent multiply-add chains in float16 where the device lists cl_khr_fp16;
+    elsewhere float16 storage with the chains computed in float32 (what xgpu's kernels do there).
+    The kernel's results are first checked against float64 on a short run."""
+    import xgpu
+    from xgpu.kernels.bench import CHAINS
+
+    program, _dot = _lowp_program(device)
+    n = work_items or max(device.compute_units * 2048, 65536)
+    out = xgpu.empty(n, np.float16, device)
+
+    def launch(iterations):
+        return program.half_peak(out, np.float32(HALF_A), np.float32(HALF_B), np.int32(iterations), global_size=n)
+
+    launch(37).wait()
+    want = half_reference(min(n, 4096), CHAINS, HALF_A, HALF_B, 37)
+    got = out.get()[: len(want)].astype(np.float64)
+    if not np.allclose(got, want, rtol=2e-2, atol=0.05):
+        raise AssertionError(f"the half_peak kernel computed wrong values (largest error {np.abs(got - want).max():.3g})")
+    iterations, seconds = _timed_chains(launch, target_s)
+    if not np.isfinite(out.get()).all():
+        raise AssertionError("the half_peak kernel produced non-finite values")
+    flops = 2.0 * CHAINS * iterations * n
+    return {"flops": flops, "seconds": seconds, "gflops": flops / seconds / 1e9, "kernel": "half_peak",
+            "arithmetic": "float16" if half_arithmetic(device) else "float32 (float16 storage)"}
+
+
+def measure_int8(device, work_items: int | None = None, target_s: float = 0.05) -> dict[str, Any]:
+    """The int8 ceiling: chains of packed 4 x int8 dot products with accumulation (8 operations each), by
+    cl_khr_integer_dot_product's builtin where the device lists it, else spelt out in 32-bit integer
+    arithmetic. The kernel's results are first checked exactly on a short run."""
+    import xgpu
+    from xgpu.kernels.bench import CHAINS
+
+    program, dot = _lowp_program(device)
+    n = work_items or max(device.compute_units * 2048, 65536)
+    out = xgpu.empty(n, np.int32, device)
+
+    def launch(iterations):
+        return program.int8_peak(out, np.int32(INT8_W), np.int32(INT8_B), np.int32(iterations), global_size=n)
+
+    launch(5).wait()
+    want = int8_reference(min(n, 4096), CHAINS, INT8_W, INT8_B, 5)
+    if not np.array_equal(out.get()[: len(want)], want):
+        raise AssertionError("the int8_peak kernel computed wrong values")
+    iterations, seconds = _timed_chains(launch, target_s)
+    ops = 8.0 * CHAINS * iterations * n
+    return {"ops": ops, "seconds": seconds, "gops": ops / seconds / 1e9, "kernel": "int8_peak",
+            "method": "cl_khr_integer_dot_product" if dot else "4 x int8 dot product in 32-bit integer arithmetic"}
+
+
 def measure_latency(device, launches: int = 200) -> dict[str, Any]:
     """Wall time from launching an empty kernel to its completion, median over many launches."""
     import xgpu
@@ -131,10 +257,61 @@ def peaks(device) -> dict[str, float | None]:
             "float64": extra.get("peak_gflops_float64")}
 
 
+def _scaled(value: float | None, factor: float) -> float | None:
+    return value * factor if value else None
+
+
+def published_peaks(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A row of the published figures in the bench's units (GB/s, GF/s, GOPS), with its model and source."""
+    if row is None:
+        return None
+    return {"model": row["model"], "vendor": row["vendor"], "source": row["source"],
+            "gbps": row["bandwidth_gbps"], "float32": _scaled(row["fp32_tflops"], 1e3),
+            "float16": _scaled(row["fp16_tflops"], 1e3), "float16_tensor": _scaled(row["fp16_tensor_tflops"], 1e3),
+            "bfloat16_tensor": _scaled(row["bf16_tensor_tflops"], 1e3), "int8_tensor": _scaled(row["int8_tops"], 1e3),
+            "memory_gb": row["memory_gb"], "compute_units": row["compute_units"], "unit_kind": row["unit_kind"],
+            "boost_clock_mhz": row["boost_clock_mhz"]}
+
+
+#: figure -> (the key of its value, the peaks it is a fraction of: driver's first, then published)
+FRACTIONS = {
+    "bandwidth": ("gbps", "gbps"),
+    "float32": ("gflops", "float32"),
+    "float64": ("gflops", "float64"),
+    "float16": ("gflops", "float16"),
+    "int8": ("gops", "int8_tensor"),
+}
+
+
+def add_fractions(row: dict[str, Any]) -> None:
+    """Each measured figure as a fraction of the peak it compares with: the driver's estimate where the
+    backend gives one, else the model's published figure. float16 computed in float32 compares with the
+    float32 peak; int8 with the published tensor/matrix figure (the bench's kernel uses no tensor units)."""
+    published = row.get("published") or {}
+    for key, (value_key, peak_key) in FRACTIONS.items():
+        item = row.get(key)
+        if not isinstance(item, dict) or value_key not in item:
+            continue
+        if key == "float16" and item.get("arithmetic") != "float16":
+            peak_key = "float32"
+        peak, source = row["peaks"].get(peak_key), "driver"
+        if not peak:
+            peak, source = published.get(peak_key), "published"
+        if peak:
+            item["fraction_of_peak"] = item[value_key] / peak
+            item["peak"] = peak
+            item["peak_source"] = source
+
+
 def bench_device(device, progress=None) -> dict[str, Any]:
     """Every figure for one device; a figure that could not be measured holds its error instead."""
+    from xgpu.tools.parity import machine_info
+
     row: dict[str, Any] = {"device": device.id, "name": device.name, "platform": device.platform,
-                           "type": device.type, "driver_version": device.driver_version, "peaks": peaks(device)}
+                           "type": device.type, "driver_version": device.driver_version,
+                           "host": machine_info()["hostname"], "compute_units": device.compute_units,
+                           "global_mem_bytes": device.global_mem_bytes, "peaks": peaks(device),
+                           "published": published_peaks(_peaks.match_device(device))}
     if device.is_simulator:
         row["excluded"] = ("a simulator: it runs kernels thousands of times slower than hardware, so its "
                            "timings say nothing about any device")
@@ -145,8 +322,8 @@ def bench_device(device, progress=None) -> dict[str, Any]:
         steps.append(("float64", lambda: measure_fma(device, "float64")))
     else:
         row["float64"] = {"skipped": "no float64 on this device"}
-    row["float16"] = {"skipped": "xgpu kernels store float16 and compute in float32: the float32 ceiling applies"}
-    steps += [("latency", lambda: measure_latency(device)), ("gemm", lambda: measure_gemm(device)),
+    steps += [("float16", lambda: measure_float16(device)), ("int8", lambda: measure_int8(device)),
+              ("latency", lambda: measure_latency(device)), ("gemm", lambda: measure_gemm(device)),
               ("conv2d", lambda: measure_conv2d(device))]
     for name, run in steps:
         if progress:
@@ -155,11 +332,7 @@ def bench_device(device, progress=None) -> dict[str, Any]:
             row[name] = run()
         except Exception as exc:  # one failing figure must not hide the others
             row[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
-    for key, peak_key, value_key in (("bandwidth", "gbps", "gbps"), ("float32", "float32", "gflops"),
-                                     ("float64", "float64", "gflops")):
-        peak = row["peaks"].get(peak_key)
-        if peak and value_key in row.get(key, {}):
-            row[key]["fraction_of_peak"] = row[key][value_key] / peak
+    add_fractions(row)
     return row
 
 
@@ -175,7 +348,8 @@ def cell(row: dict[str, Any], key: str, value_key: str, fmt: str) -> str:
         return "n/a"
     text = format(item[value_key], fmt)
     if "fraction_of_peak" in item:
-        text += f" ({item['fraction_of_peak']:.0%} of peak)"
+        published = " published" if item.get("peak_source") == "published" else ""
+        text += f" ({item['fraction_of_peak']:.0%} of{published} peak)"
     return text
 
 
@@ -202,10 +376,11 @@ def roofline(rows: list[dict[str, Any]], path: str) -> None:
             top = row[key]["gflops"]
             ax.loglog(ai, np.minimum(top, bw * ai), style, color="tab:blue" if key == "float32" else "tab:gray",
                       label=f"measured {key}: {top:.0f} GF/s, {bw:.0f} GB/s")
-        peak = row["peaks"]
-        if peak.get("float32") and peak.get("gbps"):
-            ax.loglog(ai, np.minimum(peak["float32"], peak["gbps"] * ai), ":", color="black",
-                      label=f"driver peak: {peak['float32']:.0f} GF/s, {peak['gbps']:.0f} GB/s")
+        for peak, what in ((row["peaks"], "driver peak"), (row.get("published") or {}, "published peak")):
+            if peak.get("float32") and peak.get("gbps"):
+                ax.loglog(ai, np.minimum(peak["float32"], peak["gbps"] * ai), ":", color="black",
+                          label=f"{what}: {peak['float32']:.0f} GF/s, {peak['gbps']:.0f} GB/s")
+                break
         for key, marker, color in (("gemm", "o", "tab:red"), ("conv2d", "s", "tab:green")):
             item = row.get(key, {})
             if "gflops" in item:
@@ -222,3 +397,74 @@ def roofline(rows: list[dict[str, Any]], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def load_bench_reports(paths: list[str]) -> list[dict[str, Any]]:
+    """The rows of several ``xgpu bench device --json`` reports, in order; a device measured twice on one
+    host keeps its last report's row. A file that is not such a report is refused, naming it."""
+    import json
+    from pathlib import Path
+
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in paths:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InvalidArgumentError(f"{path}: no such file (write one with `xgpu bench device --all --json > FILE`)") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidArgumentError(f"{path}: not a JSON report of `xgpu bench device --json` ({exc})") from None
+        rows = data if isinstance(data, list) else [data]
+        for row in rows:
+            if not isinstance(row, dict) or not isinstance(row.get("device"), str) or "name" not in row:
+                raise InvalidArgumentError(f"{path}: not a report of `xgpu bench device --json` (each entry needs "
+                                           "'device' and 'name'); write one with `xgpu bench device --all --json > FILE`")
+            row = dict(row)
+            row.setdefault("host", Path(path).stem)  # reports from before hosts were recorded
+            row.setdefault("peaks", {})
+            if "published" not in row:  # match again by the name in the report
+                row["published"] = published_peaks(_peaks.match(
+                    row["name"], type=row.get("type", "gpu"), memory_bytes=row.get("global_mem_bytes")))
+            add_fractions(row)
+            merged[(row["host"], row["device"])] = row
+    return list(merged.values())
+
+
+def _figure(value: float | None, unit: float = 1.0) -> str:
+    if not value:
+        return "-"
+    value /= unit
+    return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def published_text(published: dict[str, Any] | None, device_type: str = "gpu", simulator: bool = False) -> str:
+    """The published peaks in one short line: model, FP32, FP16 vector / tensor, BF16 and INT8 tensor, GB/s."""
+    if not published:
+        why = "a simulator" if simulator else "a CPU" if device_type == "cpu" else "the model is not in the table"
+        return f"no published figures ({why})"
+    tf = lambda key: _figure(published.get(key), 1e3)  # noqa: E731  (GF/s to TF/s)
+    return (f"{published['vendor']} {published['model']}: FP32 {tf('float32')}, FP16 {tf('float16')} / "
+            f"{tf('float16_tensor')}, BF16 {tf('bfloat16_tensor')}, INT8 {tf('int8_tensor')} TOPS, "
+            f"{_figure(published.get('gbps'))} GB/s")
+
+
+def compare_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Columns and cells of the side-by-side view (``xgpu compare``): measured figures with their
+    fraction of peak, then the published peaks of the matched model (TF/s; FP16 vector / tensor)."""
+    columns = ["device", "host", "float32 GF/s", "float16 GF/s", "int8 GOPS", "copy GB/s", "published peaks (TF/s)"]
+    cells = []
+    for r in rows:
+        float16 = cell(r, "float16", "gflops", ".1f")
+        if r.get("float16", {}).get("arithmetic") == "float32 (float16 storage)":
+            float16 += " (float32 math)"
+        cells.append([
+            f"{r['device']} {r['name']}", r["host"], cell(r, "float32", "gflops", ".1f"), float16,
+            cell(r, "int8", "gops", ".1f"), cell(r, "bandwidth", "gbps", ".1f"),
+            published_text(r.get("published"), r.get("type", "gpu"), bool(r.get("excluded"))),
+        ])
+    return columns, cells
+
+
+def markdown_table(columns: list[str], cells: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+    return "\n".join(lines) + "\n"
