@@ -24,6 +24,7 @@ from .backend import (
     LocalMemory,
     OfflineBuild,
     ProgramImpl,
+    QueueImpl,
 )
 from .hookspecs import (
     BackendRegistry,
@@ -59,6 +60,7 @@ __all__ = [
     "Peer",
     "PeerRegistry",
     "ProgramImpl",
+    "QueueImpl",
     "Target",
     "TargetRegistry",
     "TunableRegistry",
