@@ -308,6 +308,9 @@ def test_streams_events_and_non_blocking_copies(drv):
     np.testing.assert_array_equal(host, np.arange(300, dtype=np.float32))  # kernels do not run in the stand-in
     start, end = second.profile
     assert 0 <= start <= end and first.done
+    drv.LAUNCHES.clear()
+    xgpu.gemm(x.reshape(20, 15), y.reshape(15, 20), queue=q1)  # the library's kernels go to the queue too
+    assert drv.LAUNCHES and {launch["stream"] for launch in drv.LAUNCHES} == {s1}
     q1.finish()
     dev.synchronize()
     # a queue of one GPU refused for work on the other, before the driver is asked

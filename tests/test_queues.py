@@ -204,6 +204,28 @@ def test_one_device_failing_leaves_the_other_running():
     np.testing.assert_array_equal(results["good"], _slow_reference(xh, iters))
 
 
+def test_with_queue_is_per_thread(dev):
+    from xgpu import _queue
+
+    q = dev.queue()
+    seen: list[bool] = []
+    entered = threading.Barrier(2)
+
+    def work():
+        with q:
+            entered.wait(timeout=30)  # both threads inside the block at once
+            seen.append(_queue.pick(dev, None, "test") is q)
+        seen.append(_queue.pick(dev, None, "test") is None)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert seen == [True] * 4 or sorted(seen) == [True] * 4
+    assert _queue.pick(dev, None, "test") is None  # this thread never entered it
+
+
 def test_clear_errors():
     pocl, intel = _find(RUNTIMES[0]), _find(RUNTIMES[1])
     program = xgpu.compile(SLOW, pocl)

@@ -41,7 +41,7 @@ class Queue:
         self.device = device
         self._impl = impl
         self._number = number
-        self._tokens: list[contextvars.Token] = []
+        self._tokens = threading.local()  # per thread: ``with q:`` may be entered by several threads at once
 
     @property
     def is_default(self) -> bool:
@@ -68,11 +68,12 @@ class Queue:
     def __enter__(self) -> Queue:
         chosen = dict(_current.get() or {})
         chosen[id(self.device)] = self
-        self._tokens.append(_current.set(chosen))
+        stack = self._tokens.__dict__.setdefault("stack", [])
+        stack.append(_current.set(chosen))
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        _current.reset(self._tokens.pop())
+        _current.reset(self._tokens.stack.pop())
 
 
 class Event:
