@@ -250,6 +250,8 @@ def test_clear_errors():
         a.get(wait_for=[raw])
     with pytest.raises(errors.InvalidArgumentError, match="C-contiguous out"):
         xgpu.asarray(np.ones((4, 4), np.float32), pocl).get(out=np.empty((4, 8), np.float32)[:, ::2], blocking=False)
+    with pytest.raises(errors.InvalidArgumentError, match="pass out=xgpu.pinned_empty"):
+        a.get(blocking=False)
     with pytest.raises(errors.InvalidArgumentError, match="devices= or queue="):
         xgpu.matmul(a.reshape(1, 2, 4), a.reshape(1, 4, 2), devices=[pocl], queue=pocl.queue())
     with pytest.raises(errors.InvalidArgumentError, match="no device timestamps"):

@@ -150,6 +150,9 @@ class Array:
 
         ``queue``: the :class:`xgpu.Queue` to copy on; ``wait_for``: events to wait for first;
         ``blocking=False`` returns the copy's Event at once (``out`` is filled when it ends)."""
+        if out is None and not blocking:
+            raise InvalidArgumentError("get(blocking=False) fills an out= you pass and returns the copy's event: "
+                                       "pass out=xgpu.pinned_empty(a.shape, a.dtype, a.device)")
         if out is None:
             out = np.empty(self.shape, self.dtype)
         elif not isinstance(out, np.ndarray) or out.shape != self.shape or out.dtype != self.dtype:
