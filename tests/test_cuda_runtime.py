@@ -281,3 +281,38 @@ def test_devices_json_when_pycuda_cannot_load(tmp_path, error, reason):
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     cuda = json.loads(run_xgpu("devices", "--json", env=env).stdout)["backends"]["cuda"]
     assert not cuda["available"] and cuda["reason"].startswith(reason) and not cuda["device_ids"]
+
+
+def test_streams_events_and_non_blocking_copies(drv):
+    dev = xgpu.get_device("cuda:0")
+    program = xgpu.compile(SAXPY, dev)
+    x = xgpu.asarray(np.arange(300, dtype=np.float32), dev)
+    y = xgpu.asarray(np.ones(300, np.float32), dev)
+    q1, q2 = dev.queue(), dev.queue()
+    s1, s2 = q1._impl.stream, q2._impl.stream
+    assert s1 is not s2 and dev._impl.stream not in (s1, s2)
+    drv.LAUNCHES.clear()
+    drv.STREAM_LOG.clear()
+    first = program.saxpy(y, x, np.float32(2), 300, global_size=300, queue=q1)
+    second = program.saxpy(x, y, np.float32(1), 300, global_size=300, queue=q2, wait_for=[first])
+    assert [launch["stream"] for launch in drv.LAUNCHES] == [s1, s2]
+    # the second stream waits on the device (cuStreamWaitEvent) for the first launch's end, before its launch
+    waits = [entry for entry in drv.STREAM_LOG if entry[0] == "wait"]
+    assert waits == [("wait", s2, first._impl.end)]
+    assert drv.STREAM_LOG.index(waits[0]) < drv.STREAM_LOG.index(("record", s2, second._impl.start))
+    host = xgpu.pinned_empty(300, np.float32, dev)
+    assert isinstance(host.base, np.ndarray) or host.base is not None  # page-locked memory kept by the array
+    read = x.get(out=host, queue=q2, blocking=False)
+    assert ("dtoh", s2) in drv.STREAM_LOG and isinstance(read, xgpu.Event)
+    read.wait()
+    np.testing.assert_array_equal(host, np.arange(300, dtype=np.float32))  # kernels do not run in the stand-in
+    start, end = second.profile
+    assert 0 <= start <= end and first.done
+    drv.LAUNCHES.clear()
+    xgpu.gemm(x.reshape(20, 15), y.reshape(15, 20), queue=q1)  # the library's kernels go to the queue too
+    assert drv.LAUNCHES and {launch["stream"] for launch in drv.LAUNCHES} == {s1}
+    q1.finish()
+    dev.synchronize()
+    # a queue of one GPU refused for work on the other, before the driver is asked
+    with pytest.raises(errors.DeviceMismatchError, match="queue is one of cuda:0, but the work is on cuda:1"):
+        xgpu.asarray(np.ones(4, np.float32), "cuda:1", queue=q1)

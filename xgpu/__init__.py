@@ -9,6 +9,7 @@ Public surface (everything else is private)::
     xgpu.render(template, backend), xgpu.compile(template, device) kernel templates
     xgpu.gemm(a, b, c, ...), xgpu.matmul(a, b), a @ b, xgpu.conv2d   the kernel library
     xgpu.DeviceGroup(devices), matmul/conv2d(..., devices=[...])    a batch split over devices
+    device.queue(), queue=, wait_for=, xgpu.pinned_empty(...)       queues (streams), events, non-blocking copies
     xgpu.quantized.linear(...), xgpu.quantized.conv2d(...)          quantized layers (PyTorch's arithmetic)
     xgpu.cache_info(), xgpu.cache_clear()                           the on-disk compile cache
     xgpu.KernelTemplate, xgpu.hookimpl, xgpu.errors                 templates, plugins, errors
@@ -37,14 +38,15 @@ from ._array import (
 )
 from ._cache import clear as cache_clear
 from ._cache import info as cache_info
-from ._devices import Device, devices, get_device, list_backends
+from ._devices import Device, devices, get_device, list_backends, pinned_empty
 from ._elementwise import ElementwiseKernel, ReductionKernel, elementwise, reduction
 from ._group import DeviceGroup
 from ._interop import from_dlpack
 from ._math import abs, dot, exp, log, max, mean, min, sqrt, sum, where  # noqa: A004  (numpy's names)
 from ._ops import conv2d, gemm, matmul
 from ._plugins import register_plugin, unregister_plugin
-from ._program import Event, Kernel, Program, compile, compile_offline, render
+from ._program import Kernel, Program, compile, compile_offline, render
+from ._queue import Event, Queue
 from .errors import XgpuError
 from .hookspecs import hookimpl
 from .template import REQUIRED_WORDS, KernelTemplate, RenderedSource, ctype
@@ -65,6 +67,7 @@ __all__ = [
     "Kernel",
     "KernelTemplate",
     "Program",
+    "Queue",
     "RenderedSource",
     "XgpuError",
     "__version__",
@@ -99,6 +102,7 @@ __all__ = [
     "full_like",
     "ones",
     "ones_like",
+    "pinned_empty",
     "zeros_like",
     "abs",
     "dot",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import _queue
 from .errors import (
     DeviceMismatchError,
     InvalidArgumentError,
@@ -145,8 +146,15 @@ class Array:
 
     # -- host transfers ---------------------------------------------------------------------------
 
-    def get(self, out: np.ndarray | None = None) -> np.ndarray:
-        """Copy to the host; into ``out`` (a numpy array of the same shape and dtype) when given."""
+    def get(self, out: np.ndarray | None = None, *, queue: Any = None, blocking: bool = True,
+            wait_for: Any = None) -> Any:
+        """Copy to the host; into ``out`` (a numpy array of the same shape and dtype) when given.
+
+        ``queue``: the :class:`xgpu.Queue` to copy on; ``wait_for``: events to wait for first;
+        ``blocking=False`` returns the copy's Event at once (``out`` is filled when it ends)."""
+        if out is None and not blocking:
+            raise InvalidArgumentError("get(blocking=False) fills an out= you pass and returns the copy's event: "
+                                       "pass out=xgpu.pinned_empty(a.shape, a.dtype, a.device)")
         if out is None:
             out = np.empty(self.shape, self.dtype)
         elif not isinstance(out, np.ndarray) or out.shape != self.shape or out.dtype != self.dtype:
@@ -155,7 +163,10 @@ class Array:
         elif not out.flags.writeable:
             raise InvalidArgumentError("out is read-only: pass a writeable numpy array")
         if not self.nbytes:
-            return out
+            return out if blocking else _queue.Event(None, "an empty copy")
+        if queue is not None or not blocking or wait_for is not None or \
+                _queue.needs_queue_path(self.device, self._block):
+            return _queue.read(self, out, queue, blocking, wait_for)
         src = self if self._whole else self.copy()
         if out.flags.c_contiguous:
             self.device._impl.read(src._buffer, out)
@@ -165,8 +176,13 @@ class Array:
             out[...] = host
         return out
 
-    def set(self, host: Any) -> Array:
-        """Copy a host array of this shape (or one that broadcasts to it) into this array, converting its dtype."""
+    def set(self, host: Any, *, queue: Any = None, blocking: bool = True, wait_for: Any = None) -> Any:
+        """Copy a host array of this shape (or one that broadcasts to it) into this array, converting its dtype.
+
+        ``queue``, ``wait_for`` as for :meth:`get`; ``blocking=False`` returns the copy's Event at once (the
+        host data is kept alive until it ends); otherwise this array."""
+        if queue is not None or not blocking or wait_for is not None:
+            return _set_on_queue(self, host, queue, blocking, wait_for)
         host = np.asarray(host)
         if host.shape != self.shape:
             try:
@@ -175,7 +191,9 @@ class Array:
                 raise ShapeError(f"cannot set an array of shape {self.shape} from one of shape {host.shape}") from None
         if not self.nbytes:
             return self
-        if self._whole:
+        if self._whole and _queue.needs_queue_path(self.device, self._block):
+            _queue.write(self, host, None, True, None)
+        elif self._whole:
             self.device._impl.write(self._buffer, np.ascontiguousarray(host, dtype=self.dtype))
         else:
             copy_into = GENERATED.elementwise.copy_into
@@ -186,7 +204,7 @@ class Array:
         """A new contiguous array with the same elements (a view's elements, gathered)."""
         out = Array(self.device, self.shape, self.dtype)
         if self.nbytes and self._whole:
-            self.device._impl.copy(out._buffer, self._buffer, self.nbytes)
+            _queue.device_copy(out, self)
         elif self.nbytes:
             copy_kernel = GENERATED.elementwise.copy_kernel
             copy_kernel(self.dtype, self.dtype)(out, self)
@@ -548,9 +566,12 @@ def shares_memory(a: Any, b: Any) -> bool:
     return _is_array(a) and _is_array(b) and a._block is b._block
 
 
-def copyto(dst: Array, src: Array) -> Array:
+def copyto(dst: Array, src: Array, *, queue: Any = None, wait_for: Any = None) -> Array:
     """Copy ``src`` into ``dst`` on the device: same device and dtype, ``src``'s shape broadcasting to
-    ``dst``'s; either may be a view. Returns ``dst``."""
+    ``dst``'s; either may be a view. Returns ``dst``. ``queue``: the :class:`xgpu.Queue` to copy on (by
+    default the device's); ``wait_for``: events to wait for first."""
+    if queue is not None or wait_for is not None:
+        return _copyto_on_queue(dst, src, queue, wait_for)
     if not (_is_array(dst) and _is_array(src)):
         raise InvalidArgumentError("copyto takes two xgpu arrays: move host data with xgpu.asarray or Array.set")
     same_device(dst, src)
@@ -565,21 +586,28 @@ def copyto(dst: Array, src: Array) -> Array:
         return dst
     if dst.shape == src.shape and dst._whole and src._whole:
         if not shares_memory(dst, src):
-            dst.device._impl.copy(dst._buffer, src._buffer, dst.nbytes)
+            _queue.device_copy(dst, src)
         return dst
     copy_into = GENERATED.elementwise.copy_into
     copy_into(dst, src)
     return dst
 
 
-def asarray(data: Any, device: Device | str | None = None, dtype: Any = None) -> Array:
+def asarray(data: Any, device: Device | str | None = None, dtype: Any = None, *, queue: Any = None,
+            blocking: bool = True, wait_for: Any = None) -> Array:
     """Copy ``data`` (a numpy array, anything numpy can convert, or an xgpu Array) to a device.
 
     A pyopencl or pycuda array in a context xgpu uses is shared, not copied (docs/interop.md).
 
     An xgpu Array already on that device (with that dtype) is returned as it is; one on another device
     is copied through the host; with another dtype it is converted on the device.
+
+    ``queue`` (an :class:`xgpu.Queue` of the device), ``wait_for`` and ``blocking=False`` apply to the
+    upload as in :meth:`Array.set`; a non-blocking upload's event is ``queue.marker()`` (or use
+    ``xgpu.empty`` and ``set``, which returns it).
     """
+    if queue is not None or not blocking or wait_for is not None:
+        return _asarray_on_queue(data, device, dtype, queue, blocking, wait_for)
     from ._devices import get_device
 
     if not isinstance(data, (Array, np.ndarray, np.generic, int, float, complex, list, tuple)) and \
@@ -603,6 +631,62 @@ def asarray(data: Any, device: Device | str | None = None, dtype: Any = None) ->
     check_dtype(host.dtype)
     out = Array(target, host.shape, host.dtype)
     return out.set(host)
+
+
+def _set_on_queue(a: Array, host: Any, queue: Any, blocking: bool, wait_for: Any) -> Any:
+    """:meth:`Array.set` with a queue, events or blocking=False: the copy's Event, or ``a`` when blocking."""
+    _queue.check_queue_of(a.device, queue, "Array.set")
+    host = host if isinstance(host, np.ndarray) else np.asarray(host)
+    if host.shape != a.shape:
+        try:
+            host = np.broadcast_to(host, a.shape)
+        except ValueError:
+            raise ShapeError(f"cannot set an array of shape {a.shape} from one of shape {host.shape}") from None
+    if not a.nbytes:
+        return a if blocking else _queue.Event(None, "an empty copy")
+    if a._whole:
+        event = _queue.write(a, host, queue, blocking, wait_for)
+        return a if blocking else event
+    if not blocking:
+        raise InvalidArgumentError(f"set(blocking=False) needs an array that is contiguous from the start of its "
+                                   f"memory; {a!r} is a view: set its base, or copy with blocking=True")
+    _queue.write_view(a, host, queue, wait_for, lambda h: asarray(h, a.device, a.dtype),
+                      GENERATED.elementwise.copy_into)
+    return a
+
+
+def _copyto_on_queue(dst: Array, src: Array, queue: Any, wait_for: Any) -> Array:
+    if not (_is_array(dst) and _is_array(src)):
+        raise InvalidArgumentError("copyto takes two xgpu arrays: move host data with xgpu.asarray or Array.set")
+    chosen = _queue.pick(dst.device, queue, "copyto")
+    if dst.shape == src.shape and dst.dtype == src.dtype and dst._whole and src._whole and \
+            dst.device is src.device and dst.nbytes and not shares_memory(dst, src):
+        _queue.device_copy(dst, src, queue, wait_for)
+        return dst
+    _queue._host_wait(wait_for, "copyto")
+    if chosen is None:
+        return copyto(dst, src)
+    with chosen:
+        return copyto(dst, src)
+
+
+def _asarray_on_queue(data: Any, device: Any, dtype: Any, queue: Any, blocking: bool, wait_for: Any) -> Array:
+    if _is_array(data):
+        from ._devices import get_device
+
+        _queue.check_queue_of(data.device if device is None else get_device(device), queue, "asarray")
+        _queue._host_wait(wait_for, "asarray")
+        return asarray(data, device, dtype)  # on the device already: as it is; otherwise through the host
+    try:
+        host = np.asarray(data, dtype=dtype)
+    except (ValueError, TypeError):
+        return asarray(data, device, dtype)  # the plain path says what is wrong with the data
+    from ._devices import get_device
+
+    check_dtype(host.dtype)
+    out = Array(get_device(device), host.shape, host.dtype)
+    out.set(host, queue=queue, blocking=blocking, wait_for=wait_for)
+    return out
 
 
 def empty(shape: Any, dtype: Any = np.float32, device: Device | str | None = None) -> Array:

@@ -65,6 +65,30 @@ class Device:
         self._pool = MemoryPool(impl, info.global_mem_bytes)
         self._programs: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._programs_lock = threading.Lock()
+        from ._queue import InFlight, Queue
+
+        self._in_flight = InFlight()  # host memory of non-blocking copies, kept until they end
+        self._queues_made = 0
+        #: The queue (OpenCL) / stream (CUDA) every call uses when none is named.
+        self.default_queue = Queue(self, None, 0)
+
+    def queue(self) -> Any:
+        """A new in-order queue (OpenCL) / stream (CUDA) on this device: work on it runs in order, and in no
+        order against the device's other queues unless ``wait_for=`` says so (docs/multidevice.md)."""
+        from ._queue import Queue
+
+        try:
+            impl = self._impl.new_queue()
+        except NotImplementedError:
+            raise BackendUnavailableError(
+                f"the {self.backend} backend has one queue per device ({self.id}); work there runs in order on "
+                "device.default_queue"
+            ) from None
+        self._queues_made += 1
+        return Queue(self, impl, self._queues_made)
+
+    def _forget_finished(self, everything: bool = False) -> None:
+        self._in_flight.forget_finished(everything)
 
     #: ``Device.from_pyopencl(queue)``: the device of a ``pyopencl.CommandQueue`` you made, in its context;
     #: xgpu queues its work there, so pyopencl's and xgpu's work on shared buffers runs in order
@@ -108,6 +132,7 @@ class Device:
         last = getattr(self, "_last_kernel", None)
         wait_interruptibly(self._impl.synchronize, timeout,
                            f"the work queued on {self.id}" + (f" (last kernel launched: {last!r})" if last else ""))
+        self._forget_finished()
 
     @property
     def _impl(self) -> DeviceImpl:
@@ -136,6 +161,16 @@ class Device:
         d["max_work_item_sizes"] = list(self.max_work_item_sizes)
         d["extra"] = self.extra
         return d
+
+
+def pinned_empty(shape: Any, dtype: Any = np.float32, device: Device | str | None = None) -> np.ndarray:
+    """An uninitialised numpy array in host memory that ``device`` copies to and from fastest (page-locked for
+    CUDA, the device's host-visible memory for OpenCL): the host side of non-blocking copies
+    (``a.get(out=pinned, queue=q, blocking=False)``). It keeps that memory alive; otherwise it is an ordinary
+    numpy array."""
+    from ._queue import pinned_empty as make
+
+    return make(shape, dtype, get_device(device))
 
 
 @dataclass(frozen=True)

@@ -9,41 +9,54 @@ reused buffer runs after the work queued on it before.
 ``XGPU_POOL=0`` turns it off; ``XGPU_POOL_MAX_BYTES`` caps what it keeps (default: a quarter of
 the device's memory, at most 4 GiB); an allocation that runs out of memory empties the pool and
 tries again.
+
+With several queues on a device (``device.queue()``), submission order holds within each queue only.
+Every command records its event on the blocks it touches (``Block.uses``: the last event of each
+queue); a block handed out again carries those events (``Block.pending``), and the first commands on
+it from another queue wait for them on the device (xgpu._queue.ordered). Freeing never waits.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._paths import env_bytes, env_flag
 from .errors import OutOfMemoryError
 
 if TYPE_CHECKING:
-    from .backend import BufferImpl, DeviceImpl
+    from .backend import BufferImpl, DeviceImpl, EventImpl
 
 
 class Block:
     """Owns one device buffer; gives it back to its pool when no array uses it any more (a block without a
     pool, over another library's memory, never goes to one)."""
 
-    __slots__ = ("impl", "pool")
+    __slots__ = ("impl", "pending", "pool", "uses")
 
-    def __init__(self, impl: BufferImpl, pool: MemoryPool | None):
+    def __init__(self, impl: BufferImpl, pool: MemoryPool | None,
+                 pending: list[tuple[Any, EventImpl]] | None = None):
         self.impl = impl
         self.pool = pool
+        #: the last event of each queue (QueueImpl, None: the default one) that used this block
+        self.uses: dict[Any, EventImpl] = {}
+        #: what queues did with the block before it was freed and handed out again: (queue, event)
+        self.pending: list[tuple[Any, EventImpl]] = pending or []
 
     def __del__(self):
         pool, self.pool = self.pool, None
         if pool is not None:
-            pool.give_back(self.impl)
+            last = dict(self.pending)  # one event per queue: the latest (uses come after pending)
+            last.update(self.uses)
+            pool.give_back(self.impl, list(last.items()))
 
 
 class MemoryPool:
     def __init__(self, device: DeviceImpl, global_mem_bytes: int):
         self._device = device
         self._free: OrderedDict[int, BufferImpl] = OrderedDict()  # id -> buffer, oldest first
+        self._uses: dict[int, list[tuple[Any, EventImpl]]] = {}  # id -> what queues last did with it
         self._by_size: dict[int, list[int]] = {}
         self._held = 0
         self._lock = threading.Lock()
@@ -61,9 +74,10 @@ class MemoryPool:
             with self._lock:
                 ids = self._by_size.get(nbytes)
                 if ids:
-                    buf = self._free.pop(ids.pop())
+                    key = ids.pop()
+                    buf = self._free.pop(key)
                     self._held -= buf.nbytes
-                    return Block(buf, self)
+                    return Block(buf, self, self._uses.pop(key, None))
         try:
             buf = self._device.allocate(nbytes)
         except OutOfMemoryError:
@@ -73,15 +87,18 @@ class MemoryPool:
             buf = self._device.allocate(nbytes)
         return Block(buf, self)
 
-    def give_back(self, buf: BufferImpl) -> None:
+    def give_back(self, buf: BufferImpl, uses: list[tuple[Any, EventImpl]] | None = None) -> None:
         if not self.enabled or buf.nbytes > self.limit:
             return  # dropped: the driver frees it
         with self._lock:
             while self._held + buf.nbytes > self.limit and self._free:
                 key, old = self._free.popitem(last=False)
                 self._by_size[old.nbytes].remove(key)
+                self._uses.pop(key, None)
                 self._held -= old.nbytes
             self._free[id(buf)] = buf
+            if uses:
+                self._uses[id(buf)] = uses
             self._by_size.setdefault(buf.nbytes, []).append(id(buf))
             self._held += buf.nbytes
 
@@ -90,4 +107,5 @@ class MemoryPool:
         with self._lock:
             self._free.clear()
             self._by_size.clear()
+            self._uses.clear()
             self._held = 0

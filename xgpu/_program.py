@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _cache
 from ._array import GENERATED, INDEX_MAX, Array
-from ._wait import wait_interruptibly
+from ._queue import Event, ordered, pick, record
 from .backend import LOCAL_ALIGN, LocalMemory
 from .backend import DeviceImpl as DeviceImplBase
 from .errors import (
@@ -32,7 +32,7 @@ from .template import SUBGROUP_SCRATCH, KernelTemplate, RenderedSource, line_nam
 
 if TYPE_CHECKING:
     from ._devices import Device
-    from .backend import Diagnostic, EventImpl, KernelImpl, OfflineBuild, ProgramImpl
+    from .backend import Diagnostic, KernelImpl, OfflineBuild, ProgramImpl
     from .hookspecs import Target
 
 TemplateLike = KernelTemplate | str | os.PathLike
@@ -513,27 +513,6 @@ class Program:
         return self.kernel(name)
 
 
-class Event:
-    """A launched kernel: ``wait()`` for it, ``elapsed_s`` for its device time."""
-
-    def __init__(self, impl: EventImpl, what: str = "the kernel"):
-        self._impl = impl
-        self._what = what
-        self._done = False
-
-    def wait(self, timeout: float | None = None) -> Event:
-        """Wait until the kernel ends; Ctrl-C interrupts the wait, ``timeout`` (seconds) raises
-        :class:`~xgpu.errors.KernelTimeoutError` naming the kernel."""
-        if not self._done:
-            wait_interruptibly(self._impl.wait, timeout, self._what, getattr(self._impl, "done", None))
-            self._done = True
-        return self
-
-    @property
-    def elapsed_s(self) -> float:
-        return self._impl.elapsed_s()
-
-
 def _sizes(value: Any, what: str) -> tuple[int, ...]:
     if type(value) is tuple and 1 <= len(value) <= 3 and all(type(v) is int and v >= 1 for v in value):
         return value  # the usual launch: checked without conversions
@@ -771,8 +750,16 @@ class Kernel:
         return f"<xgpu.Kernel {self.name} on {self.program.device.id}>"
 
     def __call__(self, *args: Any, global_size: Any, local_size: Any = None,
-                 local_mem: dict[str, int] | None = None) -> Event:
+                 local_mem: dict[str, int] | None = None, queue: Any = None, wait_for: Any = None) -> Event:
+        """Launch on ``queue`` (an :class:`xgpu.Queue` of the program's device; by default the one a
+        ``with queue:`` block chose, else the device's default queue), after the events of ``wait_for``
+        (events of other devices are waited for on the host first). Returns the launch's Event."""
         dev = self.program.device
+        chosen = pick(dev, queue, f"kernel {self.name!r}")
+        if chosen is not None and queue is not None:
+            with chosen:  # the copies a launch may need (views staged) go to the same queue
+                return self(*args, global_size=global_size, local_size=local_size, local_mem=local_mem,
+                            wait_for=wait_for)
         gsize = _sizes(global_size, "global_size")
         if local_size is None:
             lsize = choose_local_size(gsize, self.max_work_group_size, dev.max_work_item_sizes)
@@ -802,7 +789,8 @@ class Kernel:
                     f"kernel {self.name!r} was built with a 32-bit index_t, too small for global size {padded} or an "
                     "array of more than 2**31-1 elements; compile it with defines={'index_bits': 64}"
                 )
-            return wide.kernel(self.name)(*args, global_size=global_size, local_size=local_size, local_mem=local_mem)
+            return wide.kernel(self.name)(*args, global_size=global_size, local_size=local_size, local_mem=local_mem,
+                                          wait_for=wait_for)
         params = self.signature
         if params is not None and len(args) != len(params):
             raise InvalidArgumentError(
@@ -811,13 +799,27 @@ class Kernel:
             )
         staged: list[tuple[Array, Array]] = []
         if any(not a._whole for a in arrays):
+            if wait_for is not None:  # the staging copies read the views too: their producers end first
+                ordered(dev, None, (), wait_for, f"kernel {self.name!r}")  # (checks the events)
+                for e in ([wait_for] if isinstance(wait_for, Event) else wait_for):
+                    e.wait()
+                wait_for = None
             args, staged = _stage_views(args, params)
         converted = [self._arg(a, i, params[i] if params is not None else None) for i, a in enumerate(args)]
         hidden = self._local_memory(local_mem, lsize)
         if hidden:
             given = iter(converted)
             converted = [hidden[p.name] if p.local else next(given) for p in self.params or ()]
-        event = Event(dev._impl.launch(self._impl, padded, lsize, converted), f"kernel {self.name!r} on {dev.id}")
+        blocks = [a._block for a in args if isinstance(a, Array)]
+        deps = ordered(dev, chosen, blocks, wait_for, f"kernel {self.name!r}")
+        what = f"kernel {self.name!r} on {dev.id}"
+        if chosen is None and not deps:
+            impl = dev._impl.launch(self._impl, padded, lsize, converted)
+        else:
+            impl = dev._impl.enqueue_launch(None if chosen is None else chosen._impl, self._impl, padded, lsize,
+                                            converted, deps)
+        record(chosen, blocks, impl)
+        event = Event(impl, what, dev, chosen or dev.default_queue)
         dev._last_kernel = self.name  # named by synchronize(timeout=)
         if dev.checks_memory:
             event.wait()

@@ -33,6 +33,7 @@ __all__ = [
     "LocalMemory",
     "OfflineBuild",
     "ProgramImpl",
+    "QueueImpl",
 ]
 
 
@@ -116,6 +117,24 @@ class EventImpl(abc.ABC):
     def elapsed_s(self) -> float:
         """Device time between the work's start and end, in seconds (waits for it first)."""
 
+    def done(self) -> bool:
+        """Whether the work has ended, without blocking (False where a backend cannot tell)."""
+        return False
+
+    def times_ns(self) -> tuple[int, int] | None:
+        """When the work started and ended on the device's clock, in nanoseconds (waits for it first);
+        None where the backend has no such clock. Comparable between queues of one device."""
+        return None
+
+
+class QueueImpl(abc.ABC):
+    """A queue (OpenCL) / stream (CUDA) of one device beside its default one: work on it runs in order,
+    and in no order against the device's other queues unless an event says so (``wait_for``)."""
+
+    @abc.abstractmethod
+    def finish(self) -> None:
+        """Wait for all work queued on this queue."""
+
 
 class KernelImpl(abc.ABC):
     """One compiled kernel function."""
@@ -145,8 +164,11 @@ class ProgramImpl(abc.ABC):
 class DeviceImpl(abc.ABC):
     """One device of a backend. Every method translates driver errors into :mod:`xgpu.errors`.
 
-    Work on a device runs in the order it was submitted (one in-order queue or stream per device):
-    the core relies on it to reuse freed buffers and to read results without extra waits.
+    Work on a device's default queue runs in the order it was submitted (an in-order queue or stream);
+    the ``queue=None`` of the optional ``enqueue_*`` methods below means that queue. A backend that can
+    make more queues implements :meth:`new_queue` and the ``enqueue_*`` methods; the defaults serve a
+    backend with one queue (they wait on the host for ``wait_for`` and call the blocking methods), so a
+    plugin written against the one-queue contract keeps working.
     """
 
     info: DeviceInfo
@@ -187,6 +209,56 @@ class DeviceImpl(abc.ABC):
     @abc.abstractmethod
     def synchronize(self) -> None:
         """Wait for all work queued on this device."""
+
+    # Optional: several queues (streams) per device, events between them, non-blocking copies. ``queue``
+    # is a QueueImpl from new_queue() or None (the default queue); ``wait_for`` holds EventImpls of this
+    # device (the core waits on the host for other devices' events first). A None result is work that
+    # has ended already.
+    def new_queue(self) -> QueueImpl:
+        """A new in-order queue (stream) on this device."""
+        raise NotImplementedError
+
+    def enqueue_launch(self, queue: QueueImpl | None, kernel: KernelImpl, global_size: tuple[int, ...],
+                       local_size: tuple[int, ...], args: list[Any], wait_for: Sequence[EventImpl]) -> EventImpl:
+        """:meth:`launch` on ``queue``, after the work of ``wait_for``."""
+        _one_queue(queue, wait_for)
+        return self.launch(kernel, global_size, local_size, args)
+
+    def enqueue_write(self, queue: QueueImpl | None, buffer: BufferImpl, host: Any, wait_for: Sequence[EventImpl],
+                      blocking: bool) -> EventImpl | None:
+        """Copy the C-contiguous array ``host`` into ``buffer``; returns at once unless ``blocking`` (the
+        core keeps ``host`` alive until the event ends)."""
+        _one_queue(queue, wait_for)
+        self.write(buffer, host)
+        return None
+
+    def enqueue_read(self, queue: QueueImpl | None, buffer: BufferImpl, host: Any, wait_for: Sequence[EventImpl],
+                     blocking: bool) -> EventImpl | None:
+        """Copy ``buffer`` into the C-contiguous array ``host``; returns at once unless ``blocking``."""
+        _one_queue(queue, wait_for)
+        self.read(buffer, host)
+        return None
+
+    def enqueue_copy(self, queue: QueueImpl | None, dst: BufferImpl, src: BufferImpl, nbytes: int,
+                     wait_for: Sequence[EventImpl]) -> EventImpl | None:
+        """:meth:`copy` on ``queue``, after the work of ``wait_for``."""
+        _one_queue(queue, wait_for)
+        self.copy(dst, src, nbytes)
+        return None
+
+    def marker(self, queue: QueueImpl | None) -> EventImpl | None:
+        """An event that ends when all the work queued on ``queue`` so far has ended."""
+        if queue is None:
+            self.synchronize()
+            return None
+        raise NotImplementedError
+
+    def allocate_host(self, nbytes: int) -> Any:
+        """A 1-D numpy uint8 array of ``nbytes`` in host memory the device copies to and from fastest (page-
+        locked, or the device's host-visible memory); it keeps that memory alive. Default: plain memory."""
+        import numpy as np
+
+        return np.empty(nbytes, np.uint8)
 
     # Optional: the on-disk compile cache uses these where a backend provides them.
     def program_binary(self, program: ProgramImpl) -> bytes | None:
@@ -235,6 +307,15 @@ class DeviceImpl(abc.ABC):
         ``pyopencl.array.Array``, ``"pycuda"``: a ``GPUArray``), sharing its memory; ``strides`` and
         ``offset`` in bytes. Raise ``NotImplementedError`` for a library this backend does not run on."""
         raise NotImplementedError
+
+
+def _one_queue(queue: QueueImpl | None, wait_for: Sequence[EventImpl]) -> None:
+    """The defaults' part for a backend with one queue: its work runs in order, so waiting for
+    ``wait_for`` first (events of this device) keeps every dependency."""
+    if queue is not None:
+        raise NotImplementedError("this backend has one queue per device")
+    for event in wait_for:
+        event.wait()
 
 
 class Backend(abc.ABC):

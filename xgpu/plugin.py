@@ -25,6 +25,7 @@ from .backend import (
     LocalMemory,
     OfflineBuild,
     ProgramImpl,
+    QueueImpl,
 )
 from .hookspecs import (
     BackendRegistry,
@@ -61,6 +62,7 @@ __all__ = [
     "Peer",
     "PeerRegistry",
     "ProgramImpl",
+    "QueueImpl",
     "Target",
     "TargetRegistry",
     "TunableRegistry",

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ from xgpu.plugin import (
     KernelImpl,
     LocalMemory,
     ProgramImpl,
+    QueueImpl,
 )
 from xgpu.template import atomic_features
 
@@ -97,6 +99,29 @@ class CudaEvent(EventImpl):
         self.wait()
         with self.device.active("reading event times"):
             return self.end.time_since(self.start) * 1e-3  # pycuda gives milliseconds
+
+    def done(self) -> bool:
+        with self.device.active("querying an event"):
+            return bool(self.end.query())
+
+    def times_ns(self) -> tuple[int, int] | None:
+        # CUDA events give only intervals: measured from an event the device recorded when it was opened
+        self.wait()
+        with self.device.active("reading event times"):
+            epoch = self.device.epoch
+            return int(self.start.time_since(epoch) * 1e6), int(self.end.time_since(epoch) * 1e6)
+
+
+class CudaStream(QueueImpl):
+    """A stream of a device beside its default one."""
+
+    def __init__(self, device: CudaDevice, stream: Any):
+        self.device = device
+        self.stream = stream
+
+    def finish(self) -> None:
+        with self.device.active("synchronizing a stream"):
+            self.stream.synchronize()
 
 
 class CudaKernel(KernelImpl):
@@ -224,6 +249,10 @@ class CudaDevice(DeviceImpl):
         self.context = dev.retain_primary_context()
         with self.active("creating a stream"):
             self.stream = drv.Stream()
+            self.epoch = drv.Event()  # where times_ns() counts from
+            self.epoch.record(self.stream)
+            self.epoch.synchronize()
+        self._streams: weakref.WeakSet[CudaStream] = weakref.WeakSet()  # the others: synchronize() ends them too
 
     @contextlib.contextmanager
     def active(self, what: str, nbytes: int | None = None):
@@ -294,7 +323,62 @@ class CudaDevice(DeviceImpl):
             module = driver().module_from_buffer(binary)
         return CudaProgram(module, self, binary, log)
 
-    def launch(self, kernel: CudaKernel, global_size, local_size, args) -> CudaEvent:  # type: ignore[override]  # handed only this backend's own objects
+    # -- several streams ------------------------------------------------------------------------------
+
+    def new_queue(self) -> CudaStream:
+        with self.active("creating a stream"):
+            made = CudaStream(self, driver().Stream())
+        self._streams.add(made)
+        return made
+
+    def _on(self, queue: Any, wait_for: Any) -> Any:
+        """The stream to use, made to wait (on the device) for the events of ``wait_for``; call within active()."""
+        stream = self.stream if queue is None else queue.stream
+        for e in wait_for:
+            stream.wait_for_event(e.end)
+        return stream
+
+    def _timed(self, what: str, queue: Any, wait_for: Any, blocking: bool, work: Any) -> CudaEvent:
+        drv = driver()
+        with self.active(what):
+            stream = self._on(queue, wait_for)
+            start, end = drv.Event(), drv.Event()
+            start.record(stream)
+            work(stream)
+            end.record(stream)
+            if blocking:
+                end.synchronize()
+        return CudaEvent(self, start, end)
+
+    def enqueue_launch(self, queue, kernel, global_size, local_size, args, wait_for) -> CudaEvent:
+        return self.launch(kernel, global_size, local_size, args, queue=queue, wait_for=wait_for)
+
+    def enqueue_write(self, queue, buffer, host, wait_for, blocking) -> CudaEvent:
+        # asynchronous for page-locked host memory (pinned_empty); the driver copies pageable memory at once
+        return self._timed("copying to the device", queue, wait_for, blocking,
+                           lambda stream: driver().memcpy_htod_async(buffer.allocation, host, stream))
+
+    def enqueue_read(self, queue, buffer, host, wait_for, blocking) -> CudaEvent:
+        return self._timed("copying from the device", queue, wait_for, blocking,
+                           lambda stream: driver().memcpy_dtoh_async(host, buffer.allocation, stream))
+
+    def enqueue_copy(self, queue, dst, src, nbytes, wait_for) -> CudaEvent:
+        return self._timed("copying on the device", queue, wait_for, False,
+                           lambda stream: driver().memcpy_dtod_async(dst.allocation, src.allocation, nbytes, stream))
+
+    def marker(self, queue) -> CudaEvent:
+        drv = driver()
+        with self.active("recording an event"):
+            event = drv.Event()
+            event.record(self._on(queue, ()))
+        return CudaEvent(self, event, event)
+
+    def allocate_host(self, nbytes: int) -> Any:
+        """Page-locked host memory (cuMemHostAlloc): the copies that use it run asynchronously."""
+        with self.active("allocating page-locked host memory", nbytes):
+            return driver().pagelocked_empty((max(nbytes, 1),), np.uint8)
+
+    def launch(self, kernel: CudaKernel, global_size, local_size, args, queue=None, wait_for=()) -> CudaEvent:  # type: ignore[override]  # handed only this backend's own objects
         drv = driver()
         grid = tuple(g // ls for g, ls in zip(global_size, local_size))
         for i, (n, limit) in enumerate(zip(grid, self.max_grid)):
@@ -315,15 +399,18 @@ class CudaDevice(DeviceImpl):
         what = f"launching {kernel.name} grid {grid3} block {block}" + (f" with {shared} bytes of shared memory"
                                                                          if shared else "")
         with self.active(what):
+            stream = self._on(queue, wait_for)
             start, end = drv.Event(), drv.Event()
-            start.record(self.stream)
-            kernel.function(*values, block=block, grid=grid3, stream=self.stream, shared=shared)
-            end.record(self.stream)
+            start.record(stream)
+            kernel.function(*values, block=block, grid=grid3, stream=stream, shared=shared)
+            end.record(stream)
         return CudaEvent(self, start, end)
 
     def synchronize(self) -> None:
         with self.active("synchronizing"):
             self.stream.synchronize()
+            for other in list(self._streams):
+                other.stream.synchronize()
 
     # exchange with other libraries (_shared.py)
     def dlpack_device(self) -> tuple[int, int] | None:

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from xgpu.plugin import (
     LocalMemory,
     OfflineBuild,
     ProgramImpl,
+    QueueImpl,
     cache_dir,
     hookimpl,
 )
@@ -255,10 +257,11 @@ _UNSERIALISED = contextlib.nullcontext()  # reusable: entering it does nothing
 
 
 class OpenCLEvent(EventImpl):
-    def __init__(self, event: Any, device: str, serial: Any = _UNSERIALISED):
+    def __init__(self, event: Any, device: str, serial: Any = _UNSERIALISED, queue: Any = None):
         self.event = event
         self.device = device
         self.serial = serial
+        self.queue = queue  # the command queue it was enqueued on (flushed when another queue waits on it)
 
     def wait(self) -> None:
         with self.serial, translate_errors(self.device, "waiting for a kernel"):
@@ -276,6 +279,27 @@ class OpenCLEvent(EventImpl):
         self.wait()
         with translate_errors(self.device, "reading profiling info"):
             return (self.event.profile.end - self.event.profile.start) * 1e-9
+
+    def times_ns(self) -> tuple[int, int] | None:
+        self.wait()
+        cl = _cl()
+        try:
+            return int(self.event.profile.start), int(self.event.profile.end)
+        except cl.Error:  # a marker, on runtimes that keep no times for one
+            return None
+
+
+class OpenCLQueue(QueueImpl):
+    """A command queue of a device beside its default one (in-order, with profiling)."""
+
+    def __init__(self, queue: Any, device: str, serial: Any):
+        self.queue = queue
+        self.device = device
+        self.serial = serial
+
+    def finish(self) -> None:
+        with self.serial, translate_errors(self.device, "finishing a queue"):
+            self.queue.finish()
 
 
 class OpenCLKernel(KernelImpl):
@@ -461,6 +485,7 @@ class OpenCLDevice(DeviceImpl):
             self.context, dev, properties=cl.command_queue_properties.PROFILING_ENABLE
         )
         self.shares_host = _shared.shares_host_memory(dev, self.info.type)
+        self._queues: weakref.WeakSet[OpenCLQueue] = weakref.WeakSet()  # the others: synchronize() ends them too
 
     def allocate(self, nbytes: int) -> OpenCLBuffer:
         cl = _cl()
@@ -493,9 +518,70 @@ class OpenCLDevice(DeviceImpl):
         with self.serial, translate_errors(self._id, "copying from the device"):
             _cl().enqueue_copy(self.queue, host, buffer.mem, is_blocking=True)
 
-    def copy(self, dst: OpenCLBuffer, src: OpenCLBuffer, nbytes: int) -> None:  # type: ignore[override]  # handed only this backend's own objects
+    def copy(self, dst: OpenCLBuffer, src: OpenCLBuffer, nbytes: int) -> OpenCLEvent:  # type: ignore[override]  # handed only this backend's own objects
         with self.serial, translate_errors(self._id, "copying on the device"):
-            _cl().enqueue_copy(self.queue, dst.mem, src.mem, byte_count=nbytes)
+            event = _cl().enqueue_copy(self.queue, dst.mem, src.mem, byte_count=nbytes)
+        return OpenCLEvent(event, self._id, self.serial, self.queue)  # the pool orders other queues' reuse after it
+
+    # -- several queues ------------------------------------------------------------------------------
+
+    def new_queue(self) -> OpenCLQueue:
+        cl = _cl()
+        with self.serial, translate_errors(self._id, "creating a command queue"):
+            queue = cl.CommandQueue(self.context, self.dev, properties=cl.command_queue_properties.PROFILING_ENABLE)
+        made = OpenCLQueue(queue, self._id, self.serial)
+        self._queues.add(made)
+        return made
+
+    def _on(self, queue: Any) -> Any:
+        return self.queue if queue is None else queue.queue
+
+    def _events(self, wait_for: Any) -> list[Any] | None:
+        # OpenCL runs an event's command only once its queue is flushed: one queue waiting on another's event
+        # that nothing flushes waits for ever (rusticl does; the specification asks for clFlush)
+        for e in wait_for:
+            if e.queue is not None:
+                with translate_errors(self._id, "flushing a queue"):
+                    e.queue.flush()
+        return [e.event for e in wait_for] or None
+
+    def enqueue_launch(self, queue, kernel, global_size, local_size, args, wait_for) -> OpenCLEvent:
+        return self.launch(kernel, global_size, local_size, args, queue=queue, wait_for=wait_for)
+
+    def enqueue_write(self, queue, buffer, host, wait_for, blocking) -> OpenCLEvent:
+        with self.serial, translate_errors(self._id, "copying to the device"):
+            event = _cl().enqueue_copy(self._on(queue), buffer.mem, host, is_blocking=blocking,
+                                       wait_for=self._events(wait_for))
+        return OpenCLEvent(event, self._id, self.serial, self._on(queue))
+
+    def enqueue_read(self, queue, buffer, host, wait_for, blocking) -> OpenCLEvent:
+        with self.serial, translate_errors(self._id, "copying from the device"):
+            event = _cl().enqueue_copy(self._on(queue), host, buffer.mem, is_blocking=blocking,
+                                       wait_for=self._events(wait_for))
+        return OpenCLEvent(event, self._id, self.serial, self._on(queue))
+
+    def enqueue_copy(self, queue, dst, src, nbytes, wait_for) -> OpenCLEvent:
+        with self.serial, translate_errors(self._id, "copying on the device"):
+            event = _cl().enqueue_copy(self._on(queue), dst.mem, src.mem, byte_count=nbytes,
+                                       wait_for=self._events(wait_for))
+        return OpenCLEvent(event, self._id, self.serial, self._on(queue))
+
+    def marker(self, queue) -> OpenCLEvent:
+        with self.serial, translate_errors(self._id, "queueing a marker"):
+            event = _cl().enqueue_marker(self._on(queue))
+        return OpenCLEvent(event, self._id, self.serial, self._on(queue))
+
+    def allocate_host(self, nbytes: int) -> Any:
+        """Memory the runtime allocates for the host side (CL_MEM_ALLOC_HOST_PTR: pinned on GPU drivers), mapped
+        for good: the numpy array keeps the mapping, and the mapping the buffer."""
+        import numpy as np
+
+        cl = _cl()
+        with self.serial, translate_errors(self._id, "allocating host memory", nbytes):
+            buf = cl.Buffer(self.context, cl.mem_flags.READ_WRITE | cl.mem_flags.ALLOC_HOST_PTR, max(nbytes, 1))
+            host, _event = cl.enqueue_map_buffer(self.queue, buf, cl.map_flags.READ | cl.map_flags.WRITE, 0,
+                                                 (max(nbytes, 1),), np.uint8, is_blocking=True)
+        return host
 
     def compile(self, source: str, options: tuple[str, ...]) -> OpenCLProgram:
         cl = _cl()
@@ -544,7 +630,7 @@ class OpenCLDevice(DeviceImpl):
                 program._build(options=" ".join(options + self._extra_options).encode(), devices=[self.dev])
         return OpenCLProgram(program, self.dev, "")
 
-    def launch(self, kernel: OpenCLKernel, global_size, local_size, args) -> OpenCLEvent:  # type: ignore[override]  # handed only this backend's own objects
+    def launch(self, kernel: OpenCLKernel, global_size, local_size, args, queue=None, wait_for=()) -> OpenCLEvent:  # type: ignore[override]  # handed only this backend's own objects
         cl = _cl()
         with self.serial, kernel.lock, translate_errors(self._id, f"launching {kernel.name} {global_size}/{local_size}"):
             # told the scalars' types, pyopencl packs them itself: 2 us for ten arguments, against 50-85 us
@@ -557,12 +643,15 @@ class OpenCLDevice(DeviceImpl):
                 kernel.arg_dtypes = dtypes
             kernel.kernel.set_args(*[a if isinstance(a, np.generic) else
                                      cl.LocalMemory(a.nbytes) if type(a) is LocalMemory else a.mem for a in args])
-            event = cl.enqueue_nd_range_kernel(self.queue, kernel.kernel, global_size, local_size)
-        return OpenCLEvent(event, self._id, self.serial)
+            event = cl.enqueue_nd_range_kernel(self._on(queue), kernel.kernel, global_size, local_size,
+                                               wait_for=self._events(wait_for))
+        return OpenCLEvent(event, self._id, self.serial, self._on(queue))
 
     def synchronize(self) -> None:
         with self.serial, translate_errors(self._id, "finishing the queue"):
             self.queue.finish()
+            for other in list(self._queues):
+                other.queue.finish()
 
     def take_diagnostics(self) -> list[Diagnostic]:
         if not self._log or not os.path.exists(self._log):

@@ -67,6 +67,7 @@ def configure(gpus=None, init_error=None):
     INIT_ERROR = init_error
     _initialized = False
     LAUNCHES.clear()
+    STREAM_LOG.clear()
 
 
 def init(flags=0):
@@ -295,6 +296,11 @@ def memcpy_dtod(dest, src, size):
     dmem[dat: dat + size] = bytes(smem[sat: sat + size])
 
 
+#: what was asked of streams, in order: ("wait", stream, event), ("record", stream, event), ("htod", stream),
+#: ("dtoh", stream), ("dtod", stream); tests check the order xgpu asked for
+STREAM_LOG: list[tuple] = []
+
+
 class Stream:
     _next = 0x5000
 
@@ -309,6 +315,13 @@ class Stream:
     def is_done(self):
         return True
 
+    def wait_for_event(self, evt):
+        # cuStreamWaitEvent: the event may come from another context (another device) of the process
+        _current()
+        if not isinstance(evt, Event):
+            raise TypeError("wait_for_event: expected an Event")
+        STREAM_LOG.append(("wait", self, evt))
+
 
 class Event:
     def __init__(self, flags=0):
@@ -316,8 +329,11 @@ class Event:
         self.t = None
 
     def record(self, stream=None):
-        _current()
+        ctx = _current()
+        if stream is not None and stream.context.device != self.context.device or ctx.device != self.context.device:
+            raise LogicError("cuEventRecord failed: invalid resource handle")
         self.t = time.perf_counter()
+        STREAM_LOG.append(("record", stream, self))
         return self
 
     def synchronize(self):
@@ -331,6 +347,47 @@ class Event:
         if self.t is None or other.t is None:
             raise LogicError("cuEventElapsedTime failed: resource handle not initialized")
         return (self.t - other.t) * 1e3
+
+
+class HostAllocation:
+    """Page-locked host memory (cuMemHostAlloc); the arrays pagelocked_empty returns keep it as their base."""
+
+    def __init__(self, nbytes):
+        _current()
+        self.data = bytearray(max(nbytes, 1))
+
+
+def pagelocked_empty(shape, dtype, order="C", mem_flags=0):
+    dt = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    count = 1
+    for s in shape:
+        count *= s
+    alloc = HostAllocation(count * dt.itemsize)
+    # the bytearray (its buffer) stays alive through the array's .base chain, as pycuda's HostAllocation does
+    return np.frombuffer(alloc.data, np.uint8, count * dt.itemsize).view(dt).reshape(shape, order=order)
+
+
+def _on_stream(stream, what):
+    ctx = _current()
+    if stream is not None and stream.context.device != ctx.device:
+        raise LogicError(f"{what} failed: invalid resource handle")
+    STREAM_LOG.append((what, stream))
+
+
+def memcpy_htod_async(dest, src, stream=None):
+    _on_stream(stream, "htod")
+    memcpy_htod(dest, src)
+
+
+def memcpy_dtoh_async(dest, src, stream=None):
+    _on_stream(stream, "dtoh")
+    memcpy_dtoh(dest, src)
+
+
+def memcpy_dtod_async(dest, src, size, stream=None):
+    _on_stream(stream, "dtod")
+    memcpy_dtod(dest, src, size)
 
 
 EM_CUDA = 190
