@@ -300,7 +300,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         raise UnsupportedDtypeError(f"x ({x.dtype}), w ({w.dtype}) and bias must share one dtype")
     dtype = x.dtype
     if dtype not in DTYPES:
-        raise UnsupportedDtypeError(f"conv2d takes float32, float64 or float16, not {dtype}")
+        raise UnsupportedDtypeError(f"conv2d takes float32, float64, float16 or bfloat16, not {dtype}")
     if not device.supports(dtype):
         raise UnsupportedDtypeError(f"{device.id} ({device.name}) does not support {dtype}")
     if x.ndim != 4 or w.ndim != 4:
@@ -380,7 +380,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         if (any(pads) and not masked) or phased:
             x = _pad(device, dtype, x, layout, pads, layout, tr.pad_row_loop, phases=sw if phased else 1)
             shape_args = (n, *(x.shape[2:] if in_nchw else x.shape[1:3]), c, p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
-        # vectors (float32/float64: float16 has no vector loads) of pixels along NCHW rows read with unit
+        # vectors (float32/float64: float16 and bfloat16 have no vector loads here) of pixels along NCHW rows read with unit
         # stride, or of NHWC channels that read one input channel (one group) or neighbouring ones (depthwise)
         vectors = (not masked and (sw == 1 or phased)) if in_nchw else (g == 1 or (cg, kg) == (1, 1))
         vw = tr.direct_vw if vectors and dtype.itemsize > 2 else 1

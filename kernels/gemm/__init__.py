@@ -31,7 +31,8 @@ PACK_BLOCKS = 4
 #: rows of A per work-item of the dot-product kernel (with 4 columns: 8 vector accumulators)
 DOT_ROWS = 2
 PACK = xgpu.KernelTemplate(Path(__file__).with_name("pack.mako"))
-DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
+#: float16 and bfloat16 are storage: read into float32, accumulated in float32, rounded once at the store
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), np.dtype(xgpu.bfloat16))
 
 
 def config_for(device: xgpu.Device, dtype: np.dtype, trans_b: bool = False, rules=None) -> GemmConfig:
@@ -161,7 +162,7 @@ def _check_dtype(device: xgpu.Device, *arrays: Array) -> np.dtype:
                                     "convert them to one with xgpu.asarray(x, dtype=...)")
     dtype = dtypes.pop()
     if dtype not in DTYPES:
-        raise UnsupportedDtypeError(f"GEMM takes float32, float64 or float16 arrays, or int8/uint8 ones (exact "
+        raise UnsupportedDtypeError(f"GEMM takes float32, float64, float16 or bfloat16 arrays, or int8/uint8 ones (exact "
                                     f"int32 results), not {dtype}")
     if not device.supports(dtype):
         raise UnsupportedDtypeError(f"{device.id} ({device.name}) does not support {dtype}")
@@ -296,7 +297,7 @@ def _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, 
     mc = cfg.tm
     scalar = np.float64 if dtype == np.float64 else np.float32
     extra = []
-    if dtype == np.float16:  # K blocks before the last add up in float32 here
+    if dtype.itemsize == 2:  # float16, bfloat16: K blocks before the last add up in float32 here
         extra = [xgpu.empty((batch * m * n if k > cfg.kc else 1,), np.float32, device)]
     i32 = np.int32
     return kernel(
@@ -346,7 +347,7 @@ def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool =
     ``op(X)`` is ``X.T`` when ``trans_X``. A is (M, K) ((K, M) transposed), B is (K, N) ((N, K)
     transposed), C is (M, N). With ``c`` given the result is written into it and returned;
     otherwise a new array is returned (``beta`` is then ignored). float32, float64 where the
-    device supports it, and float16 (accumulated in float32) are accepted.
+    device supports it, float16 and bfloat16 (accumulated in float32) are accepted.
     """
     alpha, beta = _check_coefficient("alpha", alpha), _check_coefficient("beta", beta)
     a, b = _check_operand("a", a), _check_operand("b", b)

@@ -17,14 +17,14 @@
 ## Defines: dtype, trans_a, trans_b, local_tiles, tm, tn, tk, wm, wn, kc, contiguous_cols, vw.
 <%
     T = ctype(dtype)
-    half = T == "half_t"
-    ACC = "double" if T == "double" else "float"   # float16 accumulates in float32
+    half = storage_suffix(T)   # HALF (float16) or BF16 (bfloat16): storage only, read and written through their words
+    ACC = "double" if T == "double" else "float"   # float16 and bfloat16 accumulate in float32
     TX, TY = tn // wn, tm // wm
     WG = TX * TY
     NV = wn // vw   # vectors per row of a work-item's block
 
     def load(ptr, idx):
-        return f"LOAD_HALF({ptr}, {idx})" if half else f"{ptr}[{idx}]"
+        return f"LOAD_{half}({ptr}, {idx})" if half else f"{ptr}[{idx}]"
 
     def a_index(m, k):
         return f"({k}) * lda + ({m})" if trans_a else f"({m}) * lda + ({k})"
@@ -80,7 +80,7 @@
                 if (beta != (${ACC})0)  // beta = 0 never reads C, which may hold garbage or NaN
                     out = FMA(beta, (${ACC})${load("C", "at")}, out);
 % if half:
-                STORE_HALF(C, at, out);
+                STORE_${half}(C, at, out);
 % else:
                 C[at] = out;
 % endif
