@@ -44,6 +44,12 @@ def _gemm() -> Iterator[Variant]:
         name = f"gemm-{dtype}-{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}-{config.label}"
         template, _name = gemm_kernel.template_for(config)
         yield name, template, gemm_kernel.render_defines(dtype, config.compiled(), trans_a, trans_b)
+    for config in gemm_kernel.acc16_variants():  # float16 sums (accumulate="float16")
+        for trans_a in (False, True):
+            for trans_b in (False, True):
+                yield (f"gemm-float16-{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}-{config.label}-acc16",
+                       gemm_kernel.TEMPLATE, {**gemm_kernel.render_defines(np.dtype(np.float16), config, trans_a, trans_b),
+                                              "acc16": True, "half_arithmetic": "native"})
     for dtype in gemm_kernel.DTYPES:  # few columns: dot products along K
         yield f"gemm_dot-{dtype}", gemm_kernel.DOT, {"dtype": dtype, "vw": 4 if dtype.itemsize == 8 else 8,
                                                       "rows": gemm_kernel.DOT_ROWS}

@@ -14,7 +14,7 @@ from xgpu.kernels.gemm.tuning import GemmConfig
 from xgpu.reference import conv2d_reference
 from xgpu.testing import assert_close
 
-DTYPES = [np.float32, np.float64, np.float16]
+DTYPES = [np.float32, np.float64, np.float16, xgpu.bfloat16]
 
 # (name, N, C, H, W, K, R, S, stride, padding, dilation, groups, bias)
 CASES = [

@@ -14,7 +14,7 @@ from xgpu.testing import assert_close
 
 from .conftest import small
 
-DTYPES = [np.float32, np.float64, np.float16]
+DTYPES = [np.float32, np.float64, np.float16, xgpu.bfloat16]
 
 
 def need(device, dtype):

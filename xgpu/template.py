@@ -79,6 +79,7 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "uindex_t",  # unsigned index of the same width
     "half_t",  # float16 storage type (no arithmetic on it: load and store through the helpers)
     "bfloat16_t",  # bfloat16 storage type (the top 16 bits of a float; load and store through the helpers)
+    "hfloat_t",  # half-precision arithmetic where the device has it (rendered with half_arithmetic), else float
     "int64_t",  # signed 64-bit integer on every backend
     "uint64_t",  # unsigned 64-bit integer
     "bool_t",  # numpy's bool: one byte, 0 or 1
@@ -398,6 +399,7 @@ class KernelTemplate:
         template = self._template
         switches = _prelude_switches(defines, self.name)
         context = {"ctype": ctype, "compute_ctype": compute_ctype, "storage_suffix": storage_suffix, "index_bits": 32, "atomics": "auto", "subgroups": "auto", "subgroup_size": None,
+                   "half_arithmetic": "auto",
                    "require": functools.partial(_require, defines.get("device"), self.name), **defines}
         try:
             body = template.render(**context)
@@ -458,7 +460,23 @@ def _prelude_switches(defines: dict[str, Any], name: str) -> str:
             f"{name} needs native subgroups (rendered with subgroups='native'), which {device.id} ({device.name}) "
             "does not have; render with subgroups='auto' to run it with subgroups emulated through local memory",
             filename=name)
+    half = defines.get("half_arithmetic", "auto")
+    if half not in ("auto", "native", "emulated"):
+        raise TemplateError(
+            f"{name}: half_arithmetic must be 'auto' (hfloat_t is half where the device computes in it, float "
+            f"elsewhere), 'native' (refuse a device without) or 'emulated' (float everywhere), not {half!r}",
+            filename=name)
+    half_native = half != "emulated" and device is not None and bool(device.supports("float16", arithmetic=True))
+    if half == "native" and device is not None and not half_native:
+        raise TemplateError(
+            f"{name} needs float16 arithmetic (rendered with half_arithmetic='native'), which {device.id} "
+            f"({device.name}) does not have (device.supports('float16', arithmetic=True) is False: no cl_khr_fp16 "
+            "or a GPU before sm_53); render with half_arithmetic='auto' to compute in float there", filename=name)
     out = f"#define XGPU_INDEX_BITS {bits}\n"
+    if half_native:
+        out += "#define XGPU_HALF_ARITHMETIC 1\n"
+    elif half != "emulated" and device is None:  # no device: the compiler's own macros decide
+        out += "#define XGPU_HALF_ARITHMETIC_AUTO 1\n"
     if atomics == "emulated":
         out += "#define XGPU_ATOMICS_EMULATED 1\n"
     if native:

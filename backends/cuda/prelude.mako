@@ -132,6 +132,38 @@ static __device__ __forceinline__ void xgpu_store_half(half_t* p, index_t i, flo
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
     p[i] = h;
 }
+// hfloat_t: half-precision arithmetic (sm_53 and later: PTX's f16 instructions, no cuda_fp16.h needed), a
+// struct of the 16 bits with explicit conversions from and to float; float where rendered without it
+#if defined(XGPU_HALF_ARITHMETIC_AUTO) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 530)
+#define XGPU_HALF_ARITHMETIC 1
+#endif
+#if defined(XGPU_HALF_ARITHMETIC)
+struct xgpu_hfloat {
+    unsigned short bits;
+    xgpu_hfloat() = default;
+    __device__ __forceinline__ explicit xgpu_hfloat(const float f) { asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(f)); }
+    __device__ __forceinline__ explicit operator float() const
+    { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits)); return f; }
+};
+typedef xgpu_hfloat hfloat_t;
+% for op, ins in (("+", "add.rn.f16"), ("-", "sub.rn.f16"), ("*", "mul.rn.f16")):
+static __device__ __forceinline__ xgpu_hfloat operator${op}(const xgpu_hfloat a, const xgpu_hfloat b)
+{ xgpu_hfloat r; asm("${ins} %0, %1, %2;" : "=h"(r.bits) : "h"(a.bits), "h"(b.bits)); return r; }
+static __device__ __forceinline__ xgpu_hfloat& operator${op}=(xgpu_hfloat& a, const xgpu_hfloat b) { a = a ${op} b; return a; }
+% endfor
+// float's quotient has enough bits that rounding it to half is the correctly rounded half quotient
+static __device__ __forceinline__ xgpu_hfloat operator/(const xgpu_hfloat a, const xgpu_hfloat b)
+{ return xgpu_hfloat((float)a / (float)b); }
+static __device__ __forceinline__ xgpu_hfloat operator-(const xgpu_hfloat a)
+{ xgpu_hfloat r; asm("neg.f16 %0, %1;" : "=h"(r.bits) : "h"(a.bits)); return r; }
+% for op in ("<", ">", "<=", ">=", "==", "!="):
+static __device__ __forceinline__ bool operator${op}(const xgpu_hfloat a, const xgpu_hfloat b) { return (float)a ${op} (float)b; }
+% endfor
+static __device__ __forceinline__ xgpu_hfloat fma(const xgpu_hfloat a, const xgpu_hfloat b, const xgpu_hfloat c)
+{ xgpu_hfloat r; asm("fma.rn.f16 %0, %1, %2, %3;" : "=h"(r.bits) : "h"(a.bits), "h"(b.bits), "h"(c.bits)); return r; }
+#else
+typedef float hfloat_t;
+#endif
 #define LOAD_HALF(ptr, i) xgpu_load_half((ptr), (i))
 #define STORE_HALF(ptr, i, value) xgpu_store_half((ptr), (i), (value))
 

@@ -70,6 +70,16 @@ typedef int index_t;
 typedef unsigned int uindex_t;
 #endif
 typedef half half_t;
+// hfloat_t: half-precision arithmetic where the device has it (cl_khr_fp16: decided when rendering for the
+// device, or by the compiler's macro when rendering with no device), float elsewhere
+#if defined(XGPU_HALF_ARITHMETIC_AUTO) && defined(cl_khr_fp16)
+#define XGPU_HALF_ARITHMETIC 1
+#endif
+#if defined(XGPU_HALF_ARITHMETIC)
+typedef half hfloat_t;
+#else
+typedef float hfloat_t;
+#endif
 // bfloat16: the top 16 bits of a float; stored as ushort, converted with integer operations on every device
 typedef ushort bfloat16_t;
 
