@@ -13,7 +13,8 @@ import numpy as np
 import xgpu
 from xgpu.reference import conv2d_reference, gemm_reference
 
-DTYPES = ("float32", "float64", "float16")
+#: bfloat16 is ml_dtypes' (``xgpu.bfloat16``); float16 and bfloat16 are stored, accumulated in float32
+DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 
 def _uniform(rng, shape, dtype):
@@ -34,6 +35,18 @@ def _gemm_case(m, n, k, *, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, ba
                   trans_a=trans_a, trans_b=trans_b)
         return c.get(), gemm_reference(a, b, alpha=alpha, beta=beta, c=c0, trans_a=trans_a, trans_b=trans_b), k
     return run, 2 * m * n * k * (batch or 1)
+
+
+def _int_gemm_case(m, n, k, dtype_a, *, trans_b=False):
+    """An integer GEMM (``dtype_a`` activations times int8 weights, int32 results), compared exactly."""
+    def run(device, rng):
+        lo = 0 if dtype_a == "uint8" else -128
+        a = rng.integers(lo, lo + 256, (m, k)).astype(dtype_a)
+        b = rng.integers(-128, 128, (n, k) if trans_b else (k, n)).astype(np.int8)
+        out = xgpu.gemm(xgpu.asarray(a, device), xgpu.asarray(b, device), trans_b=trans_b).get()
+        ref = a.astype(np.int64) @ (b.T if trans_b else b).astype(np.int64)
+        return out, ref, k
+    return run, 2 * m * n * k
 
 
 def _pair(v):
@@ -82,6 +95,13 @@ GEMM_CASES: dict[str, tuple[bool, tuple[int, int, int], dict[str, Any]]] = {
     "1000x1000x1000": (False, (1000, 1000, 1000), {}),
 }
 
+INT_GEMM_CASES: dict[str, tuple[bool, tuple[int, int, int], dict[str, Any]]] = {
+    # name: (quick, (m, n, k), options); the dtype row is A's (uint8 or int8), B is int8
+    "7x13x5": (True, (7, 13, 5), {}),
+    "127x65x1000 trans_b": (True, (127, 65, 1000), {"trans_b": True}),
+    "1x300x129": (False, (1, 300, 129), {}),
+}
+
 CONV_CASES: dict[str, tuple[bool, tuple[int, ...], dict[str, Any]]] = {
     # name: (quick, (n, c, h, w, k, r, s), options)
     "3x3 pad 1": (True, (2, 3, 9, 7, 4, 3, 3), {"padding": 1}),
@@ -108,6 +128,10 @@ def register_cases(register) -> None:
         run, work = _gemm_case(m, n, k, **opts)
         for dtype in DTYPES:
             register.add("gemm", name, dtype, _bind(run, dtype), work=work, quick=quick)
+    for name, (quick, (m, n, k), opts) in INT_GEMM_CASES.items():
+        for dtype_a in ("int8", "uint8"):
+            run, work = _int_gemm_case(m, n, k, dtype_a, **opts)
+            register.add("gemm", f"{name} x int8", dtype_a, run, work=work, quick=quick)
     for name, (quick, shape, opts) in CONV_CASES.items():
         run = _conv_case(*shape, **opts)
         work = _conv_work(*shape, **opts)

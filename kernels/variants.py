@@ -24,6 +24,7 @@ def library_variants() -> Iterator[Variant]:
     """(name, template, defines) for every variant the library can pick."""
     yield from _axpy()
     yield from _gemm()
+    yield from _int_gemm()
     yield from _igemm()
     for dtype in gemm_kernel.DTYPES:
         yield from _direct(dtype)
@@ -48,12 +49,32 @@ def _gemm() -> Iterator[Variant]:
         name = f"gemm-{dtype}-{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}-{config.label}"
         template, _name = gemm_kernel.template_for(config)
         yield name, template, gemm_kernel.render_defines(dtype, config.compiled(), trans_a, trans_b)
+    for config in gemm_kernel.acc16_variants():  # float16 sums (accumulate="float16")
+        for trans_a in (False, True):
+            for trans_b in (False, True):
+                yield (f"gemm-float16-{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}-{config.label}-acc16",
+                       gemm_kernel.TEMPLATE, {**gemm_kernel.render_defines(np.dtype(np.float16), config, trans_a, trans_b),
+                                              "acc16": True, "half_arithmetic": "native"})
     for dtype in gemm_kernel.DTYPES:  # few columns: dot products along K
         yield f"gemm_dot-{dtype}", gemm_kernel.DOT, {"dtype": dtype, "vw": 4 if dtype.itemsize == 8 else 8,
                                                       "rows": gemm_kernel.DOT_ROWS}
     for dtype in gemm_kernel.DTYPES:  # the planner's packing of transposed operands
         yield f"transpose-gemm_pack-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 32, "ry": 8, "blocks": 0}
         yield f"transpose-gemm_pack_blocks-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 16, "ry": 1, "blocks": 4}
+
+
+def _int_gemm() -> Iterator[Variant]:
+    """The integer GEMM (int32 results) for every mix of 8-bit operands, and its transpose."""
+    from .gemm import integer
+
+    for cfg in integer.all_variants():
+        for dtype_a, dtype_b in (("int8", "int8"), ("uint8", "int8"), ("uint8", "uint8")):
+            for trans_a in (False, True):
+                yield (f"gemm_int-{dtype_a}-{dtype_b}-{'T' if trans_a else 'N'}-{cfg.label}", integer.TEMPLATE,
+                       integer.render_defines(dtype_a, dtype_b, trans_a, cfg))
+    for dtype in ("int8", "uint8"):
+        yield (f"transpose-gemm_int-{dtype}", integer.TEMPLATE,
+               {**integer.render_defines(dtype, dtype, False, integer.RULES[-1][2]), "part": "transpose"})
 
 
 def _igemm() -> Iterator[Variant]:
@@ -116,5 +137,5 @@ def _helpers(dtype: np.dtype) -> Iterator[Variant]:
 def variant_row(name: str) -> tuple[str, str, str]:
     """(kernel, variant, dtype) of a variant name such as ``gemm-float32-NN-96x64-6x16``: a parity row."""
     parts = name.split("-")
-    dtype = next((p for p in parts if p in ("float16", "float32", "float64")), "")
+    dtype = next((p for p in parts if p in ("float16", "bfloat16", "float32", "float64", "int8", "uint8")), "")
     return parts[0], "-".join(p for p in parts[1:] if p != dtype) or parts[0], dtype

@@ -65,3 +65,20 @@ def test_bench_conv2d_quick():
 def test_bench_bad_input():
     proc = run_xgpu("bench", "gemm", "--sizes", "0", check=False)
     assert proc.returncode == 2 and "at least 1" in proc.stderr  # a usage error, as argparse reports them
+
+
+def test_bench_gemm_skinny_bfloat16():
+    """``--skinny``: x @ W.T with 1-8 rows, the dtype beside float32, right answers, medians and ratios."""
+    dev = fast_device()
+    rows = json.loads(run_xgpu("bench", "gemm", "--skinny", "--dtype", "bfloat16", "--device", dev.id,
+                               "--sizes", "96", "--repeats", "2", "--json").stdout)
+    assert [r["m"] for r in rows] == [1, 2, 4, 8]
+    for row in rows:
+        assert row["n"] == row["k"] == 96 and row["dtype"] == "bfloat16"
+        assert row["bfloat16"]["err"] < 2.0**-7 and row["float32"]["err"] < 1e-5
+        assert row["speedup"] == pytest.approx(row["float32"]["seconds"] / row["bfloat16"]["seconds"])
+    out = run_xgpu("bench", "gemm", "--skinny", "--dtype", "bfloat16", "--device", dev.id, "--sizes", "64",
+                   "--repeats", "1").stdout
+    assert "x @ W.T" in out and "bfloat16 beside float32" in out and "median of 1 runs" in out
+    proc = run_xgpu("bench", "gemm", "--skinny", "--sizes", "64", "128", "--device", dev.id, check=False)
+    assert proc.returncode == 1 and "one size" in proc.stderr

@@ -14,7 +14,7 @@ from xgpu.kernels.gemm.tuning import GemmConfig
 from xgpu.reference import conv2d_reference
 from xgpu.testing import assert_close, poison
 
-DTYPES = [np.float32, np.float64, np.float16]
+DTYPES = [np.float32, np.float64, np.float16, xgpu.bfloat16]
 
 # (name, N, C, H, W, K, R, S, stride, padding, dilation, groups, bias)
 CASES = [
@@ -207,7 +207,7 @@ def test_conv2d_errors(xgpu_device):
         conv2d(f32(4, 5, 5), w)
     with pytest.raises(UnsupportedDtypeError, match="share one dtype"):
         conv2d(x, xgpu.zeros((6, 4, 3, 3), np.float64 if xgpu_device.fp64 else np.float16, xgpu_device))
-    with pytest.raises(UnsupportedDtypeError, match="float32, float64 or float16"):
+    with pytest.raises(UnsupportedDtypeError, match="float32, float64, float16 or bfloat16"):
         conv2d(xgpu.zeros((1, 4, 5, 5), np.int32, xgpu_device), xgpu.zeros((6, 4, 3, 3), np.int32, xgpu_device))
     with pytest.raises(InvalidArgumentError, match="padding must be at least 0"):
         conv2d(x, w, padding=-1)

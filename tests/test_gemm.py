@@ -14,7 +14,7 @@ from xgpu.testing import assert_close
 
 from .conftest import small
 
-DTYPES = [np.float32, np.float64, np.float16]
+DTYPES = [np.float32, np.float64, np.float16, xgpu.bfloat16]
 
 
 def need(device, dtype):
@@ -143,7 +143,7 @@ def test_gemm_errors(xgpu_device):
         xgpu.gemm(f32(2, 3, 4), f32(4, 6))
     with pytest.raises(UnsupportedDtypeError, match="different dtypes"):
         xgpu.gemm(f32(3, 4), xgpu.zeros((4, 2), np.int32, xgpu_device))
-    with pytest.raises(UnsupportedDtypeError, match="float32, float64 or float16"):
+    with pytest.raises(UnsupportedDtypeError, match="float32, float64, float16 or bfloat16"):
         xgpu.gemm(xgpu.zeros((3, 4), np.int32, xgpu_device), xgpu.zeros((4, 2), np.int32, xgpu_device))
     with pytest.raises(InvalidArgumentError, match="not an xgpu array"):
         xgpu.gemm(np.zeros((3, 4), np.float32), f32(4, 2))

@@ -4,6 +4,7 @@ Public surface (everything else is private)::
 
     xgpu.devices(), xgpu.get_device(spec), xgpu.list_backends()     devices and backends
     xgpu.asarray(x, device), xgpu.empty/zeros/ones/full/arange(...) arrays in device memory (and *_like)
+    xgpu.bfloat16                                                   bfloat16 (ml_dtypes') for arrays
     xgpu.elementwise(...), xgpu.reduction(...)                      kernels from one line
     a + b, a < b, xgpu.sum/max/min/mean/dot/where/exp/log/sqrt/abs   numpy's arithmetic on the device
     xgpu.render(template, backend), xgpu.compile(template, device) kernel templates
@@ -49,7 +50,10 @@ from ._program import Kernel, Program, compile, compile_offline, render
 from ._queue import Event, Queue
 from .errors import XgpuError
 from .hookspecs import hookimpl
-from .template import REQUIRED_WORDS, KernelTemplate, RenderedSource, ctype
+from .template import BFLOAT16, REQUIRED_WORDS, KernelTemplate, RenderedSource, ctype
+
+#: bfloat16 as a dtype (``ml_dtypes.bfloat16``): ``xgpu.asarray(x, dtype=xgpu.bfloat16)``
+bfloat16 = BFLOAT16.type
 
 try:
     __version__ = _version("xgpu")
@@ -72,6 +76,7 @@ __all__ = [
     "XgpuError",
     "__version__",
     "asarray",
+    "bfloat16",
     "cache_clear",
     "cache_info",
     "compile",

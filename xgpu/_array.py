@@ -17,6 +17,7 @@ from .errors import (
     ShapeError,
     UnsupportedDtypeError,
 )
+from .template import BFLOAT16
 
 if TYPE_CHECKING:
     from ._devices import Device
@@ -41,7 +42,7 @@ def check_dtype(dtype: Any) -> np.dtype:
         dt = np.dtype(dtype)
     except TypeError as exc:
         raise UnsupportedDtypeError(f"{dtype!r} is not a dtype") from exc
-    if dt.kind not in "biufc" or dt.hasobject:
+    if (dt.kind not in "biufc" or dt.hasobject) and dt != BFLOAT16:
         raise UnsupportedDtypeError(
             f"dtype {dt} cannot live in device memory; use a numeric dtype (float32, int32, ...)"
         )

@@ -13,6 +13,7 @@ import numpy as np
 from . import _plugins
 from ._pool import MemoryPool
 from .errors import BackendUnavailableError, DeviceError, DeviceNotFoundError, InvalidArgumentError, XgpuError
+from .template import BFLOAT16
 
 if TYPE_CHECKING:
     from .backend import Backend, DeviceImpl
@@ -105,7 +106,9 @@ class Device:
         """Can kernels on this device use ``dtype``?
 
         For ``float16``: every device can store it (load/store through float, as the library's
-        kernels do); ``arithmetic=True`` asks whether the device computes in half precision too.
+        kernels do); ``arithmetic=True`` asks whether the device computes in half precision too
+        (``cl_khr_fp16``, CUDA sm_53+). bfloat16 (``xgpu.bfloat16``): stored on every device, computed in
+        float32 everywhere (``arithmetic=True`` is False).
         An operation such as ``"atomic:float32:add"`` (``atomic:<dtype>:<add|sub|min|max|and|or|xor|
         xchg|cas>``) answers ``"native"``, ``"emulated"`` (a compare-and-swap loop) or False;
         ``"subgroups"`` answers ``"native"`` or False (then the subgroup words are emulated through local
@@ -121,6 +124,8 @@ class Device:
             return self.fp64
         if dt == np.float16:
             return self.fp16_arithmetic if arithmetic else self.fp16_storage
+        if dt == BFLOAT16:  # integer conversions on every device; its arithmetic is float32's
+            return not arithmetic
         return dt in (np.float32, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
                       np.bool_)
 

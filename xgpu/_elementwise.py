@@ -21,7 +21,7 @@ import numpy as np
 
 from ._array import GENERATED, Array, check_dtype, same_device
 from .errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
-from .template import KernelTemplate, ctype
+from .template import BFLOAT16, KernelTemplate, compute_ctype, ctype
 
 if TYPE_CHECKING:
     from ._program import Event
@@ -30,7 +30,7 @@ TEMPLATE = KernelTemplate(Path(__file__).with_name("elementwise.mako"))
 
 # C names first: numpy reads "float" as float64 and "int" as the platform's long
 _C_NAMES = {
-    "float": "float32", "double": "float64", "half": "float16", "half_t": "float16", "bool": "bool", "bool_t": "bool",
+    "float": "float32", "double": "float64", "half": "float16", "half_t": "float16", "bfloat16_t": "bfloat16", "bool": "bool", "bool_t": "bool",
     "char": "int8", "unsigned char": "uint8", "uchar": "uint8", "short": "int16", "unsigned short": "uint16",
     "ushort": "uint16", "int": "int32", "unsigned int": "uint32", "unsigned": "uint32", "uint": "uint32",
     "long": "int64", "unsigned long": "uint64", "ulong": "uint64", "int64_t": "int64", "uint64_t": "uint64",
@@ -124,7 +124,7 @@ def _convert_scalar(value: Any, arg: Argument, where: str) -> Any:
         raise UnsupportedDtypeError(f"{where}: complex scalars cannot be passed to a kernel; pass the real and "
                                     "imaginary parts as two real scalars")
     with np.errstate(all="ignore"):
-        return (np.float32 if dt == np.float16 else dt.type)(value)
+        return (np.float32 if dt in (np.float16, BFLOAT16) else dt.type)(value)
 
 
 class ElementwiseKernel:
@@ -211,7 +211,7 @@ def elementwise(arguments: str, operation: str, name: str = "elementwise", pream
     float32 a"`` (numpy or C type names; ``*`` an array, ``const`` an array only read). In ``operation``
     each array's name stands for its element at the current position (``i`` is that position, flat, in
     C order). Arrays may be views of any strides; const arrays broadcast (numpy's rules). float16
-    elements are read into ``float`` and written back rounded. Compiled once per device and layout,
+    and bfloat16 elements are read into ``float`` and written back rounded. Compiled once per device and layout,
     and cached on disk like any kernel.
     """
     return ElementwiseKernel(arguments, operation, name, preamble)
@@ -231,7 +231,7 @@ def _cast(src: np.dtype, dst: np.dtype, value: str) -> str:
         raise UnsupportedDtypeError(f"converting {src} to {dst} drops the imaginary part: take .real on the host first")
     if dst == np.bool_:
         return f"(bool_t)(({value}) != 0)"
-    return f"({'float' if dst == np.float16 else ctype(dst)})({value})"
+    return f"({compute_ctype(dst)})({value})"
 
 
 @functools.cache
@@ -315,8 +315,8 @@ class ReductionKernel:
         if self.dtype.kind == "c":
             raise UnsupportedDtypeError("reductions produce real or integer values, not complex")
         self.name, self.preamble = name, preamble
-        # partial results keep the accumulator's precision (float for float16)
-        self._partial_dtype = np.dtype(np.float32) if self.dtype == np.float16 else self.dtype
+        # partial results keep the accumulator's precision (float for float16 and bfloat16)
+        self._partial_dtype = np.dtype(np.float32) if self.dtype in (np.float16, BFLOAT16) else self.dtype
         self._second: ReductionKernel | None = None
 
     def __repr__(self) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 from ._array import GENERATED, Array, asarray, same_device
 from ._elementwise import ElementwiseKernel, ReductionKernel, _cast
 from .errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
+from .template import BFLOAT16
 
 # C expressions over the loop's compute type, with a and b the operands
 _BINARY = {
@@ -31,9 +32,9 @@ _FLOAT_ONLY = {"power", "exp", "log", "sqrt", "sin", "cos", "tanh"}
 
 
 def _compute(dt: np.dtype) -> str:
-    from .template import ctype
+    from .template import compute_ctype
 
-    return "float" if dt == np.float16 else ctype(dt)
+    return compute_ctype(dt)
 
 
 def _dtype_of(x: Any) -> Any:
@@ -176,8 +177,9 @@ def mean(a: Any, axis: int | None = None) -> Array:
     a = _operand(a)
     out = a.dtype if a.dtype.kind == "f" else np.dtype(np.float64)
     count = a.size if axis is None else a.shape[axis]
-    total = sum(a, axis=axis, dtype=out if out != np.float16 else np.float32)
-    return apply(np.divide, total, out.type(count) if out != np.float16 else np.float32(count)).astype(out, copy=False)
+    low = out in (np.float16, BFLOAT16)  # storage-only: summed and divided in float32
+    total = sum(a, axis=axis, dtype=np.float32 if low else out)
+    return apply(np.divide, total, np.float32(count) if low else out.type(count)).astype(out, copy=False)
 
 
 def dot(a: Any, b: Any) -> Array:

@@ -23,14 +23,14 @@ def _on_queue(queue: Any, *operands: Any) -> Any:
 
 
 def gemm(a: Any, b: Any, c: Any = None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool = False,
-         trans_b: bool = False, queue: Any = None) -> Any:
+         trans_b: bool = False, accumulate: str = "float32", queue: Any = None) -> Any:
     """``C = alpha * op(A) @ op(B) + beta * C`` on row-major xgpu arrays; see :func:`xgpu.kernels.gemm.gemm`.
 
     ``queue``: the :class:`xgpu.Queue` its kernels and copies go to (by default the device's)."""
     from .kernels.gemm import gemm as impl
 
     with _on_queue(queue, a, b, c):
-        return impl(a, b, c, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
+        return impl(a, b, c, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
 
 
 def matmul(a: Any, b: Any, *, devices: Any = None, queue: Any = None) -> Any:
@@ -52,7 +52,8 @@ def matmul(a: Any, b: Any, *, devices: Any = None, queue: Any = None) -> Any:
 
 
 def conv2d(x: Any, w: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
-           groups: int = 1, layout: str = "NCHW", devices: Any = None, queue: Any = None) -> Any:
+           groups: int = 1, layout: str = "NCHW", devices: Any = None, accumulate: str = "float32",
+           queue: Any = None) -> Any:
     """``torch.nn.functional.conv2d`` on xgpu arrays; see :func:`xgpu.kernels.conv2d.conv2d`.
 
     ``devices``: a list of devices (or a :class:`xgpu.DeviceGroup`) that share the batch; see docs/multidevice.md.
@@ -63,9 +64,12 @@ def conv2d(x: Any, w: Any, bias: Any = None, *, stride: Any = 1, padding: Any = 
     if devices is not None:
         from ._group import as_group
 
+        if accumulate != "float32":
+            raise InvalidArgumentError("accumulate='float16' runs on one device: leave devices=None")
         return as_group(devices).conv2d(x, w, bias, stride=stride, padding=padding, dilation=dilation,
                                         groups=groups, layout=layout)
     from .kernels.conv2d import conv2d as impl
 
     with _on_queue(queue, x, w, bias):
-        return impl(x, w, bias, stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout)
+        return impl(x, w, bias, stride=stride, padding=padding, dilation=dilation, groups=groups, layout=layout,
+                    accumulate=accumulate)

@@ -556,7 +556,7 @@ _QUALIFIERS = frozenset((
     "__restrict", "__restrict__", "__global", "__constant", "__local", "global", "constant", "local", "signed",
 ))
 _C_TYPES = {
-    "float": "float32", "double": "float64", "half": "float16", "half_t": "float16",
+    "float": "float32", "double": "float64", "half": "float16", "half_t": "float16", "bfloat16_t": "bfloat16",
     "char": "int8", "unsigned char": "uint8", "uchar": "uint8", "bool_t": "bool",
     "short": "int16", "unsigned short": "uint16", "ushort": "uint16",
     "int": "int32", "unsigned int": "uint32", "unsigned": "uint32", "uint": "uint32",

@@ -10,10 +10,10 @@
         return ctype(dt)
 
     def compute(dt):
-        return "float" if ctype(dt) == "half_t" else ctype(dt)
+        return compute_ctype(dt)
 
-    def is_half(dt):
-        return ctype(dt) == "half_t"
+    def words(dt):  # HALF or BF16 for the storage-only floats, read and written through their words
+        return storage_suffix(ctype(dt))
 %>
 ${preamble}
 
@@ -48,8 +48,8 @@ KERNEL void ${name}(
     terms = [f"{a}__off"] + (["i"] if not ndim else [f"i__{d} * {a}__s{d}" for d in range(ndim)])
 %>\
         const index_t ${a}__i = ${" + ".join(terms)};
-%   if is_half(dt):
-        float ${a}__v = LOAD_HALF(${a}__base, ${a}__i);
+%   if words(dt):
+        float ${a}__v = LOAD_${words(dt)}(${a}__base, ${a}__i);
 #define ${a} ${a}__v
 %   else:
 #define ${a} (${a}__base[${a}__i])
@@ -57,8 +57,8 @@ KERNEL void ${name}(
 % endfor
         ${operation};
 % for a, dt, const in arrays:
-%   if is_half(dt) and not const:
-        STORE_HALF(${a}__base, ${a}__i, ${a}__v);
+%   if words(dt) and not const:
+        STORE_${words(dt)}(${a}__base, ${a}__i, ${a}__v);
 %   endif
 #undef ${a}
 % endfor

@@ -13,7 +13,7 @@ kernel's tests compile it for every vendor's GPU with no GPU present: by default
 per vendor, or those ``--xgpu-target SPEC`` names (``amd:gfx90a``, ``sm_90``, ``intel``, ``all``).
 
 A test that takes ``xgpu_dtype`` also runs once per dtype (float16, float32, float64, or those
-``--xgpu-dtype`` names) and is skipped, with the reason, on a device without it. ``xgpu_array``
+``--xgpu-dtype`` names, bfloat16 among them) and is skipped, with the reason, on a device without it. ``xgpu_array``
 makes arrays on the test's device: ``xgpu_array(host)``, ``xgpu_array.random(shape)``,
 ``xgpu_array.poisoned(shape)``.
 """
@@ -46,7 +46,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="offline targets for tests taking xgpu_target (repeatable: vendor:arch, a bare arch, a "
                          "vendor such as amd, or all; default: one available target per vendor)")
     group.addoption("--xgpu-dtype", action="append", default=[], metavar="DTYPE",
-                    help="dtypes for tests taking xgpu_dtype (repeatable; default: float16 float32 float64)")
+                    help="dtypes for tests taking xgpu_dtype (repeatable; default: float16 float32 float64; "
+                         "bfloat16 too)")
 
 
 def _selection(config: pytest.Config) -> tuple[list, list[str]]:
@@ -154,6 +155,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("xgpu_device", devs, ids=[d.id for d in devs])
     if "xgpu_dtype" in metafunc.fixturenames:
         names = metafunc.config.getoption("xgpu_dtype") or DEFAULT_DTYPES
+        import ml_dtypes  # noqa: F401  (gives numpy the name "bfloat16")
+
         try:
             dtypes = [np.dtype(n) for n in names]
         except TypeError as exc:

@@ -8,7 +8,7 @@
 ##          (the work-group size, a power of two).
 <%
     def compute(dt):
-        return "float" if ctype(dt) == "half_t" else ctype(dt)
+        return compute_ctype(dt)
 
     ACC = compute(out_dtype)
 %>
@@ -39,8 +39,8 @@ KERNEL void ${name}(
             const index_t i = j__ + ${offset};
             const index_t at__ = row__ * length + i;
 % for a, dt in arrays:
-%   if ctype(dt) == "half_t":
-#define ${a} LOAD_HALF(${a}__base, ${a}__off + at__)
+%   if storage_suffix(ctype(dt)):
+#define ${a} LOAD_${storage_suffix(ctype(dt))}(${a}__base, ${a}__off + at__)
 %   else:
 #define ${a} (${a}__base[${a}__off + at__])
 %   endif
@@ -78,8 +78,8 @@ ${fold("acc__", "0")}\
         LOCAL_BARRIER;
     }
     if (lid__ == 0) {
-% if ctype(out_dtype) == "half_t":
-        STORE_HALF(out, row__ * chunks + GROUP_ID(0), scratch__[0]);
+% if storage_suffix(ctype(out_dtype)):
+        STORE_${storage_suffix(ctype(out_dtype))}(out, row__ * chunks + GROUP_ID(0), scratch__[0]);
 % else:
         out[row__ * chunks + GROUP_ID(0)] = scratch__[0];
 % endif

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 from mako import exceptions as mako_exceptions
 from mako.lookup import TemplateLookup
@@ -35,7 +36,7 @@ from .errors import TemplateError
 _WARP_BACKENDS = frozenset({"cuda"})
 
 __all__ = ["ATOMIC_DTYPES", "ATOMIC_OPS", "EMULATED_SUBGROUP_SIZE", "REQUIRED_WORDS", "SUBGROUP_SCRATCH", "KernelTemplate", "RenderedSource", "atomic_features",
-           "ctype", "parse_define"]
+           "compute_ctype", "ctype", "storage_suffix", "parse_define"]
 
 #: Every word a backend's prelude must define, so that neutral templates compile everywhere.
 #: docs/templates.md documents each with its CUDA and OpenCL meaning.
@@ -77,12 +78,17 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "index_t",  # signed index: 32-bit, or 64-bit when rendered with index_bits=64
     "uindex_t",  # unsigned index of the same width
     "half_t",  # float16 storage type (no arithmetic on it: load and store through the helpers)
+    "bfloat16_t",  # bfloat16 storage type (the top 16 bits of a float; load and store through the helpers)
+    "hfloat_t",  # half-precision arithmetic where the device has it (rendered with half_arithmetic), else float
     "int64_t",  # signed 64-bit integer on every backend
     "uint64_t",  # unsigned 64-bit integer
     "bool_t",  # numpy's bool: one byte, 0 or 1
     # float16 helpers
     "LOAD_HALF",  # LOAD_HALF(ptr, i) -> float
     "STORE_HALF",  # STORE_HALF(ptr, i, value)
+    # bfloat16 helpers
+    "LOAD_BF16",  # LOAD_BF16(ptr, i) -> float (exact)
+    "STORE_BF16",  # STORE_BF16(ptr, i, value): rounded to nearest even
     # math: the same names on every backend
     "FMA",
     "SQRT",
@@ -100,6 +106,8 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "VSTORE",  # VSTORE(8, v, ptr, i)
     "VLOAD_HALF",  # VLOAD_HALF(8, ptr, i): half_t ptr[i .. i+7] as a float vector
     "VSTORE_HALF",  # VSTORE_HALF(8, v, ptr, i): a float vector rounded to half_t
+    "VLOAD_BF16",  # VLOAD_BF16(8, ptr, i): bfloat16_t ptr[i .. i+7] as a float vector
+    "VSTORE_BF16",  # VSTORE_BF16(8, v, ptr, i): a float vector rounded to bfloat16_t
     "VLOAD_WIDEN",  # VLOAD_WIDEN(int, 8, ptr, i): 8- or 16-bit integers ptr[i .. i+7] widened to VEC(int, 8)
     "VSPLAT",  # VSPLAT(float, 8, x): x in every element
     "VGET",  # VGET(v, i): lane i
@@ -137,8 +145,12 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "PRINTF",
 )
 
+#: bfloat16 (numpy has none: the ml_dtypes package's, which PyTorch's and JAX's arrays convert to)
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+
 _DTYPE_TO_C = {
     np.dtype(np.float16): "half_t",
+    BFLOAT16: "bfloat16_t",
     np.dtype(np.float32): "float",
     np.dtype(np.float64): "double",
     np.dtype(np.int8): "char",
@@ -160,7 +172,7 @@ _DTYPE_TO_LANE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double",
 
 def ctype(dtype: Any, *, lane: bool = False) -> str:
     """The neutral C type name for a numpy dtype (``float32`` -> ``float``, ``int64`` -> ``int64_t``,
-    ``float16`` -> ``half_t``, ``bool`` -> ``bool_t``).
+    ``float16`` -> ``half_t``, bfloat16 -> ``bfloat16_t``, ``bool`` -> ``bool_t``).
 
     ``lane=True`` gives the element name that ``VEC(T, N)`` takes (``uint32`` -> ``uint``).
     """
@@ -174,6 +186,23 @@ def ctype(dtype: Any, *, lane: bool = False) -> str:
         raise UnsupportedDtypeError(
             f"no {what} for dtype {dtype!r}; supported: {', '.join(str(d) for d in table)}"
         ) from None
+
+
+#: the storage-only float types (computed in float): the suffix of their load and store words
+_STORAGE_WORDS = {"half_t": "HALF", "bfloat16_t": "BF16"}
+
+
+def storage_suffix(c_type: str) -> str | None:
+    """``"HALF"`` for ``half_t``, ``"BF16"`` for ``bfloat16_t`` (a template reads them with ``LOAD_<suffix>``,
+    ``VLOAD_<suffix>`` and writes them with ``STORE_<suffix>``, ``VSTORE_<suffix>``), None for a type
+    that is read and written as it is."""
+    return _STORAGE_WORDS.get(c_type)
+
+
+def compute_ctype(dtype: Any) -> str:
+    """The C type a kernel computes a dtype's values in: ``float`` for float16 and bfloat16, else its own."""
+    c = ctype(dtype)
+    return "float" if c in _STORAGE_WORDS else c
 
 
 #: The atomic operations of the template language and the dtypes they take (float: add, min, max, xchg, cas).
@@ -369,7 +398,8 @@ class KernelTemplate:
         """
         template = self._template
         switches = _prelude_switches(defines, self.name)
-        context = {"ctype": ctype, "index_bits": 32, "atomics": "auto", "subgroups": "auto", "subgroup_size": None,
+        context = {"ctype": ctype, "compute_ctype": compute_ctype, "storage_suffix": storage_suffix, "index_bits": 32, "atomics": "auto", "subgroups": "auto", "subgroup_size": None,
+                   "half_arithmetic": "auto",
                    "require": functools.partial(_require, defines.get("device"), self.name), **defines}
         try:
             body = template.render(**context)
@@ -430,7 +460,23 @@ def _prelude_switches(defines: dict[str, Any], name: str) -> str:
             f"{name} needs native subgroups (rendered with subgroups='native'), which {device.id} ({device.name}) "
             "does not have; render with subgroups='auto' to run it with subgroups emulated through local memory",
             filename=name)
+    half = defines.get("half_arithmetic", "auto")
+    if half not in ("auto", "native", "emulated"):
+        raise TemplateError(
+            f"{name}: half_arithmetic must be 'auto' (hfloat_t is half where the device computes in it, float "
+            f"elsewhere), 'native' (refuse a device without) or 'emulated' (float everywhere), not {half!r}",
+            filename=name)
+    half_native = half != "emulated" and device is not None and bool(device.supports("float16", arithmetic=True))
+    if half == "native" and device is not None and not half_native:
+        raise TemplateError(
+            f"{name} needs float16 arithmetic (rendered with half_arithmetic='native'), which {device.id} "
+            f"({device.name}) does not have (device.supports('float16', arithmetic=True) is False: no cl_khr_fp16 "
+            "or a GPU before sm_53); render with half_arithmetic='auto' to compute in float there", filename=name)
     out = f"#define XGPU_INDEX_BITS {bits}\n"
+    if half_native:
+        out += "#define XGPU_HALF_ARITHMETIC 1\n"
+    elif half != "emulated" and device is None:  # no device: the compiler's own macros decide
+        out += "#define XGPU_HALF_ARITHMETIC_AUTO 1\n"
     if atomics == "emulated":
         out += "#define XGPU_ATOMICS_EMULATED 1\n"
     if native:

@@ -36,6 +36,8 @@ typedef int index_t;
 typedef unsigned int uindex_t;
 #endif
 typedef unsigned short half_t;
+// bfloat16: the top 16 bits of a float, converted with integer operations (no cuda_bf16.h needed)
+typedef unsigned short bfloat16_t;
 
 static __device__ __forceinline__ index_t xgpu_local_id(int d)
 { return (index_t)(d == 0 ? threadIdx.x : d == 1 ? threadIdx.y : threadIdx.z); }
@@ -130,8 +132,54 @@ static __device__ __forceinline__ void xgpu_store_half(half_t* p, index_t i, flo
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
     p[i] = h;
 }
+// hfloat_t: half-precision arithmetic (sm_53 and later: PTX's f16 instructions, no cuda_fp16.h needed), a
+// struct of the 16 bits with explicit conversions from and to float; float where rendered without it
+#if defined(XGPU_HALF_ARITHMETIC_AUTO) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 530)
+#define XGPU_HALF_ARITHMETIC 1
+#endif
+#if defined(XGPU_HALF_ARITHMETIC)
+struct xgpu_hfloat {
+    unsigned short bits;
+    xgpu_hfloat() = default;
+    __device__ __forceinline__ explicit xgpu_hfloat(const float f) { asm("cvt.rn.f16.f32 %0, %1;" : "=h"(bits) : "f"(f)); }
+    __device__ __forceinline__ explicit operator float() const
+    { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits)); return f; }
+};
+typedef xgpu_hfloat hfloat_t;
+% for op, ins in (("+", "add.rn.f16"), ("-", "sub.rn.f16"), ("*", "mul.rn.f16")):
+static __device__ __forceinline__ xgpu_hfloat operator${op}(const xgpu_hfloat a, const xgpu_hfloat b)
+{ xgpu_hfloat r; asm("${ins} %0, %1, %2;" : "=h"(r.bits) : "h"(a.bits), "h"(b.bits)); return r; }
+static __device__ __forceinline__ xgpu_hfloat& operator${op}=(xgpu_hfloat& a, const xgpu_hfloat b) { a = a ${op} b; return a; }
+% endfor
+// float's quotient has enough bits that rounding it to half is the correctly rounded half quotient
+static __device__ __forceinline__ xgpu_hfloat operator/(const xgpu_hfloat a, const xgpu_hfloat b)
+{ return xgpu_hfloat((float)a / (float)b); }
+static __device__ __forceinline__ xgpu_hfloat operator-(const xgpu_hfloat a)
+{ xgpu_hfloat r; asm("neg.f16 %0, %1;" : "=h"(r.bits) : "h"(a.bits)); return r; }
+% for op in ("<", ">", "<=", ">=", "==", "!="):
+static __device__ __forceinline__ bool operator${op}(const xgpu_hfloat a, const xgpu_hfloat b) { return (float)a ${op} (float)b; }
+% endfor
+static __device__ __forceinline__ xgpu_hfloat fma(const xgpu_hfloat a, const xgpu_hfloat b, const xgpu_hfloat c)
+{ xgpu_hfloat r; asm("fma.rn.f16 %0, %1, %2, %3;" : "=h"(r.bits) : "h"(a.bits), "h"(b.bits), "h"(c.bits)); return r; }
+#else
+typedef float hfloat_t;
+#endif
 #define LOAD_HALF(ptr, i) xgpu_load_half((ptr), (i))
 #define STORE_HALF(ptr, i, value) xgpu_store_half((ptr), (i), (value))
+
+// bfloat16 <-> float: widening is exact (the bits shifted up); narrowing rounds to nearest even, and a NaN
+// becomes the quiet NaN 0x7fc0 with its sign (as ml_dtypes and Eigen convert)
+static __device__ __forceinline__ float xgpu_bf16_to_float(const unsigned short h)
+{ return __uint_as_float((unsigned int)h << 16); }
+static __device__ __forceinline__ unsigned short xgpu_float_to_bf16(const float f)
+{
+    const unsigned int u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (unsigned short)(((u >> 16) & 0x8000u) | 0x7fc0u);
+    return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+#define LOAD_BF16(ptr, i) xgpu_bf16_to_float((ptr)[(i)])
+#define STORE_BF16(ptr, i, value) ((ptr)[(i)] = xgpu_float_to_bf16(value))
 
 static __device__ __forceinline__ float xgpu_rsqrt(float x) { return rsqrtf(x); }
 static __device__ __forceinline__ double xgpu_rsqrt(double x) { return rsqrt(x); }
@@ -202,12 +250,18 @@ static __device__ __forceinline__ xgpu_float${N} xgpu_vload_half${N}(const half_
 { xgpu_float${N} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = xgpu_load_half(p, e); return v; }
 static __device__ __forceinline__ void xgpu_vstore_half${N}(const xgpu_float${N} v, half_t* p)
 { _Pragma("unroll") for (int e = 0; e < ${N}; ++e) xgpu_store_half(p, e, v[e]); }
+static __device__ __forceinline__ xgpu_float${N} xgpu_vload_bf16_${N}(const bfloat16_t* p)
+{ xgpu_float${N} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = xgpu_bf16_to_float(p[e]); return v; }
+static __device__ __forceinline__ void xgpu_vstore_bf16_${N}(const xgpu_float${N} v, bfloat16_t* p)
+{ _Pragma("unroll") for (int e = 0; e < ${N}; ++e) p[e] = xgpu_float_to_bf16(v[e]); }
 % endfor
 #define VEC(T, N) xgpu_##T##N
 #define VLOAD(N, ptr, i) xgpu_vload##N((ptr) + (i))
 #define VSTORE(N, value, ptr, i) xgpu_vstore##N((value), (ptr) + (i))
 #define VLOAD_HALF(N, ptr, i) xgpu_vload_half##N((ptr) + (i))
 #define VSTORE_HALF(N, value, ptr, i) xgpu_vstore_half##N((value), (ptr) + (i))
+#define VLOAD_BF16(N, ptr, i) xgpu_vload_bf16_##N((ptr) + (i))
+#define VSTORE_BF16(N, value, ptr, i) xgpu_vstore_bf16_##N((value), (ptr) + (i))
 #define VSPLAT(T, N, s) xgpu_vsplat##N((T)(s))
 #define VGET(v, i) ((v)[(i)])
 #define VSET(v, i, x) ((v)[(i)] = (x))

@@ -70,6 +70,18 @@ typedef int index_t;
 typedef unsigned int uindex_t;
 #endif
 typedef half half_t;
+// hfloat_t: half-precision arithmetic where the device has it (cl_khr_fp16: decided when rendering for the
+// device, or by the compiler's macro when rendering with no device), float elsewhere
+#if defined(XGPU_HALF_ARITHMETIC_AUTO) && defined(cl_khr_fp16)
+#define XGPU_HALF_ARITHMETIC 1
+#endif
+#if defined(XGPU_HALF_ARITHMETIC)
+typedef half hfloat_t;
+#else
+typedef float hfloat_t;
+#endif
+// bfloat16: the top 16 bits of a float; stored as ushort, converted with integer operations on every device
+typedef ushort bfloat16_t;
 
 #define GLOBAL_ID(d) ((index_t)get_global_id(d))
 #define LOCAL_ID(d) ((index_t)get_local_id(d))
@@ -132,6 +144,30 @@ XGPU_OVERLOAD static inline ${T} xgpu_sg_reduce_${op}(__local ulong* scratch, ${
 #define LOAD_HALF(ptr, i) vload_half((i), (ptr))
 #define STORE_HALF(ptr, i, value) vstore_half_rte((value), (i), (ptr))
 
+// bfloat16 <-> float: widening is exact (the bits shifted up); narrowing rounds to nearest even, and a NaN
+// becomes the quiet NaN 0x7fc0 with its sign (as ml_dtypes and Eigen convert)
+static inline float xgpu_bf16_to_float(const ushort h) { return as_float((uint)h << 16); }
+static inline ushort xgpu_float_to_bf16(const float f)
+{
+    const uint u = as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (ushort)(((u >> 16) & 0x8000u) | 0x7fc0u);
+    return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+#define LOAD_BF16(ptr, i) xgpu_bf16_to_float((ptr)[(i)])
+#define STORE_BF16(ptr, i, value) ((ptr)[(i)] = xgpu_float_to_bf16(value))
+% for N in (2, 4, 8, 16):
+XGPU_OVERLOAD static inline float${N} xgpu_bf16_to_float${N}(const ushort${N} h)
+{ return as_float${N}(convert_uint${N}(h) << (uint${N})16); }
+XGPU_OVERLOAD static inline ushort${N} xgpu_float_to_bf16_${N}(const float${N} f)
+{
+    const uint${N} u = as_uint${N}(f);
+    const uint${N} rounded = (u + (uint${N})0x7fffu + ((u >> 16) & (uint${N})1u)) >> 16;
+    const uint${N} quiet = ((u >> 16) & (uint${N})0x8000u) | (uint${N})0x7fc0u;
+    return convert_ushort${N}(select(rounded, quiet, (u & (uint${N})0x7fffffffu) > (uint${N})0x7f800000u));
+}
+% endfor
+
 #define FMA fma
 #define SQRT sqrt
 #define RSQRT rsqrt
@@ -150,6 +186,8 @@ XGPU_OVERLOAD static inline ${T} xgpu_sg_reduce_${op}(__local ulong* scratch, ${
 #define VSTORE(N, value, ptr, i) vstore##N((value), 0, (ptr) + (i))
 #define VLOAD_HALF(N, ptr, i) vload_half##N(0, (ptr) + (i))
 #define VSTORE_HALF(N, value, ptr, i) vstore_half##N##_rte((value), 0, (ptr) + (i))
+#define VLOAD_BF16(N, ptr, i) xgpu_bf16_to_float##N(vload##N(0, (ptr) + (i)))
+#define VSTORE_BF16(N, value, ptr, i) vstore##N(xgpu_float_to_bf16_##N(value), 0, (ptr) + (i))
 #define VSPLAT(T, N, s) ((T##N)(s))
 #define VGET(v, i) ((v)[(i)])
 #define VSET(v, i, x) ((v)[(i)] = (x))

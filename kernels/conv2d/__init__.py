@@ -13,7 +13,7 @@ import numpy as np
 import xgpu
 from xgpu import Array
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
-from xgpu.kernels.gemm import DTYPES, compile_variant, config_for, gemm, matmul
+from xgpu.kernels.gemm import DTYPES, check_accumulate, compile_variant, config_for, gemm, matmul
 from xgpu.kernels.gemm.tuning import GemmConfig, adapt, rule_for
 from xgpu.plugin import device_class, same_device
 
@@ -198,9 +198,11 @@ def _permute(device, dtype, src: Array, out_shape: tuple[int, int, int, int], st
     return out
 
 
-def _im2col_gemm(device, dtype, x: Array, w: Array, pads, stride, dilation, out_shape, tr: ConvTraits) -> Array:
+def _im2col_gemm(device, dtype, x: Array, w: Array, pads, stride, dilation, out_shape, tr: ConvTraits,
+                 acc16: bool = False) -> Array:
     """An NCHW layer (one group, no bias) as im2col (``im2col.mako``, on the padded input) and the batched
-    GEMM y[n] (K x P*Q) = w (K x C*R*S) @ col[n] (C*R*S x P*Q), which writes NCHW directly."""
+    GEMM y[n] (K x P*Q) = w (K x C*R*S) @ col[n] (C*R*S x P*Q), which writes NCHW directly (``acc16``:
+    with float16 sums)."""
     from xgpu.kernels.gemm import _launch
 
     n, k, p, q = out_shape
@@ -213,7 +215,7 @@ def _im2col_gemm(device, dtype, x: Array, w: Array, pads, stride, dilation, out_
     kernel(col, xp, *_index(c, hp, wp, p, q), global_size=(n * c * r * s, 1, 1), local_size=(1, 1, 1))
     y = xgpu.empty(out_shape, dtype, device)
     crs = c * r * s
-    _launch(y, w, col, k, p * q, crs, n, 1.0, 0.0, False, False, (0, crs * p * q, k * p * q))
+    _launch(y, w, col, k, p * q, crs, n, 1.0, 0.0, False, False, (0, crs * p * q, k * p * q), acc16=acc16)
     return y
 
 
@@ -325,7 +327,7 @@ def _bias_or_dummy(bias, device, dtype, k):
 
 
 def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout: str = "NCHW",
-           config: GemmConfig | None = None):
+           config: GemmConfig | None = None, accumulate: str = "float32"):
     """``torch.nn.functional.conv2d`` on xgpu arrays: cross-correlation.
 
     ``layout="NCHW"``: x is (N, C, H, W), w is (out_channels, C/groups, kH, kW), the result (N, out, P, Q).
@@ -333,6 +335,8 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
     ``stride``, ``dilation``: an int or a pair; ``padding``: an int, a pair, ``"valid"`` or ``"same"``
     (stride 1; an odd total padding puts the extra row/column at the bottom/right, as PyTorch does).
     ``config`` forces an implicit-GEMM variant (for tuning and tests); by default the library picks.
+    ``accumulate="float16"`` (float16 arrays, NCHW, one group, where ``device.supports("float16",
+    arithmetic=True)``) sums in half precision: im2col and the GEMM's float16 sums, then the bias.
     """
     for name, arr in (("x", x), ("w", w)):
         if not isinstance(arr, Array):
@@ -346,9 +350,13 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         raise UnsupportedDtypeError(f"x ({x.dtype}), w ({w.dtype}) and bias must share one dtype")
     dtype = x.dtype
     if dtype not in DTYPES:
-        raise UnsupportedDtypeError(f"conv2d takes float32, float64 or float16, not {dtype}")
+        raise UnsupportedDtypeError(f"conv2d takes float32, float64, float16 or bfloat16, not {dtype}")
     if not device.supports(dtype):
         raise UnsupportedDtypeError(f"{device.id} ({device.name}) does not support {dtype}")
+    acc16 = check_accumulate(device, dtype, accumulate)
+    if acc16 and (layout != "NCHW" or groups != 1 or config is not None):
+        raise InvalidArgumentError("accumulate='float16' takes NCHW layers with groups=1 (and no config); "
+                                   "use accumulate='float32' for the others")
     if x.ndim != 4 or w.ndim != 4:
         raise ShapeError(f"conv2d takes 4-D x and w ({layout}), got x {x.shape} and w {w.shape}")
     if not isinstance(groups, (int, np.integer)) or groups < 1:
@@ -391,6 +399,12 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
     out_shape = (n, k, p, q) if layout == "NCHW" else (n, p, q, k)
     if 0 in out_shape:
         return xgpu.empty(out_shape, dtype, device)
+    if acc16:  # im2col and the GEMM's float16 sums; the bias (rounded to float16 first) added after
+        y = _im2col_gemm(device, dtype, x, w, pads, (sh, sw), (dh, dw), out_shape, traits(device), acc16=True)
+        if bias is not None:
+            b = bias if isinstance(bias, Array) else xgpu.asarray(np.asarray(bias, dtype), device)
+            y += b.reshape(1, k, 1, 1)
+        return y
     bias_arr, has_bias = _bias_or_dummy(bias, device, dtype, k)
     g, kg = groups, k // groups
     pointwise = is_pointwise((r, s), (sh, sw), pads, groups, has_bias)
@@ -430,7 +444,7 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         if (any(pads) and not masked) or phased:
             x = _pad(device, dtype, x, layout, pads, layout, tr.pad_row_loop, phases=sw if phased else 1)
             shape_args = (n, *(x.shape[2:] if in_nchw else x.shape[1:3]), c, p, q, k, r, s, cg, kg, sh, sw, 0, 0, dh, dw)
-        # vectors (float32/float64: float16 has no vector loads) of pixels along NCHW rows read with unit
+        # vectors (float32/float64: float16 and bfloat16 have no vector loads here) of pixels along NCHW rows read with unit
         # stride, or of NHWC channels that read one input channel (one group) or neighbouring ones (depthwise)
         vectors = (not masked and (sw == 1 or phased)) if in_nchw else (g == 1 or (cg, kg) == (1, 1))
         vw = tr.direct_vw if vectors and dtype.itemsize > 2 else 1

@@ -21,10 +21,10 @@
 ## rows), or vw neighbouring output channels of one pixel (NHWC, one group or depthwise with Kg = 1).
 <%
     T = ctype(dtype)
-    half = T == "half_t"
+    half = storage_suffix(T)   # HALF (float16) or BF16 (bfloat16): storage only, read and written through their words
     ACC = "double" if T == "double" else "float"
     def load(ptr, idx):
-        return f"LOAD_HALF({ptr}, {idx})" if half else f"{ptr}[{idx}]"
+        return f"LOAD_{half}({ptr}, {idx})" if half else f"{ptr}[{idx}]"
 
     def w_at(c, k):
         # weight (r, s, c) of output channel k, r and s the window loops' variables
@@ -66,7 +66,7 @@
             const index_t at = ((n * P + oh) * Q + ${ow}) * K + ${k};
 % endif
 % if half:
-            STORE_HALF(y, at, out);
+            STORE_${half}(y, at, out);
 % else:
             y[at] = out;
 % endif

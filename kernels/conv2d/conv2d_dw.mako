@@ -20,7 +20,7 @@
 ## Wb = ksw * (ceil(Q / vw) * vw + (ks - 1) * kdw / ksw).
 <%
     T = ctype(dtype)
-    half = T == "half_t"
+    half = storage_suffix(T)   # HALF (float16) or BF16 (bfloat16): storage read and written through their words
     ACC = "double" if T == "double" else "float"
     V = f"VEC({ACC}, {vw})"
     span_w = (ks - 1) * kdw
@@ -61,12 +61,12 @@ void conv2d_dw(
             index_t j = 0;
             for (; j + ${vw} <= ncopy; j += ${vw})
 % if half:
-                VSTORE(${vw}, VLOAD_HALF(${vw}, src, j), row, j);
+                VSTORE(${vw}, VLOAD_${half}(${vw}, src, j), row, j);
 % else:
                 VSTORE(${vw}, VLOAD(${vw}, src, j), row, j);
 % endif
             for (; j < ncopy; ++j)
-                row[j] = (${ACC})${"LOAD_HALF(src, j)" if half else "src[j]"};
+                row[j] = (${ACC})${f"LOAD_{half}(src, j)" if half else "src[j]"};
 % else:
             // phase by phase: reads at stride ksw (interleaved loads), unit-stride writes
             #pragma unroll
@@ -77,7 +77,7 @@ void conv2d_dw(
                 LOCAL_MEM_ARG ${ACC}* dst = rows + i * Wb + f * Wph;
                 GLOBAL_MEM const ${T}* from = src + (lo * ${ksw} + f - pw);
                 for (index_t idx = 0; idx < hi - lo; ++idx)
-                    dst[lo + idx] = (${ACC})${"LOAD_HALF(from, idx * %d)" % ksw if half else "from[idx * %d]" % ksw};
+                    dst[lo + idx] = (${ACC})${f"LOAD_{half}(from, idx * {ksw})" if half else "from[idx * %d]" % ksw};
             }
 % endif
         }
@@ -85,9 +85,9 @@ void conv2d_dw(
         ${ACC} taps[${kr * ks}];
         #pragma unroll
         for (index_t t = 0; t < ${kr * ks}; ++t)
-            taps[t] = (${ACC})${"LOAD_HALF(w, k * %d + t)" % (kr * ks) if half else "w[k * %d + t]" % (kr * ks)};
+            taps[t] = (${ACC})${f"LOAD_{half}(w, k * {kr * ks} + t)" if half else "w[k * %d + t]" % (kr * ks)};
 % if has_bias:
-        const ${ACC} b = (${ACC})${"LOAD_HALF(bias, k)" if half else "bias[k]"};
+        const ${ACC} b = (${ACC})${f"LOAD_{half}(bias, k)" if half else "bias[k]"};
 % else:
         const ${ACC} b = (${ACC})0;
 % endif
@@ -105,7 +105,7 @@ void conv2d_dw(
                 }
                 if (ow0 + ${vw} <= Q) {
 % if half:
-                    VSTORE_HALF(${vw}, acc, out, ow0);
+                    VSTORE_${half}(${vw}, acc, out, ow0);
 % else:
                     VSTORE(${vw}, acc, out, ow0);
 % endif
@@ -114,7 +114,7 @@ void conv2d_dw(
                     VSTORE(${vw}, acc, lanes, 0);
                     for (index_t e = 0; e < Q - ow0; ++e)
 % if half:
-                        STORE_HALF(out, ow0 + e, lanes[e]);
+                        STORE_${half}(out, ow0 + e, lanes[e]);
 % else:
                         out[ow0 + e] = lanes[e];
 % endif

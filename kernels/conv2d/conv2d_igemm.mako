@@ -18,13 +18,13 @@
 ## (tm, tn, wm, wn, contiguous_cols, vw; kc > 0: a barrier after each (r, s) step of the window).
 <%
     T = ctype(dtype)
-    half = T == "half_t"
+    half = storage_suffix(T)   # HALF (float16) or BF16 (bfloat16): storage only, read and written through their words
     ACC = "double" if T == "double" else "float"
     TX, TY = tn // wn, tm // wm
     NV = wn // vw
 
     def load(ptr, idx):
-        return f"LOAD_HALF({ptr}, {idx})" if half else f"{ptr}[{idx}]"
+        return f"LOAD_{half}({ptr}, {idx})" if half else f"{ptr}[{idx}]"
 
     def col_of(j):
         return f"tx * {wn} + {j}" if contiguous_cols else f"tx + {j} * {TX}"
@@ -116,7 +116,7 @@
                 const index_t at = ${row} * K + g * Kg + ${col};
 % endif
 % if half:
-                STORE_HALF(y, at, out);
+                STORE_${half}(y, at, out);
 % else:
                 y[at] = out;
 % endif

@@ -7,7 +7,7 @@
 ## One work-item per row of col (n, c, r, s): P runs of Q contiguous writes, reads with stride sw.
 ## The input holds its padding (pad.mako), so no read is masked. float16 moves as its 16-bit integer.
 ## Defines: dtype, kr, ks, ksh, ksw, kdh, kdw.
-<% P_ = ctype(dtype); T = "unsigned short" if P_ == "half_t" else P_ %>
+<% P_ = ctype(dtype); T = "unsigned short" if storage_suffix(P_) else P_ %>
 KERNEL REQD_WORK_GROUP_SIZE(1, 1, 1)
 void im2col(
     GLOBAL_MEM ${P_}* RESTRICT col_,

@@ -23,7 +23,7 @@
 ##   ran that form at 1-2 GB/s. NCHW in and NHWC out: the interior walks pixels, then channels, so that
 ##   the writes are contiguous and the reads come from the channels' rows, a few KiB held in L1.
 ## Defines: dtype, in_nchw, out_nchw, row_loop, ssh, ssw, phases, rows.
-<% P = ctype(dtype); T = "unsigned short" if P == "half_t" else P %>
+<% P = ctype(dtype); T = "unsigned short" if storage_suffix(P) else P %>
 <%def name="copy(at)">
         {
         const int inside = h >= 0 && h < H && w >= 0 && w < W;

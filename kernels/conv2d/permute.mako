@@ -4,7 +4,7 @@
 ## Work-item (o3, o2, o0 * d1 + o1): neighbouring work-items write neighbouring elements, and the only
 ## division is the same for a whole row of them (per-element divisions cost CPU runtimes 3 ns each).
 ## A copy needs no arithmetic: float16 moves as the 16-bit integer of the same bits.
-<% P = ctype(dtype); T = "unsigned short" if P == "half_t" else P %>
+<% P = ctype(dtype); T = "unsigned short" if storage_suffix(P) else P %>
 KERNEL void permute(
     GLOBAL_MEM ${P}* RESTRICT out_,
     GLOBAL_MEM const ${P}* RESTRICT in_,

@@ -2,7 +2,7 @@
 ## through 32x32 tiles in local memory, so that reads and writes both coalesce; work-group (32, 8), each
 ## work-item moves 4 elements. CPUs take pad_nhwc.mako instead (tiles cost them: 12-17 ms against 1.6 ms
 ## for 3.2 M floats on the Intel CPU runtime and on PoCL). Defines: dtype.
-<% P = ctype(dtype); T = "unsigned short" if P == "half_t" else P %>
+<% P = ctype(dtype); T = "unsigned short" if storage_suffix(P) else P %>
 KERNEL void transpose(
     GLOBAL_MEM ${P}* RESTRICT out_,
     GLOBAL_MEM const ${P}* RESTRICT in_,

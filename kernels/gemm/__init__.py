@@ -31,7 +31,8 @@ PACK_BLOCKS = 4
 #: rows of A per work-item of the dot-product kernel (with 4 columns: 8 vector accumulators)
 DOT_ROWS = 2
 PACK = xgpu.KernelTemplate(Path(__file__).with_name("pack.mako"))
-DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
+#: float16 and bfloat16 are storage: read into float32, accumulated in float32, rounded once at the store
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), np.dtype(xgpu.bfloat16))
 
 
 def config_for(device: xgpu.Device, dtype: np.dtype, trans_b: bool = False, rules=None) -> GemmConfig:
@@ -120,9 +121,9 @@ def tuned_config(device: xgpu.Device, dtype: np.dtype, trans_b: bool, shape_clas
 
 
 def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, config: GemmConfig | None,
-            shape_class: str = "small", explicit: bool | None = None):
+            shape_class: str = "small", explicit: bool | None = None, acc16: bool = False):
     """The compiled kernel and the variant it was built as (halved to fit the device unless
-    ``explicit``, which defaults to whether ``config`` is given)."""
+    ``explicit``, which defaults to whether ``config`` is given); ``acc16``: float16 sums (``gemm.mako``)."""
     explicit = config is not None if explicit is None else explicit
     tuned = tuned_config(device, dtype, trans_b, shape_class) if config is None else None
     wanted = config or tuned or config_for(device, dtype, trans_b)
@@ -130,11 +131,15 @@ def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, 
     if wanted.panel:  # one build for every layout and row count
         trans_a = trans_b = False
         wanted = wanted.compiled()
-    key = (device, dtype, trans_a, trans_b, wanted, explicit)
+    key = (device, dtype, trans_a, trans_b, wanted, explicit, acc16)
     hit = _kernels.get(key)
     if hit is None:
         template, name = template_for(wanted)
-        defines = {"dtype": dtype} if wanted.panel else {"dtype": dtype, "trans_a": trans_a, "trans_b": trans_b}
+        defines: dict[str, Any] = {"dtype": dtype}
+        if not wanted.panel:
+            defines.update(trans_a=trans_a, trans_b=trans_b)
+        if acc16:
+            defines.update(acc16=True, half_arithmetic="native")
         hit = compile_variant(template, name, device, wanted, defines, explicit=explicit)
         log.debug("gemm on %s, %s, trans_a=%s trans_b=%s: %s%s", device.id, dtype, trans_a, trans_b, hit[1].label,
                   " (tuned)" if tuned and not config else "")
@@ -161,7 +166,7 @@ def _check_dtype(device: xgpu.Device, *arrays: Array) -> np.dtype:
                                     "convert them to one with xgpu.asarray(x, dtype=...)")
     dtype = dtypes.pop()
     if dtype not in DTYPES:
-        raise UnsupportedDtypeError(f"GEMM takes float32, float64 or float16 arrays, or int8/uint8 ones (exact "
+        raise UnsupportedDtypeError(f"GEMM takes float32, float64, float16 or bfloat16 arrays, or int8/uint8 ones (exact "
                                     f"int32 results), not {dtype}")
     if not device.supports(dtype):
         raise UnsupportedDtypeError(f"{device.id} ({device.name}) does not support {dtype}")
@@ -221,7 +226,11 @@ def transposed(x: Array, rows: int, cols: int, batch: int = 1, stride: int = 0, 
     return out
 
 
-def _launch(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, config=None):
+def _launch(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, config=None, acc16=False):
+    if acc16:  # float16 sums: the tiled kernel on the operands as they lie
+        chosen = GemmPlan(config or acc16_config(c.device), False, False, "float16 accumulation")
+        return _run(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen, config is not None,
+                    acc16=True)
     chosen = plan(c.device, c.dtype, m, n, k, batch, trans_a, trans_b, config)
     return execute(chosen, c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, config is not None)
 
@@ -241,7 +250,47 @@ def execute(chosen: GemmPlan, c, a, b, m, n, k, batch, alpha, beta, trans_a, tra
     return transposed(scratch, n, m, out=c)
 
 
-def _run(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen: GemmPlan, explicit: bool):
+ACCUMULATE = ("float32", "float16")
+
+
+#: float16 sums on devices whose variant does not stage tiles in local memory (CPU runtimes, whose panel
+#: and vector variants sum in float32 vectors): a direct scalar one, 4 x 4 per work-item
+ACC16_DIRECT = GemmConfig(local_tiles=False, tm=32, tn=32, wm=4, wn=4)
+
+
+def _acc16_of(base: GemmConfig) -> GemmConfig:
+    return replace(base, vw=1) if base.local_tiles and not base.panel else ACC16_DIRECT
+
+
+def acc16_config(device: xgpu.Device) -> GemmConfig:
+    """The variant float16 sums run as: the device's tiled one (GPUs), else :data:`ACC16_DIRECT`."""
+    return _acc16_of(config_for(device, np.dtype(np.float16)))
+
+
+def acc16_variants() -> list[GemmConfig]:
+    """Every variant float16 sums can run as on some device class (for offline compiles)."""
+    return list(dict.fromkeys(_acc16_of(adapt(base, 2, False)) for _k, _w, base in RULES))
+
+
+def check_accumulate(device: xgpu.Device, dtype: np.dtype, accumulate: Any) -> bool:
+    """Whether ``accumulate`` asks for float16 sums, after checking that it can: float16 operands on a
+    device that computes in half precision (``device.supports("float16", arithmetic=True)``)."""
+    if accumulate not in ACCUMULATE:
+        raise InvalidArgumentError(f"accumulate must be 'float32' (the default) or 'float16', not {accumulate!r}")
+    if accumulate == "float32":
+        return False
+    if dtype != np.float16:
+        raise UnsupportedDtypeError(f"accumulate='float16' takes float16 operands, not {dtype}: convert them with "
+                                    ".astype(np.float16), or leave accumulate='float32'")
+    if not device.supports("float16", arithmetic=True):
+        raise UnsupportedDtypeError(
+            f"{device.id} ({device.name}) has no float16 arithmetic (no cl_khr_fp16, or a GPU before sm_53): "
+            "accumulate='float16' cannot run there; use accumulate='float32' (the default, more accurate)")
+    return True
+
+
+def _run(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen: GemmPlan, explicit: bool,
+         acc16: bool = False):
     device = c.device
     dtype = c.dtype
     stride_a, stride_b, stride_c = strides
@@ -251,7 +300,7 @@ def _run(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen
     if chosen.pack_b:  # B is (N, K): its transposes, (K, N) each
         b = transposed(b, n, k, batch, stride_b)
         trans_b, stride_b = False, (k * n if stride_b else 0)
-    kernel, cfg = _kernel(device, dtype, trans_a, trans_b, chosen.config, explicit=explicit)
+    kernel, cfg = _kernel(device, dtype, trans_a, trans_b, chosen.config, explicit=explicit, acc16=acc16)
     lda = m if trans_a else k
     ldb = k if trans_b else n
     scalar = np.float64 if dtype == np.float64 else np.float32
@@ -296,7 +345,7 @@ def _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, 
     mc = cfg.tm
     scalar = np.float64 if dtype == np.float64 else np.float32
     extra = []
-    if dtype == np.float16:  # K blocks before the last add up in float32 here
+    if dtype.itemsize == 2:  # float16, bfloat16: K blocks before the last add up in float32 here
         extra = [xgpu.empty((batch * m * n if k > cfg.kc else 1,), np.float32, device)]
     i32 = np.int32
     return kernel(
@@ -340,13 +389,16 @@ def _check_coefficient(name: str, value: Any) -> int | float:
 
 
 def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool = False, trans_b: bool = False,
-         config: GemmConfig | None = None):
+         config: GemmConfig | None = None, accumulate: str = "float32"):
     """``C = alpha * op(A) @ op(B) + beta * C`` on row-major arrays (BLAS semantics).
 
     ``op(X)`` is ``X.T`` when ``trans_X``. A is (M, K) ((K, M) transposed), B is (K, N) ((N, K)
     transposed), C is (M, N). With ``c`` given the result is written into it and returned;
     otherwise a new array is returned (``beta`` is then ignored). float32, float64 where the
-    device supports it, and float16 (accumulated in float32) are accepted.
+    device supports it, float16 and bfloat16 (accumulated in float32) are accepted.
+    ``accumulate="float16"`` (float16 operands, where ``device.supports("float16", arithmetic=True)``) sums
+    the products in half precision instead: faster on GPUs with half-rate or better float16, and less
+    accurate (docs/precision.md).
     """
     alpha, beta = _check_coefficient("alpha", alpha), _check_coefficient("beta", beta)
     a, b = _check_operand("a", a), _check_operand("b", b)
@@ -354,11 +406,17 @@ def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool =
     if not all(x.is_contiguous and not x.offset for x in arrays):  # views: transposes become trans flags, other layouts one copy
         (a, ta), (b, tb) = plain_operand(a), plain_operand(b)
         return write_through(c, lambda out: gemm(a, b, out, alpha=alpha, beta=beta, trans_a=trans_a != ta,
-                                                 trans_b=trans_b != tb, config=config))
+                                                 trans_b=trans_b != tb, config=config, accumulate=accumulate))
     if is_integer(a, b):  # int8/uint8: exact int32 through the integer kernel (integer.py)
+        if accumulate != "float32":
+            raise InvalidArgumentError("int8/uint8 GEMMs sum exactly in int32: leave accumulate='float32'")
         return gemm_int(a, b, c, alpha=alpha, beta=beta, trans_a=trans_a, trans_b=trans_b)
     device = same_device(*arrays)
     dtype = _check_dtype(device, *arrays)
+    acc16 = check_accumulate(device, dtype, accumulate)
+    if acc16 and config is not None and config.panel:
+        raise InvalidArgumentError("accumulate='float16' runs the tiled kernel (gemm.mako): pass a config with "
+                                   "panel=False, or none")
     if a.ndim != 2 or b.ndim != 2:
         raise ShapeError(f"gemm takes 2-D arrays, got a {a.shape} and b {b.shape}; use xgpu.matmul for batches")
     m, n, k = gemm_shape(a.shape, b.shape, trans_a, trans_b)
@@ -372,9 +430,9 @@ def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool =
     if xgpu.shares_memory(c, a) or xgpu.shares_memory(c, b):
         # the kernel reads A and B while it writes C: through a temporary, as numpy does for out= aliasing
         result = c.copy() if beta else xgpu.empty((m, n), dtype, device)
-        _launch(result, a, b, m, n, k, 1, alpha, beta, trans_a, trans_b, (0, 0, 0), config)
+        _launch(result, a, b, m, n, k, 1, alpha, beta, trans_a, trans_b, (0, 0, 0), config, acc16)
         return xgpu.copyto(c, result)
-    _launch(c, a, b, m, n, k, 1, alpha, beta, trans_a, trans_b, (0, 0, 0), config)
+    _launch(c, a, b, m, n, k, 1, alpha, beta, trans_a, trans_b, (0, 0, 0), config, acc16)
     return c
 
 

@@ -14,17 +14,22 @@
 ##                      kc > 0 adds a barrier every kc steps of K, so that a CPU runtime that runs a
 ##                      work-group's work-items one after another walks K in cache-sized blocks.
 ##
-## Defines: dtype, trans_a, trans_b, local_tiles, tm, tn, tk, wm, wn, kc, contiguous_cols, vw.
+## Defines: dtype, trans_a, trans_b, local_tiles, tm, tn, tk, wm, wn, kc, contiguous_cols, vw; acc16 (optional,
+## float16 only: sums in half precision, see below; vw is then ignored).
 <%
     T = ctype(dtype)
-    half = T == "half_t"
-    ACC = "double" if T == "double" else "float"   # float16 accumulates in float32
+    half = storage_suffix(T)   # HALF (float16) or BF16 (bfloat16): storage only, read and written through their words
+    ACC = "double" if T == "double" else "float"   # float16 and bfloat16 accumulate in float32
+    # acc16 (float16 only, accumulate="float16"): products and sums in half precision (hfloat_t, the
+    # prelude's word: half where the device computes in it, float elsewhere); alpha, beta and C in ACC
+    acc16 = context.get("acc16", False)
+    KACC = "hfloat_t" if acc16 else ACC
     TX, TY = tn // wn, tm // wm
     WG = TX * TY
     NV = wn // vw   # vectors per row of a work-item's block
 
     def load(ptr, idx):
-        return f"LOAD_HALF({ptr}, {idx})" if half else f"{ptr}[{idx}]"
+        return f"LOAD_{half}({ptr}, {idx})" if half else f"{ptr}[{idx}]"
 
     def a_index(m, k):
         return f"({k}) * lda + ({m})" if trans_a else f"({m}) * lda + ({k})"
@@ -57,12 +62,12 @@
 % endif
 </%def>
 <%def name="scalar_acc()">
-    ${ACC} acc[${wm}][${wn}];
+    ${KACC} acc[${wm}][${wn}];
     #pragma unroll
     for (index_t i = 0; i < ${wm}; ++i) {
         #pragma unroll
         for (index_t j = 0; j < ${wn}; ++j)
-            acc[i][j] = (${ACC})0;
+            acc[i][j] = (${KACC})0;
     }
 </%def>
 <%def name="fma_block()">
@@ -76,11 +81,11 @@
 <%def name="store(row, col, value)">
             if (${row} < M && ${col} < N && ${row} >= own_row && ${col} >= own_col) {
                 const index_t at = ${row} * ldc + ${col};
-                ${ACC} out = alpha * (${value});
+                ${ACC} out = alpha * (${ACC})(${value});
                 if (beta != (${ACC})0)  // beta = 0 never reads C, which may hold garbage or NaN
                     out = FMA(beta, (${ACC})${load("C", "at")}, out);
 % if half:
-                STORE_HALF(C, at, out);
+                STORE_${half}(C, at, out);
 % else:
                 C[at] = out;
 % endif
@@ -100,13 +105,13 @@
 <%def name="direct_scalar(row, col)">
     ${scalar_acc()}
     ${k_loop_open()}
-            ${ACC} a[${wm}], b[${wn}];
+            ${KACC} a[${wm}], b[${wn}];
             #pragma unroll
             for (index_t i = 0; i < ${wm}; ++i)
-                a[i] = (${ACC})${load("A", a_index(row, "k"))};
+                a[i] = (${KACC})${load("A", a_index(row, "k"))};
             #pragma unroll
             for (index_t j = 0; j < ${wn}; ++j)
-                b[j] = (${ACC})${load("B", b_index("k", col))};
+                b[j] = (${KACC})${load("B", b_index("k", col))};
             ${fma_block()}
     ${k_loop_close()}
     ${scalar_epilogue()}
@@ -180,8 +185,8 @@ KERNEL void gemm(
 
 % if local_tiles:
     ${scalar_acc()}
-    LOCAL_MEM ${ACC} As[${tk}][${tm}];
-    LOCAL_MEM ${ACC} Bs[${tk}][${tn}];
+    LOCAL_MEM ${KACC} As[${tk}][${tm}];
+    LOCAL_MEM ${KACC} Bs[${tk}][${tn}];
     const index_t lid = ty * ${TX} + tx;
     for (index_t k0 = 0; k0 < K; k0 += ${tk}) {
         // Stage the slices; the contiguous dimension of each matrix varies fastest, so reads coalesce.
@@ -193,7 +198,7 @@ KERNEL void gemm(
             const index_t kk = idx % ${tk}, mm = idx / ${tk};
 % endif
             const index_t gm = row0 + mm, gk = k0 + kk;
-            As[kk][mm] = (gm < M && gk < K) ? (${ACC})${load("A", a_index("gm", "gk"))} : (${ACC})0;
+            As[kk][mm] = (gm < M && gk < K) ? (${KACC})${load("A", a_index("gm", "gk"))} : (${KACC})0;
         }
         #pragma unroll
         for (index_t idx = lid; idx < ${tn * tk}; idx += ${WG}) {
@@ -203,12 +208,12 @@ KERNEL void gemm(
             const index_t nn = idx % ${tn}, kk = idx / ${tn};
 % endif
             const index_t gn = col0 + nn, gk = k0 + kk;
-            Bs[kk][nn] = (gn < N && gk < K) ? (${ACC})${load("B", b_index("gk", "gn"))} : (${ACC})0;
+            Bs[kk][nn] = (gn < N && gk < K) ? (${KACC})${load("B", b_index("gk", "gn"))} : (${KACC})0;
         }
         LOCAL_BARRIER;
         #pragma unroll
         for (index_t kk = 0; kk < ${tk}; ++kk) {
-            ${ACC} a[${wm}], b[${wn}];
+            ${KACC} a[${wm}], b[${wn}];
             #pragma unroll
             for (index_t i = 0; i < ${wm}; ++i)
                 a[i] = As[kk][${row_of("i")}];
@@ -223,7 +228,7 @@ KERNEL void gemm(
 % else:
     if (row0 + ${tm} <= M && col0 + ${tn} <= N) {
         // a whole tile: no clamping, so neighbouring addresses stay neighbours (vector loads)
-% if vw > 1:
+% if vw > 1 and not acc16:
         ${direct_vector()}
 % else:
         ${direct_scalar("row0 + " + row_of("i"), "col0 + " + col_of("j"))}

@@ -12,16 +12,16 @@
 ## Defines: dtype, vw, rows (R).
 <%
     T = ctype(dtype)
-    half = T == "half_t"
+    half = storage_suffix(T)   # HALF (float16) or BF16 (bfloat16): storage only, read and written through their words
     ACC = "double" if T == "double" else "float"
     V = f"VEC({ACC}, {vw})"
     NC = 4
 
     def load(ptr, idx):
-        return f"LOAD_HALF({ptr}, {idx})" if half else f"{ptr}[{idx}]"
+        return f"LOAD_{half}({ptr}, {idx})" if half else f"{ptr}[{idx}]"
 
     def vload(ptr, idx):
-        return f"VLOAD_HALF({vw}, {ptr}, {idx})" if half else f"VLOAD({vw}, {ptr}, {idx})"
+        return f"VLOAD_{half}({vw}, {ptr}, {idx})" if half else f"VLOAD({vw}, {ptr}, {idx})"
 %>
 KERNEL void gemm_dot(
     GLOBAL_MEM ${T}* RESTRICT C,
@@ -76,7 +76,7 @@ KERNEL void gemm_dot(
             if (beta != (${ACC})0)  // beta = 0 never reads C
                 out = FMA(beta, (${ACC})${load("C", "at")}, out);
 % if half:
-            STORE_HALF(C, at, out);
+            STORE_${half}(C, at, out);
 % else:
             C[at] = out;
 % endif

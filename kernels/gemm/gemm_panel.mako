@@ -16,17 +16,17 @@
 ## Defines: dtype, vw (the accumulator's vector width), mr, wg, kc. MC (a multiple of MR) is an argument.
 <%
     T = ctype(dtype)
-    half = T == "half_t"
-    ACC = "double" if T == "double" else "float"   # float16 accumulates in float32
+    half = storage_suffix(T)   # HALF (float16) or BF16 (bfloat16): storage only, read and written through their words
+    ACC = "double" if T == "double" else "float"   # float16 and bfloat16 accumulate in float32
     NR = 2 * vw
     NC = wg * NR
     V = f"VEC({ACC}, {vw})"
 
     def load(ptr, idx):
-        return f"LOAD_HALF({ptr}, {idx})" if half else f"{ptr}[{idx}]"
+        return f"LOAD_{half}({ptr}, {idx})" if half else f"{ptr}[{idx}]"
 
     def vload(ptr, idx):
-        return f"VLOAD_HALF({vw}, {ptr}, {idx})" if half else f"VLOAD({vw}, {ptr}, {idx})"
+        return f"VLOAD_{half}({vw}, {ptr}, {idx})" if half else f"VLOAD({vw}, {ptr}, {idx})"
 
 %>
 KERNEL REQD_WORK_GROUP_SIZE(${wg}, 1, 1)
@@ -117,9 +117,9 @@ void gemm_panel(
                         if (kb > 0)
                             v += W[wat + e];
                         else if (beta != 0.0f)
-                            v = FMA(beta, LOAD_HALF(C, at + e * c_cs), v);
+                            v = FMA(beta, LOAD_${half}(C, at + e * c_cs), v);
                         if (kb == blocks - 1)
-                            STORE_HALF(C, at + e * c_cs, v);
+                            STORE_${half}(C, at + e * c_cs, v);
                         else
                             W[wat + e] = v;
                     }

@@ -113,7 +113,7 @@ def shape_class(m: int, n: int, k: int) -> str:
 
 
 def acc_itemsize(dtype) -> int:
-    """Bytes of one accumulator: float64 accumulates in float64, float32 and float16 in float32."""
+    """Bytes of one accumulator: float64 accumulates in float64, float32, float16 and bfloat16 in float32."""
     import numpy as np
 
     return 8 if np.dtype(dtype) == np.float64 else 4

@@ -289,6 +289,50 @@ def bench_gemm(device, sizes, dtype: str, progress=None) -> list[dict[str, Any]]
     return rows
 
 
+SKINNY_ROWS = (1, 2, 4, 8)
+
+
+def bench_skinny(device, dtype: str, size: int = 4096, rows=SKINNY_ROWS, repeats: int = 25,
+                 progress=None) -> list[dict[str, Any]]:
+    """``x @ W.T`` with a few rows of x and an N x K weight matrix (N = K = ``size``): the memory-bound GEMM
+    of inference, in ``dtype`` and in float32 on the same device, alternately (a busy machine slows both).
+    Per row count: the median seconds of each, the weights' GB/s and float32's time over ``dtype``'s."""
+    import xgpu
+
+    rng = np.random.default_rng(size)
+    w32 = rng.uniform(-1, 1, (size, size)).astype(np.float32)
+    out = []
+    for m in rows:
+        x32 = rng.uniform(-1, 1, (m, size)).astype(np.float32)
+        runs = {}
+        for dt in (dtype, "float32"):
+            x, w = xgpu.asarray(x32.astype(dt), device), xgpu.asarray(w32.astype(dt), device)
+            runs[dt] = (x, w, x @ w.T)
+        times: dict[str, list[float]] = {dtype: [], "float32": []}
+        for i in range(repeats + 1):  # the first round is a warm-up (compiles, first touch)
+            for dt in (dtype, "float32") if i % 2 else ("float32", dtype):
+                x, w, c = runs[dt]
+                device.synchronize()
+                start = time.perf_counter()
+                xgpu.gemm(x, w, c, trans_b=True)
+                device.synchronize()
+                if i:
+                    times[dt].append(time.perf_counter() - start)
+            if progress:
+                progress(f"m={m}: round {i} of {repeats}")
+        med = {dt: sorted(t)[len(t) // 2] for dt, t in times.items()}
+        ref = x32.astype(np.float64) @ w32.astype(np.float64).T
+        row: dict[str, Any] = {"m": m, "n": size, "k": size, "dtype": dtype, "device": device.id, "repeats": repeats}
+        for dt in (dtype, "float32"):
+            x, w, c = runs[dt]
+            got = c.get().astype(np.float64)
+            row[dt] = {"seconds": med[dt], "weights_gbps": w.nbytes / med[dt] / 1e9,
+                       "err": float(np.abs(got - ref).max() / np.abs(ref).max())}
+        row["speedup"] = med["float32"] / med[dtype]
+        out.append(row)
+    return out
+
+
 def main() -> int:
     if sys.argv[1:2] == ["--child"]:
         return child_main(sys.argv[2:])

@@ -303,6 +303,8 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         return cmd_sweep(args, console, "gemm")
     device = _devices.get_device(args.device)
     dtype = str(np.dtype(args.dtype or "float32"))
+    if args.skinny:
+        return cmd_bench_skinny(args, console, device, dtype)
     sizes = args.sizes or list(_bench.GEMM_SIZES)
     if any(n < 1 for n in sizes):
         raise InvalidArgumentError(f"sizes must be at least 1, got {sizes}")
@@ -337,6 +339,36 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> int:
         console.print("  " + line, highlight=False, markup=False)
     console.print(f"  numpy ran with {', '.join(_bench.OPENBLAS_VARS)} unset (OpenBLAS's native kernels); "
                   "each contender in its own process, median of 5 runs after a warm-up", highlight=False)
+    return 0
+
+
+def cmd_bench_skinny(args: argparse.Namespace, console: Console, device: Any, dtype: str) -> int:
+    """``bench gemm --skinny``: x @ W.T with 1-8 rows, in --dtype beside float32 on the same device."""
+    from xgpu.tools import bench as _bench
+
+    if device.is_simulator:
+        raise InvalidArgumentError(f"{device.id} ({device.name}) is a simulator: its timings say nothing about "
+                                   "hardware; pick a real device (--device SPEC)")
+    sizes = args.sizes or [4096]
+    if len(sizes) != 1 or sizes[0] < 1:
+        raise InvalidArgumentError(f"--skinny takes one size (N = K), got {sizes}")
+    rows = _with_progress(lambda report: _bench.bench_skinny(device, dtype, sizes[0], repeats=args.repeats,
+                                                             progress=report))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title=f"GEMM x @ W.T, W {sizes[0]} x {sizes[0]}, {dtype} beside float32, on {device.id} "
+                        f"{device.name} ({device.platform})", title_justify="left")
+    for col in ("M", f"{dtype} us", "float32 us", f"{dtype} weights GB/s", "float32 weights GB/s",
+                f"{dtype} / float32 speed", f"{dtype} max rel err"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["m"]), f"{r[dtype]['seconds'] * 1e6:.0f}", f"{r['float32']['seconds'] * 1e6:.0f}",
+                      f"{r[dtype]['weights_gbps']:.1f}", f"{r['float32']['weights_gbps']:.1f}", f"{r['speedup']:.2f}x",
+                      f"{r[dtype]['err']:.1e}")
+    console.print(table)
+    console.print(f"  median of {args.repeats} runs of each after a warm-up, the two dtypes alternating",
+                  highlight=False)
     return 0
 
 
@@ -701,7 +733,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = bench.add_parser("gemm", help="GEMM GF/s beside numpy/OpenBLAS, CLBlast and reikna")
     g.add_argument("--device", help="device spec (default: the default device)")
     g.add_argument("--sizes", type=_positive_int, nargs="+", metavar="N", help="matrix sizes (default: 1024 2048)")
-    g.add_argument("--dtype", help="float32 (default), float64 or float16 (--sweep: float32 and float64)")
+    g.add_argument("--dtype", help="float32 (default), float64, float16 or bfloat16 (--sweep: float32 and float64)")
+    g.add_argument("--skinny", action="store_true",
+                   help="x @ W.T with M = 1, 2, 4, 8 rows and W of --sizes N x N (default 4096), in --dtype beside "
+                        "float32 on the same device (the memory-bound GEMM of inference)")
+    g.add_argument("--repeats", type=_positive_int, default=25, help="with --skinny: timed runs of each (median)")
     g.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     g.add_argument("--sweep", action="store_true",
                    help="the shapes research code calls (squares 64-4096, transposes, skinny, small K, batched) "
