@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._array import GENERATED, Array, asarray, same_device
-from ._elementwise import ElementwiseKernel, ReductionKernel, _cast
+from ._elementwise import ElementwiseKernel, ReductionKernel, ScanKernel, _cast
 from .errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 
 # C expressions over the loop's compute type, with a and b the operands
@@ -149,6 +149,24 @@ def sum(a: Any, axis: int | None = None, dtype: Any = None) -> Array:  # noqa: A
         raise UnsupportedDtypeError("sum of complex arrays has no xgpu kernel; sum a.get() on the host")
     out = np.dtype(dtype) if dtype is not None else _sum_dtype(a.dtype)
     return _reduce_kernel("sum", a.dtype, out)(a, axis=axis)
+
+
+@functools.cache
+def _cumsum_kernel(dtype: np.dtype, out: np.dtype) -> ScanKernel:
+    return ScanKernel(f"const {dtype.name} *x", _cast(dtype, out, "x"), "a + b", "0", out,
+                      name=f"cumsum_{dtype.name}_{out.name}")
+
+
+def cumsum(a: Any, axis: int | None = None, dtype: Any = None) -> Array:
+    """numpy's ``cumsum``: along one axis, or over every element in C order (a 1-D result) with
+    ``axis=None``; integers accumulate in 64 bits as numpy's do."""
+    a = _operand(a)
+    if a.dtype.kind == "c":
+        raise UnsupportedDtypeError("cumsum of complex arrays has no xgpu kernel; compute it on the host")
+    out = np.dtype(dtype) if dtype is not None else _sum_dtype(a.dtype)
+    if out.kind == "c":
+        raise UnsupportedDtypeError("cumsum into a complex dtype has no xgpu kernel")
+    return _cumsum_kernel(a.dtype, out)(a, axis=axis)
 
 
 def _extreme(kind: str, a: Any, axis: int | None) -> Array:
