@@ -420,6 +420,17 @@ class ReductionKernel:
         plan = _Plan(device)
         program, wg = self._program(device, self._partial_dtype, plan)
         outputs = outer * inner
+        if inner > 1 and plan.cpu:
+            # a strided axis on a CPU: each work-item walks whole rows (a tile of columns) of a chunk of rows
+            tile = int(min(inner, 2048))
+            tiles = _ceil_div(inner, tile)
+            chunks = int(max(1, min(_ceil_div(plan.groups, tiles * outer), length // 16)))
+            per_chunk = _ceil_div(length, chunks)
+            chunks = _ceil_div(length, per_chunk)
+            target = self._target(device, result, (chunks, outputs), chunks)
+            program.kernel(f"{self.name}_rowwise")(target, *kernel_args, length, inner, per_chunk, tile,
+                                                   global_size=(chunks, tiles, outer), local_size=(1, 1, 1))
+            return self._finish(device, target, result, out_shape, 1, chunks, outputs)
         if inner > 1:
             # a strided axis: work-groups of `cols` consecutive columns walk down a chunk of rows
             cols = plan.cols // plan.wg * wg
@@ -621,24 +632,26 @@ class ScanKernel:
                         for a, x in zip(self.arguments, args) if not a.pointer]
         plan = _Plan(device)
         program, wg, per_item = self._program(device, plan)
-        tile = wg * per_item
-        chunks = int(max(1, min(-(-plan.groups // rows), -(-length // (8 * tile)))))
+        # a CPU: one work-item per stretch, in order (3-4x the tiled form on Intel's CPU runtime, 1.4x on PoCL)
+        seq = plan.cpu
+        tile = 1024 if seq else wg * per_item
+        chunks = int(max(1, min(_ceil_div(plan.groups, rows), _ceil_div(length, 8 * tile))))
         per_chunk = _round_up(_ceil_div(length, chunks), tile)
-        chunks = -(-length // per_chunk)
+        chunks = _ceil_div(length, per_chunk)
         moved = tuple(shape[d] for d in order) if axis is not None else out_shape
         in_place = result._whole and (axis is None or order == list(range(len(shape))))
         target = result if in_place else Array(device, moved, self.dtype)
         totals = Array(device, (rows, chunks), self._acc)
-        launch = {"global_size": (wg * chunks, rows), "local_size": (wg, 1)}
+        suffix = "_seq" if seq else ""
+        launch = {"global_size": (chunks, rows), "local_size": (1, 1)} if seq else \
+            {"global_size": (wg * chunks, rows), "local_size": (wg, 1)}
         if chunks > 1:
-            program.kernel(f"{self.name}_totals")(totals, *kernel_args, length, chunks, per_chunk, **launch)
+            program.kernel(f"{self.name}{suffix}_totals")(totals, *kernel_args, length, chunks, per_chunk, **launch)
             local = int(min(64, rows))
             local = 1 << (local.bit_length() - 1)
             program.kernel(f"{self.name}_offsets")(totals, rows, chunks, global_size=-(-rows // local) * local,
                                                    local_size=local)
-        else:
-            fill(totals, _neutral_value(self.neutral, self._acc))
-        program.kernel(self.name)(target, totals, *kernel_args, length, chunks, per_chunk, **launch)
+        program.kernel(f"{self.name}{suffix}")(target, totals, *kernel_args, length, chunks, per_chunk, **launch)
         if target is result:
             return result
         back = target if axis is None else target.transpose(list(np.argsort(order)))

@@ -27,7 +27,29 @@ _UNARY = {
     "negative": "-a", "positive": "a", "exp": "exp(a)", "log": "log(a)", "sqrt": "sqrt(a)", "absolute": "{abs}",
     "sin": "sin(a)", "cos": "cos(a)", "tanh": "tanh(a)",
 }
-_FLOAT_ONLY = {"power", "exp", "log", "sqrt", "sin", "cos", "tanh"}
+_FLOAT_ONLY = {"exp", "log", "sqrt", "sin", "cos", "tanh"}
+
+
+def _int_power(c: str, signed: bool) -> str:
+    """An integer power by repeated squaring (numpy's integer ``**``; it wraps around on overflow as
+    numpy's does). numpy refuses negative exponents; a kernel cannot raise, so it gives what the
+    rational power truncates to: 1 for a base of 1, +-1 for -1, 0 otherwise."""
+    negative = f"""
+    if (b < 0)
+        return a == 1 ? ({c})1 : a == ({c})(-1) ? ((b & 1) ? a : ({c})1) : ({c})0;""" if signed else ""
+    return f"""
+DEVICE_FN {c} xgpu_ipow_{c.replace(' ', '_')}({c} a, {c} b)
+{{{negative}
+    {c} r = 1;
+    while (b) {{
+        if (b & 1)
+            r *= a;
+        a *= a;
+        b >>= 1;
+    }}
+    return r;
+}}
+"""
 
 
 def _compute(dt: np.dtype) -> str:
@@ -69,6 +91,10 @@ def _kernel(op: str, dtypes: tuple[np.dtype, ...], loop: tuple[np.dtype, ...], i
     if op == "absolute":
         # a select (a < 0 ? -a : a) becomes llvm.abs, which Oclgrind cannot run: multiply by the sign instead
         expr = "fabs(a)" if loop[0].kind == "f" else "a" if loop[0].kind in "ub" else "a * ((a > 0) - (a < 0))"
+    preamble = ""
+    if op == "power" and loop[0].kind in "iub":
+        c = _compute(loop[0])
+        preamble, expr = _int_power(c, loop[0].kind == "i"), f"xgpu_ipow_{c.replace(' ', '_')}(a, b)"
     if op in _FLOAT_ONLY and loop[0].kind != "f":
         raise UnsupportedDtypeError(f"{op} of {loop[0]} has no xgpu kernel: convert to a float dtype first")
     casts = {n: f"(({_compute(lt)})({n}))" if dt != lt else n for n, dt, lt in zip(names, dtypes, loop)}
@@ -76,7 +102,7 @@ def _kernel(op: str, dtypes: tuple[np.dtype, ...], loop: tuple[np.dtype, ...], i
     out = loop[len(dtypes)]
     result = f"({_compute(out)})({expr})" if out != np.bool_ else f"(bool_t)(({expr}) != 0)"
     return ElementwiseKernel(f"{out.name} *out, {args}", f"out = {result}",
-                             name=f"{op}_{'_'.join(d.name for d in dtypes)}")
+                             name=f"{op}_{'_'.join(d.name for d in dtypes)}", preamble=preamble)
 
 
 def apply(ufunc: np.ufunc, *operands: Any, out: Array | None = None) -> Array:
@@ -125,7 +151,8 @@ def _reduce_kernel(kind: str, dtype: np.dtype, out: np.dtype) -> ReductionKernel
     if kind == "sum":
         return ReductionKernel(f"const {dtype.name} *x", value, "a + b", "0", out, name=f"sum_{dtype.name}")
     if dtype.kind == "f":
-        neutral = "-INFINITY" if kind == "max" else "INFINITY"
+        # 1/0 rather than INFINITY, which CUDA's runtime compiler does not define
+        neutral = "(-1.0f / 0.0f)" if kind == "max" else "(1.0f / 0.0f)"
     elif dtype == np.bool_:
         neutral = "0" if kind == "max" else "1"
     else:

@@ -1,15 +1,16 @@
 ## Reductions from expressions (xgpu.reduction): `reduce_expr` over a and b, folded over `map_expr` of the
 ## elements. The input is seen as (outer, length, inner), C order, the middle axis reduced (every element:
-## (1, n, 1); the last axis: (rows, length, 1); a leading axis: (1, length, inner)). Two kernels:
+## (1, n, 1); the last axis: (rows, length, 1); a leading axis: (1, length, inner)). The kernels:
 ##
 ## ${name}: one row (inner == 1) split over `chunks` work-groups, each folding one contiguous stretch of
 ##   `per_chunk` elements. The work-items read consecutive elements, `wg` apart per step, `unroll` steps
 ##   per tile into independent accumulators; the trip count is the same for every work-item, so CPU
 ##   runtimes vectorise across work-items (consecutive lanes: one vector load) and keep the whole
 ##   work-group in one pass over the stretch. out[row * chunks + chunk] = the stretch's value.
-## ${name}_items: one work-item per output position (row and column), folding `per_chunk` elements of
-##   its axis from chunk GROUP_ID(1): consecutive work-items read consecutive columns (a strided leading
-##   axis) or consecutive short rows. out[chunk * outputs + position].
+## ${name}_items: one work-item per row (inner == 1), folding `per_chunk` elements of it from chunk
+##   GROUP_ID(1): consecutive work-items on consecutive rows (short rows), or each work-item one
+##   contiguous stretch (runtimes that vectorise inside a work-item). out[chunk * rows + row].
+## ${name}_cols (GPUs) and ${name}_rowwise (CPUs): a strided axis (inner > 1), described at each.
 ## A second launch folds the chunks when there are several (xgpu/_elementwise.py).
 ##
 ## Defines: name, arrays (tuple of (name, dtype): contiguous inputs), scalars (tuple of (name, dtype)),
@@ -186,3 +187,35 @@ ${store(f"(chunk__ * outer__ + o__) * inner + col{m}__", f"acc{m}__")}\
     }
 % endfor
 }
+
+## The CPU form of the strided case: one work-item per work-group takes a chunk of rows and a tile of
+## `tile` consecutive columns, and keeps one accumulator per column in its output row (a few KiB that
+## stay in the cache), updated row after row: each core reads whole rows, one sequential stream, and
+## the column loop is a plain loop over consecutive elements that the compiler vectorises.
+## out[(chunk * outer + o) * inner + column]. (Partial results are never float16: no such form.)
+% if ctype(out_dtype) != "half_t":
+KERNEL void ${name}_rowwise(
+    GLOBAL_MEM ${ctype(out_dtype)}* RESTRICT out,
+${params()}\
+    const index_t length,
+    const index_t inner,
+    const index_t per_chunk,
+    const index_t tile)
+{
+    const index_t chunk__ = GROUP_ID(0);
+    const index_t o__ = GROUP_ID(2);
+    const index_t c0__ = GROUP_ID(1) * tile;
+    const index_t c1__ = c0__ + tile < inner ? c0__ + tile : inner;
+    const index_t start__ = chunk__ * per_chunk;
+    const index_t end__ = start__ + per_chunk < length ? start__ + per_chunk : length;
+    GLOBAL_MEM ${ctype(out_dtype)}* RESTRICT acc__ = out + (chunk__ * NUM_GROUPS(2) + o__) * inner;
+    for (index_t c__ = c0__; c__ < c1__; ++c__)
+        acc__[c__] = (${ACC})(${neutral});
+    for (index_t k__ = start__; k__ < end__; ++k__) {
+        const index_t row_at__ = (o__ * length + k__) * inner;
+        for (index_t c__ = c0__; c__ < c1__; ++c__) {
+${fold("acc__[c__]", "row_at__ + c__", "k__")}\
+        }
+    }
+}
+% endif

@@ -6,6 +6,7 @@
 ## ${name}_totals: each stretch's total -> totals[row * chunks + chunk]
 ## ${name}_offsets: per row, totals turned into their exclusive prefix (one work-item per row, in order)
 ## ${name}: each stretch scanned again, starting from its offset, and written
+## (${name}_seq_totals and ${name}_seq: the same two stretch kernels in the CPU form, at the end)
 ##
 ## Both stretch kernels walk their stretch in tiles of wg * per_item elements: work-item l folds the
 ## per_item consecutive elements l * per_item... in registers, the work-group scans the wg partial values
@@ -124,7 +125,8 @@ ${params()}\
     const index_t start__ = GROUP_ID(0) * per_chunk;
     const index_t end__ = start__ + per_chunk < length ? start__ + per_chunk : length;
     const index_t row_at__ = row__ * length;
-    ${ACC} carry__ = offsets[row__ * chunks + GROUP_ID(0)];
+    // one stretch per row: no totals were computed, the row starts from the neutral element
+    ${ACC} carry__ = chunks > 1 ? offsets[row__ * chunks + GROUP_ID(0)] : (${ACC})(${neutral});
     for (index_t t__ = start__; t__ < end__; t__ += ${wg * per_item}) {
 ${tile_values()}\
         const ${ACC} before__ = lid__ > 0 ? ${name}__op(carry__, part__[lid__ - 1]) : carry__;
@@ -143,5 +145,69 @@ ${tile_values()}\
 % endfor
         carry__ = ${name}__op(carry__, part__[${wg - 1}]);
         LOCAL_BARRIER;
+    }
+}
+
+## The CPU form: one work-item per work-group walks its whole stretch in order, the running value in a
+## register (`seq`: a sequential stream per core, no barriers, no gathers). totals as ${name}_totals.
+<%def name="seq_value(i)">\
+% for a, dt in arrays:
+%   if ctype(dt) == "half_t":
+#define ${a} LOAD_HALF(${a}__base, ${a}__off + row_at__ + i)
+%   else:
+#define ${a} (${a}__base[${a}__off + row_at__ + i])
+%   endif
+% endfor
+            const ${ACC} x__ = (${ACC})(${map_expr});
+% for a, dt in arrays:
+#undef ${a}
+% endfor
+</%def>
+
+KERNEL void ${name}_seq_totals(
+    GLOBAL_MEM ${ACC}* RESTRICT totals,
+${params()}\
+    const index_t length,
+    const index_t chunks,
+    const index_t per_chunk)
+{
+    const index_t row__ = GROUP_ID(1);
+    const index_t start__ = GROUP_ID(0) * per_chunk;
+    const index_t end__ = start__ + per_chunk < length ? start__ + per_chunk : length;
+    const index_t row_at__ = row__ * length;
+    ${ACC} run__ = (${ACC})(${neutral});
+    for (index_t i = start__; i < end__; ++i) {
+${seq_value("i")}\
+        run__ = ${name}__op(run__, x__);
+    }
+    totals[row__ * chunks + GROUP_ID(0)] = run__;
+}
+
+KERNEL void ${name}_seq(
+    GLOBAL_MEM ${ctype(out_dtype)}* RESTRICT out,
+    GLOBAL_MEM const ${ACC}* RESTRICT offsets,
+${params()}\
+    const index_t length,
+    const index_t chunks,
+    const index_t per_chunk)
+{
+    const index_t row__ = GROUP_ID(1);
+    const index_t start__ = GROUP_ID(0) * per_chunk;
+    const index_t end__ = start__ + per_chunk < length ? start__ + per_chunk : length;
+    const index_t row_at__ = row__ * length;
+    ${ACC} run__ = chunks > 1 ? offsets[row__ * chunks + GROUP_ID(0)] : (${ACC})(${neutral});
+    for (index_t i = start__; i < end__; ++i) {
+${seq_value("i")}\
+% if inclusive:
+        run__ = ${name}__op(run__, x__);
+% endif
+% if ctype(out_dtype) == "half_t":
+        STORE_HALF(out, row_at__ + i, run__);
+% else:
+        out[row_at__ + i] = (${ctype(out_dtype)})(run__);
+% endif
+% if not inclusive:
+        run__ = ${name}__op(run__, x__);
+% endif
     }
 }
