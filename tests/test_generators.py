@@ -232,3 +232,28 @@ def test_scan_errors(xgpu_device):
     with pytest.raises(InvalidArgumentError, match="xgpu array"):
         xgpu.cumsum(np.ones(3))
     assert xgpu.cumsum(xgpu.zeros((0, 4), np.float32, xgpu_device), axis=1).shape == (0, 4)
+
+
+@pytest.mark.parametrize("interleave", [True, False])
+def test_gpu_forms_on_every_device(xgpu_device, interleave, monkeypatch, rng):
+    """The GPU forms of the reduction and scan kernels (split rows with interleaved reads, columns one per
+    work-item, tiled scans with a local-memory scan per tile) run on every device here, whatever its type."""
+    from xgpu import _elementwise
+
+    plain = _elementwise._Plan.__init__
+
+    def as_gpu(self, device):
+        plain(self, device)
+        self.cpu, self.interleave, self.wg, self.cols, self.busy, self.groups = False, interleave, 64, 64, 4096, 16
+
+    monkeypatch.setattr(_elementwise._Plan, "__init__", as_gpu)
+    kernels = (xgpu.reduction("const float32 *x", "x", "a + b", "0", "float32", name=f"gsum{int(interleave)}"),
+               xgpu.scan("const float32 *x", "x", "a + b", "0", "float32", name=f"gscan{int(interleave)}"))
+    for shape, axis in (((small(xgpu_device, 5000, 600),), None), ((7, 130), 0), ((3, 70, 5), 1), ((5, 301), 1)):
+        h = rng.standard_normal(shape).astype(np.float32)
+        x = xgpu.asarray(h, xgpu_device)
+        h64 = h.astype(np.float64)
+        np.testing.assert_allclose(kernels[0](x, axis=axis).get(), h64.sum(axis=axis), rtol=1e-5,
+                                   atol=1e-5 * np.abs(h).sum())
+        np.testing.assert_allclose(kernels[1](x, axis=axis).get(), np.cumsum(h64, axis=axis), rtol=1e-5,
+                                   atol=1e-6 * np.abs(h).sum())

@@ -308,8 +308,8 @@ class _Plan:
     """How a device runs reductions (xgpu/reduction.mako): the split kernel's work-group size, whether
     work-items read interleaved (the device packs consecutive work-items into SIMD lanes or a GPU's
     warps: consecutive work-items should read consecutive elements) or each a contiguous stretch (a CPU
-    runtime that vectorises inside a work-item), the columns per work-group of the ``_cols`` kernel, and
-    how many work-items keep the device busy."""
+    runtime that vectorises inside a work-item), the columns per work-group of the ``_cols`` kernel, how
+    many work-items keep the device busy and how many work-groups share a long row."""
 
     def __init__(self, device: Any):
         from .rules import device_class
@@ -322,7 +322,7 @@ class _Plan:
         # vector's lanes passes over its stretch once, as one sequential stream
         lanes = cls.simd_lanes if cls.simd_lanes >= 4 else 16
         self.wg = lanes if self.cpu else 256
-        self.cols = self.wg * (16 if self.cpu else 1)
+        self.cols = self.wg  # the _cols kernel (not a CPU's: _rowwise there): one column per work-item
         self.busy = units * (64 if self.cpu else 2048)
         self.groups = units * (4 if self.cpu else 8)  # work-groups of the split kernel over a long row
 
@@ -436,11 +436,7 @@ class ReductionKernel:
             cols = plan.cols // plan.wg * wg
             tiles = -(-inner // cols)
             chunks = int(max(1, min(-(-plan.busy // (tiles * wg * outer)), length // 16)))
-            per_chunk = -(-length // chunks)
-            if plan.cpu and not plan.interleave:
-                # each work-item walks its columns down the chunk alone: keep the work-group's rows in the
-                # cache (256 KiB) for the next work-item's columns
-                per_chunk = int(max(16, min(per_chunk, 65536 // cols)))
+            per_chunk = _ceil_div(length, chunks)
             chunks = -(-length // per_chunk)
             target = self._target(device, result, (chunks, outputs), chunks)
             program.kernel(f"{self.name}_cols")(target, *kernel_args, length, inner, per_chunk,
