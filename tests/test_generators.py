@@ -257,3 +257,15 @@ def test_gpu_forms_on_every_device(xgpu_device, interleave, monkeypatch, rng):
                                    atol=1e-5 * np.abs(h).sum())
         np.testing.assert_allclose(kernels[1](x, axis=axis).get(), np.cumsum(h64, axis=axis), rtol=1e-5,
                                    atol=1e-6 * np.abs(h).sum())
+
+
+def test_bench_reduce_runs_small(capsys):
+    """The benchmark command (docs/generators.md, Performance) on a tiny input: every case, checked
+    against numpy inside, and its table."""
+    from xgpu.tools import bench_reduce
+
+    assert bench_reduce.main(["--n", "3000", "--repeats", "1", xgpu.get_device().id]) == 0
+    out = capsys.readouterr().out
+    assert all(case in out for case in bench_reduce.DEFAULT_CASES) and "of copy" in out
+    with pytest.raises(SystemExit):
+        bench_reduce.main(["--n", "1500"])
