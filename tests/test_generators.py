@@ -269,3 +269,12 @@ def test_bench_reduce_runs_small(capsys):
     assert all(case in out for case in bench_reduce.DEFAULT_CASES) and "of copy" in out
     with pytest.raises(SystemExit):
         bench_reduce.main(["--n", "1500"])
+
+
+def test_sources_render_for_reading():
+    """k.source(backend) of each generator renders every kernel of its template, for any backend."""
+    assert "sumsq_rowwise" in SUMSQ.source("opencl")
+    for backend in ("opencl", "cuda"):
+        text = CUMSUM_F.source(backend)
+        assert all(k in text for k in ("scan_f32_totals", "scan_f32_offsets", "scan_f32_seq"))
+        assert "sumsq_cols" in SUMSQ.source(backend) and "axpby" in AXPBY.source(backend)

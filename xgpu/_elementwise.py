@@ -355,12 +355,13 @@ class ReductionKernel:
         return (f"<xgpu.ReductionKernel {self.name}({', '.join(map(repr, self.arguments))}): "
                 f"reduce({self.reduce_expr}) of {self.map_expr} -> {self.dtype.name}>")
 
-    def _defines(self, out_dtype: np.dtype, wg: int) -> dict[str, Any]:
+    def _defines(self, out_dtype: np.dtype, wg: int, cols: int | None = None, interleave: bool = True) -> dict[str, Any]:
         return {
             "name": self.name, "map_expr": self.map_expr, "reduce_expr": self.reduce_expr, "neutral": self.neutral,
             "arrays": tuple((a.name, a.dtype.name) for a in self.arguments if a.pointer),
             "scalars": tuple((a.name, a.dtype.name) for a in self.arguments if not a.pointer),
             "out_dtype": out_dtype.name, "preamble": self.preamble, "wg": wg, "unroll": _UNROLL,
+            "cols": cols or wg, "interleave": interleave,
         }
 
     def source(self, backend: str | None = None) -> str:
@@ -374,8 +375,7 @@ class ReductionKernel:
 
         wg = 1 << (min(plan.wg, device.max_work_group_size).bit_length() - 1)
         while True:
-            defines = {**self._defines(out_dtype, wg), "cols": plan.cols // plan.wg * wg,
-                       "interleave": plan.interleave}
+            defines = self._defines(out_dtype, wg, plan.cols // plan.wg * wg, plan.interleave)
             program = compile(REDUCTION_TEMPLATE, device, defines=defines)
             if all(program.kernel(k).max_work_group_size >= wg for k in (self.name, f"{self.name}_cols")) or wg == 1:
                 return program, wg
