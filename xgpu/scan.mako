@@ -37,12 +37,15 @@ DEVICE_FN ${ACC} ${name}__op(const ${ACC} a, const ${ACC} b)
     const ${compute(dt)} ${s},
 % endfor
 </%def>
-## v${u}__ = the inclusive prefix of this work-item's elements up to its u-th (neutral past the stretch's end)
-<%def name="tile_values()">\
+## v${u}__ (when `keep`) = the inclusive prefix of this work-item's elements up to its u-th (the last value
+## repeated past the stretch's end)
+<%def name="tile_values(keep)">\
         const index_t first__ = t__ + lid__ * ${per_item};
         ${ACC} run__ = (${ACC})(${neutral});
 % for u in range(per_item):
+% if keep and (inclusive or u < per_item - 1):
         ${ACC} v${u}__;
+% endif
         {
             const index_t i = first__ + ${u};
             if (i < end__) {
@@ -58,7 +61,9 @@ DEVICE_FN ${ACC} ${name}__op(const ${ACC} a, const ${ACC} b)
 #undef ${a}
 % endfor
             }
+% if keep and (inclusive or u < per_item - 1):
             v${u}__ = run__;
+% endif
         }
 % endfor
         part__[lid__] = run__;
@@ -87,7 +92,7 @@ ${params()}\
     const index_t row_at__ = row__ * length;
     ${ACC} carry__ = (${ACC})(${neutral});
     for (index_t t__ = start__; t__ < end__; t__ += ${wg * per_item}) {
-${tile_values()}\
+${tile_values(False)}\
         carry__ = ${name}__op(carry__, part__[${wg - 1}]);
         LOCAL_BARRIER;
     }
@@ -128,7 +133,7 @@ ${params()}\
     // one stretch per row: no totals were computed, the row starts from the neutral element
     ${ACC} carry__ = chunks > 1 ? offsets[row__ * chunks + GROUP_ID(0)] : (${ACC})(${neutral});
     for (index_t t__ = start__; t__ < end__; t__ += ${wg * per_item}) {
-${tile_values()}\
+${tile_values(True)}\
         const ${ACC} before__ = lid__ > 0 ? ${name}__op(carry__, part__[lid__ - 1]) : carry__;
 % for u in range(per_item):
         if (first__ + ${u} < end__) {
