@@ -1,4 +1,4 @@
-"""``xgpu bench reduce`` (also ``python -m xgpu.tools.bench_reduce``): the reduction and scan generators
+"""``python -m xgpu.tools.bench_reduce``: the reduction and scan generators
 on large float32 inputs beside numpy, as GB/s and as a fraction of the device's copy bandwidth
 (``xgpu bench device``'s figure, measured between the repeats in the same conditions).
 
@@ -63,7 +63,7 @@ def measure(device: xgpu.Device, host: np.ndarray, name: str, repeats: int = 5) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="xgpu bench reduce", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m xgpu.tools.bench_reduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("devices", nargs="*", help="device specs (default: every device that is not a simulator)")
     parser.add_argument("--n", type=int, default=10**8, help="elements (default 10**8, a multiple of 1000)")
     parser.add_argument("--repeats", type=int, default=5)
