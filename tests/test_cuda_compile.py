@@ -106,3 +106,25 @@ def test_cuda_listed_unavailable_with_reason():
     if cuda["available"]:
         pytest.skip("an NVIDIA GPU is present")
     assert cuda["reason"] and not cuda["device_ids"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int64"])
+def test_generated_kernels_compile_for_cuda(dtype):
+    """Every kernel of reduction.mako and scan.mako, GPU and CPU forms, through NVRTC and ptxas (no GPU
+    needed): the templates use only the neutral words."""
+    from xgpu import _elementwise
+    from xgpu._devices import backend
+
+    cuda = backend("cuda")
+    out = np.dtype(dtype)
+    partial = np.dtype(np.float32) if out == np.float16 else out
+    r = xgpu.reduction(f"const {dtype} *x, float32 s", "x * s", "(a > b) ? a : b", "0", dtype, name="cmax")
+    s = xgpu.scan(f"const {dtype} *x", "x", "a + b", "0", dtype, inclusive=dtype != "int64", name="cscan")
+    for interleave in (True, False):
+        text = xgpu.render(_elementwise.REDUCTION_TEMPLATE, "cuda", r._defines(partial, 256, 256, interleave)).text
+        build = cuda.compile_offline(text, "sm_80", ())
+        assert build.binary and "warning" not in build.log.lower(), build.log
+        assert {"cmax", "cmax_items", "cmax_cols", "cmax_rowwise"} <= set(build.resources)
+    build = cuda.compile_offline(xgpu.render(_elementwise.SCAN_TEMPLATE, "cuda", s._defines(256, 8)).text, "sm_80", ())
+    assert build.binary and "warning" not in build.log.lower(), build.log
+    assert {"cscan", "cscan_totals", "cscan_offsets", "cscan_seq", "cscan_seq_totals"} <= set(build.resources)

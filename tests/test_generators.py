@@ -136,8 +136,163 @@ def test_promotion_and_clear_errors(xgpu_device):
     with pytest.raises(InvalidArgumentError, match="no xgpu kernel"):
         np.arctan2(f, f)
     with pytest.raises(InvalidArgumentError, match="no xgpu kernel"):
-        np.add.accumulate(f)
+        np.multiply.accumulate(f)
+    # np.add.accumulate and np.cumsum run xgpu.cumsum on the device
+    for got in (np.add.accumulate(f), np.cumsum(f), f.cumsum()):
+        assert isinstance(got, xgpu.Array) and got.get().tolist() == [1, 2, 3, 4, 5]
     with pytest.raises(ShapeError, match="broadcast"):
         f + xgpu.ones(4, np.float32, xgpu_device)
-    with pytest.raises(UnsupportedDtypeError, match="float dtype"):
-        a ** 2
+    # integer powers are exact, as numpy's (repeated squaring, wrapping on overflow)
+    np.testing.assert_array_equal((a ** 3).get(), np.arange(5, dtype=np.int32) ** 3)
+    assert (a ** 3).dtype == np.int32
+    if xgpu_device.supports("int64"):
+        powers = 2 ** xgpu.asarray(np.arange(40, dtype=np.int64), xgpu_device)
+        np.testing.assert_array_equal(powers.get(), 2 ** np.arange(40))
+
+
+@pytest.mark.parametrize("shape,axis", [((6, 1000), 0), ((1000, 6), 0), ((3, 1000, 5), 1), ((4000, 3), 1),
+                                        ((2, 3, 70), None), ((5, 700), -1)])
+def test_reduction_layouts(xgpu_device, shape, axis, rng):
+    """Every kernel of reduction.mako: columns down a strided leading axis, short rows, a middle axis, long
+    rows split over work-groups; sums, max, min and mean beside numpy, into a poisoned out= too."""
+    if xgpu_device.is_simulator and np.prod(shape) > 6000:
+        shape = tuple(min(s, 40) for s in shape)
+    h = rng.standard_normal(shape).astype(np.float32)
+    a = xgpu.asarray(h, xgpu_device)
+    h64 = h.astype(np.float64)
+    length = h.size if axis is None else shape[axis]
+    for got, want in ((xgpu.sum(a, axis=axis), h64.sum(axis=axis)), (xgpu.mean(a, axis=axis), h64.mean(axis=axis))):
+        assert got.shape == np.shape(want) and got.dtype == np.float32
+        np.testing.assert_allclose(got.get(), want, rtol=1e-5, atol=1e-6 * length)
+    np.testing.assert_array_equal(xgpu.max(a, axis=axis).get(), h.max(axis=axis))
+    np.testing.assert_array_equal(xgpu.min(a, axis=axis).get(), h.min(axis=axis))
+    ints = (h * 100).astype(np.int32)
+    np.testing.assert_array_equal(xgpu.sum(xgpu.asarray(ints, xgpu_device), axis=axis).get(),
+                                  ints.sum(axis=axis, dtype=np.int64))
+    out_shape = np.shape(h64.sum(axis=axis))
+    out = xgpu.asarray(np.full(out_shape, poison(np.float32), np.float32), xgpu_device)
+    assert SUMSQ(a, xgpu.zeros(shape[-1:], np.float32, xgpu_device), axis=axis, out=out) is out
+    np.testing.assert_allclose(out.get(), (h64 ** 2).sum(axis=axis), rtol=1e-5, atol=1e-6 * length)
+
+
+CUMSUM_F = xgpu.scan("const float32 *x", "x", "a + b", "0", "float32", name="scan_f32")
+EXCLUSIVE_I = xgpu.scan("const int32 *x", "x", "a + b", "0", "int32", inclusive=False, name="exscan_i32")
+RUNNING_MAX = xgpu.scan("const float32 *x, float32 s", "x * s", "a > b ? a : b", "-INFINITY", "float32",
+                        name="running_max")
+
+
+@pytest.mark.parametrize("n", [1, 7, 127, 1000, 10**6])
+def test_scan_against_numpy(xgpu_device, n, rng):
+    if xgpu_device.is_simulator and n > 1000:
+        pytest.skip(f"{xgpu_device.id} is a simulator: 10**6 elements take minutes there (sizes up to 1000 run)")
+    h = rng.uniform(-1, 1, n).astype(np.float32)
+    x = xgpu.asarray(h, xgpu_device)
+    out = xgpu.asarray(np.full(n, poison(np.float32), np.float32), xgpu_device)
+    assert CUMSUM_F(x, out=out) is out
+    want = np.cumsum(h.astype(np.float64))
+    # float32 running sums: the error grows with the sum of magnitudes so far
+    np.testing.assert_allclose(out.get(), want, rtol=0, atol=1e-6 * np.cumsum(np.abs(h)).max() + 1e-6)
+    hi = rng.integers(-1000, 1000, n).astype(np.int32)
+    got = EXCLUSIVE_I(xgpu.asarray(hi, xgpu_device))
+    np.testing.assert_array_equal(got.get(), np.concatenate([[0], np.cumsum(hi)[:-1]]).astype(np.int32))
+    np.testing.assert_array_equal(RUNNING_MAX(x, 2.0).get(), np.maximum.accumulate(h * 2))
+    total = xgpu.cumsum(xgpu.asarray(hi, xgpu_device))
+    assert total.dtype == np.cumsum(hi).dtype
+    np.testing.assert_array_equal(total.get(), np.cumsum(hi))
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, 2, -1])
+def test_cumsum_axes(xgpu_device, axis, rng):
+    h = rng.standard_normal((3, small(xgpu_device, 301, 31), 5)).astype(np.float32)
+    x = xgpu.asarray(h, xgpu_device)
+    want = np.cumsum(h.astype(np.float64), axis=axis)
+    got = xgpu.cumsum(x, axis=axis)
+    assert got.shape == want.shape and got.dtype == np.float32 and got.is_contiguous
+    atol = 1e-6 * np.abs(h).sum()  # float32 running sums round as numpy's own cumsum does
+    np.testing.assert_allclose(got.get(), want, rtol=1e-5, atol=atol)
+    view = x[:, ::-2]  # a strided view: copied once to rows
+    np.testing.assert_allclose(xgpu.cumsum(view, axis=axis).get(), np.cumsum(h[:, ::-2].astype(np.float64),
+                                                                              axis=axis), rtol=1e-5, atol=atol)
+    if xgpu_device.fp64:
+        np.testing.assert_allclose(xgpu.cumsum(x, axis=axis, dtype=np.float64).get(), want, rtol=1e-12)
+
+
+def test_scan_errors(xgpu_device):
+    with pytest.raises(InvalidArgumentError, match="declare y const"):
+        xgpu.scan("float32 *y", "y", "a + b", "0", "float32")
+    with pytest.raises(InvalidArgumentError, match="scan_expr"):
+        xgpu.scan("const float32 *y", "y", "", "0", "float32")
+    x = xgpu.zeros((2, 3), np.float32, xgpu_device)
+    with pytest.raises(ShapeError, match="axis"):
+        CUMSUM_F(x, axis=2)
+    with pytest.raises(ShapeError, match="out must be"):
+        CUMSUM_F(x, axis=1, out=xgpu.zeros(6, np.float32, xgpu_device))
+    with pytest.raises(UnsupportedDtypeError, match="astype"):
+        CUMSUM_F(xgpu.zeros(3, np.int32, xgpu_device))
+    with pytest.raises(InvalidArgumentError, match="xgpu array"):
+        xgpu.cumsum(np.ones(3))
+    assert xgpu.cumsum(xgpu.zeros((0, 4), np.float32, xgpu_device), axis=1).shape == (0, 4)
+
+
+@pytest.mark.parametrize("interleave", [True, False])
+def test_gpu_forms_on_every_device(xgpu_device, interleave, monkeypatch, rng):
+    """The GPU forms of the reduction and scan kernels (split rows with interleaved reads, columns one per
+    work-item, tiled scans with a local-memory scan per tile) run on every device here, whatever its type."""
+    from xgpu import _elementwise
+
+    plain = _elementwise._Plan.__init__
+
+    def as_gpu(self, device):
+        plain(self, device)
+        self.cpu, self.interleave, self.wg, self.cols, self.busy, self.groups = False, interleave, 64, 64, 4096, 16
+
+    monkeypatch.setattr(_elementwise._Plan, "__init__", as_gpu)
+    kernels = (xgpu.reduction("const float32 *x", "x", "a + b", "0", "float32", name=f"gsum{int(interleave)}"),
+               xgpu.scan("const float32 *x", "x", "a + b", "0", "float32", name=f"gscan{int(interleave)}"))
+    for shape, axis in (((small(xgpu_device, 5000, 600),), None), ((7, 130), 0), ((3, 70, 5), 1), ((5, 301), 1)):
+        h = rng.standard_normal(shape).astype(np.float32)
+        x = xgpu.asarray(h, xgpu_device)
+        h64 = h.astype(np.float64)
+        np.testing.assert_allclose(kernels[0](x, axis=axis).get(), h64.sum(axis=axis), rtol=1e-5,
+                                   atol=1e-5 * np.abs(h).sum())
+        np.testing.assert_allclose(kernels[1](x, axis=axis).get(), np.cumsum(h64, axis=axis), rtol=1e-5,
+                                   atol=1e-6 * np.abs(h).sum())
+
+
+def test_bench_reduce_runs_small(capsys):
+    """The benchmark command (docs/generators.md, Performance) on a tiny input: every case, checked
+    against numpy inside, and its table."""
+    from xgpu.tools import bench_reduce
+
+    assert bench_reduce.main(["--n", "3000", "--repeats", "1", xgpu.get_device().id]) == 0
+    out = capsys.readouterr().out
+    assert all(case in out for case in bench_reduce.DEFAULT_CASES) and "of copy" in out
+    with pytest.raises(SystemExit):
+        bench_reduce.main(["--n", "1500"])
+
+
+def test_sources_render_for_reading():
+    """k.source(backend) of each generator renders every kernel of its template, for any backend."""
+    assert "sumsq_rowwise" in SUMSQ.source("opencl")
+    for backend in ("opencl", "cuda"):
+        text = CUMSUM_F.source(backend)
+        assert all(k in text for k in ("scan_f32_totals", "scan_f32_offsets", "scan_f32_seq"))
+        assert "sumsq_cols" in SUMSQ.source(backend) and "axpby" in AXPBY.source(backend)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, xgpu.bfloat16])
+@pytest.mark.parametrize("shape,axis", [((1000,), None), ((40, 25), 0), ((40, 25), 1), ((7,), None)])
+def test_reductions_and_scans_of_16_bit_floats(xgpu_device, dtype, shape, axis, rng):
+    """float16 and bfloat16 sum in float32 and round once at the end: sums, means, cumsums, max, min and
+    elementwise functions of them return their own dtype, within a few units of its last place."""
+    host = rng.uniform(0.5, 1.5, shape).astype(dtype)
+    a = xgpu.asarray(host, xgpu_device)
+    exact = host.astype(np.float64)
+    tol = 8e-3 if np.dtype(dtype) == np.dtype(xgpu.bfloat16) else 2e-3
+    for got, ref in ((xgpu.sum(a, axis=axis), exact.sum(axis=axis)), (xgpu.mean(a, axis=axis), exact.mean(axis=axis)),
+                     (xgpu.cumsum(a, axis=axis), np.cumsum(exact, axis=axis)),
+                     (xgpu.max(a, axis=axis), exact.max(axis=axis)), (xgpu.min(a, axis=axis), exact.min(axis=axis)),
+                     (xgpu.sqrt(a), np.sqrt(exact)), (xgpu.abs(-a), exact)):
+        value = got.get()
+        assert value.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(value.astype(np.float64), ref, rtol=tol)

@@ -5,8 +5,8 @@ Public surface (everything else is private)::
     xgpu.devices(), xgpu.get_device(spec), xgpu.list_backends()     devices and backends
     xgpu.asarray(x, device), xgpu.empty/zeros/ones/full/arange(...) arrays in device memory (and *_like)
     xgpu.bfloat16                                                   bfloat16 (ml_dtypes') for arrays
-    xgpu.elementwise(...), xgpu.reduction(...)                      kernels from one line
-    a + b, a < b, xgpu.sum/max/min/mean/dot/where/exp/log/sqrt/abs   numpy's arithmetic on the device
+    xgpu.elementwise(...), xgpu.reduction(...), xgpu.scan(...)      kernels from one line
+    a + b, a < b, xgpu.sum/max/min/mean/cumsum/dot/where/exp/...    numpy's arithmetic on the device
     xgpu.render(template, backend), xgpu.compile(template, device) kernel templates
     xgpu.gemm(a, b, c, ...), xgpu.matmul(a, b), a @ b, xgpu.conv2d   the kernel library
     xgpu.DeviceGroup(devices), matmul/conv2d(..., devices=[...])    a batch split over devices
@@ -40,10 +40,10 @@ from ._array import (
 from ._cache import clear as cache_clear
 from ._cache import info as cache_info
 from ._devices import Device, devices, get_device, list_backends, pinned_empty
-from ._elementwise import ElementwiseKernel, ReductionKernel, elementwise, reduction
+from ._elementwise import ElementwiseKernel, ReductionKernel, ScanKernel, elementwise, reduction, scan
 from ._group import DeviceGroup
 from ._interop import from_dlpack
-from ._math import abs, dot, exp, log, max, mean, min, sqrt, sum, where  # noqa: A004  (numpy's names)
+from ._math import abs, cumsum, dot, exp, log, max, mean, min, sqrt, sum, where  # noqa: A004  (numpy's names)
 from ._ops import conv2d, gemm, matmul
 from ._plugins import register_plugin, unregister_plugin
 from ._program import Kernel, Program, compile, compile_offline, render
@@ -67,6 +67,7 @@ __all__ = [
     "DeviceGroup",
     "ElementwiseKernel",
     "ReductionKernel",
+    "ScanKernel",
     "Event",
     "Kernel",
     "KernelTemplate",
@@ -101,6 +102,7 @@ __all__ = [
     "arange",
     "elementwise",
     "reduction",
+    "scan",
     "empty_like",
     "full",
     "from_dlpack",
@@ -110,6 +112,7 @@ __all__ = [
     "pinned_empty",
     "zeros_like",
     "abs",
+    "cumsum",
     "dot",
     "exp",
     "log",

@@ -360,6 +360,9 @@ class Array:
         if method == "reduce" and ufunc.__name__ in _math.UFUNC_METHODS and len(inputs) == 1 and out is None and \
                 set(kwargs) <= {"axis"} and isinstance(inputs[0], Array):
             return _math.UFUNC_METHODS[ufunc.__name__](inputs[0], axis=kwargs.get("axis", 0))
+        if method == "accumulate" and ufunc is np.add and len(inputs) == 1 and out is None and \
+                set(kwargs) <= {"axis", "dtype"} and isinstance(inputs[0], Array):
+            return _math.cumsum(inputs[0], axis=kwargs.get("axis", 0), dtype=kwargs.get("dtype"))
         raise InvalidArgumentError(
             f"numpy's {ufunc.__name__}.{method}{' with ' + ', '.join(kwargs) if kwargs else ''} has no xgpu kernel: "
             "compute it on the host (a.get()) or write it with xgpu.elementwise / xgpu.reduction"
@@ -432,6 +435,12 @@ class Array:
         _math = GENERATED.math
         _only_defaults("sum", kwargs)
         return _math.sum(self, axis=axis, dtype=dtype)
+
+    def cumsum(self, axis: int | None = None, dtype: Any = None, **kwargs: Any) -> Array:
+        """:func:`xgpu.cumsum` of this array (``np.cumsum(a)`` comes here too)."""
+        _math = GENERATED.math
+        _only_defaults("cumsum", kwargs)
+        return _math.cumsum(self, axis=axis, dtype=dtype)
 
     def max(self, axis: int | None = None, **kwargs: Any) -> Array:
         """:func:`xgpu.max` of this array."""

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._array import GENERATED, Array, asarray, same_device
-from ._elementwise import ElementwiseKernel, ReductionKernel, _cast
+from ._elementwise import ElementwiseKernel, ReductionKernel, ScanKernel, _cast
 from .errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from .template import BFLOAT16
 
@@ -28,13 +28,40 @@ _UNARY = {
     "negative": "-a", "positive": "a", "exp": "exp(a)", "log": "log(a)", "sqrt": "sqrt(a)", "absolute": "{abs}",
     "sin": "sin(a)", "cos": "cos(a)", "tanh": "tanh(a)",
 }
-_FLOAT_ONLY = {"power", "exp", "log", "sqrt", "sin", "cos", "tanh"}
+_FLOAT_ONLY = {"exp", "log", "sqrt", "sin", "cos", "tanh"}
+
+
+def _int_power(c: str, signed: bool) -> str:
+    """An integer power by repeated squaring (numpy's integer ``**``; it wraps around on overflow as
+    numpy's does). numpy refuses negative exponents; a kernel cannot raise, so it gives what the
+    rational power truncates to: 1 for a base of 1, +-1 for -1, 0 otherwise."""
+    negative = f"""
+    if (b < 0)
+        return a == 1 ? ({c})1 : a == ({c})(-1) ? ((b & 1) ? a : ({c})1) : ({c})0;""" if signed else ""
+    return f"""
+DEVICE_FN {c} xgpu_ipow_{c.replace(' ', '_')}({c} a, {c} b)
+{{{negative}
+    {c} r = 1;
+    while (b) {{
+        if (b & 1)
+            r *= a;
+        a *= a;
+        b >>= 1;
+    }}
+    return r;
+}}
+"""
 
 
 def _compute(dt: np.dtype) -> str:
     from .template import compute_ctype
 
     return compute_ctype(dt)
+
+
+def _floating(dtype: np.dtype) -> bool:
+    """A floating-point dtype: numpy's (kind "f") or ml_dtypes' bfloat16 (kind "V" to numpy)."""
+    return dtype.kind == "f" or dtype == BFLOAT16
 
 
 def _dtype_of(x: Any) -> Any:
@@ -69,15 +96,19 @@ def _kernel(op: str, dtypes: tuple[np.dtype, ...], loop: tuple[np.dtype, ...], i
         expr = "(a > b) ? a : b" if op == "maximum" else "(a < b) ? a : b"
     if op == "absolute":
         # a select (a < 0 ? -a : a) becomes llvm.abs, which Oclgrind cannot run: multiply by the sign instead
-        expr = "fabs(a)" if loop[0].kind == "f" else "a" if loop[0].kind in "ub" else "a * ((a > 0) - (a < 0))"
-    if op in _FLOAT_ONLY and loop[0].kind != "f":
+        expr = "fabs(a)" if _floating(loop[0]) else "a" if loop[0].kind in "ub" else "a * ((a > 0) - (a < 0))"
+    preamble = ""
+    if op == "power" and loop[0].kind in "iub":
+        c = _compute(loop[0])
+        preamble, expr = _int_power(c, loop[0].kind == "i"), f"xgpu_ipow_{c.replace(' ', '_')}(a, b)"
+    if op in _FLOAT_ONLY and not _floating(loop[0]):
         raise UnsupportedDtypeError(f"{op} of {loop[0]} has no xgpu kernel: convert to a float dtype first")
     casts = {n: f"(({_compute(lt)})({n}))" if dt != lt else n for n, dt, lt in zip(names, dtypes, loop)}
     expr = re.sub(r"\b([ab])\b", lambda m: casts[m.group(1)], expr)
     out = loop[len(dtypes)]
     result = f"({_compute(out)})({expr})" if out != np.bool_ else f"(bool_t)(({expr}) != 0)"
     return ElementwiseKernel(f"{out.name} *out, {args}", f"out = {result}",
-                             name=f"{op}_{'_'.join(d.name for d in dtypes)}")
+                             name=f"{op}_{'_'.join(d.name for d in dtypes)}", preamble=preamble)
 
 
 def apply(ufunc: np.ufunc, *operands: Any, out: Array | None = None) -> Array:
@@ -125,14 +156,15 @@ def _reduce_kernel(kind: str, dtype: np.dtype, out: np.dtype) -> ReductionKernel
     value = _cast(dtype, out, "x")
     if kind == "sum":
         return ReductionKernel(f"const {dtype.name} *x", value, "a + b", "0", out, name=f"sum_{dtype.name}")
-    if dtype.kind == "f":
-        neutral = "-INFINITY" if kind == "max" else "INFINITY"
+    if _floating(dtype):
+        # 1/0 rather than INFINITY, which CUDA's runtime compiler does not define
+        neutral = "(-1.0f / 0.0f)" if kind == "max" else "(1.0f / 0.0f)"
     elif dtype == np.bool_:
         neutral = "0" if kind == "max" else "1"
     else:
         info = np.iinfo(dtype)
         neutral = f"({_compute(dtype)})({info.min if kind == 'max' else info.max}{'UL' if dtype.kind == 'u' else 'L'})"
-    nan = "a != a || " if dtype.kind == "f" else ""  # NaN wins, as in numpy
+    nan = "a != a || " if _floating(dtype) else ""  # NaN wins, as in numpy
     pick = f"({nan}a > b) ? a : b" if kind == "max" else f"({nan}a < b) ? a : b"
     return ReductionKernel(f"const {dtype.name} *x", "x", pick, neutral, out, name=f"{kind}_{dtype.name}")
 
@@ -150,6 +182,24 @@ def sum(a: Any, axis: int | None = None, dtype: Any = None) -> Array:  # noqa: A
         raise UnsupportedDtypeError("sum of complex arrays has no xgpu kernel; sum a.get() on the host")
     out = np.dtype(dtype) if dtype is not None else _sum_dtype(a.dtype)
     return _reduce_kernel("sum", a.dtype, out)(a, axis=axis)
+
+
+@functools.cache
+def _cumsum_kernel(dtype: np.dtype, out: np.dtype) -> ScanKernel:
+    return ScanKernel(f"const {dtype.name} *x", _cast(dtype, out, "x"), "a + b", "0", out,
+                      name=f"cumsum_{dtype.name}_{out.name}")
+
+
+def cumsum(a: Any, axis: int | None = None, dtype: Any = None) -> Array:
+    """numpy's ``cumsum``: along one axis, or over every element in C order (a 1-D result) with
+    ``axis=None``; integers accumulate in 64 bits as numpy's do."""
+    a = _operand(a)
+    if a.dtype.kind == "c":
+        raise UnsupportedDtypeError("cumsum of complex arrays has no xgpu kernel; compute it on the host")
+    out = np.dtype(dtype) if dtype is not None else _sum_dtype(a.dtype)
+    if out.kind == "c":
+        raise UnsupportedDtypeError("cumsum into a complex dtype has no xgpu kernel")
+    return _cumsum_kernel(a.dtype, out)(a, axis=axis)
 
 
 def _extreme(kind: str, a: Any, axis: int | None) -> Array:
@@ -175,7 +225,7 @@ def min(a: Any, axis: int | None = None) -> Array:  # noqa: A001  (numpy's name)
 def mean(a: Any, axis: int | None = None) -> Array:
     """numpy's ``mean``: float64 for integer arrays (as numpy), the array's dtype for floats (summed in it)."""
     a = _operand(a)
-    out = a.dtype if a.dtype.kind == "f" else np.dtype(np.float64)
+    out = a.dtype if _floating(a.dtype) else np.dtype(np.float64)
     count = a.size if axis is None else a.shape[axis]
     low = out in (np.float16, BFLOAT16)  # storage-only: summed and divided in float32
     total = sum(a, axis=axis, dtype=np.float32 if low else out)
@@ -189,7 +239,7 @@ def dot(a: Any, b: Any) -> Array:
         if a.shape != b.shape:
             raise ShapeError(f"dot: shapes {a.shape} and {b.shape} are not aligned")
         loop = _resolve(np.multiply, (a, b))
-        out = loop[-1] if loop[-1].kind == "f" else _sum_dtype(loop[-1])
+        out = loop[-1] if _floating(loop[-1]) else _sum_dtype(loop[-1])
         return _dot_kernel(a.dtype, b.dtype, out)(a, b)
     if a.ndim == 2 and b.ndim in (1, 2):
         from ._ops import matmul
