@@ -184,12 +184,7 @@ class Array:
         host data is kept alive until it ends); otherwise this array."""
         if queue is not None or not blocking or wait_for is not None:
             return _set_on_queue(self, host, queue, blocking, wait_for)
-        host = np.asarray(host)
-        if host.shape != self.shape:
-            try:
-                host = np.broadcast_to(host, self.shape)
-            except ValueError:
-                raise ShapeError(f"cannot set an array of shape {self.shape} from one of shape {host.shape}") from None
+        host = _host_of_shape(host, self.shape)
         if not self.nbytes:
             return self
         if self._whole and _queue.needs_queue_path(self.device, self._block):
@@ -643,15 +638,21 @@ def asarray(data: Any, device: Device | str | None = None, dtype: Any = None, *,
     return out.set(host)
 
 
+def _host_of_shape(host: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``host`` as a numpy array of ``shape``, broadcast where it has another shape numpy can stretch."""
+    host = np.asarray(host)
+    if host.shape != shape:
+        try:
+            host = np.broadcast_to(host, shape)
+        except ValueError:
+            raise ShapeError(f"cannot set an array of shape {shape} from one of shape {host.shape}") from None
+    return host
+
+
 def _set_on_queue(a: Array, host: Any, queue: Any, blocking: bool, wait_for: Any) -> Any:
     """:meth:`Array.set` with a queue, events or blocking=False: the copy's Event, or ``a`` when blocking."""
     _queue.check_queue_of(a.device, queue, "Array.set")
-    host = host if isinstance(host, np.ndarray) else np.asarray(host)
-    if host.shape != a.shape:
-        try:
-            host = np.broadcast_to(host, a.shape)
-        except ValueError:
-            raise ShapeError(f"cannot set an array of shape {a.shape} from one of shape {host.shape}") from None
+    host = _host_of_shape(host, a.shape)
     if not a.nbytes:
         return a if blocking else _queue.Event(None, "an empty copy")
     if a._whole:

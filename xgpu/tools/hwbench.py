@@ -149,26 +149,39 @@ HALF_A, HALF_B = 0.999, 1e-3
 INT8_W, INT8_B = 0x03FD02FF, 7  # the bytes -1, 2, -3, 3 (lowest first)
 
 
+def _chain_ceiling(device, dtype: Any, kernel: str, args: tuple[Any, ...], check_iterations: int,
+                   check: Any, work_items: int | None, target_s: float) -> tuple[Any, int, float, int]:
+    """Run ``kernel`` (lowp.mako) once for ``check_iterations`` and ``check(out)`` its values, then time it
+    (_timed_chains); returns (out, iterations, seconds, work-items)."""
+    import xgpu
+
+    program, _dot = _lowp_program(device)
+    n = work_items or max(device.compute_units * 2048, 65536)
+    out = xgpu.empty(n, dtype, device)
+
+    def launch(iterations):
+        return program.kernel(kernel)(out, *args, np.int32(iterations), global_size=n)
+
+    launch(check_iterations).wait()
+    check(out)
+    iterations, seconds = _timed_chains(launch, target_s)
+    return out, iterations, seconds, n
+
+
 def measure_float16(device, work_items: int | None = None, target_s: float = 0.05) -> dict[str, Any]:
     """The float16 ceiling: independent multiply-add chains in float16 where the device lists cl_khr_fp16;
     elsewhere float16 storage with the chains computed in float32 (what xgpu's kernels do there).
     The kernel's results are first checked against float64 on a short run."""
-    import xgpu
     from xgpu.kernels.bench import CHAINS
 
-    program, _dot = _lowp_program(device)
-    n = work_items or max(device.compute_units * 2048, 65536)
-    out = xgpu.empty(n, np.float16, device)
+    def check(out):
+        want = half_reference(min(out.size, 4096), CHAINS, HALF_A, HALF_B, 37)
+        got = out.get()[: len(want)].astype(np.float64)
+        if not np.allclose(got, want, rtol=2e-2, atol=0.05):
+            raise AssertionError(f"the half_peak kernel computed wrong values (largest error {np.abs(got - want).max():.3g})")
 
-    def launch(iterations):
-        return program.half_peak(out, np.float32(HALF_A), np.float32(HALF_B), np.int32(iterations), global_size=n)
-
-    launch(37).wait()
-    want = half_reference(min(n, 4096), CHAINS, HALF_A, HALF_B, 37)
-    got = out.get()[: len(want)].astype(np.float64)
-    if not np.allclose(got, want, rtol=2e-2, atol=0.05):
-        raise AssertionError(f"the half_peak kernel computed wrong values (largest error {np.abs(got - want).max():.3g})")
-    iterations, seconds = _timed_chains(launch, target_s)
+    out, iterations, seconds, n = _chain_ceiling(device, np.float16, "half_peak", (np.float32(HALF_A), np.float32(HALF_B)),
+                                                 37, check, work_items, target_s)
     if not np.isfinite(out.get()).all():
         raise AssertionError("the half_peak kernel produced non-finite values")
     flops = 2.0 * CHAINS * iterations * n
@@ -180,22 +193,17 @@ def measure_int8(device, work_items: int | None = None, target_s: float = 0.05) 
     """The int8 ceiling: chains of packed 4 x int8 dot products with accumulation (8 operations each), by
     cl_khr_integer_dot_product's builtin where the device lists it, else spelt out in 32-bit integer
     arithmetic. The kernel's results are first checked exactly on a short run."""
-    import xgpu
     from xgpu.kernels.bench import CHAINS
 
-    program, dot = _lowp_program(device)
-    n = work_items or max(device.compute_units * 2048, 65536)
-    out = xgpu.empty(n, np.int32, device)
+    def check(out):
+        want = int8_reference(min(out.size, 4096), CHAINS, INT8_W, INT8_B, 5)
+        if not np.array_equal(out.get()[: len(want)], want):
+            raise AssertionError("the int8_peak kernel computed wrong values")
 
-    def launch(iterations):
-        return program.int8_peak(out, np.int32(INT8_W), np.int32(INT8_B), np.int32(iterations), global_size=n)
-
-    launch(5).wait()
-    want = int8_reference(min(n, 4096), CHAINS, INT8_W, INT8_B, 5)
-    if not np.array_equal(out.get()[: len(want)], want):
-        raise AssertionError("the int8_peak kernel computed wrong values")
-    iterations, seconds = _timed_chains(launch, target_s)
+    _out, iterations, seconds, n = _chain_ceiling(device, np.int32, "int8_peak", (np.int32(INT8_W), np.int32(INT8_B)),
+                                                  5, check, work_items, target_s)
     ops = 8.0 * CHAINS * iterations * n
+    _program, dot = _lowp_program(device)
     return {"ops": ops, "seconds": seconds, "gops": ops / seconds / 1e9, "kernel": "int8_peak",
             "method": "cl_khr_integer_dot_product" if dot else "4 x int8 dot product in 32-bit integer arithmetic"}
 
