@@ -134,3 +134,64 @@ def test_accumulate_is_checked(xgpu_device):
         x = xgpu.zeros((1, 4, 5, 5), np.float16, xgpu_device)
         with pytest.raises(InvalidArgumentError, match="NCHW layers with groups=1"):
             xgpu.conv2d(x, xgpu.zeros((4, 2, 3, 3), np.float16, xgpu_device), groups=2, accumulate="float16")
+
+
+# the same running sum of products, eight rows at once in a VEC(hfloat, 8): row r, step j is a[j * rows + r]
+VDOT = """
+KERNEL void vdots(GLOBAL_MEM half_t* RESTRICT out, GLOBAL_MEM float* RESTRICT wide,
+                  GLOBAL_MEM const half_t* RESTRICT a, GLOBAL_MEM const half_t* RESTRICT b,
+                  const index_t k, const index_t rows)
+{
+    const index_t r = GLOBAL_ID(0) * 8;
+    if (r < rows) {
+        VEC(hfloat, 8) acc = VSPLAT(hfloat, 8, 0);
+        for (index_t j = 0; j < k; ++j)
+            acc = VFMA(VLOAD_HFLOAT(8, a, j * rows + r), VLOAD_HFLOAT(8, b, j * rows + r), acc);
+        const VEC(hfloat, 8) twice = VADD(acc, acc);
+        VEC(hfloat, 8) zero = VSUB(VMUL(twice, VSPLAT(hfloat, 8, 0.5f)), acc);  // 0, through + - * and splat
+        VSET(zero, 3, VGET(zero, 3) * (hfloat_t)2.0f);
+        const VEC(hfloat, 8) result = VADD(acc, VDIV(zero, VSPLAT(hfloat, 8, 4)));
+        for (int e = 0; e < 8; ++e)
+            wide[r + e] = (float)VGET(result, e);
+        VSTORE_HFLOAT(8, result, out, r);
+#if defined(XGPU_HALF_ARITHMETIC)
+        wide[rows + r / 8] = 1.0f;
+#else
+        wide[rows + r / 8] = 0.0f;
+#endif
+    }
+}
+"""
+
+
+def _run_vdots(device, half_arithmetic, rng, rows=8 * 33, k=61):
+    a = rng.uniform(-1, 1, (rows, k)).astype(np.float16)
+    b = rng.uniform(-1, 1, (rows, k)).astype(np.float16)
+    out = xgpu.asarray(np.full(rows, np.nan, np.float16), device)
+    wide = xgpu.asarray(np.full(rows + rows // 8, np.nan, np.float32), device)
+    program = xgpu.compile(VDOT, device, defines={"half_arithmetic": half_arithmetic})
+    program.vdots(out, wide, xgpu.asarray(np.ascontiguousarray(a.T), device),
+                  xgpu.asarray(np.ascontiguousarray(b.T), device), k, rows, global_size=rows // 8)
+    w = wide.get()
+    return a, b, out.get(), w[:rows], w[rows:]
+
+
+@pytest.mark.parametrize("half_arithmetic", ["auto", "emulated"])
+def test_half_vectors_follow_hfloat(xgpu_device, half_arithmetic, rng):
+    """VEC(hfloat, 8) is halfN where hfloat_t is half (each lane's FMA rounded to float16), floatN elsewhere."""
+    native = half_arithmetic == "auto" and bool(xgpu_device.supports("float16", arithmetic=True))
+    a, b, out, wide, flag = _run_vdots(xgpu_device, half_arithmetic, rng)
+    assert (flag == (1.0 if native else 0.0)).all()
+    if native:
+        assert (wide == _half_fma_reference(a, b).astype(np.float32)).all()
+    else:  # float arithmetic, rounded to float16 once at the store
+        assert (wide == _float_reference(a, b)).all()
+    assert (out == wide.astype(np.float16)).all()
+
+
+def test_half_vector_words_compile_for_gpus(xgpu_target):
+    """NVIDIA targets: a struct of PTX f16 lanes (auto) or VEC(float, 8) (emulated); others: halfN or floatN.
+    The two renderings compile to different code: the choice reaches the compiler."""
+    half, single = (xgpu.compile_offline(VDOT, target=xgpu_target.name, defines={"half_arithmetic": h}).binary
+                    for h in ("auto", "emulated"))
+    assert half and single and half != single

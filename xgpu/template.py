@@ -100,7 +100,7 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "FMAX",
     "MIN",
     "MAX",
-    # short vectors (N = 2, 4, 8, 16 lanes of float, double, int or uint)
+    # short vectors (N = 2, 4, 8, 16 lanes of float, double, int, uint or hfloat: hfloat_t's lanes)
     "VEC",  # VEC(float, 8): the type
     "VLOAD",  # VLOAD(8, ptr, i): ptr[i .. i+7] as a vector
     "VSTORE",  # VSTORE(8, v, ptr, i)
@@ -108,6 +108,8 @@ REQUIRED_WORDS: tuple[str, ...] = (
     "VSTORE_HALF",  # VSTORE_HALF(8, v, ptr, i): a float vector rounded to half_t
     "VLOAD_BF16",  # VLOAD_BF16(8, ptr, i): bfloat16_t ptr[i .. i+7] as a float vector
     "VSTORE_BF16",  # VSTORE_BF16(8, v, ptr, i): a float vector rounded to bfloat16_t
+    "VLOAD_HFLOAT",  # VLOAD_HFLOAT(8, ptr, i): half_t ptr[i .. i+7] as a VEC(hfloat, 8) (hfloat_t lanes)
+    "VSTORE_HFLOAT",  # VSTORE_HFLOAT(8, v, ptr, i): a VEC(hfloat, 8) rounded to half_t
     "VLOAD_WIDEN",  # VLOAD_WIDEN(int, 8, ptr, i): 8- or 16-bit integers ptr[i .. i+7] widened to VEC(int, 8)
     "VSPLAT",  # VSPLAT(float, 8, x): x in every element
     "VGET",  # VGET(v, i): lane i

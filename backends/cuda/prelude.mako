@@ -211,8 +211,9 @@ ${F} ${V} xgpu_vload${N}(const ${T}* p)
 { ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = p[e]; return v; }
 ${F} void xgpu_vstore${N}(const ${V} v, ${T}* p)
 { _Pragma("unroll") for (int e = 0; e < ${N}; ++e) p[e] = v[e]; }
-${F} ${V} xgpu_vsplat${N}(const ${T} x)
-{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = x; return v; }
+// VSPLAT's value converted as by a cast to the lane type, whatever its type
+template <typename S> ${F} ${V} xgpu_vsplat_${T}${N}(const S x)
+{ ${V} v; const ${T} y = (${T})x; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = y; return v; }
 % if not integer:
 ${F} ${V} xgpu_vfma(const ${V} a, const ${V} b, const ${V} c)
 { ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = fma(a[e], b[e], c[e]); return v; }
@@ -255,6 +256,51 @@ static __device__ __forceinline__ xgpu_float${N} xgpu_vload_bf16_${N}(const bflo
 static __device__ __forceinline__ void xgpu_vstore_bf16_${N}(const xgpu_float${N} v, bfloat16_t* p)
 { _Pragma("unroll") for (int e = 0; e < ${N}; ++e) p[e] = xgpu_float_to_bf16(v[e]); }
 % endfor
+// VEC(hfloat, N): N lanes of hfloat_t, the same choice as hfloat_t: a struct of xgpu_hfloat with the float
+// vectors' operators where hfloat_t is half, VEC(float, N) elsewhere; VLOAD_HFLOAT / VSTORE_HFLOAT move them
+// from and to half_t storage (rounded to nearest even into float16)
+% for N in (2, 4, 8, 16):
+<% V = f"xgpu_hfloat{N}"; T = "xgpu_hfloat"; F = "static __device__ __forceinline__" %>\
+#if defined(XGPU_HALF_ARITHMETIC)
+struct ${V} {
+    ${T} xgpu_lane[${N}];
+    __device__ __forceinline__ ${T}& operator[](int e) { return xgpu_lane[e]; }
+    __device__ __forceinline__ const ${T}& operator[](int e) const { return xgpu_lane[e]; }
+};
+${F} ${V} xgpu_vload_hfloat${N}(const half_t* p)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e].bits = p[e]; return v; }
+${F} void xgpu_vstore_hfloat${N}(const ${V} v, half_t* p)
+{ _Pragma("unroll") for (int e = 0; e < ${N}; ++e) p[e] = v[e].bits; }
+template <typename S> ${F} ${V} xgpu_vsplat_hfloat${N}(const S x)
+{ ${V} v; const ${T} y = (${T})x; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = y; return v; }
+${F} ${V} xgpu_vfma(const ${V} a, const ${V} b, const ${V} c)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = fma(a[e], b[e], c[e]); return v; }
+${F} ${T} xgpu_vsum(const ${V} v)
+{ ${T} s = v[0]; _Pragma("unroll") for (int e = 1; e < ${N}; ++e) s += v[e]; return s; }
+${F} ${T} xgpu_vdot(const ${V} a, const ${V} b)
+{ ${T} s = a[0] * b[0]; _Pragma("unroll") for (int e = 1; e < ${N}; ++e) s = fma(a[e], b[e], s); return s; }
+% for op in ("+", "-", "*", "/"):
+${F} ${V} operator${op}(const ${V} a, const ${V} b)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = a[e] ${op} b[e]; return v; }
+${F} ${V} operator${op}(const ${V} a, const ${T} b)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = a[e] ${op} b; return v; }
+${F} ${V} operator${op}(const ${T} a, const ${V} b)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = a ${op} b[e]; return v; }
+${F} ${V}& operator${op}=(${V}& a, const ${V} b) { a = a ${op} b; return a; }
+${F} ${V}& operator${op}=(${V}& a, const ${T} b) { a = a ${op} b; return a; }
+% endfor
+${F} ${V} operator-(const ${V} a)
+{ ${V} v; _Pragma("unroll") for (int e = 0; e < ${N}; ++e) v[e] = -a[e]; return v; }
+${F} ${V} operator+(const ${V} a) { return a; }
+#else
+typedef xgpu_float${N} ${V};
+template <typename S> ${F} ${V} xgpu_vsplat_hfloat${N}(const S x) { return xgpu_vsplat_float${N}(x); }
+${F} ${V} xgpu_vload_hfloat${N}(const half_t* p) { return xgpu_vload_half${N}(p); }
+${F} void xgpu_vstore_hfloat${N}(const ${V} v, half_t* p) { xgpu_vstore_half${N}(v, p); }
+#endif
+% endfor
+#define VLOAD_HFLOAT(N, ptr, i) xgpu_vload_hfloat##N((ptr) + (i))
+#define VSTORE_HFLOAT(N, value, ptr, i) xgpu_vstore_hfloat##N((value), (ptr) + (i))
 #define VEC(T, N) xgpu_##T##N
 #define VLOAD(N, ptr, i) xgpu_vload##N((ptr) + (i))
 #define VSTORE(N, value, ptr, i) xgpu_vstore##N((value), (ptr) + (i))
@@ -262,7 +308,7 @@ static __device__ __forceinline__ void xgpu_vstore_bf16_${N}(const xgpu_float${N
 #define VSTORE_HALF(N, value, ptr, i) xgpu_vstore_half##N((value), (ptr) + (i))
 #define VLOAD_BF16(N, ptr, i) xgpu_vload_bf16_##N((ptr) + (i))
 #define VSTORE_BF16(N, value, ptr, i) xgpu_vstore_bf16_##N((value), (ptr) + (i))
-#define VSPLAT(T, N, s) xgpu_vsplat##N((T)(s))
+#define VSPLAT(T, N, s) xgpu_vsplat_##T##N(s)
 #define VGET(v, i) ((v)[(i)])
 #define VSET(v, i, x) ((v)[(i)] = (x))
 #define VADD(a, b) ((a) + (b))

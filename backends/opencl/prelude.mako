@@ -201,28 +201,46 @@ XGPU_OVERLOAD static inline ushort${N} xgpu_float_to_bf16_${N}(const float${N} f
 // VLOAD_WIDEN(T, N, ptr, i): N 8- or 16-bit integers at ptr + i, sign- or zero-extended (by the pointer's
 // type) to a VEC(T, N) of int or uint (uint lanes hold the int's bits)
 #define VLOAD_WIDEN(T, N, ptr, i) xgpu_widen_##T##N(vload##N(0, (ptr) + (i)))
+// VEC(hfloat, N): N lanes of hfloat_t, so halfN where hfloat_t is half and floatN elsewhere (the same choice);
+// VLOAD_HFLOAT / VSTORE_HFLOAT move them from and to half_t storage (rounded to nearest even into float16)
+% for N in (2, 4, 8, 16):
+#if defined(XGPU_HALF_ARITHMETIC)
+typedef half${N} hfloat${N};
+#else
+typedef float${N} hfloat${N};
+#endif
+% endfor
+#if defined(XGPU_HALF_ARITHMETIC)
+#define VLOAD_HFLOAT(N, ptr, i) vload##N(0, (ptr) + (i))
+#define VSTORE_HFLOAT(N, value, ptr, i) vstore##N((value), 0, (ptr) + (i))
+#else
+#define VLOAD_HFLOAT(N, ptr, i) vload_half##N(0, (ptr) + (i))
+#define VSTORE_HFLOAT(N, value, ptr, i) vstore_half##N##_rte((value), 0, (ptr) + (i))
+#endif
 % for N in (2, 4, 8, 16):
 % for S in ("char", "uchar", "short", "ushort"):
 XGPU_OVERLOAD static inline int${N} xgpu_widen_int${N}(const ${S}${N} v) { return convert_int${N}(v); }
 XGPU_OVERLOAD static inline uint${N} xgpu_widen_uint${N}(const ${S}${N} v) { return as_uint${N}(convert_int${N}(v)); }
 % endfor
 % endfor
-% for T in ("float", "double", "int", "uint"):
+% for T in ("float", "double", "half", "int", "uint"):
 % if T == "double":
 #if defined(cl_khr_fp64)
+% elif T == "half":
+#if defined(XGPU_HALF_ARITHMETIC)
 % endif
 % for N in (2, 4, 8, 16):
 // lanes summed in order 0, 1, ..., N-1 on every backend, so results agree bit for bit
 XGPU_OVERLOAD static inline ${T} xgpu_vsum(const ${T}${N} v)
 { ${T} s = v[0]; for (int e = 1; e < ${N}; ++e) s += v[e]; return s; }
 XGPU_OVERLOAD static inline ${T} xgpu_vdot(const ${T}${N} a, const ${T}${N} b)
-% if T in ("float", "double"):
+% if T in ("float", "double", "half"):
 { ${T} s = a[0] * b[0]; for (int e = 1; e < ${N}; ++e) s = fma(a[e], b[e], s); return s; }
 % else:
 { ${T} s = a[0] * b[0]; for (int e = 1; e < ${N}; ++e) s += a[e] * b[e]; return s; }
 % endif
 % endfor
-% if T == "double":
+% if T in ("double", "half"):
 #endif
 % endif
 % endfor
