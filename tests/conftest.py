@@ -54,7 +54,7 @@ def checker():
 # ------------------------------------------------------------------------------------------------
 # The matrix's size. By default (`make test`) every kernel case runs in float32 on every device, and
 # each other-dtype case on one device that supports it, rotating through the devices; a float32
-# library variant compiles for three targets per GPU vendor, any other for one per vendor. So every
+# library variant compiles for three targets per GPU vendor, any other for one target, the vendor alternating. So every
 # case meets every dtype and every device meets every case, in a suite that stays near 30 minutes on
 # 2 cores. Each library variant (a GEMM or conv2d tile) runs on the devices whose rules pick
 # it and under the memory checker (marker home_devices). `make test-full` (XGPU_TEST_FULL=1 or
@@ -65,7 +65,7 @@ FULL_ENV = "XGPU_TEST_FULL"
 ROTATED = {
     "xgpu_device": lambda params: _dtype_name(params) not in (None, "float32"),
     # test_cuda_compile: a float32 library variant for every CUDA architecture, the others for one in turn
-    # (test_offline_targets picks its own: three AMD and three Intel targets for float32, one each else)
+    # (test_offline_targets picks its own: three AMD and three Intel targets for float32, one target else)
     "arch": lambda params: "defines" in params and _variant_dtype(params) != "float32",
 }
 
