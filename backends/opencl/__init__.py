@@ -422,6 +422,13 @@ def _atomics(extensions: list[str], fp64: bool) -> dict[str, str]:
     return table
 
 
+#: Oclgrind's report log -> how far this process has read it; the lock that guards it, and the one that
+#: serialises every call that may run Oclgrind's queue
+_LOG_READ: dict[str, int] = {}
+_LOG_LOCK = threading.Lock()
+_OCLGRIND_SERIAL = threading.RLock()
+
+
 class OpenCLDevice(DeviceImpl):
     def __init__(self, platform_index: int, device_index: int, platform: Any, dev: Any, log: str | None,
                  context: Any = None, queue: Any = None, local_id: str | None = None):
@@ -434,8 +441,12 @@ class OpenCLDevice(DeviceImpl):
         self._log = log if simulator else None
         # Oclgrind runs a queue's kernels in whichever thread waits on it, and two at once abort the process
         # (an assertion in its Context): every call that may run the queue holds this lock there
-        self.serial: Any = threading.RLock() if "oclgrind" in (name + platform.name).lower() else _UNSERIALISED
-        self._log_pos = os.path.getsize(self._log) if self._log and os.path.exists(self._log) else 0
+        # (one lock for every device object over Oclgrind: a device list read again, or a queue handed over
+        # from pyopencl, makes another object for the same simulator)
+        self.serial: Any = _OCLGRIND_SERIAL if "oclgrind" in (name + platform.name).lower() else _UNSERIALISED
+        if self._log:
+            with _LOG_LOCK:  # where this process has read the log to: shared by every object over it
+                _LOG_READ.setdefault(self._log, os.path.getsize(self._log) if os.path.exists(self._log) else 0)
         uninit = self._log is not None and os.environ.get("OCLGRIND_UNINITIALIZED", "0") not in ("", "0")
         self._extra_options: tuple[str, ...] = ("-cl-opt-disable",) if uninit else ()
         self.info = DeviceInfo(
@@ -656,10 +667,11 @@ class OpenCLDevice(DeviceImpl):
     def take_diagnostics(self) -> list[Diagnostic]:
         if not self._log or not os.path.exists(self._log):
             return []
-        with open(self._log, "rb") as f:
-            f.seek(self._log_pos)
+        with _LOG_LOCK, open(self._log, "rb") as f:
+            # from where any device object last read: a report is taken once, by the launch that made it
+            f.seek(_LOG_READ.get(self._log, 0))
             text = f.read()
-            self._log_pos = f.tell()
+            _LOG_READ[self._log] = f.tell()
         return parse_oclgrind_log(text.decode(errors="replace"))
 
     # exchange with other libraries (_shared.py)
