@@ -77,6 +77,10 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
+#: set beside OCLGRIND_LOG when xgpu made the file: "pid:path", the process it belongs to
+_LOG_OWNER_ENV = "XGPU_OCLGRIND_LOG_PID"
+
+
 def _arm_oclgrind() -> str | None:
     """Ask Oclgrind (which reads these when a context is created) to check for races (and, asked,
     uninitialized values) and to write its reports to a file of this process's; return the file."""
@@ -84,6 +88,11 @@ def _arm_oclgrind() -> str | None:
     if not level:
         return None
     path = os.environ.get("OCLGRIND_LOG")
+    owner_pid, _, owner_path = os.environ.get(_LOG_OWNER_ENV, "").partition(":")
+    if path and owner_path == path and owner_pid != str(os.getpid()):
+        # the private file of the process that started this one (pytest-xdist's workers, Dask's): reports
+        # of two processes in one file would each be taken by whichever launch reads it first
+        path = None
     if path:
         problem = _unwritable(path)
         if not problem:
@@ -100,6 +109,7 @@ def _arm_oclgrind() -> str | None:
         return None
     os.close(fd)
     os.environ["OCLGRIND_LOG"] = path
+    os.environ[_LOG_OWNER_ENV] = f"{os.getpid()}:{path}"
     atexit.register(_remove, path)
     return _arm_checks(level, path)
 

@@ -497,4 +497,4 @@ class Function:
                 raise TypeError(f"invalid type on parameter #{i} (0-based)")
         LAUNCHES.append({"kernel": self.name, "block": block, "grid": grid, "args": packed, "shared": shared,
                          "device": dev.ordinal,
-                         "stream": stream, "thread": threading.get_ident()})
+                         "stream": stream, "thread": threading.current_thread()})
