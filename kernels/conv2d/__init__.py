@@ -14,7 +14,7 @@ import xgpu
 from xgpu import Array
 from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.kernels.gemm import DTYPES, check_accumulate, compile_variant, config_for, gemm, matmul
-from xgpu.kernels.gemm.tuning import GemmConfig, adapt, rule_for
+from xgpu.kernels.gemm.tuning import GemmConfig, acc_itemsize, adapt, rule_for
 from xgpu.plugin import device_class, same_device
 
 from .tuning import RULES, TRAITS, ConvTraits, window_class
@@ -235,7 +235,7 @@ def _depthwise(device, dtype, x: Array, w: Array, bias: Array, has_bias: bool, p
     r, s = w.shape[2:]
     (sh, sw), (dh, dw) = stride, dilation
     vw = depthwise_lanes(device, dtype)
-    acc_bytes = 8 if dtype == np.float64 else 4
+    acc_bytes = acc_itemsize(dtype)
     wb = sw * (-(-q // vw) * vw + (s - 1) * dw // sw)  # sw phases of a padded row (conv2d_dw.mako)
     budget = min(DEPTHWISE_BUFFER_BYTES, device.local_mem_bytes // 2)
     rows_fit = (budget // (wb * acc_bytes) - (r - 1) * dh - 1) // sh + 1
