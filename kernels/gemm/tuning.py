@@ -90,13 +90,15 @@ RULES: list[tuple[str | None, tuple[str, ...], GemmConfig]] = [
     (None, ("simulator",), GemmConfig(local_tiles=True, tm=16, tn=16, wm=2, wn=2, tk=8)),
     # CPU runtimes (Intel's, PoCL, any other CPU): the panel kernel, as BLAS libraries lay out a CPU
     # GEMM. On 8-lane (AVX2) CPUs, 6 rows x 16 columns per work-item in 8-wide vectors (12 accumulator
-    # registers of the 16), 4 work-items per group (64 columns), K blocks of 128 (32 KiB of B in local
-    # memory); on 16-lane (AVX-512) CPUs the same in 16-wide vectors, K blocks of 64 (32 KiB).
-    # Measured here (AVX2, 2 cores, docs/benchmarks.md): the earlier rows, 16 strided columns per
-    # work-item (Intel) and 32 contiguous ones (PoCL), ran at half of OpenBLAS on this CPU.
+    # registers of the 16), 4 work-items per group (64 columns), up to 384 rows per group, K blocks of 512
+    # (128 KiB of B in local memory, a 32 KiB panel per work-item); on 16-lane (AVX-512) CPUs the same in
+    # 16-wide vectors, K blocks of 256 (the same panel bytes).
+    # Measured here (AVX2, 2 cores, docs/benchmarks.md): K blocks of 128 and 96 rows per group ran 8% slower
+    # in the median (C read and written once per K block, B's slice copied once per 96 rows); the earlier
+    # rows, 16 strided columns per work-item (Intel) and 32 contiguous ones (PoCL), ran at half of OpenBLAS.
     ("cpu", ("simd-narrow",),
-     GemmConfig(local_tiles=False, panel=True, tm=96, tn=64, wm=6, wn=16, kc=128, vw=8)),
-    ("cpu", (), GemmConfig(local_tiles=False, panel=True, tm=96, tn=128, wm=6, wn=32, kc=64, vw=16)),
+     GemmConfig(local_tiles=False, panel=True, tm=384, tn=64, wm=6, wn=16, kc=512, vw=8)),
+    ("cpu", (), GemmConfig(local_tiles=False, panel=True, tm=384, tn=128, wm=6, wn=32, kc=256, vw=16)),
     # GPUs: 64x64 tiles of 4x4 per work-item (256 work-items), the usual shape for NVIDIA and AMD
     ("gpu", (), GemmConfig(local_tiles=True, tm=64, tn=64, wm=4, wn=4, tk=16)),
     (None, (), GemmConfig(local_tiles=True, tm=32, tn=32, wm=2, wn=2, tk=16)),
