@@ -282,8 +282,8 @@ def test_pad_copy_phases(xgpu_device, rows, phases, stride, pads, rng, monkeypat
     assert out.get().tolist() == expected.tolist()
 
 
-@pytest.mark.parametrize("n,c,h,w,k,r,stride,pad,dilation", [(2, 5, 7, 7, 6, 3, 1, 1, 1), (1, 4, 9, 8, 5, 3, 2, 1, 1),
-                                                             (3, 4, 6, 7, 5, 2, 1, 0, 2), (1, 16, 5, 5, 4, 2, 2, 0, 1)])
+@pytest.mark.parametrize("n,c,h,w,k,r,stride,pad,dilation", [(2, 5, 7, 7, 6, 3, 1, 1, 1), (1, 6, 9, 8, 5, 3, 2, 1, 1),
+                                                             (3, 5, 6, 7, 5, 2, 1, 0, 2), (1, 16, 5, 5, 4, 2, 2, 0, 1)])
 def test_im2col_path_on_every_device(xgpu_device, n, c, h, w, k, r, stride, pad, dilation, rng, monkeypatch):
     """Layers with few output pixels run on CPU runtimes as im2col + the GEMM: forced here on every
     device (Oclgrind checks the im2col kernel's accesses), against a float64 reference, strides,
@@ -345,3 +345,43 @@ def test_depthwise_kernel_on_every_device(xgpu_device, case, dtype, rng, monkeyp
     assert calls, "the layer did not take the depthwise kernel"
     ref = conv2d_reference(x, wt, b, pair(stride), pads_of(padding, r, s, pair(dilation)), pair(dilation), c)
     assert_close(y.get(), ref, dtype=dtype, terms=r * s, what=f"depthwise {case}")
+
+
+# (N, C, H, W, K, groups, R, S, stride, padding, dilation, bias): RGB stems (3x3 stride 2, 7x7 stride 2),
+# output channels not a multiple of the block (K = 6, 10), two groups of 2-4 input channels, a row
+# shorter than a vector, dilation, a 1x1 layer of 2 channels
+FEW_CHANNEL_CASES = [
+    (1, 3, 19, 23, 16, 1, 3, 3, 2, 1, 1, True),
+    (2, 3, 17, 13, 8, 1, 7, 7, 2, 3, 1, False),
+    (1, 3, 9, 10, 6, 1, 3, 3, 1, 1, 1, True),
+    (1, 4, 11, 9, 10, 2, 3, 3, 1, 1, 2, False),
+    (2, 8, 6, 5, 12, 2, 3, 3, (2, 1), 2, 1, True),
+    (1, 2, 7, 30, 5, 1, 1, 1, 1, 0, 1, False),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", FEW_CHANNEL_CASES, ids=[f"few{i}" for i in range(len(FEW_CHANNEL_CASES))])
+def test_few_channel_kernel_on_every_device(xgpu_device, case, dtype, rng, monkeypatch):
+    """Layers with a few input channels per group (RGB stems) run conv2d_dw.mako on CPU runtimes, several
+    output channels a work-item: forced here on every device (Oclgrind checks the buffer's bounds), with a
+    small buffer (several row blocks), into outputs poisoned with NaN, against a float64 reference."""
+    need(xgpu_device, dtype)
+    n, c, h, w, k, groups, r, s, stride, padding, dilation, has_bias = case
+    monkeypatch.setattr(conv_module, "_rows_form", lambda dev: True)
+    monkeypatch.setattr(conv_module, "DEPTHWISE_BUFFER_BYTES", 4096)
+    calls = []
+    real = conv_module._depthwise
+    monkeypatch.setattr(conv_module, "_depthwise", lambda *a, **kw: calls.append(a[-1]) or real(*a, **kw))
+    empty = xgpu.empty
+    monkeypatch.setattr(xgpu, "empty", lambda shape, dt=np.float32, device=None: empty(shape, dt, device).fill(
+        poison(dt)))
+    x = rng.uniform(-1, 1, (n, c, h, w)).astype(dtype)
+    wt = rng.uniform(-1, 1, (k, c // groups, r, s)).astype(dtype)
+    b = rng.uniform(-1, 1, k).astype(dtype) if has_bias else None
+    y = conv2d(xgpu.asarray(x, xgpu_device), xgpu.asarray(wt, xgpu_device),
+               xgpu.asarray(b, xgpu_device) if has_bias else None, stride=stride, padding=padding,
+               dilation=dilation, groups=groups)
+    assert calls == [c // groups], "the layer did not take the few-channel kernel"
+    ref = conv2d_reference(x, wt, b, pair(stride), pads_of(padding, r, s, pair(dilation)), pair(dilation), groups)
+    assert_close(y.get(), ref, dtype=dtype, terms=c // groups * r * s, what=f"few channels {case}")

@@ -35,6 +35,10 @@ DEPTHWISE = xgpu.KernelTemplate(_HERE / "conv2d_dw.mako")
 DEPTHWISE_BUFFER_BYTES = 48 << 10
 #: ... and where whole planes are smaller than this many output pixels, several planes a work-item
 DEPTHWISE_PIXELS = 8192
+#: NCHW layers with at most this many input channels per group (an RGB stem) run conv2d_dw.mako on CPU
+#: runtimes, FEW_CHANNELS_BLOCK output channels a work-item: an implicit GEMM reduces over too little
+FEW_CHANNELS_IN = 4
+FEW_CHANNELS_BLOCK = 8
 #: NCHW layers with at most this many output pixels per image (14x14 and smaller), one group and no bias
 #: run on CPU runtimes as im2col + the GEMM: the implicit GEMM has too few rows per work-group there
 IM2COL_PIXELS = 196
@@ -226,36 +230,44 @@ def depthwise_lanes(device: xgpu.Device, dtype: np.dtype) -> int:
 
 
 def _depthwise(device, dtype, x: Array, w: Array, bias: Array, has_bias: bool, pads, stride, dilation,
-               out_shape, kg: int) -> Array | None:
-    """An NCHW layer with one input channel per group (conv2d_dw.mako): a work-item per output channel
-    plane and block of rows, reading its input rows through a padded buffer in local memory. None where
-    even one output row's input rows do not fit that buffer (very wide images: the direct kernel)."""
+               out_shape, kg: int, cg: int = 1) -> Array | None:
+    """An NCHW layer with few input channels per group (``cg``: 1 for depthwise layers, 3 for an RGB
+    stem) through conv2d_dw.mako: a work-item per group and block of rows, reading its input rows
+    through a padded buffer in local memory, then computing the group's output channels from it, one at
+    a time in depthwise layers, up to FEW_CHANNELS_BLOCK together otherwise. None where even one output row's input rows do not fit that buffer (very wide
+    images: the direct kernel)."""
     n, k, p, q = out_shape
     c, h, wd = x.shape[1:]
     r, s = w.shape[2:]
     (sh, sw), (dh, dw) = stride, dilation
     vw = depthwise_lanes(device, dtype)
     acc_bytes = acc_itemsize(dtype)
+    # output channels a work-item computes together: each vector of input read once for all of them
+    # (half of them where the window is large: 7x7 RGB stems ran 80 against 55 GF/s with 4 rather than 8)
+    block = FEW_CHANNELS_BLOCK if cg * r * s <= 32 else FEW_CHANNELS_BLOCK // 2
+    kb = 1 if cg == 1 else max(b for b in range(1, block + 1) if kg % b == 0)
     wb = sw * (-(-q // vw) * vw + (s - 1) * dw // sw)  # sw phases of a padded row (conv2d_dw.mako)
     budget = min(DEPTHWISE_BUFFER_BYTES, device.local_mem_bytes // 2)
-    rows_fit = (budget // (wb * acc_bytes) - (r - 1) * dh - 1) // sh + 1
+    rows_fit = (budget // (cg * wb * acc_bytes) - (r - 1) * dh - 1) // sh + 1
     if rows_fit < 1:
         return None
     rb = min(p, rows_fit)
+    units = n * (k // kg)  # (image, group): the group's input rows copied once for its kg output channels
     # enough work-items for every core a few times over; small planes several to a work-item
     cores = device.compute_units
-    while rb > 1 and n * k * -(-p // rb) < 4 * cores:
+    while rb > 1 and units * -(-p // rb) < 4 * cores:
         rb = -(-rb // 2)
     planes = 1
     if rb == p:
-        planes = max(1, min(DEPTHWISE_PIXELS // (p * q), n * k // (8 * cores)))
+        planes = max(1, min(DEPTHWISE_PIXELS // (p * q * kg), units // (8 * cores)))
     nrows = (rb - 1) * sh + (r - 1) * dh + 1
     y = xgpu.empty(out_shape, dtype, device)
     kernel = xgpu.compile(DEPTHWISE, device, defines={"dtype": dtype, "kr": r, "ks": s, "ksh": sh, "ksw": sw,
-                                                       "kdh": dh, "kdw": dw, "kkg": kg, "vw": vw,
-                                                       "has_bias": has_bias}).conv2d_dw
+                                                       "kdh": dh, "kdw": dw, "kcg": cg, "kkg": kg, "kb": kb,
+                                                       "vw": vw, "has_bias": has_bias}).conv2d_dw
     kernel(y, x, w, bias, *_index(n, c, h, wd, k, p, q, pads[0], pads[2], rb, wb, planes),
-           global_size=(-(-(n * k) // planes), -(-p // rb), 1), local_size=(1, 1, 1), local_mem={"rows": nrows * wb * acc_bytes})
+           global_size=(-(-units // planes), -(-p // rb), 1), local_size=(1, 1, 1),
+           local_mem={"rows": cg * nrows * wb * acc_bytes})
     return y
 
 
@@ -419,16 +431,17 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
         if layout == "NCHW":  # y[n] (K x HW) = w (K x C) @ x[n] (C x HW)
             return matmul(w.reshape(k, c), x.reshape(n, c, h * wd)).reshape(out_shape)
         return gemm(x.reshape(n * h * wd, c), w.reshape(c, k)).reshape(out_shape)  # (NHW x C) @ (C x K)
+    if (layout == "NCHW" and config is None and _rows_form(device)
+            and (cg == 1 and chosen.kernel == "direct" or 1 < cg <= FEW_CHANNELS_IN)):
+        found = _depthwise(device, dtype, x, w, bias_arr, has_bias, pads, (sh, sw), (dh, dw), out_shape, kg, cg)
+        if found is not None:
+            return found
     if (chosen.kernel == "implicit-gemm" and config is None and layout == "NCHW" and g == 1 and not has_bias
             and p * q <= IM2COL_PIXELS and n * c * r * s * p * q * dtype.itemsize <= IM2COL_BYTES
             and _rows_form(device)):
         return _im2col_gemm(device, dtype, x, w, pads, (sh, sw), (dh, dw), out_shape, tr)
     y = xgpu.empty(out_shape, dtype, device)
 
-    if chosen.kernel == "direct" and layout == "NCHW" and cg == 1 and _rows_form(device):
-        found = _depthwise(device, dtype, x, w, bias_arr, has_bias, pads, (sh, sw), (dh, dw), out_shape, kg)
-        if found is not None:
-            return found
     defines = {"dtype": dtype, "has_bias": has_bias, "out_nchw": layout == "NCHW"}
     shape_args = (n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
     if chosen.kernel == "direct":

@@ -1,29 +1,35 @@
-## Depthwise 2-D convolution for CPU runtimes (NCHW; one input channel per group, any channel multiplier):
-## y[n][k] = x[n][k / kkg] (*) w[k][0], one work-item (a work-group of its own) per output channel plane
-## and block of RB output rows, or per PL whole planes where planes are small (a work-group costs CPU
-## runtimes a fraction of a microsecond: 7x7 planes would spend more on that than on the plane).
+## Few-input-channel 2-D convolution for CPU runtimes (NCHW): depthwise layers (one input channel per
+## group, any channel multiplier) and layers with a few input channels per group (an RGB stem: C = 3).
+## y[n][k] = sum over the group's kcg input channels c of x[n][g * kcg + c] (*) w[k][c], g = k / kkg.
+## One work-item (a work-group of its own) per group of one image and block of RB output rows, or per PL
+## such units where planes are small (a work-group costs CPU runtimes a fraction of a microsecond: 7x7
+## planes would spend more on that than on the plane).
 ##
-## The work-item first copies the input rows its block reads into a buffer in local memory (on a CPU: its
-## own cache-resident scratch), with the padding written as zeros around them and the rows long enough for
-## whole vectors of output pixels. Every read of the window is then an unmasked vector load at a unit
-## stride from cache, whatever the padding: no padding copy through memory, no gathers, no edge cases in
-## the loop. Rows of output pixels are computed vw at a time (vw-wide FMAs, the filter's taps in
-## registers) and stored with vector stores; the row's last, partial vector lane by lane.
+## The work-item first copies the input rows its block reads, of its group's kcg input planes, into a
+## buffer in local memory (on a CPU: its own cache-resident scratch), with the padding written as zeros
+## around them and the rows long enough for whole vectors of output pixels. Every read of the window is
+## then an unmasked vector load at a unit stride from cache, whatever the padding: no padding copy through
+## ## memory, no gathers, no edge cases in the loop. The group's kkg output channels are then computed kb at a
+## time from that buffer (copied once for all of them), rows of output pixels vw at a time: kb vector
+## accumulators, each vector of input pixels read once for all kb (the output-channel blocking a stem
+## needs), stored with vector stores; the row's last, partial vector lane by lane.
 ##
 ## A column stride sw > 1: each buffer row holds the padded input row as sw phases, every sw-th column
 ## in each (column j at (j % sw) * Wph + j / sw, Wph = Wb / sw), so that neighbouring output pixels read
 ## neighbouring elements of one phase: vector loads at unit stride for stride-2 layers too.
 ##
-## Defines: dtype; kr, ks (filter), ksh, ksw (strides), kdh, kdw (dilations), kkg (output channels per
-## input channel), vw (lanes), has_bias. Launch: global (ceil(N * K / PL), ceil(P / RB)), local (1, 1), local_mem
-## {"rows": (RB - 1) * ksh + (kr - 1) * kdh + 1 rows of Wb elements of the compute type}, where
-## Wb = ksw * (ceil(Q / vw) * vw + (ks - 1) * kdw / ksw).
+## Defines: dtype; kr, ks (filter), ksh, ksw (strides), kdh, kdw (dilations), kcg (input channels per
+## group), kkg (output channels per group: a multiple of kb), kb (output channels per work-item), vw
+## (lanes), has_bias. Launch: global (ceil(N * K / kkg / PL), ceil(P / RB)), local (1, 1), local_mem
+## {"rows": kcg planes of (RB - 1) * ksh + (kr - 1) * kdh + 1 rows of Wb elements of the compute type},
+## where Wb = ksw * (ceil(Q / vw) * vw + (ks - 1) * kdw / ksw).
 <%
     T = ctype(dtype)
     half = storage_suffix(T)   # HALF (float16) or BF16 (bfloat16): storage read and written through their words
     ACC = "double" if T == "double" else "float"
     V = f"VEC({ACC}, {vw})"
-    span_w = (ks - 1) * kdw
+    taps = kr * ks
+    assert kkg % kb == 0, "an output-channel block lies in one group"
 %>
 KERNEL REQD_WORK_GROUP_SIZE(1, 1, 1)
 void conv2d_dw(
@@ -45,81 +51,102 @@ void conv2d_dw(
     // columns of the input a row of the buffer holds after its pw zeros (beyond Wb: read by no window)
     const index_t ncopy = MAX(MIN(W, Wb - pw), 0);
     const index_t Wph = Wb / ${ksw};
+    const index_t plane_rows = nrows * Wb;
     // the padding is the same zeros for every plane: written once, the planes' pixels then copied inside it
-    for (index_t j = 0; j < nrows * Wb; ++j)
+    for (index_t j = 0; j < ${kcg} * plane_rows; ++j)
         rows[j] = (${ACC})0;
-    const index_t nk_end = MIN((GLOBAL_ID(0) + 1) * PL, N * K);
-    for (index_t nk = GLOBAL_ID(0) * PL; nk < nk_end; ++nk) {
-        const index_t n = nk / K, k = nk % K;
-        GLOBAL_MEM const ${T}* plane = x + (n * C + k / ${kkg}) * H * W;
-        for (index_t i = i0; i < i1; ++i) {
+    const index_t units = N * (K / ${kkg});
+    const index_t u_end = MIN((GLOBAL_ID(0) + 1) * PL, units);
+    for (index_t u = GLOBAL_ID(0) * PL; u < u_end; ++u) {
+        // image n, group g: input channels g * kcg + c, output channels g * kkg + k
+        const index_t n = u / (K / ${kkg}), g = u % (K / ${kkg});
+        for (index_t c = 0; c < ${kcg}; ++c) {
+            GLOBAL_MEM const ${T}* plane = x + (n * C + g * ${kcg} + c) * H * W;
+            LOCAL_MEM_ARG ${ACC}* buffer = rows + c * plane_rows;
+            for (index_t i = i0; i < i1; ++i) {
 % if ksw == 1:
-            LOCAL_MEM_ARG ${ACC}* row = rows + i * Wb + pw;
+                LOCAL_MEM_ARG ${ACC}* row = buffer + i * Wb + pw;
 % endif
-            GLOBAL_MEM const ${T}* src = plane + (ih0 + i) * W;
+                GLOBAL_MEM const ${T}* src = plane + (ih0 + i) * W;
 % if ksw == 1:
-            index_t j = 0;
-            for (; j + ${vw} <= ncopy; j += ${vw})
+                index_t j = 0;
+                for (; j + ${vw} <= ncopy; j += ${vw})
 % if half:
-                VSTORE(${vw}, VLOAD_${half}(${vw}, src, j), row, j);
+                    VSTORE(${vw}, VLOAD_${half}(${vw}, src, j), row, j);
 % else:
-                VSTORE(${vw}, VLOAD(${vw}, src, j), row, j);
+                    VSTORE(${vw}, VLOAD(${vw}, src, j), row, j);
 % endif
-            for (; j < ncopy; ++j)
-                row[j] = (${ACC})${f"LOAD_{half}(src, j)" if half else "src[j]"};
+                for (; j < ncopy; ++j)
+                    row[j] = (${ACC})${f"LOAD_{half}(src, j)" if half else "src[j]"};
 % else:
-            // phase by phase: reads at stride ksw (interleaved loads), unit-stride writes
-            #pragma unroll
-            for (index_t f = 0; f < ${ksw}; ++f) {
-                // columns col = idx * ksw + f of the padded row with pw <= col < pw + ncopy
-                const index_t lo = (MAX(pw - f, 0) + ${ksw - 1}) / ${ksw};
-                const index_t hi = MAX((pw + ncopy - f + ${ksw - 1}) / ${ksw}, lo);
-                LOCAL_MEM_ARG ${ACC}* dst = rows + i * Wb + f * Wph;
-                GLOBAL_MEM const ${T}* from = src + (lo * ${ksw} + f - pw);
-                for (index_t idx = 0; idx < hi - lo; ++idx)
-                    dst[lo + idx] = (${ACC})${f"LOAD_{half}(from, idx * {ksw})" if half else "from[idx * %d]" % ksw};
+                // phase by phase: reads at stride ksw (interleaved loads), unit-stride writes
+                #pragma unroll
+                for (index_t f = 0; f < ${ksw}; ++f) {
+                    // columns col = idx * ksw + f of the padded row with pw <= col < pw + ncopy
+                    const index_t lo = (MAX(pw - f, 0) + ${ksw - 1}) / ${ksw};
+                    const index_t hi = MAX((pw + ncopy - f + ${ksw - 1}) / ${ksw}, lo);
+                    LOCAL_MEM_ARG ${ACC}* dst = buffer + i * Wb + f * Wph;
+                    GLOBAL_MEM const ${T}* from = src + (lo * ${ksw} + f - pw);
+                    for (index_t idx = 0; idx < hi - lo; ++idx)
+                        dst[lo + idx] = (${ACC})${f"LOAD_{half}(from, idx * {ksw})" if half else "from[idx * %d]" % ksw};
+                }
+% endif
             }
-% endif
         }
-        // the filter's taps, in registers
-        ${ACC} taps[${kr * ks}];
+      for (index_t k0 = g * ${kkg}; k0 < (g + 1) * ${kkg}; k0 += ${kb}) {
+        // the block's filter taps (w is (K, kcg, kr, ks)), from cache
+        ${ACC} taps[${kb * kcg * taps}];
         #pragma unroll
-        for (index_t t = 0; t < ${kr * ks}; ++t)
-            taps[t] = (${ACC})${f"LOAD_{half}(w, k * {kr * ks} + t)" if half else "w[k * %d + t]" % (kr * ks)};
+        for (index_t t = 0; t < ${kb * kcg * taps}; ++t)
+            taps[t] = (${ACC})${f"LOAD_{half}(w, k0 * {kcg * taps} + t)" if half else "w[k0 * %d + t]" % (kcg * taps)};
+% for b in range(kb):
 % if has_bias:
-        const ${ACC} b = (${ACC})${f"LOAD_{half}(bias, k)" if half else "bias[k]"};
+        const ${ACC} b${b} = (${ACC})${f"LOAD_{half}(bias, k0 + {b})" if half else f"bias[k0 + {b}]"};
 % else:
-        const ${ACC} b = (${ACC})0;
+        const ${ACC} b${b} = (${ACC})0;
 % endif
+% endfor
         for (index_t oh = oh0; oh < oh1; ++oh) {
             LOCAL_MEM_ARG const ${ACC}* top = rows + (oh - oh0) * ${ksh} * Wb;
-            GLOBAL_MEM ${T}* out = y + (nk * P + oh) * Q;
+            GLOBAL_MEM ${T}* out = y + ((n * K + k0) * P + oh) * Q;
             for (index_t ow0 = 0; ow0 < Q; ow0 += ${vw}) {
-                ${V} acc = VSPLAT(${ACC}, ${vw}, b);
-                #pragma unroll
-                for (index_t r = 0; r < ${kr}; ++r) {
-                    LOCAL_MEM_ARG const ${ACC}* line = top + r * ${kdh} * Wb + ow0;
-% for s in range(ks):
-                    acc = VFMA(VLOAD(${vw}, line, ${(s * kdw) % ksw} * Wph + ${(s * kdw) // ksw}), VSPLAT(${ACC}, ${vw}, taps[r * ${ks} + ${s}]), acc);
+% for b in range(kb):
+                ${V} acc${b} = VSPLAT(${ACC}, ${vw}, b${b});
 % endfor
+                for (index_t c = 0; c < ${kcg}; ++c) {
+                    for (index_t r = 0; r < ${kr}; ++r) {
+                        LOCAL_MEM_ARG const ${ACC}* line = top + c * plane_rows + r * ${kdh} * Wb + ow0;
+                        const index_t t = c * ${taps} + r * ${ks};
+% for s in range(ks):
+                        {
+                            const ${V} v = VLOAD(${vw}, line, ${(s * kdw) % ksw} * Wph + ${(s * kdw) // ksw});
+% for b in range(kb):
+                            acc${b} = VFMA(v, VSPLAT(${ACC}, ${vw}, taps[t + ${b * kcg * taps + s}]), acc${b});
+% endfor
+                        }
+% endfor
+                    }
                 }
+% for b in range(kb):
                 if (ow0 + ${vw} <= Q) {
 % if half:
-                    VSTORE_${half}(${vw}, acc, out, ow0);
+                    VSTORE_${half}(${vw}, acc${b}, out, ${b} * P * Q + ow0);
 % else:
-                    VSTORE(${vw}, acc, out, ow0);
+                    VSTORE(${vw}, acc${b}, out, ${b} * P * Q + ow0);
 % endif
                 } else {
                     ${ACC} lanes[${vw}];
-                    VSTORE(${vw}, acc, lanes, 0);
+                    VSTORE(${vw}, acc${b}, lanes, 0);
                     for (index_t e = 0; e < Q - ow0; ++e)
 % if half:
-                        STORE_${half}(out, ow0 + e, lanes[e]);
+                        STORE_${half}(out, ${b} * P * Q + ow0 + e, lanes[e]);
 % else:
-                        out[ow0 + e] = lanes[e];
+                        out[${b} * P * Q + ow0 + e] = lanes[e];
 % endif
                 }
+% endfor
             }
         }
+      }
     }
 }

@@ -352,6 +352,7 @@ def _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, 
         c, a, b, i32(m), i32(n), i32(k), i32(mc), scalar(alpha), scalar(beta), i32(max(k, 1)), i32(max(n, 1)),
         i32(c_rs), i32(c_cs), i32(stride_a), i32(stride_b), i32(stride_c), *extra,
         global_size=(-(-n // cfg.tn) * wg, -(-m // mc), batch), local_size=(wg, 1, 1),
+        local_mem={"Bl": cfg.local_mem_bytes(acc_itemsize(dtype))},
     )
 
 

@@ -39,8 +39,9 @@ void gemm_panel(
     const index_t lda, const index_t ldb, const index_t c_rs, const index_t c_cs,
     const index_t stride_a, const index_t stride_b, const index_t stride_c${", GLOBAL_MEM float* RESTRICT W" if half else ""})
 {
-    // the group's KC x NC slice of B, as WG panels of KC x NR
-    LOCAL_MEM ${ACC} Bl[${wg * kc * NR}];
+    // the group's KC x NC slice of B, as WG panels of KC x NR: WG * KC * NR elements, sized at launch (a
+    // static array this large is refused by GPU compilers, which check every variant offline)
+    LOCAL_MEM_DYNAMIC(${ACC}, Bl);
     const index_t lid = LOCAL_ID(0);
     const index_t batch = GROUP_ID(2);
     A += batch * stride_a;
