@@ -282,8 +282,8 @@ def test_pad_copy_phases(xgpu_device, rows, phases, stride, pads, rng, monkeypat
     assert out.get().tolist() == expected.tolist()
 
 
-@pytest.mark.parametrize("n,c,h,w,k,r,stride,pad,dilation", [(2, 5, 7, 7, 6, 3, 1, 1, 1), (1, 6, 9, 8, 5, 3, 2, 1, 1),
-                                                             (3, 5, 6, 7, 5, 2, 1, 0, 2), (1, 16, 5, 5, 4, 2, 2, 0, 1)])
+@pytest.mark.parametrize("n,c,h,w,k,r,stride,pad,dilation", [(2, 17, 7, 7, 6, 3, 1, 1, 1), (1, 18, 9, 8, 5, 3, 2, 1, 1),
+                                                             (3, 17, 6, 7, 5, 2, 1, 0, 2), (1, 20, 5, 5, 4, 2, 2, 0, 1)])
 def test_im2col_path_on_every_device(xgpu_device, n, c, h, w, k, r, stride, pad, dilation, rng, monkeypatch):
     """Layers with few output pixels run on CPU runtimes as im2col + the GEMM: forced here on every
     device (Oclgrind checks the im2col kernel's accesses), against a float64 reference, strides,
@@ -349,7 +349,7 @@ def test_depthwise_kernel_on_every_device(xgpu_device, case, dtype, rng, monkeyp
 
 # (N, C, H, W, K, groups, R, S, stride, padding, dilation, bias): RGB stems (3x3 stride 2, 7x7 stride 2),
 # output channels not a multiple of the block (K = 6, 10), two groups of 2-4 input channels, a row
-# shorter than a vector, dilation, a 1x1 layer of 2 channels
+# shorter than a vector, dilation, a 1x1 layer of 2 channels, two groups of 16 channels (blocks of 6)
 FEW_CHANNEL_CASES = [
     (1, 3, 19, 23, 16, 1, 3, 3, 2, 1, 1, True),
     (2, 3, 17, 13, 8, 1, 7, 7, 2, 3, 1, False),
@@ -357,6 +357,7 @@ FEW_CHANNEL_CASES = [
     (1, 4, 11, 9, 10, 2, 3, 3, 1, 1, 2, False),
     (2, 8, 6, 5, 12, 2, 3, 3, (2, 1), 2, 1, True),
     (1, 2, 7, 30, 5, 1, 1, 1, 1, 0, 1, False),
+    (1, 32, 9, 11, 24, 2, 3, 3, 1, 1, 1, True),
 ]
 
 

@@ -35,9 +35,13 @@ DEPTHWISE = xgpu.KernelTemplate(_HERE / "conv2d_dw.mako")
 DEPTHWISE_BUFFER_BYTES = 48 << 10
 #: ... and where whole planes are smaller than this many output pixels, several planes a work-item
 DEPTHWISE_PIXELS = 8192
-#: NCHW layers with at most this many input channels per group (an RGB stem) run conv2d_dw.mako on CPU
-#: runtimes, FEW_CHANNELS_BLOCK output channels a work-item: an implicit GEMM reduces over too little
-FEW_CHANNELS_IN = 4
+#: NCHW layers with at most this many input channels per group (RGB stems, grouped layers) run
+#: conv2d_dw.mako on CPU runtimes, FEW_CHANNELS_BLOCK output channels a work-item: an implicit GEMM
+#: reduces over too little there. Measured here (GF/s, Intel / PoCL): the 3x3 stride-2 stem of 3 channels
+#: at 512x512, 14 / 15 as an implicit GEMM, 42-58 / 43-77 so; N8 C64 56x56 K64 3x3 in 4 groups (16
+#: channels each), 38 / 43 and 105 / 83. With 64 channels (no groups) it was faster on Intel's runtime
+#: (112 against 83) but slower on PoCL (96 against 105): those stay implicit GEMMs.
+FEW_CHANNELS_IN = 16
 FEW_CHANNELS_BLOCK = 8
 #: NCHW layers with at most this many output pixels per image (14x14 and smaller), one group and no bias
 #: run on CPU runtimes as im2col + the GEMM: the implicit GEMM has too few rows per work-group there
@@ -243,8 +247,8 @@ def _depthwise(device, dtype, x: Array, w: Array, bias: Array, has_bias: bool, p
     vw = depthwise_lanes(device, dtype)
     acc_bytes = acc_itemsize(dtype)
     # output channels a work-item computes together: each vector of input read once for all of them
-    # (half of them where the window is large: 7x7 RGB stems ran 80 against 55 GF/s with 4 rather than 8)
-    block = FEW_CHANNELS_BLOCK if cg * r * s <= 32 else FEW_CHANNELS_BLOCK // 2
+    # (half of them where window rows are long: the 7x7 RGB stem ran 70-80 GF/s with 4, 55 with 8)
+    block = FEW_CHANNELS_BLOCK if s <= 5 else FEW_CHANNELS_BLOCK // 2
     kb = 1 if cg == 1 else max(b for b in range(1, block + 1) if kg % b == 0)
     wb = sw * (-(-q // vw) * vw + (s - 1) * dw // sw)  # sw phases of a padded row (conv2d_dw.mako)
     budget = min(DEPTHWISE_BUFFER_BYTES, device.local_mem_bytes // 2)
