@@ -439,6 +439,8 @@ def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout
             and (cg == 1 and chosen.kernel == "direct" or 1 < cg <= FEW_CHANNELS_IN)):
         found = _depthwise(device, dtype, x, w, bias_arr, has_bias, pads, (sh, sw), (dh, dw), out_shape, kg, cg)
         if found is not None:
+            log.debug("conv2d %s x %s on %s: conv2d_dw.mako (%d input channel(s) per group, NCHW, CPU runtime)",
+                      x.shape, w.shape, device.id, cg)
             return found
     if (chosen.kernel == "implicit-gemm" and config is None and layout == "NCHW" and g == 1 and not has_bias
             and p * q <= IM2COL_PIXELS and n * c * r * s * p * q * dtype.itemsize <= IM2COL_BYTES
