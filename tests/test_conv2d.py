@@ -386,3 +386,18 @@ def test_few_channel_kernel_on_every_device(xgpu_device, case, dtype, rng, monke
     assert calls == [c // groups], "the layer did not take the few-channel kernel"
     ref = conv2d_reference(x, wt, b, pair(stride), pads_of(padding, r, s, pair(dilation)), pair(dilation), groups)
     assert_close(y.get(), ref, dtype=dtype, terms=c // groups * r * s, what=f"few channels {case}")
+
+
+def test_few_channel_kernel_leaves_large_blocks_of_taps(xgpu_device, rng, monkeypatch):
+    """A block of filter taps beyond FEW_CHANNELS_TAPS (a 5x5 window over 16 channels, 8 output channels a
+    block) is left to the implicit GEMM, with the same result."""
+    monkeypatch.setattr(conv_module, "_rows_form", lambda dev: True)
+    results = []
+    real = conv_module._depthwise
+    monkeypatch.setattr(conv_module, "_depthwise", lambda *a, **kw: results.append(real(*a, **kw)) or results[-1])
+    x = rng.uniform(-1, 1, (1, 16, 9, 10)).astype(np.float32)
+    wt = rng.uniform(-1, 1, (8, 16, 5, 5)).astype(np.float32)
+    y = conv2d(xgpu.asarray(x, xgpu_device), xgpu.asarray(wt, xgpu_device), padding=2)
+    assert len(results) == 1 and results[0] is None
+    ref = conv2d_reference(x, wt, None, (1, 1), (2, 2, 2, 2), (1, 1), 1)
+    assert_close(y.get(), ref, dtype=np.float32, terms=16 * 25)

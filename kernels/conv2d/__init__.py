@@ -43,6 +43,8 @@ DEPTHWISE_PIXELS = 8192
 #: (112 against 83) but slower on PoCL (96 against 105): those stay implicit GEMMs.
 FEW_CHANNELS_IN = 16
 FEW_CHANNELS_BLOCK = 8
+#: ... unless a block's filter taps (its private array) would be more than this many elements
+FEW_CHANNELS_TAPS = 1536
 #: NCHW layers with at most this many output pixels per image (14x14 and smaller), one group and no bias
 #: run on CPU runtimes as im2col + the GEMM: the implicit GEMM has too few rows per work-group there
 IM2COL_PIXELS = 196
@@ -238,8 +240,9 @@ def _depthwise(device, dtype, x: Array, w: Array, bias: Array, has_bias: bool, p
     """An NCHW layer with few input channels per group (``cg``: 1 for depthwise layers, 3 for an RGB
     stem) through conv2d_dw.mako: a work-item per group and block of rows, reading its input rows
     through a padded buffer in local memory, then computing the group's output channels from it, one at
-    a time in depthwise layers, up to FEW_CHANNELS_BLOCK together otherwise. None where even one output row's input rows do not fit that buffer (very wide
-    images: the direct kernel)."""
+    a time in depthwise layers, up to FEW_CHANNELS_BLOCK together otherwise. None where even one output
+    row's input rows do not fit that buffer (very wide images), or where a block's filter taps would be
+    more than FEW_CHANNELS_TAPS (large windows over 16 channels): the direct kernel or the implicit GEMM."""
     n, k, p, q = out_shape
     c, h, wd = x.shape[1:]
     r, s = w.shape[2:]
@@ -250,6 +253,8 @@ def _depthwise(device, dtype, x: Array, w: Array, bias: Array, has_bias: bool, p
     # (half of them where window rows are long: the 7x7 RGB stem ran 70-80 GF/s with 4, 55 with 8)
     block = FEW_CHANNELS_BLOCK if s <= 5 else FEW_CHANNELS_BLOCK // 2
     kb = 1 if cg == 1 else max(b for b in range(1, block + 1) if kg % b == 0)
+    if kb * cg * r * s > max(FEW_CHANNELS_TAPS, r * s):  # the taps live in the work-item's private memory
+        return None
     wb = sw * (-(-q // vw) * vw + (s - 1) * dw // sw)  # sw phases of a padded row (conv2d_dw.mako)
     budget = min(DEPTHWISE_BUFFER_BYTES, device.local_mem_bytes // 2)
     rows_fit = (budget // (cg * wb * acc_bytes) - (r - 1) * dh - 1) // sh + 1
