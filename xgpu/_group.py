@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -274,14 +274,11 @@ class DeviceGroup:
 
             # the parts' threads, waited for here in short steps (Ctrl-C interrupts), at most ``timeout`` s;
             # a part still running then is left to end on its own thread (a kernel cannot be cancelled)
-            pool = ThreadPoolExecutor(max_workers=len(parts), thread_name_prefix="xgpu-group")
-            all_ended = False
-            try:
-                futures = [pool.submit(work, p) for p in parts]
-                _done, pending = wait(futures, timeout=timeout)
-                all_ended = not pending
-            finally:  # after Ctrl-C or a timeout, the parts still running are not waited for
-                pool.shutdown(wait=all_ended, cancel_futures=True)
+            # a thread of its own for every part, started at once (a pool would hand a second part to the
+            # first part's thread if that one had already ended); daemon threads: a part still running after
+            # a timeout or Ctrl-C does not hold up the interpreter's exit
+            futures = [_start_thread(work, p, f"xgpu-group-{i}") for i, p in enumerate(parts)]
+            _done, pending = wait(futures, timeout=timeout)
             self.last_trace = sorted(trace, key=lambda s: (s.start_s, s.device))
             if pending:
                 late = ", ".join(f"{p.device.id} (items {p.start}:{p.stop})" for p, f in zip(parts, futures)
@@ -342,3 +339,18 @@ def _named(failed: list[tuple[Part, BaseException]]) -> BaseException:
 def as_group(devices: DeviceGroup | Sequence[Device | str]) -> DeviceGroup:
     """``devices=`` of :func:`xgpu.matmul` and :func:`xgpu.conv2d`: a DeviceGroup, or a list for one."""
     return devices if isinstance(devices, DeviceGroup) else DeviceGroup(devices)
+
+
+def _start_thread(fn: Any, arg: Any, name: str) -> Future:
+    """``fn(arg)`` on a new daemon thread; its result or exception lands in the returned future."""
+    future: Future = Future()
+    future.set_running_or_notify_cancel()
+
+    def target() -> None:
+        try:
+            future.set_result(fn(arg))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future

@@ -84,15 +84,17 @@ _LOG_OWNER_ENV = "XGPU_OCLGRIND_LOG_PID"
 def _arm_oclgrind() -> str | None:
     """Ask Oclgrind (which reads these when a context is created) to check for races (and, asked,
     uninitialized values) and to write its reports to a file of this process's; return the file."""
-    level = _checks_wanted()
-    if not level:
-        return None
     path = os.environ.get("OCLGRIND_LOG")
     owner_pid, _, owner_path = os.environ.get(_LOG_OWNER_ENV, "").partition(":")
     if path and owner_path == path and owner_pid != str(os.getpid()):
         # the private file of the process that started this one (pytest-xdist's workers, Dask's): reports
-        # of two processes in one file would each be taken by whichever launch reads it first
+        # of two processes in one file would each be taken by whichever launch reads it first, and each
+        # context Oclgrind makes empties the file
+        os.environ.pop("OCLGRIND_LOG")
         path = None
+    level = _checks_wanted()
+    if not level:
+        return None
     if path:
         problem = _unwritable(path)
         if not problem:
@@ -435,8 +437,39 @@ def _atomics(extensions: list[str], fp64: bool) -> dict[str, str]:
 #: Oclgrind's report log -> how far this process has read it; the lock that guards it, and the one that
 #: serialises every call that may run Oclgrind's queue
 _LOG_READ: dict[str, int] = {}
+#: base log -> how many contexts xgpu has made over Oclgrind with reports beside it, in this process
+_LOG_CONTEXTS: dict[str, int] = {}
 _LOG_LOCK = threading.Lock()
 _OCLGRIND_SERIAL = threading.RLock()
+
+
+def _context_with_own_log(cl: Any, dev: Any, base: str) -> tuple[Any, str]:
+    """A new context over Oclgrind and the report file that is its alone.
+
+    Oclgrind opens ``OCLGRIND_LOG`` afresh, truncating it, for every context it makes, and each context
+    then writes at its own offset: with two contexts over one file (the device list read again, or a
+    context that other code made with pyopencl), one context's reports landed where this process had
+    already read to, or were read from their middle. So every context xgpu makes writes to a file of its
+    own beside ``base`` (``base.1``, ``base.2``...; removed at exit when ``base`` is xgpu's own), and
+    ``base`` is left to the contexts that other code makes."""
+    with _LOG_LOCK:
+        n = _LOG_CONTEXTS.get(base, 0) + 1
+        _LOG_CONTEXTS[base] = n
+        path = f"{base}.{n}"
+        ours = os.environ.get(_LOG_OWNER_ENV, "") == f"{os.getpid()}:{base}"
+        if not ours and _unwritable(path):  # beside a file of the user's, in a folder this process cannot write
+            fd, path = tempfile.mkstemp(prefix="xgpu-oclgrind-", suffix=".log")
+            os.close(fd)
+            ours = True
+        if ours:
+            atexit.register(_remove, path)
+        os.environ["OCLGRIND_LOG"] = path
+        try:
+            context = cl.Context([dev])
+        finally:
+            os.environ["OCLGRIND_LOG"] = base
+        _LOG_READ[path] = 0  # the context's logger has just emptied it
+    return context, path
 
 
 class OpenCLDevice(DeviceImpl):
@@ -454,7 +487,9 @@ class OpenCLDevice(DeviceImpl):
         # (one lock for every device object over Oclgrind: a device list read again, or a queue handed over
         # from pyopencl, makes another object for the same simulator)
         self.serial: Any = _OCLGRIND_SERIAL if "oclgrind" in (name + platform.name).lower() else _UNSERIALISED
-        if self._log:
+        if self._log and context is None:
+            context, self._log = _context_with_own_log(cl, dev, self._log)
+        elif self._log:  # a context made elsewhere (Device.from_pyopencl): its reports go where OCLGRIND_LOG said
             with _LOG_LOCK:  # where this process has read the log to: shared by every object over it
                 _LOG_READ.setdefault(self._log, os.path.getsize(self._log) if os.path.exists(self._log) else 0)
         uninit = self._log is not None and os.environ.get("OCLGRIND_UNINITIALIZED", "0") not in ("", "0")
@@ -679,10 +714,13 @@ class OpenCLDevice(DeviceImpl):
             return []
         with _LOG_LOCK, open(self._log, "rb") as f:
             # from where any device object last read: a report is taken once, by the launch that made it
-            f.seek(_LOG_READ.get(self._log, 0))
+            # (from the start again if a context made elsewhere over the same file has emptied it since)
+            start = _LOG_READ.get(self._log, 0)
+            f.seek(start if start <= os.fstat(f.fileno()).st_size else 0)
             text = f.read()
             _LOG_READ[self._log] = f.tell()
-        return parse_oclgrind_log(text.decode(errors="replace"))
+        # a file shared with a context made elsewhere may hold the zeros of a hole another context left
+        return parse_oclgrind_log(text.replace(b"\0", b"").decode(errors="replace"))
 
     # exchange with other libraries (_shared.py)
     def dlpack_device(self) -> tuple[int, int] | None:
