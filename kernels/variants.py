@@ -56,8 +56,9 @@ def _gemm() -> Iterator[Variant]:
                        gemm_kernel.TEMPLATE, {**gemm_kernel.render_defines(np.dtype(np.float16), config, trans_a, trans_b),
                                               "acc16": True, "half_arithmetic": "native"})
     for dtype in gemm_kernel.DTYPES:  # few columns: dot products along K
-        yield f"gemm_dot-{dtype}", gemm_kernel.DOT, {"dtype": dtype, "vw": 4 if dtype.itemsize == 8 else 8,
-                                                      "rows": gemm_kernel.DOT_ROWS}
+        for cols in gemm_kernel.DOT_ROWS:
+            yield (f"gemm_dot-{dtype}-cols{cols}", gemm_kernel.DOT,
+                   gemm_kernel.dot_defines(dtype, 4 if dtype.itemsize == 8 else 8, cols))
     for dtype in gemm_kernel.DTYPES:  # the planner's packing of transposed operands
         yield f"transpose-gemm_pack-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 32, "ry": 8, "blocks": 0}
         yield f"transpose-gemm_pack_blocks-{dtype}", gemm_kernel.PACK, {"dtype": dtype, "t": 16, "ry": 1, "blocks": 4}

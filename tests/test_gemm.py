@@ -302,7 +302,7 @@ def _simulated(config, device):
     """A CPU runtime's panel variant as run on the simulator, which the library never gives it: the same
     code paths in the simulator's 32 KiB of local memory, over fewer simulated rows."""
     if config.panel and device.is_simulator:
-        return replace(config, tm=min(config.tm, 96), kc=min(config.kc, 64))
+        return replace(config, tm=min(config.tm, 96), kc=min(config.kc, 64, 4096 // config.tn))
     return config
 
 
@@ -410,11 +410,13 @@ def test_panel_blocks_on_every_device(xgpu_device, m, n, k, batch, trans_a, tran
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m,n,k,batch,trans_a,trans_b", [(1, 37, 29, 1, False, True), (7, 40, 17, 1, False, True),
                                                          (37, 1, 29, 1, False, False), (33, 6, 3, 1, False, False),
-                                                         (5, 40, 13, 3, False, True), (4, 3, 0, 1, False, True)])
+                                                         (5, 40, 13, 3, False, True), (4, 3, 0, 1, False, True),
+                                                         (1, 1030, 9, 1, False, True)])
 def test_dot_products_on_every_device(xgpu_device, m, n, k, batch, trans_a, trans_b, dtype, rng):
     """Products with few columns (after the planner's swap) as dot products along K: x @ W.T with a few
-    rows, W @ x with a few columns, batches with a broadcast operand, K not a multiple of the vector and
-    K = 0, on every device (Oclgrind: memory checks); beta = 0 never reads the NaN-poisoned C."""
+    rows, W @ x with a few columns, one row (the matrix-vector form, over more rows than one pass of its
+    work-items covers), batches with a broadcast operand, K not a multiple of the vector and K = 0, on
+    every device (Oclgrind: memory checks); beta = 0 never reads the NaN-poisoned C."""
     from xgpu.kernels.gemm import execute
     from xgpu.kernels.gemm.planner import plan_for_shape
     from xgpu.kernels.gemm.tuning import GemmConfig

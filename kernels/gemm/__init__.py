@@ -17,7 +17,7 @@ from xgpu.errors import InvalidArgumentError, ShapeError, UnsupportedDtypeError
 from xgpu.plugin import device_class, plain_operand, same_device, write_through
 
 from .integer import gemm_int, is_integer, matmul_int
-from .planner import GemmPlan, gemm_shape, matmul_shape, plan_for_shape
+from .planner import GemmPlan, gemm_shape, matmul_shape, plan_for_shape, small_k_variant
 from .tuning import RULES, GemmConfig, acc_itemsize, adapt, rule_for, shape_class
 
 __all__ = ["GemmConfig", "GemmPlan", "gemm", "matmul", "plan"]
@@ -28,8 +28,10 @@ PANEL = xgpu.KernelTemplate(Path(__file__).with_name("gemm_panel.mako"))
 DOT = xgpu.KernelTemplate(Path(__file__).with_name("gemm_dot.mako"))
 #: 16 x 16 tiles per work-item of the packing kernel's CPU form
 PACK_BLOCKS = 4
-#: rows of A per work-item of the dot-product kernel (with 4 columns: 8 vector accumulators)
-DOT_ROWS = 2
+#: rows of A per work-item of the dot-product kernel, by its columns per work-item (8 vector accumulators
+#: either way): 4 columns for a few, 1 for a matrix-vector product (x @ W.T with one row: the 4-column
+#: form computed the same column 4 times and read W at 13 GB/s on both CPU runtimes, this one at 18-23)
+DOT_ROWS = {4: 2, 1: 8}
 PACK = xgpu.KernelTemplate(Path(__file__).with_name("pack.mako"))
 #: float16 and bfloat16 are storage: read into float32, accumulated in float32, rounded once at the store
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), np.dtype(xgpu.bfloat16))
@@ -57,9 +59,11 @@ def all_variants() -> list[tuple[np.dtype, bool, bool, GemmConfig]]:
                 for trans_b in (False, True):
                     if base.panel and (trans_a or trans_b):
                         continue
-                    v = (dtype, trans_a, trans_b, adapt(base, dtype.itemsize, trans_b))
-                    if v not in seen:
-                        seen.append(v)
+                    fitted = adapt(base, dtype.itemsize, trans_b)
+                    for config in (fitted, small_k_variant(fitted)) if base.panel else (fitted,):
+                        v = (dtype, trans_a, trans_b, config)
+                        if v not in seen:
+                            seen.append(v)
     return seen
 
 
@@ -352,15 +356,19 @@ def _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, 
         c, a, b, i32(m), i32(n), i32(k), i32(mc), scalar(alpha), scalar(beta), i32(max(k, 1)), i32(max(n, 1)),
         i32(c_rs), i32(c_cs), i32(stride_a), i32(stride_b), i32(stride_c), *extra,
         global_size=(-(-n // cfg.tn) * wg, -(-m // mc), batch), local_size=(wg, 1, 1),
-        local_mem={"Bl": cfg.local_mem_bytes(acc_itemsize(dtype))},
+        local_mem={"Bl": cfg.local_mem_bytes(acc_itemsize(dtype), k)},
     )
 
 
-def _dot_kernel(device: xgpu.Device, dtype: np.dtype, vw: int):
-    key = (device, "dot", dtype, vw)
+def dot_defines(dtype: np.dtype, vw: int, cols: int) -> dict[str, Any]:
+    return {"dtype": dtype, "vw": vw, "rows": DOT_ROWS[cols], "cols": cols}
+
+
+def _dot_kernel(device: xgpu.Device, dtype: np.dtype, vw: int, cols: int):
+    key = (device, "dot", dtype, vw, cols)
     hit = _kernels.get(key)
     if hit is None:
-        program = xgpu.compile(DOT, device, defines={"dtype": dtype, "vw": vw, "rows": DOT_ROWS})
+        program = xgpu.compile(DOT, device, defines=dot_defines(dtype, vw, cols))
         hit = _kernels[key] = (program.kernel("gemm_dot"), vw)
     return hit
 
@@ -371,13 +379,15 @@ def _run_dot(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, ch
     device, dtype = c.device, c.dtype
     a, b, m, n, (stride_a, stride_b, stride_c), (c_rs, c_cs) = _oriented(
         a, b, m, n, k, batch, trans_a, trans_b, strides, chosen.swap, want_b_transposed=True)
-    kernel, vw = _dot_kernel(device, dtype, chosen.config.vw)
+    cols = 1 if n == 1 else 4
+    rows = DOT_ROWS[cols]
+    kernel, vw = _dot_kernel(device, dtype, chosen.config.vw, cols)
     scalar = np.float64 if dtype == np.float64 else np.float32
     i32 = np.int32
     return kernel(
         c, a, b, i32(m), i32(n), i32(k), scalar(alpha), scalar(beta), i32(max(k, 1)), i32(max(k, 1)),
         i32(c_rs), i32(c_cs), i32(stride_a), i32(stride_b), i32(stride_c),
-        global_size=(min(-(-m // DOT_ROWS), 128), -(-n // 4), batch), local_size=(1, 1, 1),
+        global_size=(min(-(-m // rows), 128), -(-n // cols), batch), local_size=(1, 1, 1),
     )
 
 

@@ -1,21 +1,22 @@
-## Batched GEMM with few columns (N <= 4 per launch row of work-items): C = alpha * A @ B + beta * C,
+## Batched GEMM with few columns (N <= cols per launch row of work-items): C = alpha * A @ B + beta * C,
 ## A (M x K) row-major, B given as its transpose Bt (N x K) row-major, C at any row and column stride.
 ##
 ## The shape of x @ W.T with one to a few rows (a matrix-vector product, or a few): its cost is reading
 ## A once, so each work-item walks R rows of A and the (at most 4) rows of Bt along K in vectors of VW,
-## keeps R x 4 vector accumulators and sums their lanes at the end. Bt is a few KiB and stays in cache;
+## keeps R x cols vector accumulators and sums their lanes at the end. Bt is a few KiB and stays in cache;
 ## A streams from memory with unit stride. The tile-based kernels would compute 16 columns for each one
 ## here (the panel kernel's smallest panel).
 ##
-## Work-item (i, j, batch): columns 4*j .. 4*j + 3 of C, rows R*i .. R*i + R - 1 and every R*G0-th
+## Work-item (i, j, batch): columns cols*j .. cols*j + cols - 1 of C, rows R*i .. R*i + R - 1 and every R*G0-th
 ## block of R rows after them (G0 the global size along dimension 0).
-## Defines: dtype, vw, rows (R).
+## Defines: dtype, vw, rows (R), cols (columns per work-item: 4, or 1 for a matrix-vector product, whose
+## 4 columns would be 4 copies of one).
 <%
     T = ctype(dtype)
     half = storage_suffix(T)   # HALF (float16) or BF16 (bfloat16): storage only, read and written through their words
     ACC = "double" if T == "double" else "float"
     V = f"VEC({ACC}, {vw})"
-    NC = 4
+    NC = cols
 
     def load(ptr, idx):
         return f"LOAD_{half}({ptr}, {idx})" if half else f"{ptr}[{idx}]"

@@ -13,13 +13,14 @@
 ##
 ## float16 storage accumulates in float32, across K blocks too: in W (batch x M x N floats) when K > KC.
 ##
-## Defines: dtype, vw (the accumulator's vector width), mr, wg, kc. MC (a multiple of MR) is an argument.
+## Defines: dtype, vw (the accumulator's vector width), mr, wg, kc, pw (panels per work-item). MC (a multiple
+## of MR) is an argument.
 <%
     T = ctype(dtype)
     half = storage_suffix(T)   # HALF (float16) or BF16 (bfloat16): storage only, read and written through their words
     ACC = "double" if T == "double" else "float"   # float16 and bfloat16 accumulate in float32
     NR = 2 * vw
-    NC = wg * NR
+    NC = wg * pw * NR
     V = f"VEC({ACC}, {vw})"
 
     def load(ptr, idx):
@@ -39,8 +40,8 @@ void gemm_panel(
     const index_t lda, const index_t ldb, const index_t c_rs, const index_t c_cs,
     const index_t stride_a, const index_t stride_b, const index_t stride_c${", GLOBAL_MEM float* RESTRICT W" if half else ""})
 {
-    // the group's KC x NC slice of B, as WG panels of KC x NR: WG * KC * NR elements, sized at launch (a
-    // static array this large is refused by GPU compilers, which check every variant offline)
+    // the group's KC x NC slice of B, as WG * PW panels of KC x NR (KC or K rows, the fewer): sized at
+    // launch (a static array this large is refused by GPU compilers, which check every variant offline)
     LOCAL_MEM_DYNAMIC(${ACC}, Bl);
     const index_t lid = LOCAL_ID(0);
     const index_t batch = GROUP_ID(2);
@@ -48,12 +49,14 @@ void gemm_panel(
     B += batch * stride_b;
     C += batch * stride_c;
     const index_t c0 = GROUP_ID(0) * ${NC};
-    const index_t col0 = c0 + lid * ${NR};
+    const index_t col0 = c0 + lid * ${pw * NR};
     const index_t row0 = GROUP_ID(1) * mc;
     const index_t row_end = MIN(row0 + mc, M);
     const int whole = c0 + ${NC} <= N;
     // K = 0 still runs one (empty) block: C = beta * C
     const index_t blocks = K > 0 ? (K + ${kc - 1}) / ${kc} : 1;
+    // rows of a panel in local memory: KC, or K when that is less (the launch sizes Bl by it)
+    const index_t kcs = MAX(MIN((index_t)${kc}, K), (index_t)1);
     for (index_t kb = 0; kb < blocks; ++kb) {
         const index_t k0 = kb * ${kc};
         const index_t kl = MIN((index_t)${kc}, K - k0);
@@ -63,29 +66,41 @@ void gemm_panel(
             for (index_t kk = lid; kk < kl; kk += ${wg}) {
                 const index_t src = (k0 + kk) * ldb + c0;
                 #pragma unroll
-                for (index_t p = 0; p < ${wg}; ++p) {
-                    VSTORE(${vw}, ${vload("B", f"src + p * {NR}")}, Bl, (p * ${kc} + kk) * ${NR});
-                    VSTORE(${vw}, ${vload("B", f"src + p * {NR} + {vw}")}, Bl, (p * ${kc} + kk) * ${NR} + ${vw});
+                for (index_t p = 0; p < ${wg * pw}; ++p) {
+                    VSTORE(${vw}, ${vload("B", f"src + p * {NR}")}, Bl, (p * kcs + kk) * ${NR});
+                    VSTORE(${vw}, ${vload("B", f"src + p * {NR} + {vw}")}, Bl, (p * kcs + kk) * ${NR} + ${vw});
                 }
             }
         } else {
             // the last columns of C: zeros past N (rows of the slice in turn, no division per element)
             for (index_t kk = lid; kk < kl; kk += ${wg}) {
                 const index_t src = (k0 + kk) * ldb;
-                for (index_t p = 0; p < ${wg}; ++p) {
+                for (index_t p = 0; p < ${wg * pw}; ++p) {
                     #pragma unroll
                     for (index_t e = 0; e < ${NR}; ++e) {
                         const index_t col = c0 + p * ${NR} + e;
-                        Bl[(p * ${kc} + kk) * ${NR} + e] = col < N ? (${ACC})${load("B", "src + col")} : (${ACC})0;
+                        Bl[(p * kcs + kk) * ${NR} + e] = col < N ? (${ACC})${load("B", "src + col")} : (${ACC})0;
                     }
                 }
             }
         }
         LOCAL_BARRIER;
+        // KC x NR panels of the slice: with PW = 1 one per work-item, walked down the group's rows; with
+        // PW > 1 (small K: C's writes are the cost) each work-item walks its PW panels along every MR rows,
+        // so that C is written row by row, in runs the hardware prefetches
+% if pw == 1:
         if (col0 < N) {
-            // this work-item's KC x NR panel of the slice
-            LOCAL_MEM_ARG const ${ACC}* RESTRICT panel = Bl + lid * ${kc * NR};
+            LOCAL_MEM_ARG const ${ACC}* RESTRICT panel = Bl + lid * kcs * ${NR};
+            const index_t colq = col0;
             for (index_t i0 = row0; i0 < row_end; i0 += ${mr}) {
+% else:
+        for (index_t i0 = row0; i0 < row_end; i0 += ${mr}) {
+            for (index_t q = 0; q < ${pw}; ++q) {
+                const index_t colq = col0 + q * ${NR};
+                if (colq >= N)
+                    break;
+                LOCAL_MEM_ARG const ${ACC}* RESTRICT panel = Bl + (lid * ${pw} + q) * kcs * ${NR};
+% endif
 % for i in range(mr):
                 ${V} acc${i}_0 = VSPLAT(${ACC}, ${vw}, 0), acc${i}_1 = VSPLAT(${ACC}, ${vw}, 0);
                 // rows past M read the last row (never stored)
@@ -109,10 +124,10 @@ void gemm_panel(
                 if (i0 + ${i} < row_end) {
                     VSTORE(${vw}, acc${i}_0, lanes, 0);
                     VSTORE(${vw}, acc${i}_1, lanes, ${vw});
-                    const index_t at = (i0 + ${i}) * c_rs + col0 * c_cs;
-                    const index_t cols = MIN((index_t)${NR}, N - col0);
+                    const index_t at = (i0 + ${i}) * c_rs + colq * c_cs;
+                    const index_t cols = MIN((index_t)${NR}, N - colq);
 % if half:
-                    const index_t wat = (batch * M + i0 + ${i}) * N + col0;
+                    const index_t wat = (batch * M + i0 + ${i}) * N + colq;
                     for (index_t e = 0; e < cols; ++e) {
                         float v = alpha * lanes[e];
                         if (kb > 0)

@@ -36,12 +36,15 @@ class GemmConfig:
     contiguous_cols: bool = False
     vw: int = 1
     panel: bool = False
+    #: (panel variants) panels of WN columns per work-item, walked along each MR rows: C written row by row
+    pw: int = 1
 
     @property
     def label(self) -> str:
         """A short name: ``128x64-8x32-vw16-kc256`` (tile, block per work-item, options)."""
         if self.panel:
-            return f"panel-{self.tm}x{self.tn}-{self.wm}x{self.wn}-vw{self.vw}-kc{self.kc}"
+            return (f"panel-{self.tm}x{self.tn}-{self.wm}x{self.wn}-vw{self.vw}-kc{self.kc}"
+                    + (f"-pw{self.pw}" if self.pw > 1 else ""))
         text = f"{self.tm}x{self.tn}-{self.wm}x{self.wn}"
         text += f"-local{self.tk}" if self.local_tiles else ""
         text += f"-vw{self.vw}" if self.vw > 1 else ""
@@ -50,20 +53,24 @@ class GemmConfig:
 
     @property
     def local_size(self) -> tuple[int, int]:
-        return (self.tn // self.wn, 1 if self.panel else self.tm // self.wm)
+        if self.panel:
+            return (self.tn // (self.wn * self.pw), 1)
+        return (self.tn // self.wn, self.tm // self.wm)
 
     @property
     def work_group_size(self) -> int:
         return self.local_size[0] * self.local_size[1]
 
-    def local_mem_bytes(self, acc_itemsize: int) -> int:
+    def local_mem_bytes(self, acc_itemsize: int, k: int | None = None) -> int:
+        """Local memory a work-group uses (a panel variant: for a product of ``k`` when given, whose K
+        blocks are never longer than K)."""
         if self.panel:
-            return self.tn * self.kc * acc_itemsize
+            return self.tn * max(1, min(self.kc, self.kc if k is None else k)) * acc_itemsize
         return (self.tm + self.tn) * self.tk * acc_itemsize if self.local_tiles else 0
 
     def defines(self) -> dict[str, Any]:
         if self.panel:  # the rows per work-group (tm) are a launch argument
-            return {"vw": self.vw, "mr": self.wm, "wg": self.tn // self.wn, "kc": self.kc}
+            return {"vw": self.vw, "mr": self.wm, "wg": self.local_size[0], "kc": self.kc, "pw": self.pw}
         return asdict(self)
 
     def compiled(self) -> GemmConfig:
@@ -74,6 +81,8 @@ class GemmConfig:
     def shrink(self) -> GemmConfig:
         """A variant with half the work-group, for devices or kernels that cannot take this one."""
         if self.panel:
+            if self.pw > 1:
+                return replace(self, tn=self.tn // 2, pw=self.pw // 2)
             if self.tn > self.wn:
                 return replace(self, tn=self.tn // 2)
             return replace(self, kc=max(self.kc // 2, 1))
@@ -89,15 +98,19 @@ RULES: list[tuple[str | None, tuple[str, ...], GemmConfig]] = [
     # Oclgrind simulates every work-item: small tiles keep runs short and still cover the tiled path
     (None, ("simulator",), GemmConfig(local_tiles=True, tm=16, tn=16, wm=2, wn=2, tk=8)),
     # CPU runtimes (Intel's, PoCL, any other CPU): the panel kernel, as BLAS libraries lay out a CPU
-    # GEMM. On 8-lane (AVX2) CPUs, 6 rows x 16 columns per work-item in 8-wide vectors (12 accumulator
-    # registers of the 16), 4 work-items per group (64 columns), up to 384 rows per group, K blocks of 512
-    # (128 KiB of B in local memory, a 32 KiB panel per work-item); on 16-lane (AVX-512) CPUs the same in
-    # 16-wide vectors, K blocks of 256 (the same panel bytes).
-    # Measured here (AVX2, 2 cores, docs/benchmarks.md): K blocks of 128 and 96 rows per group ran 8% slower
-    # in the median (C read and written once per K block, B's slice copied once per 96 rows); the earlier
-    # rows, 16 strided columns per work-item (Intel) and 32 contiguous ones (PoCL), ran at half of OpenBLAS.
+    # GEMM. On 8-lane (AVX2) CPUs, 6 rows x 16 columns per micro-kernel in 8-wide vectors (12 accumulator
+    # registers of the 16), one work-item per group walking 4 such panels (64 columns) along each 6 rows,
+    # up to 384 rows per group, K blocks of 512 (128 KiB of B in local memory, a 32 KiB panel); on
+    # 16-lane (AVX-512) CPUs 4 work-items of one panel each in 16-wide vectors, K blocks of 256 (the same
+    # panel bytes; not measured here).
+    # Measured here (AVX2, 2 cores, docs/benchmarks.md): 4 work-items of one panel each, every work-item
+    # walking its panel down all the group's rows, ran 10% (Intel) and 14% (PoCL) slower in the median
+    # over 11 shapes (C is then written 64 bytes a row at a time); K blocks of 128 and 96 rows per group
+    # 8% slower again (C read and written once per K block, B's slice copied once per 96 rows); the
+    # earlier rows, 16 strided columns per work-item (Intel) and 32 contiguous ones (PoCL), ran at half
+    # of OpenBLAS.
     ("cpu", ("simd-narrow",),
-     GemmConfig(local_tiles=False, panel=True, tm=384, tn=64, wm=6, wn=16, kc=512, vw=8)),
+     GemmConfig(local_tiles=False, panel=True, tm=384, tn=64, wm=6, wn=16, kc=512, vw=8, pw=4)),
     ("cpu", (), GemmConfig(local_tiles=False, panel=True, tm=384, tn=128, wm=6, wn=32, kc=256, vw=16)),
     # GPUs: 64x64 tiles of 4x4 per work-item (256 work-items), the usual shape for NVIDIA and AMD
     ("gpu", (), GemmConfig(local_tiles=True, tm=64, tn=64, wm=4, wn=4, tk=16)),
