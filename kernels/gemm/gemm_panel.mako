@@ -1,15 +1,16 @@
 ## Batched GEMM for CPU runtimes: C = alpha * A @ B + beta * C with A (M x K) and B (K x N) row-major
 ## (the planner packs or swaps transposed operands first), C at any row and column stride.
 ##
-## The layout of BLAS libraries on CPUs, in OpenCL terms. A work-group of WG work-items owns NC = WG * NR
-## columns of C and MC of its rows (mc, a launch argument); each work-item owns one panel of NR = 2 * VW columns (two VW-wide
-## vectors). K is walked in blocks of KC: for each block the group copies its KC x NC slice of B into
-## local memory (ordinary cache on a CPU: the copy reads whole rows of B, which the hardware prefetches,
-## and leaves each work-item a contiguous KC x NR panel, free of the cache-set conflicts that a
-## power-of-two row length gives a strided walk down B); then each work-item runs its micro-kernel over
-## the MC rows, MR rows at a time: MR x 2 vector accumulators (12 of AVX2's 16 registers for MR = 6),
-## per step of k two vector loads of B and MR broadcasts of A, read along A's rows. A's MC x KC block
-## stays in the core's L2 cache while every panel of the group uses it.
+## The layout of BLAS libraries on CPUs, in OpenCL terms. A work-group of WG work-items owns NC = WG * PW * NR
+## columns of C and MC of its rows (mc, a launch argument); each work-item owns PW panels of NR = 2 * VW
+## columns (two VW-wide vectors). K is walked in blocks of KC: for each block the group copies its KC x NC
+## slice of B into local memory (ordinary cache on a CPU: the copy reads whole rows of B, which the
+## hardware prefetches, and leaves each panel contiguous, free of the cache-set conflicts that a
+## power-of-two row length gives a strided walk down B); then each work-item walks the MC rows, MR rows
+## at a time, and runs its micro-kernel on each of its PW panels in turn: MR x 2 vector accumulators (12
+## of AVX2's 16 registers for MR = 6), per step of k two vector loads of B and MR broadcasts of A, read
+## along A's rows. C is so written PW * NR columns of a row at a time, in runs the hardware prefetches.
+## A's MC x KC block stays in the core's L2 cache while every panel of the group uses it.
 ##
 ## float16 storage accumulates in float32, across K blocks too: in W (batch x M x N floats) when K > KC.
 ##
@@ -86,8 +87,7 @@ void gemm_panel(
         }
         LOCAL_BARRIER;
         // KC x NR panels of the slice: with PW = 1 one per work-item, walked down the group's rows; with
-        // PW > 1 (small K: C's writes are the cost) each work-item walks its PW panels along every MR rows,
-        // so that C is written row by row, in runs the hardware prefetches
+        // PW > 1 each work-item walks its PW panels along every MR rows
 % if pw == 1:
         if (col0 < N) {
             LOCAL_MEM_ARG const ${ACC}* RESTRICT panel = Bl + lid * kcs * ${NR};
