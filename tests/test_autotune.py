@@ -163,8 +163,10 @@ def test_gemm_neighbours_fit_the_device():
     found = neighbours(default, dev, np.dtype(np.float32))
     assert found and default not in found
     for cfg in found:
-        assert cfg.tm % cfg.wm == 0 and cfg.tn % cfg.wn == 0
-        assert cfg.work_group_size <= dev.max_work_group_size
+        assert cfg.tm % cfg.wm == 0 and cfg.tn % (cfg.wn * cfg.pw) == 0
+        assert 1 <= cfg.work_group_size <= dev.max_work_group_size
+    if default.panel:  # panels per work-item are searched too
+        assert {c.pw for c in found} - {default.pw}
 
 
 def test_tune_command_small_budget_then_show_and_clear(store):

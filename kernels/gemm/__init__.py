@@ -71,7 +71,7 @@ def _fits(config: GemmConfig, device: xgpu.Device, acc_bytes: int) -> bool:
     tx, ty = config.local_size
     limits = device.max_work_item_sizes
     return (
-        config.work_group_size <= device.max_work_group_size
+        1 <= config.work_group_size <= device.max_work_group_size
         and tx <= limits[0]
         and ty <= limits[1]
         and config.local_mem_bytes(acc_bytes) <= device.local_mem_bytes
@@ -469,12 +469,12 @@ def matmul(a, b):
 def _check_tuned_structure(config: dict[str, Any]) -> GemmConfig:
     """A stored variant's fields are a GemmConfig's, and its tiles are whole multiples of its blocks."""
     cfg = GemmConfig(**config)  # an unknown or missing field is a TypeError: the entry is refused
-    sizes = (cfg.tm, cfg.tn, cfg.wm, cfg.wn, cfg.tk, cfg.vw)
+    sizes = (cfg.tm, cfg.tn, cfg.wm, cfg.wn, cfg.tk, cfg.vw, cfg.pw)
     if not all(isinstance(v, int) and 1 <= v <= 4096 for v in sizes) or not 0 <= cfg.kc <= 1 << 16:
         raise ValueError(f"variant {cfg.label} has sizes out of range")
-    if cfg.tm % cfg.wm or cfg.tn % cfg.wn or cfg.wn % cfg.vw:
+    if cfg.tm % cfg.wm or cfg.tn % (cfg.wn * cfg.pw) or cfg.wn % cfg.vw:
         raise ValueError(f"variant {cfg.label}: the tile ({cfg.tm}x{cfg.tn}) is not a whole multiple of the "
-                         f"work-item block ({cfg.wm}x{cfg.wn}, vectors of {cfg.vw})")
+                         f"work-item block ({cfg.wm}x{cfg.wn}, vectors of {cfg.vw}, {cfg.pw} panel(s) each)")
     return cfg
 
 

@@ -26,6 +26,7 @@ def _valid(cfg: GemmConfig, device: xgpu.Device, acc_itemsize: int) -> bool:
         return False
     if cfg.panel:  # two vectors of vw per row of a work-item's panel, K blocks in local memory
         return (cfg.wn == 2 * cfg.vw and cfg.vw in (2, 4, 8, 16) and 1 <= cfg.wm <= 8 and 8 <= cfg.kc <= 1024
+                and cfg.pw >= 1 and cfg.tn % (cfg.wn * cfg.pw) == 0
                 and cfg.tm <= 1024 and _fits(cfg, device, acc_itemsize))
     if cfg.tm > 256 or cfg.tn > 256 or cfg.wm * cfg.wn > 256 or cfg.work_group_size < 1:
         return False
@@ -46,6 +47,8 @@ def neighbours(cfg: GemmConfig, device: xgpu.Device, dtype: np.dtype, families=R
             value = getattr(cfg, name)
             out += [replace(cfg, **{name: value * 2}), replace(cfg, **{name: max(value // 2, 1)})]
         out += [replace(cfg, wm=wm, tm=cfg.tm // cfg.wm * wm) for wm in (4, 8) if wm != cfg.wm]
+        # panels per work-item, the work-items per group unchanged
+        out += [replace(cfg, pw=cfg.pw * 2, tn=cfg.tn * 2), replace(cfg, pw=max(cfg.pw // 2, 1), tn=cfg.tn // 2)]
     for name in ("tm", "tn", "wm", "wn") + (("tk",) if cfg.local_tiles else ("vw",) if cfg.vw > 1 else ()):
         if cfg.panel:
             break
