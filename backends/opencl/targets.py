@@ -19,6 +19,7 @@ GPU); ``xgpu compile --backend opencl`` and ``xgpu.compile_offline(t, "opencl")`
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -26,6 +27,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,11 +170,21 @@ def compile_target(source: str, target: str | None, options: tuple[str, ...]) ->
     )
 
 
+#: errors of starting a process that a second try may not meet: seen once in a full test run, EFAULT
+#: from starting ocloc while the runtimes' threads were busy in the same process
+_TRANSIENT_START = (errno.EFAULT, errno.EAGAIN, errno.ENOMEM, errno.EINTR)
+
+
 def _run(cmd: list[str], cwd: str) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600)
-    except OSError as exc:
-        raise BackendUnavailableError(f"could not run {cmd[0]}: {exc}") from exc
+    for attempt in range(3):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600)
+        except OSError as exc:
+            if exc.errno in _TRANSIENT_START and attempt < 2:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise BackendUnavailableError(f"could not run {cmd[0]}: {exc}") from exc
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _report_error(what: str, target: str, source: str, log: str) -> CompileError:
