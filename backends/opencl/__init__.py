@@ -577,7 +577,7 @@ class OpenCLDevice(DeviceImpl):
 
     def read(self, buffer: OpenCLBuffer, host: Any) -> None:  # type: ignore[override]  # handed only this backend's own objects
         if buffer.host is not None and host.flags.c_contiguous:
-            # memory the host shares: the queue's work finished, numpy copies it (128 MiB: 31 ms against
+            # memory the host shares: the queue's work finished, numpy copies it (128 MiB: 33-40 ms against
             # the runtime's 52-66 on Intel's, which a GEMM timed with its result's download paid for)
             with self.serial, translate_errors(self._id, "waiting for the queue before a copy from the device"):
                 self.queue.finish()
