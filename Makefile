@@ -27,12 +27,12 @@ test: setup
 test-full: setup
 	XGPU_TEST_FULL=1 $(PY) -m pytest -n $(PYTEST_JOBS) --dist loadfile
 
-# On a machine with an NVIDIA GPU, driver and CUDA toolkit: pycuda, then the whole suite and the
-# parity matrix on the CUDA devices (docs/cuda.md).
+# On a machine with an NVIDIA GPU, driver and CUDA toolkit: pycuda, then the whole suite, the parity
+# matrix and the GEMM / conv2d sweeps beside cuBLAS / cuDNN on the CUDA devices, results in cuda-check/
+# (scripts/cuda_check.sh, docs/cuda.md). The sweeps need PyTorch's CUDA build in .venv.
 test-cuda: setup
 	$(PY) -m pip install -q -e '.[cuda]'
-	$(PY) -m pytest --xgpu-backend cuda
-	$(VENV)/bin/xgpu parity --backend cuda --html parity-cuda.html
+	PYTHON=$(PY) bash scripts/cuda_check.sh cuda-check
 
 lint: setup
 	$(PY) -m ruff check xgpu backends kernels tests

@@ -271,13 +271,15 @@ def cmd_sweep(args: argparse.Namespace, console: Console, kind: str) -> int:
             raise InvalidArgumentError(f"--batch must be at least 1, got {args.batch}")
         items = sweep.conv_layers(args.network, tuple(args.batch or (1, 8)))
         layout = args.layout
-    result = _with_progress(lambda report: sweep.sweep(kind, device, items, layout or "NCHW", progress=report))
+    result = _with_progress(lambda report: sweep.sweep(kind, device, items, layout or "NCHW", rounds=args.rounds,
+                                                       progress=report))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         peer = result["peer"]
         table = Table(title=f"{kind} sweep on {device.id} ({device.name}){' ' + layout if layout else ''}: "
-                            f"xgpu beside {peer}, each in its own process, better of two medians",
+                            f"xgpu beside {peer}, each in its own process, "
+                            + ("the median of one round" if args.rounds == 1 else f"best of {args.rounds} medians"),
                       title_justify="left")
         for col in ("shape", "xgpu GF/s", f"{peer} GF/s", "ratio", ""):
             table.add_column(col, overflow="fold", justify="left" if col == "shape" else "right")
@@ -741,8 +743,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     g.add_argument("--sweep", action="store_true",
                    help="the shapes research code calls (squares 64-4096, transposes, skinny, small K, batched) "
-                        "beside numpy, with the geometric mean")
+                        "beside numpy (cuBLAS on a CUDA GPU), with the geometric mean")
     g.add_argument("--plot", metavar="FILE.png", help="with --sweep: a figure of the ratios per shape")
+    g.add_argument("--rounds", type=_positive_int, default=2, help="with --sweep: rounds each contender runs, "
+                   "taking turns (default 2; the best median counts)")
     g.set_defaults(func=cmd_bench)
     cv = bench.add_parser("conv2d", help="conv2d GF/s on ResNet-style layers beside PyTorch CPU and numpy im2col")
     cv.add_argument("--device", help="device spec (default: the default device)")
@@ -751,11 +755,13 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--quick", action="store_true", help="small versions of the layers (batch 1, quarter images)")
     cv.add_argument("--network", choices=("resnet50", "mobilenetv2", "others", "all"),
                     help="every layer of a network (others: grouped, dilated, strided, high-resolution) beside "
-                         "PyTorch CPU, with the geometric mean")
+                         "PyTorch CPU (cuDNN on a CUDA GPU), with the geometric mean")
     cv.add_argument("--batch", type=_positive_int, action="append", metavar="N", help="with --network: batch sizes "
                     "(repeatable; default 1 and 8)")
     cv.add_argument("--layout", choices=("NCHW", "NHWC"), default="NCHW", help="with --network (default NCHW)")
     cv.add_argument("--plot", metavar="FILE.png", help="with --network: a figure of the ratios per layer")
+    cv.add_argument("--rounds", type=_positive_int, default=2, help="with --network: rounds each contender runs, "
+                    "taking turns (default 2; the best median counts)")
     cv.set_defaults(func=cmd_bench_conv)
     bd = bench.add_parser("device", help="bandwidth, FMA, float16 and int8 ceilings, launch latency, GEMM and "
                                         "conv2d, beside published peaks: the hardware")

@@ -159,6 +159,21 @@ def _time(run, sync, flops: float) -> float:
     return times[len(times) // 2]
 
 
+def _xgpu_sync(device: Any) -> Callable[[Any], Any]:
+    """How a timing waits for xgpu's result: a download of it where the device shares the host's memory (as
+    a caller would read it), the device's synchronize() on a GPU (a download there times PCIe, not the kernel)."""
+    if device.type == "gpu":
+        return lambda r: device.synchronize()
+    return lambda r: r.get()
+
+
+def _torch_cuda(spec: str) -> Any:
+    """torch and the CUDA device the xgpu device ``spec`` is (same ordinal): the GPU peers' library."""
+    import torch
+
+    return torch, torch.device("cuda", int(spec.split(":")[1]))
+
+
 def _child_gemm(who: str, spec: str, shapes: list[GemmShape]) -> list[float]:
     rng = np.random.default_rng(0)
     out = []
@@ -166,6 +181,10 @@ def _child_gemm(who: str, spec: str, shapes: list[GemmShape]) -> list[float]:
         import xgpu
 
         device = xgpu.get_device(spec)
+        xsync = _xgpu_sync(device)
+    elif who == "cublas":
+        torch, tdev = _torch_cuda(spec)
+        torch.backends.cuda.matmul.allow_tf32 = False  # float32 products in float32, as xgpu computes them
     for _label, b, m, n, k, ta, tb, dt in shapes:
         a = rng.standard_normal((b, k, m) if ta else (b, m, k)).astype(dt)
         bb = rng.standard_normal((b, n, k) if tb else (b, k, n)).astype(dt)
@@ -186,9 +205,20 @@ def _child_gemm(who: str, spec: str, shapes: list[GemmShape]) -> list[float]:
                     return xgpu.matmul(A, B)
 
                 runner = batched
+            sync = xsync
+        elif who == "cublas":
+            x = torch.from_numpy(a).to(tdev)
+            y = torch.from_numpy(bb).to(tdev)
+            x, y = (x.transpose(1, 2) if ta else x), (y.transpose(1, 2) if tb else y)
+            x, y = (x[0], y[0]) if b == 1 else (x, y)
+
+            def torch_run(x=x, y=y):
+                return torch.matmul(x, y)
+
+            runner = torch_run
 
             def sync(r):
-                r.get()
+                torch.cuda.synchronize(tdev)
         else:
             x = np.swapaxes(a, 1, 2) if ta else a
             y = np.swapaxes(bb, 1, 2) if tb else bb
@@ -212,10 +242,16 @@ def _child_conv(who: str, spec: str, layers: list[ConvLayer], layout: str) -> li
         import xgpu
 
         device = xgpu.get_device(spec)
+        xsync = _xgpu_sync(device)
+    elif who == "cudnn":
+        torch, tdev = _torch_cuda(spec)
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True  # cuDNN picks its best algorithm per layer, as a trainer would
     else:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
+        tdev = None
     for _label, n, c, h, w, k, r, s, stride, pad, dil, groups in layers:
         x = rng.standard_normal((n, c, h, w)).astype(np.float32)
         wt = (rng.standard_normal((k, c // groups, r, s)) / math.sqrt(c // groups * r * s)).astype(np.float32)
@@ -226,13 +262,14 @@ def _child_conv(who: str, spec: str, layers: list[ConvLayer], layout: str) -> li
             def run(X=X, W=W, stride=stride, pad=pad, dil=dil, groups=groups):
                 return xgpu.conv2d(X, W, stride=stride, padding=pad, dilation=dil, groups=groups, layout=layout)
 
-            def sync(res):
-                res.get()
+            sync = xsync
         else:
             tx = torch.from_numpy(x)
             if layout == "NHWC":
                 tx = tx.contiguous(memory_format=torch.channels_last)
             tw = torch.from_numpy(wt)
+            if tdev is not None:
+                tx, tw = tx.to(tdev), tw.to(tdev)
 
             def run(tx=tx, tw=tw, stride=stride, pad=pad, dil=dil, groups=groups):
                 with torch.no_grad():
@@ -240,6 +277,8 @@ def _child_conv(who: str, spec: str, layers: list[ConvLayer], layout: str) -> li
                                                       groups=groups)
 
             def sync(res):
+                if tdev is not None:
+                    torch.cuda.synchronize(tdev)
                 return res
         out.append(_time(run, sync, 0))
     return out
@@ -293,17 +332,21 @@ def _rows(labels: list[str], flops: list[float], ours: list[float], peer: list[f
 def sweep(kind: str, device: Any, items: list, layout: str = "NCHW", rounds: int = 2,
           progress=None) -> dict[str, Any]:
     """Run the sweep (``kind`` "gemm" or "conv2d") on ``device``; each contender in its own process,
-    ``rounds`` interleaved rounds, the better (lower) median of each counting."""
-    peer = "numpy" if kind == "gemm" else "torch"
-    if peer == "torch":
+    ``rounds`` interleaved rounds, the better (lower) median of each counting. The peer is the host's
+    library (numpy's BLAS, PyTorch's CPU conv2d) beside a CPU device, the vendor's library (cuBLAS,
+    cuDNN through PyTorch) beside a CUDA GPU."""
+    gpu_peer = device.type == "gpu" and device.backend == "cuda"
+    peer = ("cublas" if kind == "gemm" else "cudnn") if gpu_peer else ("numpy" if kind == "gemm" else "torch")
+    if peer != "numpy":
         try:
             import importlib.util
 
             if importlib.util.find_spec("torch") is None:
                 raise ImportError
         except ImportError:
-            raise InvalidArgumentError("the conv2d sweep compares with PyTorch's CPU conv2d: "
-                                       "pip install torch==2.13.0 (make bench-deps)") from None
+            raise InvalidArgumentError(f"the {kind} sweep on {device.id} compares with PyTorch's {peer}: install "
+                                       "PyTorch (make bench-deps installs the CPU build; a CUDA device needs a "
+                                       "CUDA build)") from None
     peer_env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
     payload = json.dumps(items)
     extra = [layout] if kind == "conv2d" else []
