@@ -77,7 +77,8 @@ def test_changed_included_file_misses(cache_dir, dev, tmp_path):
 
 def test_changed_option_misses(cache_dir, dev):
     run_fill(dev, SOURCE, "1.0f")
-    run_fill(dev, SOURCE, "1.0f", options=("-cl-fast-relaxed-math",))
+    fast_math = "-cl-fast-relaxed-math" if dev.language == "opencl" else "--use_fast_math"  # options are the compiler's
+    run_fill(dev, SOURCE, "1.0f", options=(fast_math,))
     assert _cache.stats.misses == 2 and _cache.stats.hits == 0
 
 

@@ -118,7 +118,8 @@ def test_generated_kernels_compile_for_cuda(dtype):
     cuda = backend("cuda")
     out = np.dtype(dtype)
     partial = np.dtype(np.float32) if out == np.float16 else out
-    r = xgpu.reduction(f"const {dtype} *x, float32 s", "x * s", "(a > b) ? a : b", "0", dtype, name="cmax")
+    lowest = "-INFINITY" if out.kind == "f" else "0"  # OpenCL C's INFINITY: the CUDA prelude defines it too
+    r = xgpu.reduction(f"const {dtype} *x, float32 s", "x * s", "(a > b) ? a : b", lowest, dtype, name="cmax")
     s = xgpu.scan(f"const {dtype} *x", "x", "a + b", "0", dtype, inclusive=dtype != "int64", name="cscan")
     for interleave in (True, False):
         text = xgpu.render(_elementwise.REDUCTION_TEMPLATE, "cuda", r._defines(partial, 256, 256, interleave)).text

@@ -316,3 +316,38 @@ def test_streams_events_and_non_blocking_copies(drv):
     # a queue of one GPU refused for work on the other, before the driver is asked
     with pytest.raises(errors.DeviceMismatchError, match="queue is one of cuda:0, but the work is on cuda:1"):
         xgpu.asarray(np.ones(4, np.float32), "cuda:1", queue=q1)
+
+
+def test_driver_objects_dropped_on_any_thread_are_freed(drv):
+    """pycuda frees an allocation, event, stream or module only where its context is current (or on the thread
+    that opened the context) and leaks it with a warning anywhere else. Python drops the last reference on
+    whichever thread held it last: xgpu hands each back under its device's context, so none leaks."""
+    import gc
+
+    dev = xgpu.get_device("cuda:0")
+    drv.LEAKED.clear()
+    made = []
+
+    def make():
+        program = xgpu.compile(SAXPY + "\n// compiled on a thread of its own\n", dev)
+        y = xgpu.asarray(np.ones(300, np.float32), dev)
+        queue = dev.queue()
+        with queue:
+            event = program.saxpy(y, y, np.float32(1.0), 300, global_size=300)
+        made.append((program, y, queue, event))
+
+    def drop():
+        event = made[0][3]
+        event.wait(timeout=5)  # waits on a helper thread of its own
+        made.clear()
+        dev._programs.clear()  # the compiled module goes too
+        dev._pool.clear()  # and the memory pool's spare allocations
+        gc.collect()
+
+    for work in (make, drop):
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+    gc.collect()
+    assert drv.LEAKED == []
+    assert drv.Context.get_current() is None

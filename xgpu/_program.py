@@ -295,7 +295,8 @@ def compile_rendered(rendered: RenderedSource, dev: Device, options: tuple[str, 
 
 
 _CONTEXT_LINES = 3
-_WARNING = re.compile(r"\bwarning\b\s*:", re.I)
+# "warning:" (clang, GCC-style), "warning #1105-D:" (NVRTC, nvcc)
+_WARNING = re.compile(r"\bwarning\b(?:\s*#[\w-]+)?\s*:", re.I)
 # notes about the compiler, not the kernel's code: the optimizer saying a hint (#pragma unroll) was not
 # taken, and clang's -Wpsabi note that a wide vector is passed differently without AVX-512 (PoCL)
 _COMPILER_NOTE = re.compile(r"loop not (?:unrolled|vectorized|interleaved)|-Wpass-failed|optimizer was unable|"
@@ -767,6 +768,8 @@ class Kernel:
             lsize = _sizes(local_size, "local_size")
             if len(lsize) != len(gsize):
                 raise InvalidArgumentError(f"local_size {lsize} and global_size {gsize} differ in dimensions")
+            if self.required_local_size is not None:  # the declared shape is the fix to name, before any limit
+                self._required_shape(gsize, lsize)
             if math.prod(lsize) > self.max_work_group_size:
                 raise LaunchError(
                     f"work-group (block) of {lsize} = {math.prod(lsize)} work-items is larger than kernel "

@@ -72,12 +72,30 @@ def translate_errors(device: str, what: str, nbytes: int | None = None):
         raise DeviceError(f"{device}: {what} failed: {exc}") from exc
 
 
+def _release(holder: Any, *names: str) -> None:
+    """Drop ``holder``'s pycuda objects (attributes ``names``) with its device's context current here.
+
+    pycuda frees an allocation, event, stream or module only where its context is current, or on the
+    thread that opened the context; anywhere else it leaks it with a warning ("event in out-of-thread
+    context could not be cleaned up"). Python drops the last reference on whichever thread held it last
+    (a wait's helper thread, a DeviceGroup part's thread, the garbage collector), so every wrapper hands
+    its objects back through here."""
+    held = [holder.__dict__.pop(name, None) for name in names]
+    device = holder.__dict__.get("device")
+    if device is not None:
+        device.release(held)
+
+
 class CudaBuffer(BufferImpl):
-    def __init__(self, allocation: Any, nbytes: int, owner: Any = None):
+    def __init__(self, allocation: Any, nbytes: int, owner: Any = None, device: CudaDevice | None = None):
         #: pycuda's DeviceAllocation, or the int pointer of another library's memory (kept alive by ``owner``)
         self.allocation = allocation
         self.nbytes = nbytes
         self.owner = owner
+        self.device = device  # the allocation's device (None for another library's memory)
+
+    def __del__(self) -> None:
+        _release(self, "allocation")
 
     @property
     def arg(self) -> Any:
@@ -90,6 +108,12 @@ class CudaEvent(EventImpl):
         self.device = device
         self.start = start
         self.end = end
+
+    def __del__(self) -> None:
+        # the device's spare events: recorded again by later launches (no create, no destroy)
+        device = self.__dict__.get("device")
+        if device is not None:
+            device.spare_events(self.__dict__.pop("start", None), self.__dict__.pop("end", None))
 
     def wait(self) -> None:
         with self.device.active("waiting for a kernel"):
@@ -119,6 +143,9 @@ class CudaStream(QueueImpl):
         self.device = device
         self.stream = stream
 
+    def __del__(self) -> None:
+        _release(self, "stream")
+
     def finish(self) -> None:
         with self.device.active("synchronizing a stream"):
             self.stream.synchronize()
@@ -129,6 +156,9 @@ class CudaKernel(KernelImpl):
         self.function = function
         self.name = name
         self.device = device
+
+    def __del__(self) -> None:
+        _release(self, "function")  # pycuda's function keeps its module alive: the last one frees it
 
     def max_work_group_size(self) -> int:
         drv = driver()
@@ -147,6 +177,9 @@ class CudaProgram(ProgramImpl):
         self.device = device
         self.binary = binary
         self.log = log
+
+    def __del__(self) -> None:
+        _release(self, "module")
 
     def kernel(self, name: str) -> CudaKernel:
         drv = driver()
@@ -203,6 +236,7 @@ def peak_figures(cc: tuple[int, int], sms: int, clock_khz: int, memory_clock_khz
 
 class CudaDevice(DeviceImpl):
     def __init__(self, ordinal: int, dev: Any, driver_version: int, uuid: str):
+        self._spare: list[Any] = []  # events of ended CudaEvents, recorded again by later launches
         drv = driver()
         attr = drv.device_attribute
         self.ordinal = ordinal
@@ -254,6 +288,44 @@ class CudaDevice(DeviceImpl):
             self.epoch.synchronize()
         self._streams: weakref.WeakSet[CudaStream] = weakref.WeakSet()  # the others: synchronize() ends them too
 
+    #: spare events kept per device; beyond this they are destroyed
+    SPARE_EVENTS = 256
+
+    def spare_events(self, *events: Any) -> None:
+        """Keep pycuda events whose CudaEvent has gone, for later launches (a launch records two)."""
+        keep = [e for i, e in enumerate(events) if e is not None and all(e is not o for o in events[:i])]
+        spare = self.__dict__.get("_spare")  # gone once the device itself is collected
+        if spare is not None and len(spare) + len(keep) <= self.SPARE_EVENTS:
+            spare.extend(keep)  # list.extend is atomic: no lock, no context needed
+        else:
+            self.release(keep)
+
+    def _event(self) -> Any:
+        """A spare event or a new one; call within active()."""
+        try:
+            return self._spare.pop()
+        except IndexError:
+            return driver().Event()
+
+    def release(self, held: list) -> None:
+        """Drop the last references to the pycuda objects in ``held`` with this device's context current on
+        this thread, where pycuda can free them (see _release)."""
+        try:
+            with self._lock:
+                self.context.push()
+                try:
+                    held.clear()
+                finally:
+                    self.context.pop()  # static in pycuda: pops this thread's current context, the one pushed
+        except Exception:  # shutting down, or the context is gone: pycuda frees nothing there anyway
+            held.clear()
+
+    def __del__(self) -> None:  # a device list read again drops the old devices: their stream and events too
+        held = list(self.__dict__.pop("_spare", None) or ())
+        held += [self.__dict__.pop(name, None) for name in ("stream", "epoch")]
+        if "context" in self.__dict__:
+            self.release(held)
+
     @contextlib.contextmanager
     def active(self, what: str, nbytes: int | None = None):
         """Run driver calls with this device's context current on this thread, then restore the stack."""
@@ -267,7 +339,7 @@ class CudaDevice(DeviceImpl):
 
     def allocate(self, nbytes: int) -> CudaBuffer:
         with self.active("allocating memory", nbytes):
-            return CudaBuffer(driver().mem_alloc(max(nbytes, 1)), nbytes)
+            return CudaBuffer(driver().mem_alloc(max(nbytes, 1)), nbytes, device=self)
 
     def write(self, buffer: CudaBuffer, host: Any) -> None:  # type: ignore[override]  # handed only this backend's own objects
         with self.active("copying to the device"):
@@ -339,10 +411,9 @@ class CudaDevice(DeviceImpl):
         return stream
 
     def _timed(self, what: str, queue: Any, wait_for: Any, blocking: bool, work: Any) -> CudaEvent:
-        drv = driver()
         with self.active(what):
             stream = self._on(queue, wait_for)
-            start, end = drv.Event(), drv.Event()
+            start, end = self._event(), self._event()
             start.record(stream)
             work(stream)
             end.record(stream)
@@ -367,9 +438,8 @@ class CudaDevice(DeviceImpl):
                            lambda stream: driver().memcpy_dtod_async(dst.allocation, src.allocation, nbytes, stream))
 
     def marker(self, queue) -> CudaEvent:
-        drv = driver()
         with self.active("recording an event"):
-            event = drv.Event()
+            event = self._event()
             event.record(self._on(queue, ()))
         return CudaEvent(self, event, event)
 
@@ -379,7 +449,6 @@ class CudaDevice(DeviceImpl):
             return driver().pagelocked_empty((max(nbytes, 1),), np.uint8)
 
     def launch(self, kernel: CudaKernel, global_size, local_size, args, queue=None, wait_for=()) -> CudaEvent:  # type: ignore[override]  # handed only this backend's own objects
-        drv = driver()
         grid = tuple(g // ls for g, ls in zip(global_size, local_size))
         for i, (n, limit) in enumerate(zip(grid, self.max_grid)):
             if n > limit:
@@ -400,7 +469,7 @@ class CudaDevice(DeviceImpl):
                                                                          if shared else "")
         with self.active(what):
             stream = self._on(queue, wait_for)
-            start, end = drv.Event(), drv.Event()
+            start, end = self._event(), self._event()
             start.record(stream)
             kernel.function(*values, block=block, grid=grid3, stream=stream, shared=shared)
             end.record(stream)

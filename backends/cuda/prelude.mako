@@ -15,6 +15,14 @@
 
 #define XGPU_CUDA 1
 
+// OpenCL C's INFINITY and NAN (float), which NVRTC does not define (it has no math.h)
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
+#ifndef NAN
+#define NAN __int_as_float(0x7fffffff)
+#endif
+
 // 64-bit integers: NVRTC has no <stdint.h>; nvcc brings the host's (where int64_t may be long, so
 // the atomics below cast to the long long that CUDA's atomics take)
 #if defined(__CUDACC_RTC__)

@@ -335,7 +335,7 @@ def sweep(kind: str, device: Any, items: list, layout: str = "NCHW", rounds: int
     ``rounds`` interleaved rounds, the better (lower) median of each counting. The peer is the host's
     library (numpy's BLAS, PyTorch's CPU conv2d) beside a CPU device, the vendor's library (cuBLAS,
     cuDNN through PyTorch) beside a CUDA GPU."""
-    gpu_peer = device.type == "gpu" and device.backend == "cuda"
+    gpu_peer = device.type == "gpu" and "compute_capability" in device.extra  # a CUDA device: PyTorch reaches it
     peer = ("cublas" if kind == "gemm" else "cudnn") if gpu_peer else ("numpy" if kind == "gemm" else "torch")
     if peer != "numpy":
         try:

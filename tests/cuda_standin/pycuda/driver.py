@@ -9,7 +9,14 @@ that xgpu's CUDA backend must respect:
   architecture fails as the driver's ``no kernel image is available``; kernel names come from the
   cubin's symbol table (or the PTX's ``.entry`` lines);
 * launches check block and grid limits and argument types like ``cuLaunchKernel`` and pycuda's
-  argument packing; memory is real host memory with the device's size limit.
+  argument packing; memory is real host memory with the device's size limit;
+* an allocation, stream, event, module or page-locked buffer is freed when garbage-collected only
+  where pycuda can: with its context current on the collecting thread, or on the thread that opened
+  the context. Anywhere else pycuda leaks it with a ``UserWarning`` ("event in out-of-thread context
+  could not be cleaned up"), and so does this stand-in (recording it in ``LEAKED``). pycuda's objects
+  are C++ ones, freed when the cyclic collector clears a cycle, after every Python finalizer has run;
+  this stand-in's are Python objects finalized before the wrappers that hold them, so it checks only
+  objects freed outside a collection.
 
 Kernels do not run (there is no GPU): each launch is recorded in ``LAUNCHES`` instead, so tests
 see exactly what the backend asked for. ``configure(gpus=[...])`` sets the GPUs it pretends to have.
@@ -17,10 +24,12 @@ see exactly what the backend asked for. ``configure(gpus=[...])`` sets the GPUs 
 
 from __future__ import annotations
 
+import gc
 import re
 import struct
 import threading
 import time
+import warnings
 import weakref
 
 import numpy as np
@@ -186,10 +195,29 @@ def _current():
     return stack[-1]
 
 
+#: what was garbage-collected where pycuda could not free it (see the module's docstring)
+LEAKED: list[str] = []
+
+
+_COLLECTING = [False]
+gc.callbacks.append(lambda phase, info: _COLLECTING.__setitem__(0, phase == "start"))
+
+
+def _cleanup(context, what: str) -> bool:
+    """Whether pycuda can free an object of ``context`` here (scoped_context_activation); if not, its warning."""
+    if (context is None or _COLLECTING[0] or Context.get_current() is context
+            or threading.get_ident() == context.thread):
+        return True
+    LEAKED.append(what)
+    warnings.warn(f"{what} in out-of-thread context could not be cleaned up", UserWarning, stacklevel=2)
+    return False
+
+
 class Context:
     def __init__(self, device):
         self.device = device
         self.used = {"bytes": 0}
+        self.thread = threading.get_ident()  # pycuda's context object remembers the thread that made it
 
     def push(self):
         _stack().append(self)
@@ -232,8 +260,8 @@ class DeviceAllocation:
         self.data = bytearray()
         _LIVE.pop(self.ptr, None)
 
-    def __del__(self):  # pycuda frees an allocation when it is garbage-collected
-        if self.data:
+    def __del__(self):  # pycuda frees an allocation when it is garbage-collected, where it can
+        if self.data and _cleanup(self.context, "device_allocation"):
             self.free()
 
 
@@ -309,6 +337,9 @@ class Stream:
         Stream._next += 16
         self.handle = Stream._next  # the CUstream, as an int
 
+    def __del__(self):
+        _cleanup(self.context, "stream")
+
     def synchronize(self):
         _current()
 
@@ -327,6 +358,9 @@ class Event:
     def __init__(self, flags=0):
         self.context = _current()
         self.t = None
+
+    def __del__(self):
+        _cleanup(self.context, "event")
 
     def record(self, stream=None):
         ctx = _current()
@@ -349,12 +383,15 @@ class Event:
         return (self.t - other.t) * 1e3
 
 
-class HostAllocation:
-    """Page-locked host memory (cuMemHostAlloc); the arrays pagelocked_empty returns keep it as their base."""
+class HostAllocation(bytearray):
+    """Page-locked host memory (cuMemHostAlloc): the arrays pagelocked_empty returns keep it as their base."""
 
     def __init__(self, nbytes):
-        _current()
-        self.data = bytearray(max(nbytes, 1))
+        super().__init__(max(nbytes, 1))
+        self.context = _current()
+
+    def __del__(self):
+        _cleanup(self.context, "pagelocked_host_allocation")
 
 
 def pagelocked_empty(shape, dtype, order="C", mem_flags=0):
@@ -364,8 +401,8 @@ def pagelocked_empty(shape, dtype, order="C", mem_flags=0):
     for s in shape:
         count *= s
     alloc = HostAllocation(count * dt.itemsize)
-    # the bytearray (its buffer) stays alive through the array's .base chain, as pycuda's HostAllocation does
-    return np.frombuffer(alloc.data, np.uint8, count * dt.itemsize).view(dt).reshape(shape, order=order)
+    # the allocation stays alive through the array's .base chain, as pycuda's HostAllocation does
+    return np.frombuffer(alloc, np.uint8, count * dt.itemsize).view(dt).reshape(shape, order=order)
 
 
 def _on_stream(stream, what):
@@ -432,16 +469,21 @@ class Module:
         ctx = _current()
         raw = bytes(image) if not isinstance(image, str) else image.encode()
         self.context = ctx
+        self.kernels: list[str] = []
         if raw[:4] == b"\x7fELF":
             self.kernels = _cubin_kernels(raw, ctx.device)
         else:
             self.kernels = _ptx_kernels(raw.rstrip(b"\0").decode(errors="replace"))
 
+    def __del__(self):
+        _cleanup(self.context, "module")
+
     def get_function(self, name):
         _current()
-        if name not in self.kernels:
-            raise LogicError("cuModuleGetFunction failed: named symbol not found")
-        return Function(self, name)
+        if name in self.kernels:
+            return Function(self, name)
+        del self  # pycuda raises from C++: no Python frame of the error keeps the module alive
+        raise LogicError("cuModuleGetFunction failed: named symbol not found")
 
 
 def module_from_buffer(buffer, options=None, message_handler=None):
