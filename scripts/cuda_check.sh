@@ -4,7 +4,7 @@
 # (PyTorch's CUDA build). Each step has a time limit of its own and a log; a failing step does not stop
 # the next. Results go to the folder named by the first argument (default: cuda-check/):
 #   summary.txt        each step's exit status and time, nvidia-smi, `xgpu devices`
-#   pytest.log         pytest --xgpu-backend cuda, a line per test
+#   pytest.log         pytest --xgpu-backend cuda (PYTEST_ARGS: more arguments)
 #   parity.json/.md    xgpu parity --backend cuda (the JSON merges with other machines': xgpu parity merge)
 #   gemm-sweep.json    xgpu bench gemm --sweep --json on cuda:0
 #   conv-sweep.json    xgpu bench conv2d --network all --json on cuda:0
@@ -36,8 +36,12 @@ step() {  # step NAME LIMIT LOG COMMAND...: run COMMAND under a time limit, outp
     "$PY" -c 'import pycuda, numpy; print("pycuda", pycuda.VERSION_TEXT, "numpy", numpy.__version__)' 2>&1
 } >>"$summary"
 step devices 60 "$summary" "$PY" -m xgpu.tools.cli devices
+# pytest-benchmark (installed beside PyTorch on some images) warns under xdist, an error here; the
+# subprocesses some tests start inherit PYTEST_ADDOPTS
+export PYTEST_ADDOPTS="${PYTEST_ADDOPTS:-} -p no:benchmark -p no:cacheprovider"
+# shellcheck disable=SC2086  # PYTEST_ARGS: extra arguments, split on spaces
 step pytest "${TEST_LIMIT:-1500}" "$out/pytest.log" \
-    "$PY" -m pytest --xgpu-backend cuda -n "${PYTEST_JOBS:-8}" --dist loadfile -p no:cacheprovider -rfE -v
+    "$PY" -m pytest --xgpu-backend cuda -n "${PYTEST_JOBS:-8}" --dist loadfile -q -rfE --tb=short ${PYTEST_ARGS:-}
 tail -n 3 "$out/pytest.log" >>"$summary"
 step parity "${PARITY_LIMIT:-600}" "$out/bench.log" \
     "$PY" -m xgpu.tools.cli parity --backend cuda --output "$out/parity.json" --markdown "$out/parity.md"
