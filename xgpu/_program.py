@@ -763,13 +763,14 @@ class Kernel:
                             wait_for=wait_for)
         gsize = _sizes(global_size, "global_size")
         if local_size is None:
-            lsize = choose_local_size(gsize, self.max_work_group_size, dev.max_work_item_sizes)
+            lsize = (self._required_shape(gsize, None) if self.required_local_size is not None
+                     else choose_local_size(gsize, self.max_work_group_size, dev.max_work_item_sizes))
         else:
             lsize = _sizes(local_size, "local_size")
             if len(lsize) != len(gsize):
                 raise InvalidArgumentError(f"local_size {lsize} and global_size {gsize} differ in dimensions")
             if self.required_local_size is not None:  # the declared shape is the fix to name, before any limit
-                self._required_shape(gsize, lsize)
+                lsize = self._required_shape(gsize, lsize)
             if math.prod(lsize) > self.max_work_group_size:
                 raise LaunchError(
                     f"work-group (block) of {lsize} = {math.prod(lsize)} work-items is larger than kernel "
@@ -778,8 +779,6 @@ class Kernel:
             for i, (ls, lim) in enumerate(zip(lsize, dev.max_work_item_sizes)):
                 if ls > lim:
                     raise LaunchError(f"local_size[{i}] = {ls} exceeds {dev.id}'s limit of {lim} in that dimension")
-        if self.required_local_size is not None:
-            lsize = self._required_shape(gsize, lsize if local_size is not None else None)
         padded = tuple(-(-g // ls) * ls for g, ls in zip(gsize, lsize))
         arrays = [a for a in args if isinstance(a, Array)]
         if self.program.index_bits == 32 and (
