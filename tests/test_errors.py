@@ -130,7 +130,7 @@ def row_work_group_too_large(dev, monkeypatch):
     a = np.random.default_rng(0).uniform(-1, 1, (37, 29)).astype(np.float32)
     out = xgpu.gemm(xgpu.asarray(a, dev), xgpu.asarray(a.T.copy(), dev))
     np.testing.assert_allclose(out.get(), a.astype(np.float64) @ a.T, rtol=1e-4, atol=1e-4)
-    (_, cfg), = gemm_kernel._kernels.values()
+    (_, cfg), = [hit for key, hit in gemm_kernel._kernels.items() if not isinstance(key[0], str)]  # the one build
     assert cfg.work_group_size <= 16
 
 

@@ -584,6 +584,32 @@ def test_global_size_is_ints_only(xgpu_device, size):
         program.fill(y, 5, global_size=size)
 
 
+def test_a_launch_like_an_earlier_one_is_still_checked(xgpu_device):
+    """Launches remember their sizes and take arguments as they are when they fit: a bad size that equals
+    a good one (True == 1, 5.0 == 5), a view, a wrong dtype or another device's array after good launches of
+    the same shape is still refused or staged, never taken for the earlier launch."""
+    program = xgpu.compile(SOURCE, xgpu_device, defines={"value": "7.0f"})
+    y = xgpu.zeros(5, np.float32, xgpu_device)
+    for _ in range(2):  # numpy scalars and whole arrays: the launches that skip the conversions
+        program.fill(y, np.int32(5), global_size=(5,), local_size=(1,))
+        program.fill(y, np.int32(1), global_size=1)
+    for size in ((True,), True, 1.0, (5.0,)):
+        with pytest.raises(InvalidArgumentError, match="global_size must be an int or a tuple"):
+            program.fill(y, 5, global_size=size)
+    with pytest.raises(InvalidArgumentError, match="local_size must be an int or a tuple"):
+        program.fill(y, 5, global_size=(5,), local_size=(True,))
+    with pytest.raises(UnsupportedDtypeError, match=r"\(y\).*float32"):
+        program.fill(xgpu.zeros(5, np.float64, xgpu_device), 5, global_size=(5,), local_size=(1,))
+    with pytest.raises(InvalidArgumentError, match=r"\(n\).*scalar"):
+        program.fill(y, y, global_size=(5,), local_size=(1,))
+    with pytest.raises(InvalidArgumentError, match=r"\(y\).*pointer"):
+        program.fill(np.int32(5), np.int32(5), global_size=(5,), local_size=(1,))
+    z = xgpu.asarray(np.full(10, -1, np.float32), xgpu_device)
+    program.fill(z[::2], 5, global_size=(5,), local_size=(1,))  # a view: staged, written back
+    np.testing.assert_array_equal(z.get(), np.where(np.arange(10) % 2 == 0, 7, -1).astype(np.float32))
+    np.testing.assert_array_equal(y.get(), np.full(5, 7, np.float32))
+
+
 # ------------------------------------------------------------------------------------------------
 # Arrays: shapes, ragged data, byte order
 

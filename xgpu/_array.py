@@ -131,9 +131,10 @@ class Array:
         """Whether the elements lie in C order with no gaps (an offset may precede them)."""
         return all(s == c for s, c, n in zip(self._estrides, _c_strides(self.shape), self.shape) if n > 1)
 
-    @property
+    @functools.cached_property
     def _whole(self) -> bool:
-        """Contiguous and starting at the start of its memory: a kernel can take the buffer as it is."""
+        """Contiguous and starting at the start of its memory: a kernel can take the buffer as it is (an
+        array's shape, strides and offset never change once made: asked on every launch, worked out once)."""
         return self._offset == 0 and self.is_contiguous
 
     def __repr__(self) -> str:

@@ -514,6 +514,11 @@ class Program:
         return self.kernel(name)
 
 
+def _plain_sizes(value: Any) -> bool:
+    """An int or a tuple of ints (no bools, floats or numpy scalars): sizes a launch may remember."""
+    return type(value) is int or type(value) is tuple and all(type(v) is int for v in value)
+
+
 def _sizes(value: Any, what: str) -> tuple[int, ...]:
     if type(value) is tuple and 1 <= len(value) <= 3 and all(type(v) is int and v >= 1 for v in value):
         return value  # the usual launch: checked without conversions
@@ -735,6 +740,11 @@ class Kernel:
         self.params: tuple[Param, ...] | None = parse_signatures(program.source.text).get(name)
         self._signature = None if self.params is None else tuple(p for p in self.params if not p.local)
         self._hidden_params = any(p.local for p in self.params or ())
+        self._what_short = f"kernel {name!r}"
+        self._what = f"kernel {name!r} on {program.device.id}"
+        #: (global_size, local_size, local_mem) -> (local size, padded global size, hidden local arrays):
+        #: a launch like an earlier one skips the checks (a kernel is mostly launched over a few shapes)
+        self._geometries: dict[Any, tuple[tuple[int, ...], tuple[int, ...], dict[str, LocalMemory]]] = {}
 
     @property
     def signature(self) -> tuple[Param, ...] | None:
@@ -756,11 +766,80 @@ class Kernel:
         ``with queue:`` block chose, else the device's default queue), after the events of ``wait_for``
         (events of other devices are waited for on the host first). Returns the launch's Event."""
         dev = self.program.device
-        chosen = pick(dev, queue, f"kernel {self.name!r}")
+        chosen = pick(dev, queue, self._what_short)
         if chosen is not None and queue is not None:
             with chosen:  # the copies a launch may need (views staged) go to the same queue
                 return self(*args, global_size=global_size, local_size=local_size, local_mem=local_mem,
                             wait_for=wait_for)
+        lsize, padded, hidden = self._geometry(global_size, local_size, local_mem)
+        staged: list[tuple[Array, Array]] = []
+        fast = self._plain_args(args, hidden) if self.program.index_bits == 64 or math.prod(padded) <= INDEX_MAX \
+            else None
+        if fast is not None:  # whole arrays and scalars of the parameters' types: nothing to convert or stage
+            converted, blocks = fast
+        else:
+            if self.program.index_bits == 32 and (
+                math.prod(padded) > INDEX_MAX or any(a.size > INDEX_MAX for a in args if isinstance(a, Array))
+            ):
+                # too large for a 32-bit index_t: launch the same kernel built with a 64-bit one
+                wide = self.program._wide()
+                if wide is None:
+                    raise InvalidArgumentError(
+                        f"kernel {self.name!r} was built with a 32-bit index_t, too small for global size {padded} "
+                        "or an array of more than 2**31-1 elements; compile it with defines={'index_bits': 64}"
+                    )
+                return wide.kernel(self.name)(*args, global_size=global_size, local_size=local_size,
+                                              local_mem=local_mem, wait_for=wait_for)
+            params = self.signature
+            if params is not None and len(args) != len(params):
+                raise InvalidArgumentError(
+                    f"kernel {self.name!r} takes {len(params)} argument(s) ({', '.join(map(repr, params))}), "
+                    f"got {len(args)}"
+                )
+            if any(isinstance(a, Array) and not a._whole for a in args):
+                if wait_for is not None:  # the staging copies read the views too: their producers end first
+                    ordered(dev, None, (), wait_for, self._what_short)  # (checks the events)
+                    for e in ([wait_for] if isinstance(wait_for, Event) else wait_for):
+                        e.wait()
+                    wait_for = None
+                args, staged = _stage_views(args, params)
+            converted = self._convert(args, params)
+            blocks = [a._block for a in args if isinstance(a, Array)]
+            if hidden:
+                given = iter(converted)
+                converted = [hidden[p.name] if p.local else next(given) for p in self.params or ()]
+        deps = ordered(dev, chosen, blocks, wait_for, self._what_short)
+        what = self._what
+        if chosen is None and not deps:
+            impl = dev._impl.launch(self._impl, padded, lsize, converted)
+        else:
+            impl = dev._impl.enqueue_launch(None if chosen is None else chosen._impl, self._impl, padded, lsize,
+                                            converted, deps)
+        record(chosen, blocks, impl)
+        event = Event(impl, what, dev, chosen or dev.default_queue)
+        dev._last_kernel = self.name  # named by synchronize(timeout=)
+        if dev.checks_memory:
+            event.wait()
+            found = dev._impl.take_diagnostics()
+            if found:
+                raise memory_check_error(found, self.program.source, dev.id, self.name, padded, lsize)
+        if staged:
+            for view, contiguous in staged:  # queued after the kernel: the device runs work in order
+                GENERATED.elementwise.copy_into(view, contiguous)
+        return event
+
+    def _geometry(self, global_size: Any, local_size: Any, local_mem: Any):
+        """(local size, padded global size, hidden local arrays) of a launch, checked; remembered for
+        launches of hashable sizes (tuples and ints, a dict of ints for local_mem)."""
+        key = found = None
+        # only plain ints are remembered: True == 1 and 2.0 == 2 as keys, but neither is a size
+        if _plain_sizes(global_size) and (local_size is None or _plain_sizes(local_size)) and (
+                local_mem is None or type(local_mem) is dict and all(type(v) is int for v in local_mem.values())):
+            key = (global_size, local_size, None if local_mem is None else tuple(local_mem.items()))
+            found = self._geometries.get(key)
+            if found is not None:
+                return found
+        dev = self.program.device
         gsize = _sizes(global_size, "global_size")
         if local_size is None:
             lsize = (self._required_shape(gsize, None) if self.required_local_size is not None
@@ -780,58 +859,61 @@ class Kernel:
                 if ls > lim:
                     raise LaunchError(f"local_size[{i}] = {ls} exceeds {dev.id}'s limit of {lim} in that dimension")
         padded = tuple(-(-g // ls) * ls for g, ls in zip(gsize, lsize))
-        arrays = [a for a in args if isinstance(a, Array)]
-        if self.program.index_bits == 32 and (
-            math.prod(padded) > INDEX_MAX or any(a.size > INDEX_MAX for a in arrays)
-        ):
-            # too large for a 32-bit index_t: launch the same kernel built with a 64-bit one
-            wide = self.program._wide()
-            if wide is None:
-                raise InvalidArgumentError(
-                    f"kernel {self.name!r} was built with a 32-bit index_t, too small for global size {padded} or an "
-                    "array of more than 2**31-1 elements; compile it with defines={'index_bits': 64}"
-                )
-            return wide.kernel(self.name)(*args, global_size=global_size, local_size=local_size, local_mem=local_mem,
-                                          wait_for=wait_for)
-        params = self.signature
-        if params is not None and len(args) != len(params):
-            raise InvalidArgumentError(
-                f"kernel {self.name!r} takes {len(params)} argument(s) ({', '.join(map(repr, params))}), "
-                f"got {len(args)}"
-            )
-        staged: list[tuple[Array, Array]] = []
-        if any(not a._whole for a in arrays):
-            if wait_for is not None:  # the staging copies read the views too: their producers end first
-                ordered(dev, None, (), wait_for, f"kernel {self.name!r}")  # (checks the events)
-                for e in ([wait_for] if isinstance(wait_for, Event) else wait_for):
-                    e.wait()
-                wait_for = None
-            args, staged = _stage_views(args, params)
-        converted = [self._arg(a, i, params[i] if params is not None else None) for i, a in enumerate(args)]
-        hidden = self._local_memory(local_mem, lsize)
+        found = (lsize, padded, self._local_memory(local_mem, lsize))
+        if key is not None:
+            if len(self._geometries) >= 256:  # a kernel launched over ever new sizes: forget the old ones
+                self._geometries.clear()
+            self._geometries[key] = found
+        return found
+
+    def _plain_args(self, args: tuple[Any, ...], hidden: dict[str, LocalMemory]) -> tuple[list[Any], list[Any]] | None:
+        """(the backend's arguments, with the ``hidden`` local arrays in their places; the arrays' memory
+        blocks) when every argument is what its parameter declares as it is: a whole array of the kernel's
+        device and the pointer's dtype, of at most 2**31-1 elements, or a numpy scalar of the parameter's
+        type. None otherwise (the launch then checks, converts or stages each one)."""
+        params = self._signature
+        if params is None or len(args) != len(params):
+            return None
         if hidden:
-            given = iter(converted)
-            converted = [hidden[p.name] if p.local else next(given) for p in self.params or ()]
-        blocks = [a._block for a in args if isinstance(a, Array)]
-        deps = ordered(dev, chosen, blocks, wait_for, f"kernel {self.name!r}")
-        what = f"kernel {self.name!r} on {dev.id}"
-        if chosen is None and not deps:
-            impl = dev._impl.launch(self._impl, padded, lsize, converted)
-        else:
-            impl = dev._impl.enqueue_launch(None if chosen is None else chosen._impl, self._impl, padded, lsize,
-                                            converted, deps)
-        record(chosen, blocks, impl)
-        event = Event(impl, what, dev, chosen or dev.default_queue)
-        dev._last_kernel = self.name  # named by synchronize(timeout=)
-        if dev.checks_memory:
-            event.wait()
-            found = dev._impl.take_diagnostics()
-            if found:
-                raise memory_check_error(found, self.program.source, dev.id, self.name, padded, lsize)
-        if staged:
-            for view, contiguous in staged:  # queued after the kernel: the device runs work in order
-                GENERATED.elementwise.copy_into(view, contiguous)
-        return event
+            given = iter(args)
+            args = tuple(None if p.local else next(given) for p in self.params or ())
+            params = self.params or ()
+        dev = self.program.device
+        out: list[Any] = []
+        blocks: list[Any] = []
+        for a, p in zip(args, params):
+            if p.local:
+                out.append(hidden[p.name])
+            elif p.pointer:
+                if type(a) is not Array or a.device is not dev or a.dtype != p.dtype or not a._whole \
+                        or a.size > INDEX_MAX:
+                    return None
+                block = a._block
+                out.append(block.impl)
+                blocks.append(block)
+            elif p.dtype is not None and type(a) is p.dtype.type:
+                out.append(a)
+            else:
+                return None
+        return out, blocks
+
+    def _convert(self, args: tuple[Any, ...], params: tuple[Param, ...] | None) -> list[Any]:
+        """The launch's arguments as the backend takes them: buffers for arrays, scalars of the parameters'
+        types (checked against the signature; the common cases without a call each)."""
+        if params is None:
+            return [self._arg(a, i) for i, a in enumerate(args)]
+        dev = self.program.device
+        out = []
+        for i, (a, p) in enumerate(zip(args, params)):
+            if p.pointer:
+                if type(a) is Array and a.device is dev and a.dtype == p.dtype:
+                    out.append(a._block.impl)
+                    continue
+            elif p.dtype is not None and type(a) is p.dtype.type:
+                out.append(a)
+                continue
+            out.append(self._arg(a, i, p))
+        return out
 
     def _local_memory(self, local_mem: Any, lsize: tuple[int, ...]) -> dict[str, LocalMemory]:
         """The hidden arguments of the kernel's launch-sized local arrays, checked against the device."""

@@ -229,16 +229,22 @@ def translate_errors(device: str, what: str, nbytes: int | None = None):
     try:
         yield
     except cl.Error as exc:
-        code = getattr(exc, "code", None)
-        status = cl.status_code
-        if code in (status.MEM_OBJECT_ALLOCATION_FAILURE, status.OUT_OF_HOST_MEMORY, status.INVALID_BUFFER_SIZE) or (
-            code == status.OUT_OF_RESOURCES and nbytes is not None
-        ):
-            size = f" of {nbytes} bytes ({nbytes / 2**20:.1f} MiB)" if nbytes is not None else ""
-            raise OutOfMemoryError(f"{device}: out of memory in {what}{size}: {exc}") from exc
-        if code in (status.INVALID_WORK_GROUP_SIZE, status.INVALID_WORK_ITEM_SIZE, status.OUT_OF_RESOURCES):
-            raise LaunchError(f"{device}: {what} failed: {exc}") from exc
-        raise DeviceError(f"{device}: {what} failed: {exc}") from exc
+        raise translated(exc, device, what, nbytes) from exc
+
+
+def translated(exc: Any, device: str, what: str, nbytes: int | None = None) -> Exception:
+    """The xgpu exception for pyopencl's ``exc``, raised while ``device`` was doing ``what``."""
+    cl = _cl()
+    code = getattr(exc, "code", None)
+    status = cl.status_code
+    if code in (status.MEM_OBJECT_ALLOCATION_FAILURE, status.OUT_OF_HOST_MEMORY, status.INVALID_BUFFER_SIZE) or (
+        code == status.OUT_OF_RESOURCES and nbytes is not None
+    ):
+        size = f" of {nbytes} bytes ({nbytes / 2**20:.1f} MiB)" if nbytes is not None else ""
+        return OutOfMemoryError(f"{device}: out of memory in {what}{size}: {exc}")
+    if code in (status.INVALID_WORK_GROUP_SIZE, status.INVALID_WORK_ITEM_SIZE, status.OUT_OF_RESOURCES):
+        return LaunchError(f"{device}: {what} failed: {exc}")
+    return DeviceError(f"{device}: {what} failed: {exc}")
 
 
 class OpenCLBuffer(BufferImpl):
@@ -700,20 +706,25 @@ class OpenCLDevice(DeviceImpl):
 
     def launch(self, kernel: OpenCLKernel, global_size, local_size, args, queue=None, wait_for=()) -> OpenCLEvent:  # type: ignore[override]  # handed only this backend's own objects
         cl = _cl()
-        with self.serial, kernel.lock, translate_errors(self._id, f"launching {kernel.name} {global_size}/{local_size}"):
-            # told the scalars' types, pyopencl packs them itself: 2 us for ten arguments, against 50-85 us
-            # when it works out each scalar's size through the driver (6 us a scalar, measured here)
-            # scalars arrive as numpy scalars; the numpy test first: isinstance against the buffer class (an
-            # abc.ABC) costs a microsecond a miss, 40-50 us a launch of the GEMM's sixteen arguments
-            dtypes = tuple(a.dtype if isinstance(a, np.generic) else None for a in args)
-            if dtypes != kernel.arg_dtypes:
-                kernel.kernel.set_scalar_arg_dtypes(list(dtypes))
-                kernel.arg_dtypes = dtypes
-            kernel.kernel.set_args(*[a if isinstance(a, np.generic) else
-                                     cl.LocalMemory(a.nbytes) if type(a) is LocalMemory else a.mem for a in args])
-            event = cl.enqueue_nd_range_kernel(self._on(queue), kernel.kernel, global_size, local_size,
-                                               wait_for=self._events(wait_for))
-        return OpenCLEvent(event, self._id, self.serial, self._on(queue))
+        # (a try, not translate_errors: a launch is the hot path, and a generator's context costs microseconds)
+        try:
+            with self.serial, kernel.lock:
+                # told the scalars' types, pyopencl packs them itself: 2 us for ten arguments, against 50-85 us
+                # when it works out each scalar's size through the driver (6 us a scalar, measured here)
+                # scalars arrive as numpy scalars; the numpy test first: isinstance against the buffer class (an
+                # abc.ABC) costs a microsecond a miss, 40-50 us a launch of the GEMM's sixteen arguments
+                dtypes = tuple([a.dtype if isinstance(a, np.generic) else None for a in args])
+                if dtypes != kernel.arg_dtypes:
+                    kernel.kernel.set_scalar_arg_dtypes(list(dtypes))
+                    kernel.arg_dtypes = dtypes
+                kernel.kernel.set_args(*[a if isinstance(a, np.generic) else
+                                         cl.LocalMemory(a.nbytes) if type(a) is LocalMemory else a.mem for a in args])
+                target = self.queue if queue is None else queue.queue
+                event = cl.enqueue_nd_range_kernel(target, kernel.kernel, global_size, local_size,
+                                                   wait_for=self._events(wait_for) if wait_for else None)
+        except cl.Error as exc:
+            raise translated(exc, self._id, f"launching {kernel.name} {global_size}/{local_size}") from exc
+        return OpenCLEvent(event, self._id, self.serial, target)
 
     def synchronize(self) -> None:
         with self.serial, translate_errors(self._id, "finishing the queue"):

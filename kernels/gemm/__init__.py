@@ -113,7 +113,10 @@ def compile_variant(template, kernel_name: str, device: xgpu.Device, cfg: GemmCo
         cfg = cfg.shrink()
 
 
-_kernels: dict[tuple, tuple[Any, Any]] = {}  # (kernel, GemmConfig), or (kernel, tile) for the packing one
+#: (kernel, GemmConfig) per build, or (kernel, tile) for the packing one; keys that start with a word are
+#: what a planned call needs, found in one lookup: "ready", the kernel and variant with its rows; "call", all
+#: of a panel launch (:func:`_panel_call`)
+_kernels: dict[tuple, Any] = {}
 
 
 def tuned_config(device: xgpu.Device, dtype: np.dtype, trans_b: bool, shape_class: str) -> GemmConfig | None:
@@ -129,6 +132,10 @@ def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, 
     """The compiled kernel and the variant it was built as (halved to fit the device unless
     ``explicit``, which defaults to whether ``config`` is given); ``acc16``: float16 sums (``gemm.mako``)."""
     explicit = config is not None if explicit is None else explicit
+    if config is not None:  # every call of a planned GEMM: one lookup, no variant rebuilt
+        ready = _kernels.get(("ready", device, dtype, trans_a, trans_b, config, explicit, acc16))
+        if ready is not None:
+            return ready
     tuned = tuned_config(device, dtype, trans_b, shape_class) if config is None else None
     wanted = config or tuned or config_for(device, dtype, trans_b)
     rows = wanted.tm
@@ -149,7 +156,9 @@ def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, 
                   " (tuned)" if tuned and not config else "")
         _kernels[key] = hit
     if wanted.panel:
-        return hit[0], replace(hit[1], tm=max(hit[1].wm, rows // hit[1].wm * hit[1].wm))
+        hit = hit[0], replace(hit[1], tm=max(hit[1].wm, rows // hit[1].wm * hit[1].wm))
+    if config is not None:
+        _kernels[("ready", device, dtype, trans_a, trans_b, config, explicit, acc16)] = hit
     return hit
 
 
@@ -342,22 +351,56 @@ def _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, 
     """The panel kernel (CPU runtimes): both operands row-major, transposed ones packed first; with
     ``chosen.swap``, C^T = op(B)^T op(A)^T written into C along its columns."""
     device, dtype = c.device, c.dtype
-    a, b, m, n, (stride_a, stride_b, stride_c), (c_rs, c_cs) = _oriented(
-        a, b, m, n, k, batch, trans_a, trans_b, strides, chosen.swap, want_b_transposed=False)
+    # what a call of this plan and shape launches is worked out once (a small GEMM's host time is its
+    # launch's: 60 us of Python a call on these runtimes before, against the runtime's own 10-20)
+    key = ("call", id(chosen), device, dtype, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, explicit)
+    call = _kernels.get(key)
+    if call is None or call[0] is not chosen:
+        call = _panel_call(chosen, device, dtype, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, explicit)
+        if len(_kernels) > 4096:  # a process sweeping many shapes: forget the old ones (builds stay cached on disk)
+            _kernels.clear()
+        _kernels[key] = call
+    _, kernel, swap, pack_a, pack_b, scalars, sizes, scratch = call
+    if swap:
+        a, b = b, a
+    if pack_a:
+        a = transposed(a, *pack_a)
+    if pack_b:
+        b = transposed(b, *pack_b)
+    extra = (xgpu.empty((scratch,), np.float32, device),) if scratch else ()
+    return kernel(c, a, b, *scalars, *extra, **sizes)
+
+
+def _panel_call(chosen: GemmPlan, device, dtype, m, n, k, batch, alpha, beta, trans_a, trans_b, strides,
+                explicit: bool) -> tuple:
+    """What :func:`_run_panel` launches for a plan and shape: (the plan, the kernel, whether A and B swap
+    roles, the (rows, cols, batch, stride) of the transposes of A and B to pack first or None, the kernel's
+    scalar arguments, its sizes, the float32 scratch's length for float16/bfloat16 or 0)."""
+    stride_a, stride_b, stride_c = strides
+    c_rs, c_cs = n, 1
+    if chosen.swap:  # C^T = op(B)^T op(A)^T: B's and A's roles swap, their transposes flip
+        stride_a, stride_b = stride_b, stride_a
+        m, n, trans_a, trans_b = n, m, not trans_b, not trans_a
+        c_rs, c_cs = 1, m
+    pack_a = pack_b = None
+    if trans_a and k:  # A is (K, M): its transposes, (M, K) each
+        pack_a = (k, m, batch, stride_a)
+        stride_a = m * k if stride_a else 0
+    if trans_b and k:  # B is (N, K): its transposes, (K, N) each
+        pack_b = (n, k, batch, stride_b)
+        stride_b = k * n if stride_b else 0
     kernel, cfg = _kernel(device, dtype, False, False, chosen.config, explicit=explicit)
     wg = cfg.local_size[0]
     mc = cfg.tm
     scalar = np.float64 if dtype == np.float64 else np.float32
-    extra = []
-    if dtype.itemsize == 2:  # float16, bfloat16: K blocks before the last add up in float32 here
-        extra = [xgpu.empty((batch * m * n if k > cfg.kc else 1,), np.float32, device)]
     i32 = np.int32
-    return kernel(
-        c, a, b, i32(m), i32(n), i32(k), i32(mc), scalar(alpha), scalar(beta), i32(max(k, 1)), i32(max(n, 1)),
-        i32(c_rs), i32(c_cs), i32(stride_a), i32(stride_b), i32(stride_c), *extra,
-        global_size=(-(-n // cfg.tn) * wg, -(-m // mc), batch), local_size=(wg, 1, 1),
-        local_mem={"Bl": cfg.local_mem_bytes(acc_itemsize(dtype), k)},
-    )
+    scalars = (i32(m), i32(n), i32(k), i32(mc), scalar(alpha), scalar(beta), i32(max(k, 1)), i32(max(n, 1)),
+               i32(c_rs), i32(c_cs), i32(stride_a), i32(stride_b), i32(stride_c))
+    sizes = {"global_size": (-(-n // cfg.tn) * wg, -(-m // mc), batch), "local_size": (wg, 1, 1),
+             "local_mem": {"Bl": cfg.local_mem_bytes(acc_itemsize(dtype), k)}}
+    # float16, bfloat16: K blocks before the last add up in float32 there
+    scratch = (batch * m * n if k > cfg.kc else 1) if dtype.itemsize == 2 else 0
+    return chosen, kernel, chosen.swap, pack_a, pack_b, scalars, sizes, scratch
 
 
 def dot_defines(dtype: np.dtype, vw: int, cols: int) -> dict[str, Any]:
@@ -414,7 +457,7 @@ def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool =
     alpha, beta = _check_coefficient("alpha", alpha), _check_coefficient("beta", beta)
     a, b = _check_operand("a", a), _check_operand("b", b)
     arrays = [a, b] + ([_check_operand("c", c)] if c is not None else [])
-    if not all(x.is_contiguous and not x.offset for x in arrays):  # views: transposes become trans flags, other layouts one copy
+    if not all(x._whole for x in arrays):  # views: transposes become trans flags, other layouts one copy
         (a, ta), (b, tb) = plain_operand(a), plain_operand(b)
         return write_through(c, lambda out: gemm(a, b, out, alpha=alpha, beta=beta, trans_a=trans_a != ta,
                                                  trans_b=trans_b != tb, config=config, accumulate=accumulate))
