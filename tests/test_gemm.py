@@ -343,9 +343,9 @@ def test_cpu_class_plans_on_every_device(xgpu_device, m, n, k, trans_a, trans_b,
 
 
 def test_panel_plans():
-    """The panel variant (CPU runtimes) reads both operands row-major: the planner transposes the fewest
-    elements, computing C^T = op(B)^T op(A)^T when that packs less; rows per group fit the matrix in
-    whole micro-panels, and the row count never needs a new build."""
+    """The panel variant (CPU runtimes) reads A row-major and B either way: the planner transposes the
+    fewest elements, computing C^T = op(B)^T op(A)^T when that packs less than writing C along its columns
+    costs; rows per group fit the matrix in whole micro-panels, and the row count never needs a new build."""
     from xgpu.kernels.gemm.planner import plan_for_shape
     from xgpu.kernels.gemm.tuning import GemmConfig
 
@@ -353,16 +353,18 @@ def test_panel_plans():
     p = plan_for_shape(panel, 4, 1024, 1024, 1024, 1, False, False, 2, "table")
     assert (p.pack_a, p.pack_b, p.swap, p.config) == (False, False, False, panel)
     p = plan_for_shape(panel, 4, 100, 200, 1000, 1, True, True, 2, "table")
-    assert p.swap and not p.pack_a and not p.pack_b  # both transposes flip: nothing packed
+    assert not p.swap and p.pack_a and not p.pack_b and p.read_bt  # A packed, B^T read as it lies
+    p = plan_for_shape(panel, 4, 1000, 50, 100, 1, True, True, 2, "table")
+    assert p.swap and not p.pack_a and not p.pack_b and not p.read_bt  # few columns: both transposes flip
     p = plan_for_shape(panel, 4, 64, 4096, 4096, 1, False, True, 2, "table")
-    assert p.swap and (p.pack_a, p.pack_b) == (False, True)  # x @ W.T, few rows: packs x, not W
+    assert not p.swap and (p.pack_a, p.pack_b, p.read_bt) == (False, False, True)  # x @ W.T: W as it lies
     p = plan_for_shape(panel, 4, 1, 4096, 4096, 1, False, True, 2, "table")
     assert p.swap and p.dot and not p.pack_a and not p.pack_b  # one row: W's rows dotted with x, nothing packed
     p = plan_for_shape(panel, 4, 4096, 3, 4096, 1, False, False, 2, "table")
     assert p.dot and not p.swap and p.pack_b  # W @ x: x (K x 3) transposed to 3 rows
     assert not plan_for_shape(panel, 4, 4096, 9, 4096, 1, False, False, 2, "table").dot
     p = plan_for_shape(panel, 4, 1024, 1024, 1024, 1, False, True, 2, "table")
-    assert not p.swap and (p.pack_a, p.pack_b) == (False, True)
+    assert not p.swap and (p.pack_a, p.pack_b, p.read_bt) == (False, False, True)
     p = plan_for_shape(panel, 4, 1024, 1024, 1024, 1, True, False, 2, "table")
     assert not p.swap and (p.pack_a, p.pack_b) == (True, False)
     for m, n, k, batch in ((1, 1, 1, 1), (7, 1000, 5, 1), (1000, 3, 9, 1), (127, 1000, 1000, 1), (64, 64, 64, 64),

@@ -51,13 +51,13 @@ def template_for(config: GemmConfig) -> tuple[xgpu.KernelTemplate, str]:
 
 def all_variants() -> list[tuple[np.dtype, bool, bool, GemmConfig]]:
     """Every (dtype, trans_a, trans_b, config) the library can pick on some device class (panel variants
-    read both operands row-major, transposed ones being packed first: one build serves every layout)."""
+    read A row-major, a transposed A being packed first, and B either way: two builds serve every layout)."""
     seen = []
     for _kind, _words, base in RULES:
         for dtype in DTYPES:
             for trans_a in (False, True):
                 for trans_b in (False, True):
-                    if base.panel and (trans_a or trans_b):
+                    if base.panel and trans_a:
                         continue
                     fitted = adapt(base, dtype.itemsize, trans_b)
                     for config in (fitted, small_k_variant(fitted)) if base.panel else (fitted,):
@@ -79,8 +79,8 @@ def _fits(config: GemmConfig, device: xgpu.Device, acc_bytes: int) -> bool:
 
 
 def render_defines(dtype: np.dtype, config: GemmConfig, trans_a: bool, trans_b: bool) -> dict[str, Any]:
-    if config.panel:
-        return {"dtype": dtype, **config.defines()}
+    if config.panel:  # A row-major; B row-major or, with tb, as its transpose
+        return {"dtype": dtype, **config.defines(), **({"tb": True} if trans_b else {})}
     return {"dtype": dtype, "trans_a": trans_a, "trans_b": trans_b, **config.defines()}
 
 
@@ -139,16 +139,16 @@ def _kernel(device: xgpu.Device, dtype: np.dtype, trans_a: bool, trans_b: bool, 
     tuned = tuned_config(device, dtype, trans_b, shape_class) if config is None else None
     wanted = config or tuned or config_for(device, dtype, trans_b)
     rows = wanted.tm
-    if wanted.panel:  # one build for every layout and row count
-        trans_a = trans_b = False
+    if wanted.panel:  # one build for every row count, and for A and B row-major or B given as B^T (tb)
+        trans_a = False
         wanted = wanted.compiled()
     key = (device, dtype, trans_a, trans_b, wanted, explicit, acc16)
     hit = _kernels.get(key)
     if hit is None:
         template, name = template_for(wanted)
-        defines: dict[str, Any] = {"dtype": dtype}
-        if not wanted.panel:
-            defines.update(trans_a=trans_a, trans_b=trans_b)
+        defines: dict[str, Any] = render_defines(dtype, wanted, trans_a, trans_b)
+        for field in wanted.defines():  # compile_variant adds those of the variant it builds
+            defines.pop(field)
         if acc16:
             defines.update(acc16=True, half_arithmetic="native")
         hit = compile_variant(template, name, device, wanted, defines, explicit=explicit)
@@ -191,8 +191,8 @@ def plan(device: xgpu.Device, dtype: np.dtype, m: int, n: int, k: int, batch: in
     """What a GEMM of this shape runs on ``device``: the variant and tile, and which transposed operands
     are packed first. An explicit ``config`` runs as given, on the operands as they lie."""
     dtype = np.dtype(dtype)
-    if config is not None:
-        return GemmPlan(config, False, False, "explicit variant")
+    if config is not None:  # (a panel variant reads B^T as it lies)
+        return GemmPlan(config, False, False, "explicit variant", read_bt=config.panel and trans_b)
     key = (device, dtype, m, n, k, batch, trans_a, trans_b)
     found = _plans.get(key)
     if found is None:
@@ -386,15 +386,16 @@ def _panel_call(chosen: GemmPlan, device, dtype, m, n, k, batch, alpha, beta, tr
     if trans_a and k:  # A is (K, M): its transposes, (M, K) each
         pack_a = (k, m, batch, stride_a)
         stride_a = m * k if stride_a else 0
-    if trans_b and k:  # B is (N, K): its transposes, (K, N) each
+    read_bt = trans_b and chosen.read_bt  # B^T read as it lies, transposed in the kernel's copy
+    if trans_b and k and not read_bt:  # B is (N, K): its transposes, (K, N) each
         pack_b = (n, k, batch, stride_b)
         stride_b = k * n if stride_b else 0
-    kernel, cfg = _kernel(device, dtype, False, False, chosen.config, explicit=explicit)
+    kernel, cfg = _kernel(device, dtype, False, read_bt, chosen.config, explicit=explicit)
     wg = cfg.local_size[0]
     mc = cfg.tm
     scalar = np.float64 if dtype == np.float64 else np.float32
     i32 = np.int32
-    scalars = (i32(m), i32(n), i32(k), i32(mc), scalar(alpha), scalar(beta), i32(max(k, 1)), i32(max(n, 1)),
+    scalars = (i32(m), i32(n), i32(k), i32(mc), scalar(alpha), scalar(beta), i32(max(k, 1)), i32(max(k if read_bt else n, 1)),
                i32(c_rs), i32(c_cs), i32(stride_a), i32(stride_b), i32(stride_c))
     sizes = {"global_size": (-(-n // cfg.tn) * wg, -(-m // mc), batch), "local_size": (wg, 1, 1),
              "local_mem": {"Bl": cfg.local_mem_bytes(acc_itemsize(dtype), k)}}

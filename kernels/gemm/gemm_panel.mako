@@ -14,9 +14,15 @@
 ##
 ## float16 storage accumulates in float32, across K blocks too: in W (batch x M x N floats) when K > KC.
 ##
-## Defines: dtype, vw (the accumulator's vector width), mr, wg, kc, pw (panels per work-item). MC (a multiple
-## of MR) is an argument.
+## tb (optional, False by default): B is given as its transpose, N x K row-major (``x @ W.T``: W as it lies), and
+## the copy into local memory transposes it: each column's K run is read along its row of B^T, eight elements
+## at a time, and written down its panel (an 8 x NR block of the panel, in L1, takes NR such runs). No
+## separate pass over B through memory, and the copy is spread over the work-groups.
+##
+## Defines: dtype, vw (the accumulator's vector width), mr, wg, kc, pw (panels per work-item); tb. MC (a
+## multiple of MR) is an argument; ldb is B's row length (N, or K with tb).
 <%
+    tb = context.get("tb", False)
     T = ctype(dtype)
     half = storage_suffix(T)   # HALF (float16) or BF16 (bfloat16): storage only, read and written through their words
     ACC = "double" if T == "double" else "float"   # float16 and bfloat16 accumulate in float32
@@ -62,6 +68,34 @@ void gemm_panel(
         const index_t k0 = kb * ${kc};
         const index_t kl = MIN((index_t)${kc}, K - k0);
         LOCAL_BARRIER;  // the previous block's panels are used up
+% if tb:
+        // B^T's rows c0.. (one per column of C), K from k0: each work-item its panels in turn
+        for (index_t p = lid; p < ${wg * pw}; p += ${wg}) {
+            LOCAL_MEM_ARG ${ACC}* RESTRICT dst = Bl + p * kcs * ${NR};
+            if (whole) {
+                const index_t kl8 = kl / 8 * 8;
+                for (index_t kk = 0; kk < kl8; kk += 8) {
+                    #pragma unroll
+                    for (index_t e = 0; e < ${NR}; ++e) {
+                        GLOBAL_MEM const ${T}* RESTRICT src = B + (c0 + p * ${NR} + e) * ldb + k0 + kk;
+                        #pragma unroll
+                        for (index_t t = 0; t < 8; ++t)
+                            dst[(kk + t) * ${NR} + e] = (${ACC})${load("src", "t")};
+                    }
+                }
+                for (index_t kk = kl8; kk < kl; ++kk)
+                    for (index_t e = 0; e < ${NR}; ++e)
+                        dst[kk * ${NR} + e] = (${ACC})${load("B", f"(c0 + p * {NR} + e) * ldb + k0 + kk")};
+            } else {
+                // the last columns of C: zeros past N
+                for (index_t e = 0; e < ${NR}; ++e) {
+                    const index_t col = c0 + p * ${NR} + e;
+                    for (index_t kk = 0; kk < kl; ++kk)
+                        dst[kk * ${NR} + e] = col < N ? (${ACC})${load("B", "col * ldb + k0 + kk")} : (${ACC})0;
+                }
+            }
+        }
+% else:
         if (whole) {
             // whole rows of the slice, one row per work-item in turn, as vectors
             for (index_t kk = lid; kk < kl; kk += ${wg}) {
@@ -85,6 +119,7 @@ void gemm_panel(
                 }
             }
         }
+% endif
         LOCAL_BARRIER;
         // KC x NR panels of the slice: with PW = 1 one per work-item, walked down the group's rows; with
         // PW > 1 each work-item walks its PW panels along every MR rows

@@ -3,11 +3,12 @@ what one call runs. Pure functions of their arguments (no device needed), so pla
 
 - A transposed operand is packed first (one O(rows x cols) transpose, ``pack.mako``) on the variants that
   read global memory directly (CPU runtimes): read in place its loads are strided, which costs those
-  runtimes their vector loads (10-15x on ``x @ W.T``). Local-memory variants (GPUs) stage both layouts
-  with coalesced reads and read the operands as they lie.
+  runtimes their vector loads (10-15x on ``x @ W.T``). The panel variant (CPU runtimes) reads a transposed
+  B as it lies, its copy into local memory transposing it (``x @ W.T`` as fast as ``x @ W``).
+  Local-memory variants (GPUs) stage both layouts with coalesced reads and read the operands as they lie.
 - When that copies fewer elements, ``op(A) @ op(B)`` is computed as ``(op(B)^T op(A)^T)^T``: both
-  transposes flip, so ``A^T @ B^T`` needs no packing at all, and ``x @ W.T`` with few rows packs ``x``
-  (and C) instead of the large ``W``.
+  transposes flip, so ``A^T @ B^T`` with few columns needs no packing at all (C is then written along its
+  columns).
 - A tile taller or wider than the matrix is halved until it fits, so that a matrix with fewer rows or
   columns than the device class's tile still runs whole tiles on the fast path.
 - A problem with too few tiles to keep every compute unit busy gets shorter tiles.
@@ -31,6 +32,9 @@ DOT_COLUMNS = 8
 #: row writes C in longer runs (4096x4096x16: 2-3x faster on both CPU runtimes, 1.3-1.5x at K = 128)
 SMALL_K = 128
 SMALL_K_PANELS = 4
+#: a panel variant's product of B^T reads B^T as it lies (the kernel's copy into local memory transposing
+#: it) when it has at most this many row blocks, each of which copies all of B: more, and B is packed once
+BT_ROW_BLOCKS = 64
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class GemmPlan:
     swap: bool = False
     #: (panel variants) few columns: dot products along K (``gemm_dot.mako``) instead of panels of C
     dot: bool = False
+    #: (panel variants) a transposed B (after any swap) is read as it lies, transposed by the kernel's copy
+    #: into local memory (``tb``), instead of packed first
+    read_bt: bool = False
 
 
 def fit_tile(cfg: GemmConfig, m: int, n: int, batch: int = 1, compute_units: int = 1) -> GemmConfig:
@@ -129,15 +136,21 @@ def fit_panel(cfg: GemmConfig, m: int, n: int, batch: int = 1, compute_units: in
     return replace(cfg, tm=tm, tn=tn, pw=pw)
 
 
-def _panel_cost(m: int, n: int, k: int, trans_a: bool, trans_b: bool, blocks: int,
-                swapped: bool) -> tuple[int, bool]:
+def _panel_cost(m: int, n: int, k: int, trans_a: bool, trans_b: bool, blocks: int, swapped: bool,
+                rows: int) -> tuple[int, bool]:
     """(elements copied or written along C's columns, as dot products) for a product of m x n (after any
-    swap): the dot-product kernel for a few columns when A lies row-major, the panel kernel otherwise."""
+    swap; ``rows``: the variant's rows per work-group): the dot-product kernel for a few columns when A
+    lies row-major, the panel kernel otherwise."""
     if n <= DOT_COLUMNS and not trans_a:  # B read as its n x K transpose: copied only when it lies K x n
         return (not trans_b) * n * k + swapped * m * n, True
-    # C along its columns: a scalar read and write per element and K block, from cache (a few per cent of
-    # the block's multiply-adds), against a copy through memory for each transposed element
-    return trans_a * m * k + trans_b * n * k + swapped * m * n * blocks // 8, False
+    # C along its columns: a scalar read and write per element and K block, as dear as a copy through memory
+    # of a transposed element (measured on both CPU runtimes: A^T B^T at 2048^3 ran 25% slower swapped, with
+    # A packed 1024 x 256 x 1024 10-20% faster); B^T read as it lies costs no more than B (the copy into
+    # local memory that every product makes transposes it)
+    # local memory transposes it); with a few rows (a matrix-vector product) it is costed as packed, so that
+    # the swapped product's dot products (which read B^T's rows) win
+    bt_packed = trans_b and (-(-m // rows) > BT_ROW_BLOCKS or m <= DOT_COLUMNS)
+    return trans_a * m * k + bt_packed * n * k + swapped * m * n * blocks, False
 
 
 def small_k_variant(cfg: GemmConfig) -> GemmConfig:
@@ -151,11 +164,11 @@ def plan_panel(base: GemmConfig, itemsize: int, m: int, n: int, k: int, batch: i
     """The plan for a panel variant, which reads A and B row-major: a transposed operand is transposed
     first, or the product is computed as C^T = op(B)^T op(A)^T (the kernel writing C along its columns)
     when that copies fewer elements; a product with a few columns runs as dot products along K. Writing
-    C along its columns costs scalar stores, once per K block for the panel kernel (weighed as an eighth
-    of a copied element: they hit the cache)."""
+    C along its columns costs scalar stores, once per K block for the panel kernel (weighed as a copied
+    element each). A transposed B is read as it lies (``read_bt``)."""
     blocks = max(1, -(-k // max(base.kc, 1)))
-    as_is, dot = _panel_cost(m, n, k, trans_a, trans_b, blocks, False)
-    swapped, dot_swapped = _panel_cost(n, m, k, not trans_b, not trans_a, blocks, True)
+    as_is, dot = _panel_cost(m, n, k, trans_a, trans_b, blocks, False, base.tm)
+    swapped, dot_swapped = _panel_cost(n, m, k, not trans_b, not trans_a, blocks, True, base.tm)
     swap = swapped < as_is
     if swap:
         m, n, trans_a, trans_b, dot = n, m, not trans_b, not trans_a, dot_swapped
@@ -168,11 +181,15 @@ def plan_panel(base: GemmConfig, itemsize: int, m: int, n: int, k: int, batch: i
     cfg = fit_panel(small_k_variant(base) if small else base, m, n, batch, compute_units)
     if small:
         why += f", K <= {SMALL_K}: {cfg.pw} panels per work-item"
-    if trans_a or trans_b:
-        why += ", " + " and ".join(x for x, p in (("A", trans_a), ("B", trans_b)) if p) + " packed (transposed once)"
+    read_bt = trans_b and -(-m // cfg.tm) <= BT_ROW_BLOCKS
+    packed = [x for x, p in (("A", trans_a), ("B", trans_b and not read_bt)) if p]
+    if packed:
+        why += ", " + " and ".join(packed) + " packed (transposed once)"
+    if read_bt:
+        why += ", B^T read as it lies"
     if (cfg.tm, cfg.tn) != (base.tm, base.tn):
         why += f", tile fitted to {m}x{n}" + (f" x{batch}" if batch > 1 else "")
-    return GemmPlan(cfg, trans_a, trans_b, why, swap=swap)
+    return GemmPlan(cfg, trans_a, trans_b and not read_bt, why, swap=swap, read_bt=read_bt)
 
 
 def plan_for_shape(base: GemmConfig, itemsize: int, m: int, n: int, k: int, batch: int, trans_a: bool,
