@@ -440,3 +440,33 @@ def test_dot_products_on_every_device(xgpu_device, m, n, k, batch, trans_a, tran
         for i in range(batch):
             expected = reference(a[i], b, trans_a, trans_b, 0.75, beta, c0[i])
             assert_close(c.get()[i], expected, dtype=dtype, terms=max(k, 1))
+
+
+def test_a_call_like_an_earlier_one_is_still_checked(xgpu_device, rng):
+    """gemm and matmul remember what the checks of a call worked out, by shapes, dtypes, device and
+    coefficients: what depends on the arrays themselves (views, aliasing, another device, a coefficient of
+    another type) is still asked on every call, and each answer stays right."""
+    m, n, k = 9, 13, 11
+    a0 = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+    b0 = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+    a, b = xgpu.asarray(a0, xgpu_device), xgpu.asarray(b0, xgpu_device)
+    want = a0.astype(np.float64) @ b0
+    for _ in range(2):  # the second call takes the remembered path
+        c = xgpu.asarray(np.full((m, n), np.nan, np.float32), xgpu_device)
+        assert_close(xgpu.gemm(a, b, c, alpha=1.0, beta=0.0).get(), want, dtype=np.float32, terms=k)
+        assert_close(xgpu.gemm(a, b).get(), want, dtype=np.float32, terms=k)
+        assert_close(xgpu.matmul(a, b).get(), want, dtype=np.float32, terms=k)
+    # a view of the same shape: read through its strides
+    big = xgpu.asarray(np.concatenate([a0, a0 * 2], axis=1), xgpu_device)
+    assert_close(xgpu.gemm(big[:, k:], b).get(), 2 * want, dtype=np.float32, terms=k)
+    assert_close(xgpu.matmul(big[:, k:], b).get(), 2 * want, dtype=np.float32, terms=k)
+    # C that is A's memory (a square product): through a temporary, as numpy does
+    s0 = rng.uniform(-1, 1, (8, 8)).astype(np.float32)
+    s = xgpu.asarray(s0, xgpu_device)
+    other = xgpu.asarray(s0, xgpu_device)
+    xgpu.gemm(other, other, xgpu.empty((8, 8), np.float32, xgpu_device))
+    assert_close(xgpu.gemm(s, s, s).get(), s0.astype(np.float64) @ s0, dtype=np.float32, terms=8)
+    with pytest.raises(InvalidArgumentError, match="must be a real number"):
+        xgpu.gemm(a, b, c, alpha=True)
+    with pytest.raises(ShapeError):
+        xgpu.gemm(a, b, xgpu.empty((n, m), np.float32, xgpu_device))

@@ -455,6 +455,22 @@ def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool =
     the products in half precision instead: faster on GPUs with half-rate or better float16, and less
     accurate (docs/precision.md).
     """
+    key = None
+    if config is None and accumulate == "float32" and type(a) is Array and type(b) is Array and (
+            c is None or type(c) is Array) and type(alpha) in (int, float) and type(beta) in (int, float) \
+            and type(trans_a) is bool and type(trans_b) is bool:
+        # a call like an earlier one (shapes, dtypes, device, coefficients, flags) passed the same checks:
+        # only what depends on the arrays themselves is asked again
+        key = (a.device, a.dtype, b.dtype, a.shape, b.shape, None if c is None else (c.dtype, c.shape),
+               type(alpha), alpha, type(beta), beta, trans_a, trans_b)
+        seen = _seen_calls.get(key)
+        if seen is not None and a._whole and b._whole and b.device is a.device and (c is None or (
+                c._whole and c.device is a.device and c._block is not a._block and c._block is not b._block)):
+            m, n, k = seen
+            if c is None:
+                c, beta = xgpu.empty((m, n), a.dtype, a.device), 0.0
+            _launch(c, a, b, m, n, k, 1, alpha, beta, trans_a, trans_b, (0, 0, 0))
+            return c
     alpha, beta = _check_coefficient("alpha", alpha), _check_coefficient("beta", beta)
     a, b = _check_operand("a", a), _check_operand("b", b)
     arrays = [a, b] + ([_check_operand("c", c)] if c is not None else [])
@@ -488,12 +504,35 @@ def gemm(a, b, c=None, *, alpha: float = 1.0, beta: float = 0.0, trans_a: bool =
         _launch(result, a, b, m, n, k, 1, alpha, beta, trans_a, trans_b, (0, 0, 0), config, acc16)
         return xgpu.copyto(c, result)
     _launch(c, a, b, m, n, k, 1, alpha, beta, trans_a, trans_b, (0, 0, 0), config, acc16)
+    if key is not None and all(x._whole for x in (a, b, c)):
+        _remember(key, (m, n, k))
     return c
+
+
+#: calls that passed every check, by what the checks depended on -> what they worked out (gemm: m, n, k;
+#: matmul: matmul_shape's answer)
+_seen_calls: dict[tuple, tuple] = {}
+
+
+def _remember(key: tuple, value: tuple) -> None:
+    if len(_seen_calls) > 4096:  # a process sweeping many shapes: forget the old ones
+        _seen_calls.clear()
+    _seen_calls[key] = value
 
 
 def matmul(a, b):
     """``a @ b`` as numpy's ``matmul`` does it, for 2-D arrays and batches of them (3-D, a leading batch
     dimension; a batch of 1 broadcasts against the other side's batch)."""
+    if type(a) is Array and type(b) is Array:  # a call like an earlier one: see gemm
+        key: tuple | None = ("matmul", a.device, a.dtype, b.dtype, a.shape, b.shape)
+        seen = _seen_calls.get(key)
+        if seen is not None and a._whole and b._whole and b.device is a.device:
+            m, n, k, batch, out_shape, strides = seen
+            c = xgpu.empty(out_shape, a.dtype, a.device)
+            _launch(c, a, b, m, n, k, batch, 1.0, 0.0, False, False, strides)
+            return c
+    else:
+        key = None
     a, b = _check_operand("a", a), _check_operand("b", b)
     if is_integer(a, b):  # int8/uint8: exact int32; the integer kernel reads whole contiguous arrays
         return matmul_int(*(x if x.is_contiguous and not x.offset else x.copy() for x in (a, b)))
@@ -505,8 +544,11 @@ def matmul(a, b):
         return c
     if k == 0:
         return c.set(np.zeros(out_shape, dtype))
+    whole = a._whole and b._whole
     (a, trans_a), (b, trans_b) = plain_operand(a), plain_operand(b)  # a.T: a trans flag, not a copy
     _launch(c, a, b, m, n, k, batch, 1.0, 0.0, trans_a, trans_b, strides)
+    if key is not None and whole and not (trans_a or trans_b):
+        _remember(key, (m, n, k, batch, out_shape, strides))
     return c
 
 
