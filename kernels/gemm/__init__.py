@@ -348,8 +348,9 @@ def _oriented(a, b, m, n, k, batch, trans_a, trans_b, strides, swap: bool, want_
 
 
 def _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen: GemmPlan, explicit: bool):
-    """The panel kernel (CPU runtimes): both operands row-major, transposed ones packed first; with
-    ``chosen.swap``, C^T = op(B)^T op(A)^T written into C along its columns."""
+    """The panel kernel (CPU runtimes): A row-major (a transposed A packed first), B row-major or read as its
+    transpose (``chosen.read_bt``, else packed first); with ``chosen.swap``, C^T = op(B)^T op(A)^T written
+    into C along its columns."""
     device, dtype = c.device, c.dtype
     # what a call of this plan and shape launches is worked out once (a small GEMM's host time is its
     # launch's: 60 us of Python a call on these runtimes before, against the runtime's own 10-20)
