@@ -327,24 +327,36 @@ def _run(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen
     )
 
 
-def _oriented(a, b, m, n, k, batch, trans_a, trans_b, strides, swap: bool, want_b_transposed: bool):
-    """The operands as the CPU kernels read them: A row-major (M x K), B row-major (K x N), or with
+def _orientation(m, n, k, batch, trans_a, trans_b, strides, swap: bool, want_b_transposed: bool):
+    """How the CPU kernels read the operands: A row-major (M x K), B row-major (K x N), or with
     ``want_b_transposed`` as its transpose (N x K); with ``swap``, the product C^T = op(B)^T op(A)^T, C
-    then written along its columns. Returns (a, b, m, n, strides, (C's row stride, column stride))."""
+    then written along its columns. Returns (m, n, the (rows, cols, batch, stride) of A's and B's
+    transposes to pack first or None, strides, (C's row stride, column stride)); :func:`_packed` applies it."""
     stride_a, stride_b, stride_c = strides
     c_strides = (n, 1)
     if swap:
-        a, b, stride_a, stride_b = b, a, stride_b, stride_a
+        stride_a, stride_b = stride_b, stride_a
         m, n, trans_a, trans_b = n, m, not trans_b, not trans_a
         c_strides = (1, m)
+    pack_a = pack_b = None
     if trans_a and k:  # A is (K, M): its transposes, (M, K) each
-        a = transposed(a, k, m, batch, stride_a)
+        pack_a = (k, m, batch, stride_a)
         stride_a = m * k if stride_a else 0
     if trans_b != want_b_transposed and k:  # B lies as (N, K) or (K, N): the other way, each
-        rows, cols = (n, k) if trans_b else (k, n)
-        b = transposed(b, rows, cols, batch, stride_b)
+        pack_b = ((n, k) if trans_b else (k, n)) + (batch, stride_b)
         stride_b = k * n if stride_b else 0
-    return a, b, m, n, (stride_a, stride_b, stride_c), c_strides
+    return m, n, pack_a, pack_b, (stride_a, stride_b, stride_c), c_strides
+
+
+def _packed(a, b, swap: bool, pack_a, pack_b):
+    """The operands after an :func:`_orientation`'s swap and transposes."""
+    if swap:
+        a, b = b, a
+    if pack_a:
+        a = transposed(a, *pack_a)
+    if pack_b:
+        b = transposed(b, *pack_b)
+    return a, b
 
 
 def _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, chosen: GemmPlan, explicit: bool):
@@ -362,12 +374,7 @@ def _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, 
             _kernels.clear()
         _kernels[key] = call
     _, kernel, swap, pack_a, pack_b, scalars, sizes, scratch = call
-    if swap:
-        a, b = b, a
-    if pack_a:
-        a = transposed(a, *pack_a)
-    if pack_b:
-        b = transposed(b, *pack_b)
+    a, b = _packed(a, b, swap, pack_a, pack_b)
     extra = (xgpu.empty((scratch,), np.float32, device),) if scratch else ()
     return kernel(c, a, b, *scalars, *extra, **sizes)
 
@@ -377,20 +384,10 @@ def _panel_call(chosen: GemmPlan, device, dtype, m, n, k, batch, alpha, beta, tr
     """What :func:`_run_panel` launches for a plan and shape: (the plan, the kernel, whether A and B swap
     roles, the (rows, cols, batch, stride) of the transposes of A and B to pack first or None, the kernel's
     scalar arguments, its sizes, the float32 scratch's length for float16/bfloat16 or 0)."""
-    stride_a, stride_b, stride_c = strides
-    c_rs, c_cs = n, 1
-    if chosen.swap:  # C^T = op(B)^T op(A)^T: B's and A's roles swap, their transposes flip
-        stride_a, stride_b = stride_b, stride_a
-        m, n, trans_a, trans_b = n, m, not trans_b, not trans_a
-        c_rs, c_cs = 1, m
-    pack_a = pack_b = None
-    if trans_a and k:  # A is (K, M): its transposes, (M, K) each
-        pack_a = (k, m, batch, stride_a)
-        stride_a = m * k if stride_a else 0
-    read_bt = trans_b and chosen.read_bt  # B^T read as it lies, transposed in the kernel's copy
-    if trans_b and k and not read_bt:  # B is (N, K): its transposes, (K, N) each
-        pack_b = (n, k, batch, stride_b)
-        stride_b = k * n if stride_b else 0
+    # B^T (after any swap, whose transposes flip) read as it lies, transposed in the kernel's copy
+    read_bt = chosen.read_bt and ((not trans_a) if chosen.swap else trans_b)
+    m, n, pack_a, pack_b, (stride_a, stride_b, stride_c), (c_rs, c_cs) = _orientation(
+        m, n, k, batch, trans_a, trans_b, strides, chosen.swap, want_b_transposed=read_bt)
     kernel, cfg = _kernel(device, dtype, False, read_bt, chosen.config, explicit=explicit)
     wg = cfg.local_size[0]
     mc = cfg.tm
@@ -422,8 +419,9 @@ def _run_dot(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, ch
     """A product with few columns (after any swap) as dot products along K: A row-major, B read as its
     transpose (n x K rows), transposing it first when it lies untransposed (K x n: a few columns)."""
     device, dtype = c.device, c.dtype
-    a, b, m, n, (stride_a, stride_b, stride_c), (c_rs, c_cs) = _oriented(
-        a, b, m, n, k, batch, trans_a, trans_b, strides, chosen.swap, want_b_transposed=True)
+    m, n, pack_a, pack_b, (stride_a, stride_b, stride_c), (c_rs, c_cs) = _orientation(
+        m, n, k, batch, trans_a, trans_b, strides, chosen.swap, want_b_transposed=True)
+    a, b = _packed(a, b, chosen.swap, pack_a, pack_b)
     cols = 1 if n == 1 else 4
     rows = DOT_ROWS[cols]
     kernel, vw = _dot_kernel(device, dtype, chosen.config.vw, cols)
