@@ -803,7 +803,7 @@ class Kernel:
                         e.wait()
                     wait_for = None
                 args, staged = _stage_views(args, params)
-            converted = self._convert(args, params)
+            converted = [self._arg(a, i, params[i] if params is not None else None) for i, a in enumerate(args)]
             blocks = [a._block for a in args if isinstance(a, Array)]
             if hidden:
                 given = iter(converted)
@@ -896,24 +896,6 @@ class Kernel:
             else:
                 return None
         return out, blocks
-
-    def _convert(self, args: tuple[Any, ...], params: tuple[Param, ...] | None) -> list[Any]:
-        """The launch's arguments as the backend takes them: buffers for arrays, scalars of the parameters'
-        types (checked against the signature; the common cases without a call each)."""
-        if params is None:
-            return [self._arg(a, i) for i, a in enumerate(args)]
-        dev = self.program.device
-        out = []
-        for i, (a, p) in enumerate(zip(args, params)):
-            if p.pointer:
-                if type(a) is Array and a.device is dev and a.dtype == p.dtype:
-                    out.append(a._block.impl)
-                    continue
-            elif p.dtype is not None and type(a) is p.dtype.type:
-                out.append(a)
-                continue
-            out.append(self._arg(a, i, p))
-        return out
 
     def _local_memory(self, local_mem: Any, lsize: tuple[int, ...]) -> dict[str, LocalMemory]:
         """The hidden arguments of the kernel's launch-sized local arrays, checked against the device."""
