@@ -32,6 +32,15 @@ def small(device: xgpu.Device, size: int, small_size: int = 64) -> int:
     return min(size, small_size) if device.is_simulator else size
 
 
+@pytest.fixture(autouse=True)
+def _no_remembered_layers():
+    """Each test starts with no remembered conv2d calls: a test that swaps the library's internals
+    (monkeypatch) reaches them, not how an earlier test's layer of the same shape ran."""
+    import xgpu.kernels.conv2d as conv_module
+
+    conv_module._seen_calls.clear()
+
+
 @pytest.fixture
 def rng():
     return __import__("numpy").random.default_rng(1234)

@@ -330,8 +330,8 @@ def test_depthwise_kernel_on_every_device(xgpu_device, case, dtype, rng, monkeyp
     monkeypatch.setattr(conv_module, "_rows_form", lambda dev: True)
     monkeypatch.setattr(conv_module, "DEPTHWISE_BUFFER_BYTES", 2048)
     calls = []
-    real = conv_module._depthwise
-    monkeypatch.setattr(conv_module, "_depthwise", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    real = conv_module._depthwise_launch
+    monkeypatch.setattr(conv_module, "_depthwise_launch", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     empty = xgpu.empty
     monkeypatch.setattr(xgpu, "empty", lambda shape, dt=np.float32, device=None: empty(shape, dt, device).fill(
         poison(dt)))
@@ -372,8 +372,8 @@ def test_few_channel_kernel_on_every_device(xgpu_device, case, dtype, rng, monke
     monkeypatch.setattr(conv_module, "_rows_form", lambda dev: True)
     monkeypatch.setattr(conv_module, "DEPTHWISE_BUFFER_BYTES", 4096)
     calls = []
-    real = conv_module._depthwise
-    monkeypatch.setattr(conv_module, "_depthwise", lambda *a, **kw: calls.append(a[-1]) or real(*a, **kw))
+    real = conv_module._depthwise_launch
+    monkeypatch.setattr(conv_module, "_depthwise_launch", lambda *a, **kw: calls.append(a[-1]) or real(*a, **kw))
     empty = xgpu.empty
     monkeypatch.setattr(xgpu, "empty", lambda shape, dt=np.float32, device=None: empty(shape, dt, device).fill(
         poison(dt)))
@@ -393,11 +393,52 @@ def test_few_channel_kernel_leaves_large_blocks_of_taps(xgpu_device, rng, monkey
     block) is left to the implicit GEMM, with the same result."""
     monkeypatch.setattr(conv_module, "_rows_form", lambda dev: True)
     results = []
-    real = conv_module._depthwise
-    monkeypatch.setattr(conv_module, "_depthwise", lambda *a, **kw: results.append(real(*a, **kw)) or results[-1])
+    real = conv_module._depthwise_launch
+    monkeypatch.setattr(conv_module, "_depthwise_launch", lambda *a, **kw: results.append(real(*a, **kw)) or results[-1])
     x = rng.uniform(-1, 1, (1, 16, 9, 10)).astype(np.float32)
     wt = rng.uniform(-1, 1, (8, 16, 5, 5)).astype(np.float32)
     y = conv2d(xgpu.asarray(x, xgpu_device), xgpu.asarray(wt, xgpu_device), padding=2)
     assert len(results) == 1 and results[0] is None
     ref = conv2d_reference(x, wt, None, (1, 1), (2, 2, 2, 2), (1, 1), 1)
     assert_close(y.get(), ref, dtype=np.float32, terms=16 * 25)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_a_layer_like_an_earlier_one_is_still_checked(xgpu_device, layout, rng):
+    """conv2d remembers what a call's checks worked out, by devices, dtypes, shapes and parameters: a
+    pointwise, a depthwise and a general layer stay right on the remembered path, with and without a bias;
+    a view, True or a numpy integer as a stride, and a bias of the wrong shape, dtype or kind after good
+    calls are still checked."""
+    nhwc = layout == "NHWC"
+    for c, k, r, groups, stride, padding in [(8, 12, 1, 1, 1, 0), (8, 8, 3, 8, 1, 1), (8, 12, 3, 1, 2, 1)]:
+        x0 = rng.uniform(-1, 1, (2, c, 9, 7)).astype(np.float32)
+        w0 = rng.uniform(-1, 1, (k, c // groups, r, r)).astype(np.float32)
+        b0 = rng.uniform(-1, 1, k).astype(np.float32)
+        x = xgpu.asarray(x0.transpose(0, 2, 3, 1).copy() if nhwc else x0, xgpu_device)
+        w = xgpu.asarray(w0.transpose(2, 3, 1, 0).copy() if nhwc else w0, xgpu_device)
+        b = xgpu.asarray(b0, xgpu_device)
+        for bias in (None, b0, None):
+            ref = conv2d_reference(x0, w0, bias, (stride, stride), (padding,) * 4, (1, 1), groups)
+            ref = ref.transpose(0, 2, 3, 1) if nhwc else ref
+            for _ in range(2):  # the second call takes the remembered path
+                y = xgpu.conv2d(x, w, None if bias is None else b, stride=stride, padding=padding, groups=groups,
+                                layout=layout)
+                assert_close(y.get(), ref, dtype=np.float32, terms=c // groups * r * r, what=f"{layout} {c}->{k} {r}x{r}")
+        again = xgpu.conv2d(x, w, stride=np.int64(stride), padding=padding, groups=groups, layout=layout)
+        assert_close(again.get(), ref, dtype=np.float32, terms=c // groups * r * r)
+        with pytest.raises(InvalidArgumentError, match="stride"):
+            xgpu.conv2d(x, w, stride=True if stride == 2 else (1, True), padding=padding, groups=groups, layout=layout)
+        with pytest.raises(ShapeError, match="bias"):
+            xgpu.conv2d(x, w, xgpu.asarray(np.ones(k + 1, np.float32), xgpu_device), stride=stride, padding=padding,
+                        groups=groups, layout=layout)
+        with pytest.raises(UnsupportedDtypeError):
+            xgpu.conv2d(x, w, xgpu.asarray(b0.astype(np.float64), xgpu_device), stride=stride, padding=padding,
+                        groups=groups, layout=layout)
+        with pytest.raises(InvalidArgumentError, match="bias"):
+            xgpu.conv2d(x, w, b0, stride=stride, padding=padding, groups=groups, layout=layout)
+        # the same shape as a view of a larger image: read through its strides
+        big = np.concatenate([x0, x0], axis=3)
+        view = xgpu.asarray(big.transpose(0, 2, 3, 1).copy() if nhwc else big, xgpu_device)
+        view = view[:, :, 7:, :] if nhwc else view[:, :, :, 7:]
+        y = xgpu.conv2d(view, w, stride=stride, padding=padding, groups=groups, layout=layout)
+        assert_close(y.get(), ref, dtype=np.float32, terms=c // groups * r * r, what="a view")

@@ -324,6 +324,8 @@ class Array:
             shape = tuple(self.size // known if s == -1 else s for s in shape)
         if shape.count(-1) or any(s < 0 for s in shape) or math.prod(shape) != self.size:
             raise ShapeError(f"cannot reshape an array of shape {self.shape} into {shape}")
+        if self.is_contiguous:  # C order: a view at the same offset (what numpy would work out, without it)
+            return self._view(shape, _c_strides(shape), self._offset)
         shadow = self._host_shadow()
         try:
             view = np.reshape(shadow, shape, copy=False)
