@@ -50,6 +50,12 @@ FEW_CHANNELS_TAPS = 1536
 #: NCHW layers with at most this many output pixels per image (14x14 and smaller), one group and no bias
 #: run on CPU runtimes as im2col + the GEMM: the implicit GEMM has too few rows per work-group there
 IM2COL_PIXELS = 196
+#: ... and so do those with at least this many output channels (whatever their pixels): there the GEMM's
+#: panel kernel reuses each copied slice of the im2col matrix over enough rows (output channels) to beat the
+#: implicit GEMM; with 64 it does not. Measured here, GF/s implicit GEMM -> im2col + GEMM (PoCL / Intel):
+#: N1 C128 56x56 K128 3x3 stride 2, 73 -> 101 / 79 -> 108; N8 C128 28x28 K128 3x3, 118 -> 135 / 119 -> 130;
+#: N1 C256 28x28 K256 3x3 dilation 2, 94 -> 144 / 99 -> 162; but N8 C64 56x56 K64 3x3, 136 -> 112 / 142 -> 118
+IM2COL_CHANNELS = 128
 #: ... when the im2col matrix takes at most this many bytes
 IM2COL_BYTES = 64 << 20
 LAYOUTS = ("NCHW", "NHWC")
@@ -553,7 +559,7 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
 
             return again(x, w, bias), again
     if (chosen.kernel == "implicit-gemm" and config is None and layout == "NCHW" and g == 1 and not has_bias
-            and p * q <= IM2COL_PIXELS and n * c * r * s * p * q * dtype.itemsize <= IM2COL_BYTES
+            and (p * q <= IM2COL_PIXELS or k >= IM2COL_CHANNELS) and n * c * r * s * p * q * dtype.itemsize <= IM2COL_BYTES
             and _rows_form(device)):
         return _im2col_gemm(device, dtype, x, w, pads, (sh, sw), (dh, dw), out_shape, tr), generic
     y = xgpu.empty(out_shape, dtype, device)
