@@ -518,20 +518,26 @@ def _checked(x, w, bias, stride, padding, dilation, groups, layout, accumulate, 
                   bias is not None, acc16)
 
 
-def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConfig | None):
-    """Run a checked layer: (the result, how a call like it runs again)."""
+def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConfig | None,
+         decided: tuple | None = None):
+    """Run a checked layer: (the result, how a call like it runs again). ``decided``: what an earlier call of
+    the layer decided (the plan, the device's traits, the placeholder for a missing bias)."""
     device, dtype, layout, out_shape, pads = layer.device, layer.dtype, layer.layout, layer.out_shape, layer.pads
     (n, c, h, wd), (k, cg, r, s), (sh, sw), (dh, dw), groups = (layer.x_shape, layer.w_shape, layer.stride,
                                                                  layer.dilation, layer.groups)
     p, q = out_shape[2:] if layout == "NCHW" else out_shape[1:3]
-    generic = functools.partial(_run_again, layer)
-    bias_arr, has_bias = _bias_or_dummy(bias, device, dtype, k)
     g, kg = groups, k // groups
-    pointwise = is_pointwise((r, s), (sh, sw), pads, groups, has_bias)
-    chosen = (plan(device, dtype, cg, kg, (r, s), pointwise=pointwise) if config is None
-              else ConvPlan("implicit-gemm", config, "forced"))
+    has_bias = bias is not None
+    if decided is None:
+        pointwise = is_pointwise((r, s), (sh, sw), pads, groups, has_bias)
+        chosen = (plan(device, dtype, cg, kg, (r, s), pointwise=pointwise) if config is None
+                  else ConvPlan("implicit-gemm", config, "forced"))
+        # the kernels' bias argument when there is none (never read)
+        decided = (chosen, traits(device), _rows_form(device), _bias_or_dummy(None, device, dtype, k)[0])
+    chosen, tr, rows_form, placeholder = decided
     log.debug("conv2d %s x %s on %s: %s (%s)", x.shape, w.shape, device.id, chosen.label, chosen.reason)
-    tr = traits(device)
+    bias_arr = bias if bias is not None else placeholder
+    generic = functools.partial(_run_again, layer, decided)
     if chosen.kernel == "gemm":
         if (sh, sw) != (1, 1) or any(pads):  # the pixels the layer reads, as a smaller image
             x = _pad(device, dtype, x, layout, pads, layout, tr.pad_row_loop, stride=(sh, sw))
@@ -545,22 +551,20 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
         xs = x.reshape(n, c, h * wd) if layout == "NCHW" else x.reshape(n * h * wd, c)
         ws = w.reshape(k, c) if layout == "NCHW" else w.reshape(c, k)
         return (matmul(ws, xs) if layout == "NCHW" else gemm(xs, ws)).reshape(out_shape), again
-    if (layout == "NCHW" and config is None and _rows_form(device)
+    if (layout == "NCHW" and config is None and rows_form
             and (cg == 1 and chosen.kernel == "direct" or 1 < cg <= FEW_CHANNELS_IN)):
         launch = _depthwise_launch(device, dtype, x.shape, w.shape, has_bias, pads, (sh, sw), (dh, dw), out_shape,
                                    kg, cg)
         if launch is not None:
             log.debug("conv2d %s x %s on %s: conv2d_dw.mako (%d input channel(s) per group, NCHW, CPU runtime)",
                       x.shape, w.shape, device.id, cg)
-            placeholder = bias_arr
-
             def again(x: Array, w: Array, bias: Array | None) -> Array:
                 return _run_prepared(launch, x, w, placeholder if bias is None else bias)
 
             return again(x, w, bias), again
     if (chosen.kernel == "implicit-gemm" and config is None and layout == "NCHW" and g == 1 and not has_bias
             and (p * q <= IM2COL_PIXELS or k >= IM2COL_CHANNELS) and n * c * r * s * p * q * dtype.itemsize <= IM2COL_BYTES
-            and _rows_form(device)):
+            and rows_form):
         return _im2col_gemm(device, dtype, x, w, pads, (sh, sw), (dh, dw), out_shape, tr), generic
     y = xgpu.empty(out_shape, dtype, device)
 
@@ -617,8 +621,8 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
     return y, generic
 
 
-def _run_again(layer: _Layer, x: Array, w: Array, bias: Array | None) -> Array:
-    return _run(layer, x, w, bias, None)[0]
+def _run_again(layer: _Layer, decided: tuple, x: Array, w: Array, bias: Array | None) -> Array:
+    return _run(layer, x, w, bias, None, decided)[0]
 
 
 def _pointwise(layer: _Layer, x: Array, w: Array, bias: Array | None) -> Array:
