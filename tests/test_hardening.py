@@ -24,7 +24,13 @@ import pytest
 
 import xgpu
 from xgpu import _cache, _paths, errors
-from xgpu.errors import InvalidArgumentError, ShapeError, TemplateError, UnsupportedDtypeError
+from xgpu.errors import (
+    BackendUnavailableError,
+    InvalidArgumentError,
+    ShapeError,
+    TemplateError,
+    UnsupportedDtypeError,
+)
 
 from .conftest import run_xgpu
 
@@ -608,6 +614,36 @@ def test_a_launch_like_an_earlier_one_is_still_checked(xgpu_device):
     program.fill(z[::2], 5, global_size=(5,), local_size=(1,))  # a view: staged, written back
     np.testing.assert_array_equal(z.get(), np.where(np.arange(10) % 2 == 0, 7, -1).astype(np.float32))
     np.testing.assert_array_equal(y.get(), np.full(5, 7, np.float32))
+
+
+def test_a_bound_launch_still_checks_its_arrays(xgpu_device):
+    """Kernel.bind checks the scalars and sizes once; each call still checks its arrays: a view is staged, a
+    wrong dtype, a scalar in an array's place and a wrong count are refused, and a ``with queue:`` block
+    takes the launch."""
+    program = xgpu.compile(SOURCE, xgpu_device, defines={"value": "7.0f"})
+    launch = program.fill.bind(None, np.int32(5), global_size=(5,), local_size=(1,))
+    y = xgpu.zeros(5, np.float32, xgpu_device)
+    for _ in range(2):
+        assert isinstance(launch(y), xgpu.Event)
+    np.testing.assert_array_equal(y.get(), np.full(5, 7, np.float32))
+    z = xgpu.asarray(np.full(10, -1, np.float32), xgpu_device)
+    launch(z[::2])  # a view: staged, written back
+    np.testing.assert_array_equal(z.get(), np.where(np.arange(10) % 2 == 0, 7, -1).astype(np.float32))
+    with pytest.raises(UnsupportedDtypeError, match=r"\(y\).*float32"):
+        launch(xgpu.zeros(5, np.float64, xgpu_device))
+    with pytest.raises(InvalidArgumentError, match=r"\(y\).*pointer"):
+        launch(np.int32(5))
+    with pytest.raises(InvalidArgumentError, match="bound with 1 array"):
+        launch(y, y)
+    try:
+        queue = xgpu_device.queue()
+    except BackendUnavailableError:
+        return
+    w = xgpu.zeros(5, np.float32, xgpu_device)
+    with queue:
+        assert launch(w).queue is queue
+    queue.finish()
+    np.testing.assert_array_equal(w.get(), np.full(5, 7, np.float32))
 
 
 # ------------------------------------------------------------------------------------------------

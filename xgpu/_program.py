@@ -808,25 +808,40 @@ class Kernel:
             if hidden:
                 given = iter(converted)
                 converted = [hidden[p.name] if p.local else next(given) for p in self.params or ()]
+        event = self._enqueue(chosen, converted, blocks, padded, lsize, wait_for)
+        if staged:
+            for view, contiguous in staged:  # queued after the kernel: the device runs work in order
+                GENERATED.elementwise.copy_into(view, contiguous)
+        return event
+
+    def _enqueue(self, chosen: Any, converted: list[Any], blocks: list[Any], padded: tuple[int, ...],
+                 lsize: tuple[int, ...], wait_for: Any = None) -> Event:
+        """The launch itself, its arguments converted: after what it must wait for, on ``chosen`` (a queue, or
+        None for the device's default one); Oclgrind's findings raised."""
+        dev = self.program.device
         deps = ordered(dev, chosen, blocks, wait_for, self._what_short)
-        what = self._what
         if chosen is None and not deps:
             impl = dev._impl.launch(self._impl, padded, lsize, converted)
         else:
             impl = dev._impl.enqueue_launch(None if chosen is None else chosen._impl, self._impl, padded, lsize,
                                             converted, deps)
         record(chosen, blocks, impl)
-        event = Event(impl, what, dev, chosen or dev.default_queue)
+        event = Event(impl, self._what, dev, chosen or dev.default_queue)
         dev._last_kernel = self.name  # named by synchronize(timeout=)
         if dev.checks_memory:
             event.wait()
             found = dev._impl.take_diagnostics()
             if found:
                 raise memory_check_error(found, self.program.source, dev.id, self.name, padded, lsize)
-        if staged:
-            for view, contiguous in staged:  # queued after the kernel: the device runs work in order
-                GENERATED.elementwise.copy_into(view, contiguous)
         return event
+
+    def bind(self, *args: Any, global_size: Any, local_size: Any = None,
+             local_mem: dict[str, int] | None = None) -> BoundLaunch:
+        """A launch with everything but its arrays given, checked once: ``args`` holds ``None`` where an array
+        goes. Calling the result with the arrays (in the order of those ``None``) launches as the kernel
+        itself would, on the queue a ``with queue:`` block chose, else the device's default queue. For a
+        library's hot path: a small GEMM's host time is mostly its launch's Python."""
+        return BoundLaunch(self, args, global_size, local_size, local_mem)
 
     def _geometry(self, global_size: Any, local_size: Any, local_mem: Any):
         """(local size, padded global size, hidden local arrays) of a launch, checked; remembered for
@@ -1006,3 +1021,61 @@ class Kernel:
         raise InvalidArgumentError(
             f"argument {i} of {self.name!r} is a {type(a).__name__}: kernels take xgpu Arrays and numpy scalars"
         )
+
+
+class BoundLaunch:
+    """:meth:`Kernel.bind`'s result: the kernel's scalars converted and its sizes checked once; each call
+    passes its arrays. Arrays the fast path cannot take as they are (views, another dtype or device) take
+    the kernel's own checked launch."""
+
+    __slots__ = ("kernel", "args", "sizes", "slots", "converted", "dtypes", "geometry")
+
+    def __init__(self, kernel: Kernel, args: tuple[Any, ...], global_size: Any, local_size: Any, local_mem: Any):
+        self.kernel, self.args = kernel, args
+        self.sizes = {"global_size": global_size, "local_size": local_size, "local_mem": local_mem}
+        self.slots: tuple[int, ...] | None = None  # where the arrays go in the converted arguments
+        lsize, padded, hidden = kernel._geometry(global_size, local_size, local_mem)
+        self.geometry = (padded, lsize)
+        params = kernel.params
+        if kernel._signature is None or params is None or len(args) != len(kernel._signature) or (
+                kernel.program.index_bits == 32 and math.prod(padded) > INDEX_MAX) or kernel.program.device.checks_memory:
+            return  # every call takes the checked launch
+        given = iter(args)
+        converted: list[Any] = []
+        slots, dtypes = [], []
+        for p in params:
+            if p.local:
+                converted.append(hidden[p.name])
+                continue
+            a = next(given)
+            if a is None and p.pointer:
+                slots.append(len(converted))
+                dtypes.append(p.dtype)
+                converted.append(None)
+            elif not p.pointer and p.dtype is not None and type(a) is p.dtype.type:
+                converted.append(a)
+            else:
+                return
+        self.slots, self.converted, self.dtypes = tuple(slots), converted, tuple(dtypes)
+
+    def __call__(self, *arrays: Array) -> Event:
+        kernel = self.kernel
+        slots = self.slots
+        if slots is not None and len(arrays) == len(slots):
+            dev = kernel.program.device
+            chosen = pick(dev, None, kernel._what_short)
+            converted = self.converted.copy()
+            blocks = []
+            for at, a, dtype in zip(slots, arrays, self.dtypes):
+                if type(a) is not Array or a.device is not dev or a.dtype != dtype or not a._whole or a.size > INDEX_MAX:
+                    break
+                block = a._block
+                converted[at] = block.impl
+                blocks.append(block)
+            else:
+                return kernel._enqueue(chosen, converted, blocks, *self.geometry)
+        if len(arrays) != self.args.count(None):
+            raise InvalidArgumentError(f"{kernel._what_short} was bound with {self.args.count(None)} array(s) to "
+                                       f"pass, got {len(arrays)}")
+        given = iter(arrays)
+        return kernel(*[next(given) if a is None else a for a in self.args], **self.sizes)

@@ -244,10 +244,11 @@ def depthwise_lanes(device: xgpu.Device, dtype: np.dtype) -> int:
 
 
 def _run_prepared(launch: tuple, x: Array, w: Array, bias: Array) -> Array:
-    """A kernel launch worked out beforehand: (kernel, the output's shape, its index arguments, its sizes)."""
-    kernel, out_shape, args, sizes = launch
+    """A kernel launch worked out beforehand: (the output's shape, the kernel bound to its index arguments and
+    sizes, taking y, x, w and bias)."""
+    out_shape, bound = launch
     y = xgpu.empty(out_shape, x.dtype, x.device)
-    kernel(y, x, w, bias, *args, **sizes)
+    bound(y, x, w, bias)
     return y
 
 
@@ -290,9 +291,9 @@ def _depthwise_launch(device, dtype, x_shape, w_shape, has_bias: bool, pads, str
     kernel = xgpu.compile(DEPTHWISE, device, defines={"dtype": dtype, "kr": r, "ks": s, "ksh": sh, "ksw": sw,
                                                        "kdh": dh, "kdw": dw, "kcg": cg, "kkg": kg, "kb": kb,
                                                        "vw": vw, "has_bias": has_bias}).conv2d_dw
-    return (kernel, out_shape, _index(n, c, h, wd, k, p, q, pads[0], pads[2], rb, wb, planes),
-            {"global_size": (-(-units // planes), -(-p // rb), 1), "local_size": (1, 1, 1),
-             "local_mem": {"rows": cg * nrows * wb * acc_bytes}})
+    return out_shape, kernel.bind(None, None, None, None, *_index(n, c, h, wd, k, p, q, pads[0], pads[2], rb, wb, planes),
+                                  global_size=(-(-units // planes), -(-p // rb), 1), local_size=(1, 1, 1),
+                                  local_mem={"rows": cg * nrows * wb * acc_bytes})
 
 
 def _rows_form(device: xgpu.Device) -> bool:

@@ -373,17 +373,18 @@ def _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, 
         if len(_kernels) > 4096:  # a process sweeping many shapes: forget the old ones (builds stay cached on disk)
             _kernels.clear()
         _kernels[key] = call
-    _, kernel, swap, pack_a, pack_b, scalars, sizes, scratch = call
+    _, launch, swap, pack_a, pack_b, scratch = call
     a, b = _packed(a, b, swap, pack_a, pack_b)
-    extra = (xgpu.empty((scratch,), np.float32, device),) if scratch else ()
-    return kernel(c, a, b, *scalars, *extra, **sizes)
+    if scratch:
+        return launch(c, a, b, xgpu.empty((scratch,), np.float32, device))
+    return launch(c, a, b)
 
 
 def _panel_call(chosen: GemmPlan, device, dtype, m, n, k, batch, alpha, beta, trans_a, trans_b, strides,
                 explicit: bool) -> tuple:
-    """What :func:`_run_panel` launches for a plan and shape: (the plan, the kernel, whether A and B swap
-    roles, the (rows, cols, batch, stride) of the transposes of A and B to pack first or None, the kernel's
-    scalar arguments, its sizes, the float32 scratch's length for float16/bfloat16 or 0)."""
+    """What :func:`_run_panel` launches for a plan and shape: (the plan, the kernel's launch bound to its
+    scalars and sizes (xgpu.Kernel.bind), whether A and B swap roles, the (rows, cols, batch, stride) of the
+    transposes of A and B to pack first or None, the float32 scratch's length for float16/bfloat16 or 0)."""
     # B^T (after any swap, whose transposes flip) read as it lies, transposed in the kernel's copy
     read_bt = chosen.read_bt and ((not trans_a) if chosen.swap else trans_b)
     m, n, pack_a, pack_b, (stride_a, stride_b, stride_c), (c_rs, c_cs) = _orientation(
@@ -399,7 +400,8 @@ def _panel_call(chosen: GemmPlan, device, dtype, m, n, k, batch, alpha, beta, tr
              "local_mem": {"Bl": cfg.local_mem_bytes(acc_itemsize(dtype), k)}}
     # float16, bfloat16: K blocks before the last add up in float32 there
     scratch = (batch * m * n if k > cfg.kc else 1) if dtype.itemsize == 2 else 0
-    return chosen, kernel, chosen.swap, pack_a, pack_b, scalars, sizes, scratch
+    launch = kernel.bind(None, None, None, *scalars, *((None,) if scratch else ()), **sizes)
+    return chosen, launch, chosen.swap, pack_a, pack_b, scratch
 
 
 def dot_defines(dtype: np.dtype, vw: int, cols: int) -> dict[str, Any]:
