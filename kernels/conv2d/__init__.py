@@ -546,12 +546,12 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
             if layout == "NCHW":  # y[n] (K x HW) = w (K x C) @ x[n] (C x HW)
                 return matmul(w.reshape(k, c), x.reshape(n, c, h * wd)).reshape(out_shape), generic
             return gemm(x.reshape(n * h * wd, c), w.reshape(c, k)).reshape(out_shape), generic  # (NHW x C) @ (C x K)
-        again = functools.partial(_pointwise, layer)
+        as_gemm = functools.partial(_pointwise, layer)
         if x._whole and w._whole:
-            return again(x, w, bias), again
+            return as_gemm(x, w, bias), as_gemm
         xs = x.reshape(n, c, h * wd) if layout == "NCHW" else x.reshape(n * h * wd, c)
         ws = w.reshape(k, c) if layout == "NCHW" else w.reshape(c, k)
-        return (matmul(ws, xs) if layout == "NCHW" else gemm(xs, ws)).reshape(out_shape), again
+        return (matmul(ws, xs) if layout == "NCHW" else gemm(xs, ws)).reshape(out_shape), as_gemm
     if (layout == "NCHW" and config is None and rows_form
             and (cg == 1 and chosen.kernel == "direct" or 1 < cg <= FEW_CHANNELS_IN)):
         launch = _depthwise_launch(device, dtype, x.shape, w.shape, has_bias, pads, (sh, sw), (dh, dw), out_shape,
@@ -570,7 +570,7 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
     y = xgpu.empty(out_shape, dtype, device)
 
     defines = {"dtype": dtype, "has_bias": has_bias, "out_nchw": layout == "NCHW"}
-    shape_args = (n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
+    shape_args: tuple[int, ...] = (n, h, wd, c, p, q, k, r, s, cg, kg, sh, sw, pads[0], pads[2], dh, dw)
     if chosen.kernel == "direct":
         # input and weights in their own layout (the kernel indexes either). NCHW on CPUs: the
         # padding written into a copy, since lanes are pixels there and masked windows would make every
