@@ -1074,8 +1074,8 @@ class BoundLaunch:
                 blocks.append(block)
             else:
                 return kernel._enqueue(chosen, converted, blocks, *self.geometry)
-        if len(arrays) != self.args.count(None):
-            raise InvalidArgumentError(f"{kernel._what_short} was bound with {self.args.count(None)} array(s) to "
-                                       f"pass, got {len(arrays)}")
+        wanted = sum(a is None for a in self.args)
+        if len(arrays) != wanted:
+            raise InvalidArgumentError(f"{kernel._what_short} was bound with {wanted} array(s) to pass, got {len(arrays)}")
         given = iter(arrays)
         return kernel(*[next(given) if a is None else a for a in self.args], **self.sizes)

@@ -444,7 +444,6 @@ class _Layer:
     pads: tuple[int, int, int, int]  # top, bottom, left, right
     groups: int
     out_shape: tuple[int, ...]
-    has_bias: bool
     acc16: bool
 
     @property
@@ -516,7 +515,7 @@ def _checked(x, w, bias, stride, padding, dilation, groups, layout, accumulate, 
         _bias_or_dummy(bias, device, dtype, k)  # an xgpu array of one value per output channel
     out_shape = (n, k, p, q) if layout == "NCHW" else (n, p, q, k)
     return _Layer(device, dtype, layout, (n, c, h, wd), (k, cg, r, s), (sh, sw), (dh, dw), pads, groups, out_shape,
-                  bias is not None, acc16)
+                  acc16)
 
 
 def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConfig | None,
@@ -559,6 +558,7 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
         if launch is not None:
             log.debug("conv2d %s x %s on %s: conv2d_dw.mako (%d input channel(s) per group, NCHW, CPU runtime)",
                       x.shape, w.shape, device.id, cg)
+
             def again(x: Array, w: Array, bias: Array | None) -> Array:
                 return _run_prepared(launch, x, w, placeholder if bias is None else bias)
 
