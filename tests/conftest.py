@@ -34,11 +34,12 @@ def small(device: xgpu.Device, size: int, small_size: int = 64) -> int:
 
 @pytest.fixture(autouse=True)
 def _no_remembered_layers():
-    """Each test starts with no remembered conv2d calls: a test that swaps the library's internals
-    (monkeypatch) reaches them, not how an earlier test's layer of the same shape ran."""
+    """Each test starts with no remembered conv2d calls or bound launches: a test that swaps the library's
+    internals (monkeypatch) reaches them, not how an earlier test's layer of the same shape ran."""
     import xgpu.kernels.conv2d as conv_module
 
     conv_module._seen_calls.clear()
+    conv_module._BOUND.clear()
 
 
 @pytest.fixture

@@ -186,6 +186,21 @@ def _index(*values: int) -> tuple[np.int32, ...]:
     return tuple(np.int32(v) for v in values)
 
 
+#: kernel launches bound to their index arguments and sizes (xgpu.Kernel.bind), by everything they were
+#: worked out from: a layer called again launches its copies and kernels without working them out again
+_BOUND: dict[tuple, Any] = {}
+
+
+def _bound(key: tuple, make: Callable[[], Any]) -> Any:
+    """``_BOUND[key]``, made by ``make()`` the first time."""
+    found = _BOUND.get(key)
+    if found is None:
+        if len(_BOUND) > 4096:  # a process sweeping many layers: forget the old ones
+            _BOUND.clear()
+        found = _BOUND[key] = make()
+    return found
+
+
 def _pair(value: Any, name: str, minimum: int) -> tuple[int, int]:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         pair = (int(value), int(value))
@@ -208,11 +223,15 @@ def _permute(device, dtype, src: Array, out_shape: tuple[int, int, int, int], st
     d3p = d3p or d3
     out = xgpu.empty((d0, d1, d2, d3p), dtype, device)
     if out.size:
-        kernel = xgpu.compile(PERMUTE, device, defines={"dtype": dtype}).permute
-        lanes = min(64, 1 << max(d3p - 1, 0).bit_length())
-        depth = max(1, min(16, kernel.max_work_group_size // lanes, device.max_work_item_sizes[1],
-                           1 << max(d2 - 1, 0).bit_length()))
-        kernel(out, src, *_index(d0, d1, d2, d3, *strides, d3p), global_size=(d3p, d2, d0 * d1), local_size=(lanes, depth, 1))
+        def make():
+            kernel = xgpu.compile(PERMUTE, device, defines={"dtype": dtype}).permute
+            lanes = min(64, 1 << max(d3p - 1, 0).bit_length())
+            depth = max(1, min(16, kernel.max_work_group_size // lanes, device.max_work_item_sizes[1],
+                               1 << max(d2 - 1, 0).bit_length()))
+            return kernel.bind(None, None, *_index(d0, d1, d2, d3, *strides, d3p), global_size=(d3p, d2, d0 * d1),
+                               local_size=(lanes, depth, 1))
+
+        _bound(("permute", device, dtype, out_shape, tuple(strides), d3p), make)(out, src)
     return out
 
 
@@ -228,9 +247,13 @@ def _im2col_gemm(device, dtype, x: Array, w: Array, pads, stride, dilation, out_
     xp = _pad(device, dtype, x, "NCHW", pads, "NCHW", tr.pad_row_loop) if any(pads) else x
     hp, wp = xp.shape[2:]
     col = xgpu.empty((n, c * r * s, p * q), dtype, device)
-    kernel = xgpu.compile(IM2COL, device, defines={"dtype": dtype, "kr": r, "ks": s, "ksh": stride[0], "ksw": stride[1],
-                                                    "kdh": dilation[0], "kdw": dilation[1]}).im2col
-    kernel(col, xp, *_index(c, hp, wp, p, q), global_size=(n * c * r * s, 1, 1), local_size=(1, 1, 1))
+
+    def make():
+        kernel = xgpu.compile(IM2COL, device, defines={"dtype": dtype, "kr": r, "ks": s, "ksh": stride[0],
+                                                        "ksw": stride[1], "kdh": dilation[0], "kdw": dilation[1]}).im2col
+        return kernel.bind(None, None, *_index(c, hp, wp, p, q), global_size=(n * c * r * s, 1, 1), local_size=(1, 1, 1))
+
+    _bound(("im2col", device, dtype, xp.shape, w.shape, tuple(stride), tuple(dilation), p, q), make)(col, xp)
     y = xgpu.empty(out_shape, dtype, device)
     crs = c * r * s
     _launch(y, w, col, k, p * q, crs, n, 1.0, 0.0, False, False, (0, crs * p * q, k * p * q), acc16=acc16)
@@ -318,20 +341,25 @@ def _pad(device, dtype, x: Array, layout: str, pads: tuple[int, int, int, int], 
     row_loop = row_loop and not out_nchw
     # CPU runtimes: a work-item per channel plane or pixel row (pad.mako's ``rows``)
     rows = _rows_form(device)
-    kernel = xgpu.compile(PAD, device, defines={"dtype": dtype, "in_nchw": layout == "NCHW", "out_nchw": out_nchw,
-                                                 "row_loop": row_loop, "ssh": stride[0], "ssw": stride[1],
-                                                 "phases": phases, "rows": rows}).pad
-    if rows:
-        gsize = (n * c, 1, 1) if out_nchw else (n * hp, 1, 1)
-        kernel(out, x, *_index(n, h, wd, c, hp, wp, pads[0], pads[2]), global_size=gsize, local_size=(1, 1, 1))
-        return out
-    # dimension 0 along the output's rows, up to 64 rows a group: for NCHW -> NHWC a CPU thread then
-    # walks a whole image row of each channel's cache lines (Intel N8 C64 56x56: 0.69 ms with 64 x 58
-    # work-items a group, 0.81 with 64 x 16 or 64 x 4, 1.08 with 64 x 1)
-    gsize = (wq, hp, n * c) if out_nchw else (c, 1 if row_loop else wp, n * hp)
-    lanes = min(64, 1 << max(gsize[0] - 1, 0).bit_length())
-    depth = max(1, min(64, kernel.max_work_group_size // lanes, device.max_work_item_sizes[1], gsize[1]))
-    kernel(out, x, *_index(n, h, wd, c, hp, wp, pads[0], pads[2]), global_size=gsize, local_size=(lanes, depth, 1))
+
+    def make():
+        kernel = xgpu.compile(PAD, device, defines={"dtype": dtype, "in_nchw": layout == "NCHW", "out_nchw": out_nchw,
+                                                     "row_loop": row_loop, "ssh": stride[0], "ssw": stride[1],
+                                                     "phases": phases, "rows": rows}).pad
+        args = _index(n, h, wd, c, hp, wp, pads[0], pads[2])
+        if rows:
+            gsize = (n * c, 1, 1) if out_nchw else (n * hp, 1, 1)
+            return kernel.bind(None, None, *args, global_size=gsize, local_size=(1, 1, 1))
+        # dimension 0 along the output's rows, up to 64 rows a group: for NCHW -> NHWC a CPU thread then
+        # walks a whole image row of each channel's cache lines (Intel N8 C64 56x56: 0.69 ms with 64 x 58
+        # work-items a group, 0.81 with 64 x 16 or 64 x 4, 1.08 with 64 x 1)
+        gsize = (wq, hp, n * c) if out_nchw else (c, 1 if row_loop else wp, n * hp)
+        lanes = min(64, 1 << max(gsize[0] - 1, 0).bit_length())
+        depth = max(1, min(64, kernel.max_work_group_size // lanes, device.max_work_item_sizes[1], gsize[1]))
+        return kernel.bind(None, None, *args, global_size=gsize, local_size=(lanes, depth, 1))
+
+    _bound(("pad", device, dtype, x.shape, layout, tuple(pads), out_layout, row_loop, tuple(stride), phases, rows),
+           make)(out, x)
     return out
 
 
@@ -588,16 +616,20 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
         # stride, or of NHWC channels that read one input channel (one group) or neighbouring ones (depthwise)
         vectors = (not masked and (sw == 1 or phased)) if in_nchw else (g == 1 or (cg, kg) == (1, 1))
         vw = tr.direct_vw if vectors and dtype.itemsize > 2 else 1
-        program = xgpu.compile(DIRECT, device, defines={**defines, "in_nchw": in_nchw, "padded": masked, "vw": vw,
-                                                         "phased": phased,
-                                                         "kr": r, "ks": s, "kcg": cg, "kkg": kg, "kgroups": g,
-                                                         "ksh": sh, "ksw": sw, "kdh": dh, "kdw": dw})
-        # dimension 0 is what CPU runtimes vectorise over: output pixels (NCHW) or channels (NHWC), vw of
-        # them a work-item; a few hundred work-items a group, since CPU runtimes pay per group
-        gsize = (-(-q // vw), p, n * k) if in_nchw else (-(-k // vw), q, n * p)
-        lanes = min(128, 1 << max(gsize[0] - 1, 0).bit_length())
-        program.conv2d_direct(y, x, w, bias_arr, *_index(*shape_args), global_size=gsize,
-                              local_size=(lanes, max(1, min(512 // lanes, gsize[1])), 1))
+        direct_defines = {**defines, "in_nchw": in_nchw, "padded": masked, "vw": vw, "phased": phased, "kr": r,
+                          "ks": s, "kcg": cg, "kkg": kg, "kgroups": g, "ksh": sh, "ksw": sw, "kdh": dh, "kdw": dw}
+
+        def make_direct():
+            program = xgpu.compile(DIRECT, device, defines=direct_defines)
+            # dimension 0 is what CPU runtimes vectorise over: output pixels (NCHW) or channels (NHWC), vw of
+            # them a work-item; a few hundred work-items a group, since CPU runtimes pay per group
+            gsize = (-(-q // vw), p, n * k) if in_nchw else (-(-k // vw), q, n * p)
+            lanes = min(128, 1 << max(gsize[0] - 1, 0).bit_length())
+            return program.conv2d_direct.bind(None, None, None, None, *_index(*shape_args), global_size=gsize,
+                                              local_size=(lanes, max(1, min(512 // lanes, gsize[1])), 1))
+
+        _bound(("direct", device, tuple(sorted(direct_defines.items())), shape_args, out_shape), make_direct)(
+            y, x, w, bias_arr)
     else:
         x_nhwc, masked = _gemm_input(device, dtype, x, layout, pads, tr)
         if not masked:  # the input now holds its padding
@@ -605,8 +637,10 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
         assert chosen.config is not None  # an implicit-GEMM plan always holds its variant
         m = n * p * q
         wanted = chosen.config if config is not None else fit_rows(chosen.config, m)
-        kernel, cfg = compile_variant(IGEMM, "conv2d_igemm", device, wanted, {**defines, "padded": masked},
-                                      explicit=config is not None)
+        explicit = config is not None
+        kernel, cfg = _bound(("igemm", device, dtype, wanted, has_bias, layout, masked, explicit),
+                             lambda: compile_variant(IGEMM, "conv2d_igemm", device, wanted,
+                                                     {**defines, "padded": masked}, explicit=explicit))
         tx, ty = cfg.local_size
         col_tiles = -(-kg // cfg.tn)
         kp = col_tiles * cfg.tn
@@ -617,8 +651,10 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
             # weights to (G, R, S, Cg, Kp): each group's (R * S * Cg) x Kg matrix, zeros out to whole column tiles
             strides = (kg * cg * r * s, 1, r * s, cg * r * s) if layout == "NCHW" else (kg, cg * k, k, 1)
             w_k, ldw, wgs = _permute(device, dtype, w, (g, r * s, cg, kg), strides, kp), kp, r * s * cg * kp
-        kernel(y, x_nhwc, w_k, bias_arr, *_index(*shape_args, ldw, wgs),
-               global_size=(col_tiles * tx, -(-m // cfg.tm) * ty, g), local_size=(tx, ty, 1))
+        _bound(("igemm launch", kernel, shape_args, ldw, wgs, col_tiles, m, g),
+               lambda: kernel.bind(None, None, None, None, *_index(*shape_args, ldw, wgs),
+                                   global_size=(col_tiles * tx, -(-m // cfg.tm) * ty, g), local_size=(tx, ty, 1)))(
+            y, x_nhwc, w_k, bias_arr)
     return y, generic
 
 
