@@ -900,8 +900,7 @@ class Kernel:
             if p.local:
                 out.append(hidden[p.name])
             elif p.pointer:
-                if type(a) is not Array or a.device is not dev or a.dtype != p.dtype or not a._whole \
-                        or a.size > INDEX_MAX:
+                if not _as_it_is(a, dev, p.dtype):
                     return None
                 block = a._block
                 out.append(block.impl)
@@ -1023,6 +1022,12 @@ class Kernel:
         )
 
 
+def _as_it_is(a: Any, device: Any, dtype: Any) -> bool:
+    """Whether a launch takes ``a`` for a pointer to ``dtype`` on ``device`` as it is: a whole array of that
+    device and dtype, of at most 2**31-1 elements (anything else is checked, converted or staged)."""
+    return type(a) is Array and a.device is device and a.dtype == dtype and a._whole and a.size <= INDEX_MAX
+
+
 class BoundLaunch:
     """:meth:`Kernel.bind`'s result: the kernel's scalars converted and its sizes checked once; each call
     passes its arrays. Arrays the fast path cannot take as they are (views, another dtype or device) take
@@ -1067,7 +1072,7 @@ class BoundLaunch:
             converted = self.converted.copy()
             blocks = []
             for at, a, dtype in zip(slots, arrays, self.dtypes):
-                if type(a) is not Array or a.device is not dev or a.dtype != dtype or not a._whole or a.size > INDEX_MAX:
+                if not _as_it_is(a, dev, dtype):
                     break
                 block = a._block
                 converted[at] = block.impl

@@ -381,14 +381,12 @@ def _gemm_input(device, dtype, x: Array, layout: str, pads: tuple[int, int, int,
     return out, any(pads)
 
 
-def _bias_or_dummy(bias, device, dtype, k):
-    if bias is None:
-        return xgpu.empty(1, dtype, device), False
+def _check_bias(bias: Any, k: int) -> None:
+    """A bias is an xgpu array of one value per output channel."""
     if not isinstance(bias, Array):
         raise InvalidArgumentError(f"bias is a {type(bias).__name__}, not an xgpu array")
     if bias.shape != (k,):
         raise ShapeError(f"bias must have shape ({k},) (one value per output channel), got {bias.shape}")
-    return bias, True
 
 
 def conv2d(x, w, bias=None, *, stride=1, padding=0, dilation=1, groups=1, layout: str = "NCHW",
@@ -540,7 +538,7 @@ def _checked(x, w, bias, stride, padding, dilation, groups, layout, accumulate, 
                          f"padded input ({hp}x{wp})")
     p, q = (hp - span_h) // sh + 1, (wp - span_w) // sw + 1
     if bias is not None and not acc16:
-        _bias_or_dummy(bias, device, dtype, k)  # an xgpu array of one value per output channel
+        _check_bias(bias, k)
     out_shape = (n, k, p, q) if layout == "NCHW" else (n, p, q, k)
     return _Layer(device, dtype, layout, (n, c, h, wd), (k, cg, r, s), (sh, sw), (dh, dw), pads, groups, out_shape,
                   acc16)
@@ -561,7 +559,7 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
         chosen = (plan(device, dtype, cg, kg, (r, s), pointwise=pointwise) if config is None
                   else ConvPlan("implicit-gemm", config, "forced"))
         # the kernels' bias argument when there is none (never read)
-        decided = (chosen, traits(device), _rows_form(device), _bias_or_dummy(None, device, dtype, k)[0])
+        decided = (chosen, traits(device), _rows_form(device), xgpu.empty(1, dtype, device))
     chosen, tr, rows_form, placeholder = decided
     log.debug("conv2d %s x %s on %s: %s (%s)", x.shape, w.shape, device.id, chosen.label, chosen.reason)
     bias_arr = bias if bias is not None else placeholder
