@@ -304,7 +304,8 @@ def test_im2col_path_on_every_device(xgpu_device, n, c, h, w, k, r, stride, pad,
 
 
 # (N, C, H, W, channel multiplier, R, S, stride, padding, dilation, bias): rows shorter and longer than a
-# vector, strides 2 and 3, dilation, padding wider than the window, "same" with an even kernel, 1x1 images
+# vector, strides 2 and 3, dilation, padding wider than the window, "same" with an even kernel, 1x1 images,
+# tall narrow images
 DEPTHWISE_CASES = [
     (2, 5, 7, 7, 1, 3, 3, 1, 1, 1, True),
     (1, 3, 9, 8, 1, 3, 3, 1, 1, 1, False),
@@ -316,6 +317,10 @@ DEPTHWISE_CASES = [
     (2, 3, 1, 1, 1, 3, 3, 1, 1, 1, True),
     (1, 2, 6, 5, 3, 3, 3, 2, 3, 1, True),
     (1, 1, 40, 37, 1, 3, 3, 1, 1, 2, False),
+    # rows of 2 and 5 pixels in several row blocks: a vector's lanes past a row spill into the block's next
+    # rows (written after), never past its last row
+    (1, 1, 64, 4, 1, 3, 3, 1, 0, 1, True),
+    (1, 2, 40, 5, 2, 3, 3, 1, 1, 1, False),
 ]
 
 

@@ -12,7 +12,8 @@
 ## ## memory, no gathers, no edge cases in the loop. The group's kkg output channels are then computed kb at a
 ## time from that buffer (copied once for all of them), rows of output pixels vw at a time: kb vector
 ## accumulators, each vector of input pixels read once for all kb (the output-channel blocking a stem
-## needs), stored with vector stores; the row's last, partial vector lane by lane.
+## needs), stored with vector stores: a row's last, partial vector too, its lanes past Q landing in the
+## next rows that the work-item writes later; only where they would pass the block's last row, lane by lane.
 ##
 ## A column stride sw > 1: each buffer row holds the padded input row as sw phases, every sw-th column
 ## in each (column j at (j % sw) * Wph + j / sw, Wph = Wb / sw), so that neighbouring output pixels read
@@ -128,7 +129,10 @@ void conv2d_dw(
                     }
                 }
 % for b in range(kb):
-                if (ow0 + ${vw} <= Q) {
+                // a whole vector, or one whose lanes past Q spill only into the block's later rows of this
+                // channel, which this work-item writes afterwards (a lane-by-lane store per row cost 14x14
+                // planes 40% of their time)
+                if (oh * Q + ow0 + ${vw} <= oh1 * Q) {
 % if half:
                     VSTORE_${half}(${vw}, acc${b}, out, ${b} * P * Q + ow0);
 % else:
