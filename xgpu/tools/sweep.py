@@ -51,7 +51,9 @@ def gemm_shapes(dtypes: tuple[str, ...] = ("float32", "float64")) -> list[GemmSh
             shapes.append((f"{m}x{n}x{k} (small K)", 1, m, n, k, False, False, dt))
         for b, n in ((64, 64), (256, 32), (16, 256), (32, 128)):
             shapes.append((f"{b} x {n}^3 batched", b, n, n, n, False, False, dt))
-    return shapes
+    # the dtype in every label but float32's: the float64 rows would otherwise read as repeats
+    return [(label if dt == "float32" else f"{label} {dt}", b, m, n, k, ta, tb, dt)
+            for label, b, m, n, k, ta, tb, dt in shapes]
 
 
 # (label, n, c, h, w, k, r, s, stride, pad, dilation, groups)
