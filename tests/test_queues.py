@@ -157,6 +157,38 @@ def test_the_pool_reuses_a_buffer_only_after_the_other_queues_work(dev):
     dev._pool.clear()
 
 
+def test_a_reused_buffer_takes_the_plain_copy_once_nothing_is_left_to_wait_for(dev):
+    """A pooled buffer carries what queues did with it; what the default queue did (a device copy) and
+    another queue's ended work leave its later plain copies on the short path, with the right data."""
+    from xgpu import _queue
+
+    dev._pool.clear()
+    n = 4096
+    src = xgpu.asarray(np.arange(n, dtype=np.float32), dev)
+    dst = src.copy()  # a device copy on the default queue: recorded on both blocks
+    buf = dst._buffer
+    del dst
+    gc.collect()
+    again = xgpu.empty(n, np.float32, dev)
+    assert again._buffer is buf and again._block.pending, "the copy's event did not travel with the buffer"
+    assert not _queue.needs_queue_path(dev, again._block)
+    again.set(np.full(n, 3.0, np.float32))
+    np.testing.assert_array_equal(again.get(), np.full(n, 3.0, np.float32))
+    # another queue's work on it, ended before the buffer is handed out again: nothing to wait for either
+    q1 = dev.queue()
+    other = xgpu.asarray(np.ones(n, np.float32), dev)
+    program = xgpu.compile(SLOW, dev)
+    program.twice(other, src, n, global_size=n, queue=q1)
+    q1.finish()
+    buf = other._buffer
+    del other
+    gc.collect()
+    last = xgpu.empty(n, np.float32, dev)
+    assert last._buffer is buf and not _queue.needs_queue_path(dev, last._block)
+    np.testing.assert_array_equal(last.get(), 2 * np.arange(n, dtype=np.float32))  # pooled memory: q1's result
+    dev._pool.clear()
+
+
 def test_wait_for_an_event_of_another_device_waits_on_the_host():
     pocl, intel = _find(RUNTIMES[0]), _find(RUNTIMES[1])
     n, iters = 1000, 20000
