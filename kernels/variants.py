@@ -122,6 +122,10 @@ def _depthwise(dtype: np.dtype) -> Iterator[Variant]:
                conv_kernel.DEPTHWISE,
                {"dtype": dtype, "has_bias": has_bias, "kr": kr, "ks": ks, "ksh": stride, "ksw": stride,
                 "kdh": dil, "kdw": dil, "kcg": cg, "kkg": mult, "kb": kb, "vw": vw})
+    if dtype.itemsize == 2:  # float16/bfloat16 rows of a column-strided layer staged (Intel's CPU runtime)
+        yield (f"conv2d_dw-{dtype}-3x3s2-staged", conv_kernel.DEPTHWISE,
+               {"dtype": dtype, "has_bias": False, "kr": 3, "ks": 3, "ksh": 2, "ksw": 2, "kdh": 1, "kdw": 1,
+                "kcg": 1, "kkg": 1, "kb": 1, "vw": 8, "stage": True})
 
 
 def _helpers(dtype: np.dtype) -> Iterator[Variant]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -350,6 +352,38 @@ def test_depthwise_kernel_on_every_device(xgpu_device, case, dtype, rng, monkeyp
     assert calls, "the layer did not take the depthwise kernel"
     ref = conv2d_reference(x, wt, b, pair(stride), pads_of(padding, r, s, pair(dilation)), pair(dilation), c)
     assert_close(y.get(), ref, dtype=dtype, terms=r * s, what=f"depthwise {case}")
+
+
+@pytest.mark.parametrize("dtype", [d for d in DTYPES if np.dtype(d).itemsize == 2])
+@pytest.mark.parametrize("case", [c for c in DEPTHWISE_CASES if c[7] != 1],
+                         ids=[f"dw{i}" for i, c in enumerate(DEPTHWISE_CASES) if c[7] != 1])
+def test_depthwise_staged_half_rows_on_every_device(xgpu_device, case, dtype, rng, monkeypatch):
+    """float16/bfloat16 depthwise layers with a column stride, their input rows converted in a staging row
+    first (ConvTraits.stage_half_rows: Intel's runtime only by default), forced on every device (Oclgrind
+    checks the staging row's bounds), in several row blocks, into outputs poisoned with NaN."""
+    need(xgpu_device, dtype)
+    n, c, h, w, mult, r, s, stride, padding, dilation, has_bias = case
+    monkeypatch.setattr(conv_module, "_rows_form", lambda dev: True)
+    monkeypatch.setattr(conv_module, "DEPTHWISE_BUFFER_BYTES", 2048)
+    real_traits = conv_module.traits
+    monkeypatch.setattr(conv_module, "traits", lambda dev: replace(real_traits(dev), stage_half_rows=True))
+    compiled = []
+    real_compile = xgpu.compile
+    monkeypatch.setattr(xgpu, "compile", lambda t, d, defines=None, **kw: (
+        compiled.append(dict(defines or {})), real_compile(t, d, defines=defines, **kw))[1])
+    empty = xgpu.empty
+    monkeypatch.setattr(xgpu, "empty", lambda shape, dt=np.float32, device=None: empty(shape, dt, device).fill(
+        poison(dt)))
+    k = c * mult
+    x = rng.uniform(-1, 1, (n, c, h, w)).astype(dtype)
+    wt = rng.uniform(-1, 1, (k, 1, r, s)).astype(dtype)
+    b = rng.uniform(-1, 1, k).astype(dtype) if has_bias else None
+    y = conv2d(xgpu.asarray(x, xgpu_device), xgpu.asarray(wt, xgpu_device),
+               xgpu.asarray(b, xgpu_device) if has_bias else None, stride=stride, padding=padding,
+               dilation=dilation, groups=c)
+    assert any(d.get("stage") for d in compiled), "the layer did not take the staged depthwise kernel"
+    ref = conv2d_reference(x, wt, b, pair(stride), pads_of(padding, r, s, pair(dilation)), pair(dilation), c)
+    assert_close(y.get(), ref, dtype=dtype, terms=r * s, what=f"staged depthwise {case}")
 
 
 # (N, C, H, W, K, groups, R, S, stride, padding, dilation, bias): RGB stems (3x3 stride 2, 7x7 stride 2),

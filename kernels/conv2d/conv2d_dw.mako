@@ -23,13 +23,15 @@
 ## group), kkg (output channels per group: a multiple of kb), kb (output channels per work-item), vw
 ## (lanes), has_bias. Launch: global (ceil(N * K / kkg / PL), ceil(P / RB)), local (1, 1), local_mem
 ## {"rows": kcg planes of (RB - 1) * ksh + (kr - 1) * kdh + 1 rows of Wb elements of the compute type},
-## where Wb = ksw * (ceil(Q / vw) * vw + (ks - 1) * kdw / ksw).
+## where Wb = ksw * (ceil(Q / vw) * vw + (ks - 1) * kdw / ksw); with stage (optional, float16 and bfloat16
+## storage with ksw > 1): one row of Wb more, a staging row each input row is converted into, in vectors.
 <%
     T = ctype(dtype)
     half = storage_suffix(T)   # HALF (float16) or BF16 (bfloat16): storage read and written through their words
     ACC = "double" if T == "double" else "float"
     V = f"VEC({ACC}, {vw})"
     taps = kr * ks
+    stage = context.get("stage", False) and bool(half) and ksw > 1
     assert kkg % kb == 0, "an output-channel block lies in one group"
 %>
 KERNEL REQD_WORK_GROUP_SIZE(1, 1, 1)
@@ -80,6 +82,18 @@ void conv2d_dw(
                 for (; j < ncopy; ++j)
                     row[j] = (${ACC})${f"LOAD_{half}(src, j)" if half else "src[j]"};
 % else:
+% if stage:
+                // float16/bfloat16 storage: the row converted first, in vectors, into a staging row after
+                // the planes (strided scalar conversions ran stride-2 layers at a quarter of float32's speed)
+                LOCAL_MEM_ARG ${ACC}* stage = rows + ${kcg} * plane_rows;
+                {
+                    index_t j = 0;
+                    for (; j + ${vw} <= ncopy; j += ${vw})
+                        VSTORE(${vw}, VLOAD_${half}(${vw}, src, j), stage, j);
+                    for (; j < ncopy; ++j)
+                        stage[j] = LOAD_${half}(src, j);
+                }
+% endif
                 // phase by phase: reads at stride ksw (interleaved loads), unit-stride writes
                 #pragma unroll
                 for (index_t f = 0; f < ${ksw}; ++f) {
@@ -87,9 +101,15 @@ void conv2d_dw(
                     const index_t lo = (MAX(pw - f, 0) + ${ksw - 1}) / ${ksw};
                     const index_t hi = MAX((pw + ncopy - f + ${ksw - 1}) / ${ksw}, lo);
                     LOCAL_MEM_ARG ${ACC}* dst = buffer + i * Wb + f * Wph;
+% if stage:
+                    LOCAL_MEM_ARG const ${ACC}* from = stage + (lo * ${ksw} + f - pw);
+                    for (index_t idx = 0; idx < hi - lo; ++idx)
+                        dst[lo + idx] = from[idx * ${ksw}];
+% else:
                     GLOBAL_MEM const ${T}* from = src + (lo * ${ksw} + f - pw);
                     for (index_t idx = 0; idx < hi - lo; ++idx)
                         dst[lo + idx] = (${ACC})${f"LOAD_{half}(from, idx * {ksw})" if half else "from[idx * %d]" % ksw};
+% endif
                 }
 % endif
             }

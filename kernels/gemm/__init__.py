@@ -32,6 +32,8 @@ PACK_BLOCKS = 4
 #: either way): 4 columns for a few, 1 for a matrix-vector product (x @ W.T with one row: the 4-column
 #: form computed the same column 4 times and read W at 13 GB/s on both CPU runtimes, this one at 18-23)
 DOT_ROWS = {4: 2, 1: 8}
+#: ... and at most this many work-items, each walking every DOT_ITEMS-th block of rows after its first
+DOT_ITEMS = 128
 PACK = xgpu.KernelTemplate(Path(__file__).with_name("pack.mako"))
 #: float16 and bfloat16 are storage: read into float32, accumulated in float32, rounded once at the store
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), np.dtype(xgpu.bfloat16))
@@ -432,7 +434,7 @@ def _run_dot(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, ch
     return kernel(
         c, a, b, i32(m), i32(n), i32(k), scalar(alpha), scalar(beta), i32(max(k, 1)), i32(max(k, 1)),
         i32(c_rs), i32(c_cs), i32(stride_a), i32(stride_b), i32(stride_c),
-        global_size=(min(-(-m // rows), 128), -(-n // cols), batch), local_size=(1, 1, 1),
+        global_size=(min(-(-m // rows), DOT_ITEMS), -(-n // cols), batch), local_size=(1, 1, 1),
     )
 
 
