@@ -311,8 +311,8 @@ def _depthwise_launch(device, dtype, x_shape, w_shape, has_bias: bool, pads, str
     if rb == p:
         planes = max(1, min(DEPTHWISE_PIXELS // (p * q * kg), units // (8 * cores)))
     nrows = (rb - 1) * sh + (r - 1) * dh + 1
-    # float16/bfloat16 rows converted in a staging row first (ConvTraits.stage_half_rows)
-    staged = int(np.dtype(dtype).itemsize == 2 and sw > 1 and traits(device).stage_half_rows)
+    # float16/bfloat16 rows converted in a staging row first (ConvTraits.stage_half_width)
+    staged = int(np.dtype(dtype).itemsize == 2 and sw > 1 and wd <= traits(device).stage_half_width)
     kernel = xgpu.compile(DEPTHWISE, device, defines={"dtype": dtype, "kr": r, "ks": s, "ksh": sh, "ksw": sw,
                                                        "kdh": dh, "kdw": dw, "kcg": cg, "kkg": kg, "kb": kb,
                                                        "vw": vw, "has_bias": has_bias, "stage": bool(staged)}).conv2d_dw

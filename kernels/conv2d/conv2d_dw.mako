@@ -34,6 +34,25 @@
     stage = context.get("stage", False) and bool(half) and ksw > 1
     assert kkg % kb == 0, "an output-channel block lies in one group"
 %>
+<%def name="half_row(dst)">
+                {
+                    // ncopy float16/bfloat16 elements of src converted into ${dst}, in vectors; the last, partial
+                    // one too where a whole vector's read stays inside x (8 lanes converted at once and 6 of them
+                    // kept cost less than 6 conversions one by one: 14x14 planes)
+                    index_t j = 0;
+                    for (; j + ${vw} <= ncopy; j += ${vw})
+                        VSTORE(${vw}, VLOAD_${half}(${vw}, src, j), ${dst}, j);
+                    if (j < ncopy && (index_t)(src - x) + j + ${vw} <= x_len) {
+                        ${ACC} lanes[${vw}];
+                        VSTORE(${vw}, VLOAD_${half}(${vw}, src, j), lanes, 0);
+                        for (index_t e = 0; j + e < ncopy; ++e)
+                            ${dst}[j + e] = lanes[e];
+                        j = ncopy;
+                    }
+                    for (; j < ncopy; ++j)
+                        ${dst}[j] = LOAD_${half}(src, j);
+                }
+</%def>
 KERNEL REQD_WORK_GROUP_SIZE(1, 1, 1)
 void conv2d_dw(
     GLOBAL_MEM ${T}* RESTRICT y,
@@ -55,6 +74,9 @@ void conv2d_dw(
     const index_t ncopy = MAX(MIN(W, Wb - pw), 0);
     const index_t Wph = Wb / ${ksw};
     const index_t plane_rows = nrows * Wb;
+% if half:
+    const index_t x_len = N * C * H * W;  // the elements of x: no vector read passes it
+% endif
     // the padding is the same zeros for every plane: written once, the planes' pixels then copied inside it
     for (index_t j = 0; j < ${kcg} * plane_rows; ++j)
         rows[j] = (${ACC})0;
@@ -71,28 +93,20 @@ void conv2d_dw(
                 LOCAL_MEM_ARG ${ACC}* row = buffer + i * Wb + pw;
 % endif
                 GLOBAL_MEM const ${T}* src = plane + (ih0 + i) * W;
-% if ksw == 1:
+% if ksw == 1 and half:
+                ${half_row("row")}
+% elif ksw == 1:
                 index_t j = 0;
                 for (; j + ${vw} <= ncopy; j += ${vw})
-% if half:
-                    VSTORE(${vw}, VLOAD_${half}(${vw}, src, j), row, j);
-% else:
                     VSTORE(${vw}, VLOAD(${vw}, src, j), row, j);
-% endif
                 for (; j < ncopy; ++j)
-                    row[j] = (${ACC})${f"LOAD_{half}(src, j)" if half else "src[j]"};
+                    row[j] = src[j];
 % else:
 % if stage:
                 // float16/bfloat16 storage: the row converted first, in vectors, into a staging row after
                 // the planes (strided scalar conversions ran stride-2 layers at a quarter of float32's speed)
                 LOCAL_MEM_ARG ${ACC}* stage = rows + ${kcg} * plane_rows;
-                {
-                    index_t j = 0;
-                    for (; j + ${vw} <= ncopy; j += ${vw})
-                        VSTORE(${vw}, VLOAD_${half}(${vw}, src, j), stage, j);
-                    for (; j < ncopy; ++j)
-                        stage[j] = LOAD_${half}(src, j);
-                }
+                ${half_row("stage")}
 % endif
                 // phase by phase: reads at stride ksw (interleaved loads), unit-stride writes
                 #pragma unroll
@@ -117,9 +131,19 @@ void conv2d_dw(
       for (index_t k0 = g * ${kkg}; k0 < (g + 1) * ${kkg}; k0 += ${kb}) {
         // the block's filter taps (w is (K, kcg, kr, ks)), from cache
         ${ACC} taps[${kb * kcg * taps}];
+% if half:
+        // float16/bfloat16: whole vectors converted at once, the rest one by one
+% for t0 in range(0, kb * kcg * taps - vw + 1, vw):
+        VSTORE(${vw}, VLOAD_${half}(${vw}, w, k0 * ${kcg * taps} + ${t0}), taps, ${t0});
+% endfor
+% for t in range(kb * kcg * taps // vw * vw, kb * kcg * taps):
+        taps[${t}] = LOAD_${half}(w, k0 * ${kcg * taps} + ${t});
+% endfor
+% else:
         #pragma unroll
         for (index_t t = 0; t < ${kb * kcg * taps}; ++t)
-            taps[t] = (${ACC})${f"LOAD_{half}(w, k0 * {kcg * taps} + t)" if half else "w[k0 * %d + t]" % (kcg * taps)};
+            taps[t] = w[k0 * ${kcg * taps} + t];
+% endif
 % for b in range(kb):
 % if has_bias:
         const ${ACC} b${b} = (${ACC})${f"LOAD_{half}(bias, k0 + {b})" if half else f"bias[k0 + {b}]"};

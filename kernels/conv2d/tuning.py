@@ -39,9 +39,9 @@ class ConvTraits:
     pad_copy: bool = False  # write the padding into a copy of the input rather than mask window reads
     pad_row_loop: bool = False  # that copy (NHWC out): one work-item per row of pixels, not per element
     direct_vw: int = 1  # the direct kernel: output pixels (NCHW) or channels (NHWC) per work-item, in vectors
-    # conv2d_dw.mako, float16/bfloat16 with a column stride: each input row converted in vectors into a staging
-    # row first, rather than element by element as the row is split into its phases
-    stage_half_rows: bool = False
+    # conv2d_dw.mako, float16/bfloat16 with a column stride, input rows of at most this many pixels: each row
+    # converted in vectors into a staging row first, rather than element by element as it is split into phases
+    stage_half_width: int = 0
 
 
 # Measured here (docs/benchmarks.md). pad_copy: masks cost the implicit GEMM 20-25% on both CPU runtimes,
@@ -51,13 +51,15 @@ class ConvTraits:
 # 1.98 ms), while Intel's runtime, vectorising across elements, slows down (1.23 against 0.80 ms).
 # direct_vw: PoCL vectorises within a work-item (depthwise 3x3 N8 C128 56x56, NCHW: 2.5 ms with 8 pixels,
 # 3.0 with 16, 20 with 1; NHWC: 4.7 against 15.7 ms with 8 channels); Intel's runtime vectorises across
-# work-items (NCHW 1.7 ms with 1, 3.1 with 8). stage_half_rows: Intel's runtime converts float16 element by
-# element slowly (depthwise 3x3 stride 2, N8 C144 56x56 float16: 3.7 -> 1.4 ms with the staging row, N8 C576
-# 14x14: 1.06 -> 0.64 ms), PoCL does not (1.13 -> 1.41 ms, 1.15 -> 0.99 ms: left off there).
+# work-items (NCHW 1.7 ms with 1, 3.1 with 8). stage_half_width: Intel's runtime converts float16 element by
+# element slowly, whatever the row (depthwise 3x3 stride 2 float16, direct -> staged: N8 C144 56x56 3.7 ->
+# 1.1 ms, N1 C96 112x112 1.40 -> 0.55, N8 C576 14x14 0.99 -> 0.52); PoCL gains on narrow rows only (N8 C960
+# 7x7 0.91 -> 0.54 ms, C576 14x14 0.99 -> 0.63; C384 20x20 0.61 -> 0.69, C96 40x40 0.52 -> 0.79, C144 56x56
+# 1.13 -> 1.48).
 TRAITS: list[tuple[str | None, tuple[str, ...], ConvTraits]] = [
     (None, ("simulator",), ConvTraits()),
-    ("cpu", ("intel-cpu-runtime",), ConvTraits(pad_copy=True, stage_half_rows=True)),
-    ("cpu", (), ConvTraits(pad_copy=True, pad_row_loop=True, direct_vw=8)),
+    ("cpu", ("intel-cpu-runtime",), ConvTraits(pad_copy=True, stage_half_width=1 << 30)),
+    ("cpu", (), ConvTraits(pad_copy=True, pad_row_loop=True, direct_vw=8, stage_half_width=16)),
     (None, (), ConvTraits()),
 ]
 
