@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
@@ -359,14 +357,13 @@ def test_depthwise_kernel_on_every_device(xgpu_device, case, dtype, rng, monkeyp
                          ids=[f"dw{i}" for i, c in enumerate(DEPTHWISE_CASES) if c[7] != 1])
 def test_depthwise_staged_half_rows_on_every_device(xgpu_device, case, dtype, rng, monkeypatch):
     """float16/bfloat16 depthwise layers with a column stride, their input rows converted in a staging row
-    first (ConvTraits.stage_half_width: every row on Intel's runtime, narrow ones on PoCL), forced on every
+    first (narrow rows, and on Intel's runtime any row of a stride above 2: _half_staged), forced on every
     device (Oclgrind checks the staging row's bounds), in several row blocks, into outputs poisoned with NaN."""
     need(xgpu_device, dtype)
     n, c, h, w, mult, r, s, stride, padding, dilation, has_bias = case
     monkeypatch.setattr(conv_module, "_rows_form", lambda dev: True)
     monkeypatch.setattr(conv_module, "DEPTHWISE_BUFFER_BYTES", 2048)
-    real_traits = conv_module.traits
-    monkeypatch.setattr(conv_module, "traits", lambda dev: replace(real_traits(dev), stage_half_width=1 << 30))
+    monkeypatch.setattr(conv_module, "_half_staged", lambda *args: True)
     compiled = []
     real_compile = xgpu.compile
     monkeypatch.setattr(xgpu, "compile", lambda t, d, defines=None, **kw: (

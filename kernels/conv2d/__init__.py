@@ -266,6 +266,15 @@ def depthwise_lanes(device: xgpu.Device, dtype: np.dtype) -> int:
     return max(2, lanes * 4 // max(4, np.dtype(dtype).itemsize))
 
 
+def _half_staged(device: xgpu.Device, dtype: np.dtype, width: int, sw: int, vw: int) -> bool:
+    """Whether conv2d_dw.mako converts a float16/bfloat16 layer's input rows (``width`` pixels, column stride
+    ``sw``) into a staging row first: with a stride of 2, rows shorter than two vectors (wider ones are split
+    into their phases as they are converted, two vectors at a time); with more, as ConvTraits says."""
+    if np.dtype(dtype).itemsize != 2 or sw == 1:
+        return False
+    return width <= (2 * vw if sw == 2 else traits(device).stage_half_width)
+
+
 def _run_prepared(launch: tuple, x: Array, w: Array, bias: Array) -> Array:
     """A kernel launch worked out beforehand: (the output's shape, the kernel bound to its index arguments and
     sizes, taking y, x, w and bias)."""
@@ -311,8 +320,7 @@ def _depthwise_launch(device, dtype, x_shape, w_shape, has_bias: bool, pads, str
     if rb == p:
         planes = max(1, min(DEPTHWISE_PIXELS // (p * q * kg), units // (8 * cores)))
     nrows = (rb - 1) * sh + (r - 1) * dh + 1
-    # float16/bfloat16 rows converted in a staging row first (ConvTraits.stage_half_width)
-    staged = int(np.dtype(dtype).itemsize == 2 and sw > 1 and wd <= traits(device).stage_half_width)
+    staged = int(_half_staged(device, dtype, wd, sw, vw))
     kernel = xgpu.compile(DEPTHWISE, device, defines={"dtype": dtype, "kr": r, "ks": s, "ksh": sh, "ksw": sw,
                                                        "kdh": dh, "kdw": dw, "kcg": cg, "kkg": kg, "kb": kb,
                                                        "vw": vw, "has_bias": has_bias, "stage": bool(staged)}).conv2d_dw

@@ -101,6 +101,51 @@ void conv2d_dw(
                     VSTORE(${vw}, VLOAD(${vw}, src, j), row, j);
                 for (; j < ncopy; ++j)
                     row[j] = src[j];
+% elif ksw == 2 and half and not stage:
+                {
+                    // float16/bfloat16, column stride 2: 2 * vw elements converted as two vectors, their even
+                    // and odd lanes gathered into one vector per phase (no element converted alone, no
+                    // staging row); a row's last, partial pair too where reading it stays inside x
+                    LOCAL_MEM_ARG ${ACC}* d0 = buffer + i * Wb;
+                    LOCAL_MEM_ARG ${ACC}* d1 = d0 + Wph;
+                    index_t jj = 0;
+                    if ((pw & 1) && ncopy > 0) {  // source column 0 at an odd padded column: phase 1
+                        d1[pw >> 1] = LOAD_${half}(src, 0);
+                        jj = 1;
+                    }
+                    for (; jj < ncopy; jj += ${2 * vw}) {
+                        const index_t at = (pw + jj) >> 1;  // pw + jj is even here
+                        const index_t left = ncopy - jj;
+                        if (left >= ${2 * vw} || (index_t)(src - x) + jj + ${2 * vw} <= x_len) {
+                            const ${V} a = VLOAD_${half}(${vw}, src, jj);
+                            const ${V} b = VLOAD_${half}(${vw}, src, jj + ${vw});
+                            ${V} e, o;
+% for t in range(vw // 2):
+                            VSET(e, ${t}, VGET(a, ${2 * t}));
+                            VSET(e, ${vw // 2 + t}, VGET(b, ${2 * t}));
+                            VSET(o, ${t}, VGET(a, ${2 * t + 1}));
+                            VSET(o, ${vw // 2 + t}, VGET(b, ${2 * t + 1}));
+% endfor
+                            if (left >= ${2 * vw}) {
+                                VSTORE(${vw}, e, d0, at);
+                                VSTORE(${vw}, o, d1, at);
+                            } else {
+                                ${ACC} le[${vw}], lo[${vw}];
+                                VSTORE(${vw}, e, le, 0);
+                                VSTORE(${vw}, o, lo, 0);
+                                for (index_t t = 0; t < (left + 1) / 2; ++t)
+                                    d0[at + t] = le[t];
+                                for (index_t t = 0; t < left / 2; ++t)
+                                    d1[at + t] = lo[t];
+                            }
+                        } else {
+                            for (index_t t = 0; t < (left + 1) / 2; ++t)
+                                d0[at + t] = LOAD_${half}(src, jj + 2 * t);
+                            for (index_t t = 0; t < left / 2; ++t)
+                                d1[at + t] = LOAD_${half}(src, jj + 2 * t + 1);
+                        }
+                    }
+                }
 % else:
 % if stage:
                 // float16/bfloat16 storage: the row converted first, in vectors, into a staging row after
