@@ -324,13 +324,10 @@ DEPTHWISE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=[f"dw{i}" for i in range(len(DEPTHWISE_CASES))])
-def test_depthwise_kernel_on_every_device(xgpu_device, case, dtype, rng, monkeypatch):
-    """Depthwise layers run on CPU runtimes through conv2d_dw.mako: forced here on every device (Oclgrind
-    checks its buffer's bounds), with a buffer small enough that large images take several row blocks,
-    into outputs poisoned with NaN, against a float64 reference."""
-    need(xgpu_device, dtype)
+def _depthwise_case(device, case, dtype, rng, monkeypatch):
+    """Run a DEPTHWISE_CASES layer with conv2d_dw.mako forced on ``device`` (a buffer small enough that large
+    images take several row blocks, outputs poisoned with NaN) and check it against a float64 reference."""
+    need(device, dtype)
     n, c, h, w, mult, r, s, stride, padding, dilation, has_bias = case
     monkeypatch.setattr(conv_module, "_rows_form", lambda dev: True)
     monkeypatch.setattr(conv_module, "DEPTHWISE_BUFFER_BYTES", 2048)
@@ -344,12 +341,21 @@ def test_depthwise_kernel_on_every_device(xgpu_device, case, dtype, rng, monkeyp
     x = rng.uniform(-1, 1, (n, c, h, w)).astype(dtype)
     wt = rng.uniform(-1, 1, (k, 1, r, s)).astype(dtype)
     b = rng.uniform(-1, 1, k).astype(dtype) if has_bias else None
-    y = conv2d(xgpu.asarray(x, xgpu_device), xgpu.asarray(wt, xgpu_device),
-               xgpu.asarray(b, xgpu_device) if has_bias else None, stride=stride, padding=padding,
+    y = conv2d(xgpu.asarray(x, device), xgpu.asarray(wt, device),
+               xgpu.asarray(b, device) if has_bias else None, stride=stride, padding=padding,
                dilation=dilation, groups=c)
     assert calls, "the layer did not take the depthwise kernel"
     ref = conv2d_reference(x, wt, b, pair(stride), pads_of(padding, r, s, pair(dilation)), pair(dilation), c)
     assert_close(y.get(), ref, dtype=dtype, terms=r * s, what=f"depthwise {case}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=[f"dw{i}" for i in range(len(DEPTHWISE_CASES))])
+def test_depthwise_kernel_on_every_device(xgpu_device, case, dtype, rng, monkeypatch):
+    """Depthwise layers run on CPU runtimes through conv2d_dw.mako: forced here on every device (Oclgrind
+    checks its buffer's bounds), with a buffer small enough that large images take several row blocks,
+    into outputs poisoned with NaN, against a float64 reference."""
+    _depthwise_case(xgpu_device, case, dtype, rng, monkeypatch)
 
 
 @pytest.mark.parametrize("dtype", [d for d in DTYPES if np.dtype(d).itemsize == 2])
@@ -358,29 +364,14 @@ def test_depthwise_kernel_on_every_device(xgpu_device, case, dtype, rng, monkeyp
 def test_depthwise_staged_half_rows_on_every_device(xgpu_device, case, dtype, rng, monkeypatch):
     """float16/bfloat16 depthwise layers with a column stride, their input rows converted in a staging row
     first (narrow rows, and on Intel's runtime any row of a stride above 2: _half_staged), forced on every
-    device (Oclgrind checks the staging row's bounds), in several row blocks, into outputs poisoned with NaN."""
-    need(xgpu_device, dtype)
-    n, c, h, w, mult, r, s, stride, padding, dilation, has_bias = case
-    monkeypatch.setattr(conv_module, "_rows_form", lambda dev: True)
-    monkeypatch.setattr(conv_module, "DEPTHWISE_BUFFER_BYTES", 2048)
+    device (Oclgrind checks the staging row's bounds), as above."""
     monkeypatch.setattr(conv_module, "_half_staged", lambda *args: True)
     compiled = []
     real_compile = xgpu.compile
     monkeypatch.setattr(xgpu, "compile", lambda t, d, defines=None, **kw: (
         compiled.append(dict(defines or {})), real_compile(t, d, defines=defines, **kw))[1])
-    empty = xgpu.empty
-    monkeypatch.setattr(xgpu, "empty", lambda shape, dt=np.float32, device=None: empty(shape, dt, device).fill(
-        poison(dt)))
-    k = c * mult
-    x = rng.uniform(-1, 1, (n, c, h, w)).astype(dtype)
-    wt = rng.uniform(-1, 1, (k, 1, r, s)).astype(dtype)
-    b = rng.uniform(-1, 1, k).astype(dtype) if has_bias else None
-    y = conv2d(xgpu.asarray(x, xgpu_device), xgpu.asarray(wt, xgpu_device),
-               xgpu.asarray(b, xgpu_device) if has_bias else None, stride=stride, padding=padding,
-               dilation=dilation, groups=c)
+    _depthwise_case(xgpu_device, case, dtype, rng, monkeypatch)
     assert any(d.get("stage") for d in compiled), "the layer did not take the staged depthwise kernel"
-    ref = conv2d_reference(x, wt, b, pair(stride), pads_of(padding, r, s, pair(dilation)), pair(dilation), c)
-    assert_close(y.get(), ref, dtype=dtype, terms=r * s, what=f"staged depthwise {case}")
 
 
 # (N, C, H, W, K, groups, R, S, stride, padding, dilation, bias): RGB stems (3x3 stride 2, 7x7 stride 2),
