@@ -127,6 +127,7 @@ def row_work_group_too_large(dev, monkeypatch):
 
     monkeypatch.setattr(dev, "max_work_group_size", 16)
     monkeypatch.setattr(gemm_kernel, "_kernels", {})
+    monkeypatch.setattr(gemm_kernel, "_calls", {})
     a = np.random.default_rng(0).uniform(-1, 1, (37, 29)).astype(np.float32)
     out = xgpu.gemm(xgpu.asarray(a, dev), xgpu.asarray(a.T.copy(), dev))
     np.testing.assert_allclose(out.get(), a.astype(np.float64) @ a.T, rtol=1e-4, atol=1e-4)

@@ -470,3 +470,25 @@ def test_a_call_like_an_earlier_one_is_still_checked(xgpu_device, rng):
         xgpu.gemm(a, b, c, alpha=True)
     with pytest.raises(ShapeError):
         xgpu.gemm(a, b, xgpu.empty((n, m), np.float32, xgpu_device))
+
+
+def test_a_sweep_of_many_shapes_forgets_calls_not_builds(rng, monkeypatch):
+    """Past CALLS remembered panel launches the oldest are forgotten, never the compiled kernels: a process
+    sweeping shapes does not rebuild (or reload) a variant it already has."""
+    from xgpu.kernels import gemm as gemm_module
+
+    device = next((d for d in xgpu.devices() if d.type == "cpu" and not d.is_simulator), None)
+    if device is None:
+        pytest.skip("no CPU runtime here (the panel kernel's calls are remembered there)")
+    monkeypatch.setattr(gemm_module, "CALLS", 2)
+    monkeypatch.setattr(gemm_module, "_calls", {})
+    a, b = operands(rng, 40, 24, 16, np.float32)
+    gemm(xgpu.asarray(a, device), xgpu.asarray(b, device)).get()
+    builds = set(gemm_module._kernels)
+    assert builds, "no build was remembered"
+    for m in range(41, 47):  # more shapes than CALLS: the calls are forgotten on the way
+        a, b = operands(rng, m, 24, 16, np.float32)
+        assert_close(gemm(xgpu.asarray(a, device), xgpu.asarray(b, device)).get(), reference(a, b),
+                     dtype=np.float32, terms=16)
+    assert len(gemm_module._calls) <= 3
+    assert builds <= set(gemm_module._kernels), "a compiled kernel was forgotten with the calls"

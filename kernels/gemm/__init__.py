@@ -115,10 +115,13 @@ def compile_variant(template, kernel_name: str, device: xgpu.Device, cfg: GemmCo
         cfg = cfg.shrink()
 
 
-#: (kernel, GemmConfig) per build, or (kernel, tile) for the packing one; keys that start with a word are
-#: what a planned call needs, found in one lookup: "ready", the kernel and variant with its rows; "call", all
-#: of a panel launch (:func:`_panel_call`)
+#: (kernel, GemmConfig) per build, or (kernel, tile) for the packing one; keys that start with "ready" are
+#: what a planned call needs, found in one lookup: the kernel and variant with its rows
 _kernels: dict[tuple, Any] = {}
+#: all of a panel launch per plan and shape (:func:`_panel_call`), forgotten past CALLS entries (a process
+#: sweeping many shapes) without the builds in _kernels
+_calls: dict[tuple, Any] = {}
+CALLS = 4096
 
 
 def tuned_config(device: xgpu.Device, dtype: np.dtype, trans_b: bool, shape_class: str) -> GemmConfig | None:
@@ -369,12 +372,12 @@ def _run_panel(c, a, b, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, 
     # what a call of this plan and shape launches is worked out once (a small GEMM's host time is its
     # launch's: 60 us of Python a call on these runtimes before, against the runtime's own 10-20)
     key = ("call", id(chosen), device, dtype, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, explicit)
-    call = _kernels.get(key)
+    call = _calls.get(key)
     if call is None or call[0] is not chosen:
         call = _panel_call(chosen, device, dtype, m, n, k, batch, alpha, beta, trans_a, trans_b, strides, explicit)
-        if len(_kernels) > 4096:  # a process sweeping many shapes: forget the old ones (builds stay cached on disk)
-            _kernels.clear()
-        _kernels[key] = call
+        if len(_calls) > CALLS:  # a process sweeping many shapes: forget the old calls, keep the builds
+            _calls.clear()
+        _calls[key] = call
     _, launch, swap, pack_a, pack_b, scratch = call
     a, b = _packed(a, b, swap, pack_a, pack_b)
     if scratch:
