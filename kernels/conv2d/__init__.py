@@ -320,13 +320,13 @@ def _depthwise_launch(device, dtype, x_shape, w_shape, has_bias: bool, pads, str
     if rb == p:
         planes = max(1, min(DEPTHWISE_PIXELS // (p * q * kg), units // (8 * cores)))
     nrows = (rb - 1) * sh + (r - 1) * dh + 1
-    staged = int(_half_staged(device, dtype, wd, sw, vw))
+    staged = _half_staged(device, dtype, wd, sw, vw)  # a staging row after the planes' rows
     kernel = xgpu.compile(DEPTHWISE, device, defines={"dtype": dtype, "kr": r, "ks": s, "ksh": sh, "ksw": sw,
                                                        "kdh": dh, "kdw": dw, "kcg": cg, "kkg": kg, "kb": kb,
-                                                       "vw": vw, "has_bias": has_bias, "stage": bool(staged)}).conv2d_dw
+                                                       "vw": vw, "has_bias": has_bias, "stage": staged}).conv2d_dw
     return out_shape, kernel.bind(None, None, None, None, *_index(n, c, h, wd, k, p, q, pads[0], pads[2], rb, wb, planes),
                                   global_size=(-(-units // planes), -(-p // rb), 1), local_size=(1, 1, 1),
-                                  local_mem={"rows": (cg * nrows + staged) * wb * acc_bytes})
+                                  local_mem={"rows": (cg * nrows + int(staged)) * wb * acc_bytes})
 
 
 def _rows_form(device: xgpu.Device) -> bool:
