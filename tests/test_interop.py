@@ -108,6 +108,7 @@ def test_views_export_with_their_offset_and_strides(spec):
 @pytest.mark.parametrize("spec", SHARING)
 def test_the_consumer_outlives_the_array(spec):
     dev = _device(spec)
+    gc.collect()  # exports of earlier tests that only wait for the collector: released before counting
     before = _dlpack.live_exports()
     a = xgpu.asarray(np.full(1000, 7, np.float32), dev)
     t = torch.from_dlpack(a)
@@ -126,6 +127,7 @@ def test_the_consumer_outlives_the_array(spec):
 
 @pytest.mark.parametrize("spec", SHARING)
 def test_an_unconsumed_capsule_frees_its_tensor(spec):
+    gc.collect()  # as above: count from a collected heap
     before = _dlpack.live_exports()
     a = xgpu.asarray(np.ones(4, np.float32), _device(spec))
     capsule = a.__dlpack__(max_version=(1, 0))
@@ -378,6 +380,7 @@ def test_a_cuda_tensor_is_wrapped_at_its_pointer(drv):  # noqa: F811
     finally:
         drv.Context.pop()
     producer = _CudaProducer(memory, (3, 4), np.float32, (4, 1), 0)
+    gc.collect()  # count from a collected heap: the gc.collect() below must release only this import
     before = _dlpack.live_exports()
     a = xgpu.from_dlpack(producer)
     assert a.device is dev and _pointer(a) == int(memory)
