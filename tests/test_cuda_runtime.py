@@ -351,3 +351,25 @@ def test_driver_objects_dropped_on_any_thread_are_freed(drv):
     gc.collect()
     assert drv.LEAKED == []
     assert drv.Context.get_current() is None
+
+
+def test_memory_collected_in_a_reference_cycle_is_never_handed_out_again(drv):
+    """The garbage collector finalizes a cycle's objects in any order: a buffer's finalizer can free its
+    allocation before its pool block's finalizer offers it to the pool. Such a buffer (or one whose last
+    events are gone) must not come back for a later array (seen on an H200: a test's exception held
+    arrays in a cycle, and the next arrays of that size had no memory)."""
+    import gc
+
+    dev = xgpu.get_device("cuda:0")
+    dev._pool.clear()
+    gc.collect()
+    for _ in range(3):
+        a = xgpu.asarray(np.ones(1000, np.float32), dev)
+        a.fill(2.0)  # a launch: an event on the block
+        cycle: list = [a]
+        cycle.append(cycle)
+        del a, cycle
+        gc.collect()
+    b = xgpu.asarray(np.arange(1000, dtype=np.float32), dev)  # the stand-in runs no kernel: copies only
+    np.testing.assert_array_equal(b.get(), np.arange(1000, dtype=np.float32))
+    assert drv.Context.get_current() is None

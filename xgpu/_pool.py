@@ -90,6 +90,8 @@ class MemoryPool:
     def give_back(self, buf: BufferImpl, uses: list[tuple[Any, EventImpl]] | None = None) -> None:
         if not self.enabled or buf.nbytes > self.limit:
             return  # dropped: the driver frees it
+        if not buf.usable() or not all(event.usable() for _, event in uses or ()):
+            return  # finalized before its block, in a collected reference cycle: nothing left to reuse
         with self._lock:
             while self._held + buf.nbytes > self.limit and self._free:
                 key, old = self._free.popitem(last=False)

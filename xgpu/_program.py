@@ -499,6 +499,7 @@ class Program:
     def kernel(self, name: str) -> Kernel:
         k = self._kernels.get(name)
         if k is None:
+            self.device._check_process()  # a fork's child: CUDA's lookup would fail as "no such kernel"
             try:
                 k = Kernel(self, name, self._impl.kernel(name))
             except KeyError:

@@ -106,6 +106,12 @@ class BufferImpl(abc.ABC):
 
     nbytes: int
 
+    def usable(self) -> bool:
+        """False once the backend has freed the memory in a finalizer of its own. The garbage collector
+        finalizes a reference cycle's objects in any order, so a buffer's can run before that of the pool
+        block that holds it; the pool then drops the buffer instead of handing it out again."""
+        return True
+
 
 class EventImpl(abc.ABC):
     """A finished or running piece of device work."""
@@ -120,6 +126,11 @@ class EventImpl(abc.ABC):
     def done(self) -> bool:
         """Whether the work has ended, without blocking (False where a backend cannot tell)."""
         return False
+
+    def usable(self) -> bool:
+        """False once a finalizer of the backend's own has let go of what it waits on (see
+        BufferImpl.usable): a pooled buffer whose last work is such an event is dropped, not reused."""
+        return True
 
     def times_ns(self) -> tuple[int, int] | None:
         """When the work started and ended on the device's clock, in nanoseconds (waits for it first);

@@ -97,6 +97,9 @@ class CudaBuffer(BufferImpl):
     def __del__(self) -> None:
         _release(self, "allocation")
 
+    def usable(self) -> bool:
+        return "allocation" in self.__dict__
+
     @property
     def arg(self) -> Any:
         """What a launch passes for it: pycuda packs an allocation, or an integer of pointer size."""
@@ -114,6 +117,9 @@ class CudaEvent(EventImpl):
         device = self.__dict__.get("device")
         if device is not None:
             device.spare_events(self.__dict__.pop("start", None), self.__dict__.pop("end", None))
+
+    def usable(self) -> bool:
+        return "end" in self.__dict__
 
     def wait(self) -> None:
         with self.device.active("waiting for a kernel"):

@@ -74,7 +74,7 @@ void conv2d_dw(
     const index_t ncopy = MAX(MIN(W, Wb - pw), 0);
     const index_t Wph = Wb / ${ksw};
     const index_t plane_rows = nrows * Wb;
-% if half:
+% if half and (ksw <= 2 or stage):
     const index_t x_len = N * C * H * W;  // the elements of x: no vector read passes it
 % endif
     // the padding is the same zeros for every plane: written once, the planes' pixels then copied inside it
