@@ -36,6 +36,11 @@
     def vload(ptr, idx):
         return f"VLOAD_{half}({vw}, {ptr}, {idx})" if half else f"VLOAD({vw}, {ptr}, {idx})"
 
+    AK = 8  # float16/bfloat16: elements of A's rows converted at a time
+
+    def vload_k(ptr, idx):
+        return f"VLOAD_{half}({AK}, {ptr}, {idx})"
+
 %>
 KERNEL REQD_WORK_GROUP_SIZE(${wg}, 1, 1)
 void gemm_panel(
@@ -141,7 +146,28 @@ void gemm_panel(
                 // rows past M read the last row (never stored)
                 GLOBAL_MEM const ${T}* RESTRICT a${i} = A + MIN(i0 + ${i}, M - 1) * lda + k0;
 % endfor
-                for (index_t k = 0; k < kl; ++k) {
+                index_t k = 0;
+% if half:
+                // float16/bfloat16 A: AK elements of each row converted at once, as one vector, into a
+                // private block the broadcasts then read (one conversion per element, never a scalar one)
+                for (; k + ${AK} <= kl; k += ${AK}) {
+                    ${ACC} ab[${mr * AK}];
+% for i in range(mr):
+                    VSTORE(${AK}, ${vload_k(f"a{i}", "k")}, ab, ${i * AK});
+% endfor
+                    #pragma unroll
+                    for (index_t t = 0; t < ${AK}; ++t) {
+                        const ${V} b0 = VLOAD(${vw}, panel, (k + t) * ${NR});
+                        const ${V} b1 = VLOAD(${vw}, panel, (k + t) * ${NR} + ${vw});
+% for i in range(mr):
+                        const ${V} s${i} = VSPLAT(${ACC}, ${vw}, ab[${i * AK} + t]);
+                        acc${i}_0 = VFMA(s${i}, b0, acc${i}_0);
+                        acc${i}_1 = VFMA(s${i}, b1, acc${i}_1);
+% endfor
+                    }
+                }
+% endif
+                for (; k < kl; ++k) {
                     const ${V} b0 = VLOAD(${vw}, panel, k * ${NR});
                     const ${V} b1 = VLOAD(${vw}, panel, k * ${NR} + ${vw});
 % for i in range(mr):
