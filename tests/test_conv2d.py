@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -469,3 +471,33 @@ def test_a_layer_like_an_earlier_one_is_still_checked(xgpu_device, layout, rng):
         view = view[:, :, 7:, :] if nhwc else view[:, :, :, 7:]
         y = xgpu.conv2d(view, w, stride=stride, padding=padding, groups=groups, layout=layout)
         assert_close(y.get(), ref, dtype=np.float32, terms=c // groups * r * r, what="a view")
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("widen", [True, False], ids=["widened", "half-kernel"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_half_implicit_gemm_layers_widened_or_not(xgpu_device, half, widen, layout, monkeypatch, rng):
+    """float16/bfloat16 implicit-GEMM layers: on float32 copies where ConvTraits.widen_half says so (the CPU
+    runtimes), the result rounded once; else the half kernel. Both against a float64 reference, with a bias
+    and odd sizes, called twice (the second call takes the remembered path)."""
+    real = conv_module.traits
+    monkeypatch.setattr(conv_module, "traits", lambda device: replace(real(device), widen_half=widen))
+    conv_module._seen_calls.clear()
+    widened = []
+    wrap = conv_module._widened
+    monkeypatch.setattr(conv_module, "_widened", lambda layer: widened.append(layer) or wrap(layer))
+    dtype = np.dtype(xgpu.bfloat16) if half == "bfloat16" else np.dtype(np.float16)
+    need(xgpu_device, dtype)
+    x = rng.uniform(-1, 1, (2, 20, 7, 11)).astype(dtype)  # 20 input channels: past the few-channel kernel
+    w = rng.uniform(-1, 1, (13, 20, 3, 3)).astype(dtype)
+    b = rng.uniform(-1, 1, 13).astype(dtype)
+    ref = conv2d_reference(x, w, b, (2, 1), (1, 1, 0, 0), (1, 1), 1)
+    xs, ws = (x, w) if layout == "NCHW" else (x.transpose(0, 2, 3, 1), w.transpose(2, 3, 1, 0))
+    args = [xgpu.asarray(np.ascontiguousarray(a), xgpu_device) for a in (xs, ws, b)]
+    for _ in range(2):
+        y = conv2d(*args, stride=(2, 1), padding=(1, 0), layout=layout).get()
+        assert y.dtype == dtype
+        got = y if layout == "NCHW" else y.transpose(0, 3, 1, 2)
+        assert_close(got, ref, dtype=dtype, terms=180, what=f"{layout} {dtype} widened={widen}")
+    assert bool(widened) == widen
+    conv_module._seen_calls.clear()

@@ -572,6 +572,9 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
         decided = (chosen, traits(device), _rows_form(device), xgpu.empty(1, dtype, device))
     chosen, tr, rows_form, placeholder = decided
     log.debug("conv2d %s x %s on %s: %s (%s)", x.shape, w.shape, device.id, chosen.label, chosen.reason)
+    if chosen.kernel == "implicit-gemm" and config is None and dtype.itemsize == 2 and tr.widen_half:
+        widened = _widened(layer)
+        return widened(x, w, bias), widened
     bias_arr = bias if bias is not None else placeholder
     generic = functools.partial(_run_again, layer, decided)
     if chosen.kernel == "gemm":
@@ -664,6 +667,25 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
                                    global_size=(col_tiles * tx, -(-m // cfg.tm) * ty, g), local_size=(tx, ty, 1)))(
             y, x_nhwc, w_k, bias_arr)
     return y, generic
+
+
+def _widened(layer: _Layer) -> Callable[[Array, Array, Any], Array]:
+    """How a float16/bfloat16 implicit-GEMM layer runs where ConvTraits.widen_half says so: the operands
+    widened to float32, the float32 layer, the result rounded once (float32 sums either way)."""
+    f32 = np.dtype(np.float32)
+    wide = replace(layer, dtype=f32)
+    runs: list[Callable[[Array, Array, Any], Array]] = []  # the float32 layer's run, once it has run
+
+    def widened(x: Array, w: Array, bias: Array | None) -> Array:
+        xw, ww, bw = x.astype(f32), w.astype(f32), None if bias is None else bias.astype(f32)
+        if runs:
+            y = runs[0](xw, ww, bw)
+        else:
+            y, again = _run(wide, xw, ww, bw, None)
+            runs.append(again)
+        return y.astype(layer.dtype)
+
+    return widened
 
 
 def _run_again(layer: _Layer, decided: tuple, x: Array, w: Array, bias: Array | None) -> Array:

@@ -42,6 +42,9 @@ class ConvTraits:
     # conv2d_dw.mako, float16/bfloat16 with a column stride, input rows of at most this many pixels: each row
     # converted in vectors into a staging row first, rather than element by element as it is split into phases
     stage_half_width: int = 0
+    # float16/bfloat16 layers of the implicit GEMM run as float32 on widened copies, the result rounded once:
+    # the half variant has no vector loads and converts each element it reads, every time it reads it
+    widen_half: bool = False
 
 
 # Measured here (docs/benchmarks.md). pad_copy: masks cost the implicit GEMM 20-25% on both CPU runtimes,
@@ -58,8 +61,8 @@ class ConvTraits:
 # 1.13 -> 1.48).
 TRAITS: list[tuple[str | None, tuple[str, ...], ConvTraits]] = [
     (None, ("simulator",), ConvTraits()),
-    ("cpu", ("intel-cpu-runtime",), ConvTraits(pad_copy=True, stage_half_width=1 << 30)),
-    ("cpu", (), ConvTraits(pad_copy=True, pad_row_loop=True, direct_vw=8, stage_half_width=16)),
+    ("cpu", ("intel-cpu-runtime",), ConvTraits(pad_copy=True, stage_half_width=1 << 30, widen_half=True)),
+    ("cpu", (), ConvTraits(pad_copy=True, pad_row_loop=True, direct_vw=8, stage_half_width=16, widen_half=True)),
     (None, (), ConvTraits()),
 ]
 

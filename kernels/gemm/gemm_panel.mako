@@ -189,16 +189,35 @@ void gemm_panel(
                     const index_t cols = MIN((index_t)${NR}, N - colq);
 % if half:
                     const index_t wat = (batch * M + i0 + ${i}) * N + colq;
-                    for (index_t e = 0; e < cols; ++e) {
-                        float v = alpha * lanes[e];
-                        if (kb > 0)
-                            v += W[wat + e];
-                        else if (beta != 0.0f)
-                            v = FMA(beta, LOAD_${half}(C, at + e * c_cs), v);
-                        if (kb == blocks - 1)
-                            STORE_${half}(C, at + e * c_cs, v);
-                        else
-                            W[wat + e] = v;
+                    if (cols == ${NR} && c_cs == 1) {  // whole vectors: converted and stored as such
+                        const ${V} scale = VSPLAT(${ACC}, ${vw}, alpha);
+                        ${V} v0 = VMUL(acc${i}_0, scale), v1 = VMUL(acc${i}_1, scale);
+                        if (kb > 0) {
+                            v0 = VADD(v0, VLOAD(${vw}, W, wat));
+                            v1 = VADD(v1, VLOAD(${vw}, W, wat + ${vw}));
+                        } else if (beta != 0.0f) {
+                            v0 = VFMA(VSPLAT(${ACC}, ${vw}, beta), VLOAD_${half}(${vw}, C, at), v0);
+                            v1 = VFMA(VSPLAT(${ACC}, ${vw}, beta), VLOAD_${half}(${vw}, C, at + ${vw}), v1);
+                        }
+                        if (kb == blocks - 1) {
+                            VSTORE_${half}(${vw}, v0, C, at);
+                            VSTORE_${half}(${vw}, v1, C, at + ${vw});
+                        } else {
+                            VSTORE(${vw}, v0, W, wat);
+                            VSTORE(${vw}, v1, W, wat + ${vw});
+                        }
+                    } else {
+                        for (index_t e = 0; e < cols; ++e) {
+                            float v = alpha * lanes[e];
+                            if (kb > 0)
+                                v += W[wat + e];
+                            else if (beta != 0.0f)
+                                v = FMA(beta, LOAD_${half}(C, at + e * c_cs), v);
+                            if (kb == blocks - 1)
+                                STORE_${half}(C, at + e * c_cs, v);
+                            else
+                                W[wat + e] = v;
+                        }
                     }
 % else:
                     if (cols == ${NR} && c_cs == 1) {
