@@ -111,8 +111,8 @@ def _direct(dtype: np.dtype) -> Iterator[Variant]:
 
 def _depthwise(dtype: np.dtype) -> Iterator[Variant]:
     # conv2d_dw.mako (CPU runtimes): stride 1, a column stride of 2 (lanes gathered from neighbouring
-    # vectors) and of 3 (phase by phase), a channel multiplier, dilation; and few-input-channel layers (RGB stems: 3 channels, 3x3
-    # stride 2 with blocks of 8 output channels, 7x7 stride 2 with blocks of 4)
+    # vectors) and of 3 (phase by phase), a channel multiplier, dilation; and few-input-channel layers (RGB
+    # stems: 3 channels, 3x3 stride 2 with blocks of 8 output channels, 7x7 stride 2 with blocks of 4)
     for has_bias, kr, ks, stride, dil, cg, mult, kb, vw in ((True, 3, 3, 1, 1, 1, 1, 1, 8),
                                                             (False, 3, 3, 2, 1, 1, 2, 1, 8),
                                                             (True, 3, 3, 3, 1, 1, 1, 1, 8),

@@ -373,3 +373,27 @@ def test_memory_collected_in_a_reference_cycle_is_never_handed_out_again(drv):
     b = xgpu.asarray(np.arange(1000, dtype=np.float32), dev)  # the stand-in runs no kernel: copies only
     np.testing.assert_array_equal(b.get(), np.arange(1000, dtype=np.float32))
     assert drv.Context.get_current() is None
+
+
+@pytest.mark.parametrize("finalized", ["buffer", "event"])
+def test_memory_finalized_after_it_was_pooled_is_never_handed_out_again(drv, finalized):
+    """The other order of the same collection: the block's finalizer pools the buffer (with the events of
+    its last uses), and then the buffer's or an event's own finalizer runs. The pool checks again when it
+    hands the buffer out, and allocates anew instead."""
+    import gc
+
+    dev = xgpu.get_device("cuda:0")
+    dev._pool.clear()
+    a = xgpu.asarray(np.ones(1000, np.float32), dev)
+    a.fill(2.0)  # a launch: an event on the block
+    impl, events = a._block.impl, list(a._block.uses.values())
+    assert events
+    del a
+    gc.collect()  # the block's finalizer: the buffer is pooled
+    assert dev._pool.held_bytes == impl.nbytes
+    for obj in [impl] if finalized == "buffer" else events:
+        obj.__del__()  # what the collector runs on each object of a collected cycle, the pooled ones too
+    b = xgpu.asarray(np.arange(1000, dtype=np.float32), dev)
+    assert b._block.impl is not impl
+    np.testing.assert_array_equal(b.get(), np.arange(1000, dtype=np.float32))
+    assert dev._pool.held_bytes == 0

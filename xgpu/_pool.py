@@ -52,6 +52,14 @@ class Block:
             pool.give_back(self.impl, list(last.items()))
 
 
+def _usable(buf: BufferImpl, uses: list[tuple[Any, EventImpl]] | None) -> bool:
+    """Whether a pooled buffer and the events of its last uses still hold what they wrap. The garbage
+    collector finalizes a reference cycle's objects in any order, before or after the block's finalizer
+    pools them: a backend's finalizer may have freed either (BufferImpl.usable), so the pool checks both
+    when it takes a buffer in and when it hands one out, and drops such a buffer."""
+    return buf.usable() and all(event.usable() for _, event in uses or ())
+
+
 class MemoryPool:
     def __init__(self, device: DeviceImpl, global_mem_bytes: int):
         self._device = device
@@ -70,14 +78,19 @@ class MemoryPool:
         return self._held
 
     def allocate(self, nbytes: int) -> Block:
+        dropped = []  # let go of after the lock: a backend's finalizer may take its device's lock
         if self.enabled:
             with self._lock:
                 ids = self._by_size.get(nbytes)
-                if ids:
+                while ids:
                     key = ids.pop()
                     buf = self._free.pop(key)
                     self._held -= buf.nbytes
-                    return Block(buf, self, self._uses.pop(key, None))
+                    uses = self._uses.pop(key, None)
+                    if _usable(buf, uses):
+                        return Block(buf, self, uses)
+                    dropped.append(buf)
+        dropped.clear()
         try:
             buf = self._device.allocate(nbytes)
         except OutOfMemoryError:
@@ -90,8 +103,8 @@ class MemoryPool:
     def give_back(self, buf: BufferImpl, uses: list[tuple[Any, EventImpl]] | None = None) -> None:
         if not self.enabled or buf.nbytes > self.limit:
             return  # dropped: the driver frees it
-        if not buf.usable() or not all(event.usable() for _, event in uses or ()):
-            return  # finalized before its block, in a collected reference cycle: nothing left to reuse
+        if not _usable(buf, uses):
+            return
         with self._lock:
             while self._held + buf.nbytes > self.limit and self._free:
                 key, old = self._free.popitem(last=False)

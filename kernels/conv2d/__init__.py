@@ -572,9 +572,6 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
         decided = (chosen, traits(device), _rows_form(device), xgpu.empty(1, dtype, device))
     chosen, tr, rows_form, placeholder = decided
     log.debug("conv2d %s x %s on %s: %s (%s)", x.shape, w.shape, device.id, chosen.label, chosen.reason)
-    if chosen.kernel == "implicit-gemm" and config is None and dtype.itemsize == 2 and tr.widen_half:
-        widened = _widened(layer)
-        return widened(x, w, bias), widened
     bias_arr = bias if bias is not None else placeholder
     generic = functools.partial(_run_again, layer, decided)
     if chosen.kernel == "gemm":
@@ -602,6 +599,9 @@ def _run(layer: _Layer, x: Array, w: Array, bias: Array | None, config: GemmConf
                 return _run_prepared(launch, x, w, placeholder if bias is None else bias)
 
             return again(x, w, bias), again
+    if chosen.kernel == "implicit-gemm" and config is None and dtype.itemsize == 2 and tr.widen_half:
+        widened = _widened(layer)  # (after the few-channel kernel above, which converts rows in vectors)
+        return widened(x, w, bias), widened
     if (chosen.kernel == "implicit-gemm" and config is None and layout == "NCHW" and g == 1 and not has_bias
             and (p * q <= IM2COL_PIXELS or k >= IM2COL_CHANNELS) and n * c * r * s * p * q * dtype.itemsize <= IM2COL_BYTES
             and rows_form):
