@@ -674,15 +674,15 @@ def _widened(layer: _Layer) -> Callable[[Array, Array, Any], Array]:
     widened to float32, the float32 layer, the result rounded once (float32 sums either way)."""
     f32 = np.dtype(np.float32)
     wide = replace(layer, dtype=f32)
-    runs: list[Callable[[Array, Array, Any], Array]] = []  # the float32 layer's run, once it has run
+    again: Callable[[Array, Array, Any], Array] | None = None  # how the float32 layer runs, once it has run
 
     def widened(x: Array, w: Array, bias: Array | None) -> Array:
+        nonlocal again
         xw, ww, bw = x.astype(f32), w.astype(f32), None if bias is None else bias.astype(f32)
-        if runs:
-            y = runs[0](xw, ww, bw)
-        else:
+        if again is None:
             y, again = _run(wide, xw, ww, bw, None)
-            runs.append(again)
+        else:
+            y = again(xw, ww, bw)
         return y.astype(layer.dtype)
 
     return widened
